@@ -1,0 +1,1 @@
+"""Reader-study analysis (placeholder package docstring, replaced by the analysis work)."""

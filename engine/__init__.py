@@ -1,0 +1,1 @@
+"""MedVersa engine (placeholder package docstring, replaced by the engine work)."""

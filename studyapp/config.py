@@ -1,0 +1,26 @@
+"""Settings read from the environment, with the embedded defaults."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("STUDYAPP_DATA_DIR", Path.home() / ".studyapp"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the platform keeps its data.
+
+    Attributes:
+        data_dir: folder for the embedded SQLite file and caches (``$STUDYAPP_DATA_DIR``, default ``~/.studyapp``).
+        database_url: SQLAlchemy URL (``$STUDYAPP_DATABASE_URL``); default ``sqlite:///{data_dir}/study.db``.
+            A PostgreSQL URL such as ``postgresql+psycopg://user:pw@host/db`` works the same.
+    """
+
+    data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
+    database_url: str = ""
+
+    def __post_init__(self):
+        if not self.database_url:
+            url = os.environ.get("STUDYAPP_DATABASE_URL") or f"sqlite:///{Path(self.data_dir) / 'study.db'}"
+            object.__setattr__(self, "database_url", url)

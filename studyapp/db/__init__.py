@@ -1,0 +1,1 @@
+"""Persistence: declarative base, models, session factory and Alembic migrations."""
