@@ -1,0 +1,1 @@
+"""Blinded A/B comparison models (filled in by the comparisons work)."""
