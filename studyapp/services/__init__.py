@@ -1,0 +1,1 @@
+"""Study services: plain functions over SQLAlchemy sessions; no Gradio."""

@@ -1,0 +1,79 @@
+"""User accounts issued by the coordinator; passwords hashed with Argon2id (argon2-cffi)."""
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER, ReaderStudy, StudyReader, User
+from studyapp.services.errors import InvalidInput, NotFound
+
+_hasher = PasswordHasher()
+ROLES = (ROLE_READER, ROLE_COORDINATOR)
+
+
+def add_user(
+    session: Session, username: str, password: str, role: str = ROLE_READER, display_name: str = ""
+) -> User:
+    """Create an account.
+
+    Raises:
+        InvalidInput: empty username, password shorter than 8 characters, unknown role, or username taken.
+    """
+    username = username.strip()
+    if not username:
+        raise InvalidInput("username is empty")
+    if len(password) < 8:
+        raise InvalidInput(f"password for {username!r} is shorter than 8 characters")
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}; expected one of {ROLES}")
+    if session.scalar(select(User).where(User.username == username)) is not None:
+        raise InvalidInput(f"username {username!r} is already taken")
+    user = User(
+        username=username, password_hash=_hasher.hash(password), role=role, display_name=display_name or username
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """Return the user when ``password`` matches the stored Argon2 hash, else ``None``."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    """The account named ``username``.
+
+    Raises:
+        NotFound: no such account.
+    """
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"unknown user {username!r}")
+    return user
+
+
+def enroll_reader(session: Session, study: ReaderStudy, user: User) -> StudyReader:
+    """Add ``user`` as a reader of ``study`` (idempotent).
+
+    Raises:
+        InvalidInput: the account is a coordinator account.
+    """
+    if user.role != ROLE_READER:
+        raise InvalidInput(f"{user.username!r} is a {user.role} account, not a reader")
+    link = session.scalar(
+        select(StudyReader).where(StudyReader.study_id == study.id, StudyReader.user_id == user.id)
+    )
+    if link is None:
+        link = StudyReader(study_id=study.id, user_id=user.id)
+        session.add(link)
+        session.flush()
+    return link

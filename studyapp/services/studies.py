@@ -1,0 +1,66 @@
+"""Creating and finding reader studies and their arms."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from studyapp.db.models import ARM_TEMPLATE, Arm, ReaderStudy
+from studyapp.services.errors import InvalidInput, NotFound
+
+#: The three starting conditions of the paper's user study (section 2.4): code -> coordinator-facing label.
+PAPER_ARMS = {
+    ARM_TEMPLATE: "Normal template",
+    "llm": "External LLM draft (e.g. GPT-4o)",
+    "model": "MedVersa draft",
+}
+
+
+def create_study(
+    session: Session,
+    name: str,
+    arms: dict[str, str] | None = None,
+    template_text: str = "",
+    seed: int = 0,
+    description: str = "",
+) -> ReaderStudy:
+    """Create a reader study with its arms.
+
+    Args:
+        arms: arm code -> label; default the paper's three arms (:data:`PAPER_ARMS`).
+        template_text: the study-level normal template, the starting text of arm ``template``.
+        seed: seed of the study's random design (assignment order), recorded on the study.
+
+    Raises:
+        InvalidInput: empty name, a name already used, or no arms.
+    """
+    name = name.strip()
+    if not name:
+        raise InvalidInput("study name is empty")
+    if session.scalar(select(ReaderStudy).where(ReaderStudy.name == name)) is not None:
+        raise InvalidInput(f"a study named {name!r} already exists")
+    arms = PAPER_ARMS if arms is None else arms
+    if not arms:
+        raise InvalidInput("a study needs at least one arm")
+    study = ReaderStudy(name=name, template_text=template_text, seed=seed, description=description)
+    session.add(study)
+    session.flush()
+    for code, label in arms.items():
+        session.add(Arm(study_id=study.id, code=code, label=label))
+    session.flush()
+    return study
+
+
+def get_study(session: Session, name: str) -> ReaderStudy:
+    """The study named ``name``.
+
+    Raises:
+        NotFound: no such study.
+    """
+    study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == name))
+    if study is None:
+        raise NotFound(f"unknown study {name!r}")
+    return study
+
+
+def list_studies(session: Session) -> list[ReaderStudy]:
+    """All studies, oldest first."""
+    return list(session.scalars(select(ReaderStudy).order_by(ReaderStudy.id)))
