@@ -1,0 +1,126 @@
+"""Coordinator views: progress per reader and the reads table (one row per reader x case), exported as CSV.
+
+These views are unblinded (arm and draft source) and only for coordinators.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from studyapp.db.models import STATUS_NEW, STATUS_SUBMITTED, Assignment, Case, Draft, ReaderStudy, Report
+
+#: Columns of the reads CSV, in order, with their meaning (documented for analysts).
+READS_COLUMNS = {
+    "study": "reader study name",
+    "reader": "reader username",
+    "case_key": "case identifier within the study",
+    "study_instance_uid": "DICOM StudyInstanceUID (0020,000D) of the case",
+    "case_label": "normal / abnormal label of the case, if known",
+    "position": "position of the case in the reader's worklist (1-based)",
+    "arm": "arm code (starting condition)",
+    "draft_source": "who or what wrote the starting draft",
+    "draft_is_sample": "true for demo sample drafts",
+    "status": "new / in_progress / submitted",
+    "opened_at": "first open, UTC ISO 8601",
+    "submitted_at": "submission, UTC ISO 8601",
+    "active_seconds": "seconds the case was open, visible and not idle",
+    "wall_seconds": "seconds from first open to submission",
+    "draft_text": "starting text shown to the reader",
+    "final_text": "submitted report",
+    "chars_changed": "Levenshtein distance (characters) from draft_text to final_text",
+    "n_autosaves": "number of stored text versions",
+    "confidence": "Likert answer (scale in confidence_scale)",
+    "confidence_scale": "min-max of the confidence scale",
+    "mental_demand": "Likert answer (scale in mental_demand_scale)",
+    "mental_demand_scale": "min-max of the mental demand scale",
+}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
+    """One row per reader x case of ``study`` with the columns of :data:`READS_COLUMNS` (unread rows included)."""
+    assignments = session.scalars(
+        select(Assignment)
+        .where(Assignment.study_id == study.id)
+        .options(
+            selectinload(Assignment.reader),
+            selectinload(Assignment.case),
+            selectinload(Assignment.arm),
+            selectinload(Assignment.report).selectinload(Report.likert),
+            selectinload(Assignment.report).selectinload(Report.versions),
+        )
+        .order_by(Assignment.reader_id, Assignment.position)
+    )
+    drafts = {
+        (d.case_id, d.arm_id): d
+        for d in session.scalars(select(Draft).join(Case).where(Case.study_id == study.id))
+    }
+    rows = []
+    for a in assignments:
+        draft, report = drafts.get((a.case_id, a.arm_id)), a.report
+        row = {
+            "study": study.name,
+            "reader": a.reader.username,
+            "case_key": a.case.case_key,
+            "study_instance_uid": a.case.study_instance_uid,
+            "case_label": a.case.label,
+            "position": a.position,
+            "arm": a.arm.code,
+            "draft_source": draft.source if draft else None,
+            "draft_is_sample": draft.is_sample if draft else None,
+            "status": report.status if report else STATUS_NEW,
+            "opened_at": _iso(report.opened_at) if report else None,
+            "submitted_at": _iso(report.submitted_at) if report else None,
+            "active_seconds": round(report.active_seconds, 1) if report else None,
+            "wall_seconds": (
+                round((report.submitted_at - report.opened_at).total_seconds(), 1)
+                if report and report.submitted_at
+                else None
+            ),
+            "draft_text": report.draft_text if report else (draft.text if draft else None),
+            "final_text": report.final_text if report else None,
+            "chars_changed": (
+                Levenshtein.distance(report.draft_text, report.final_text)
+                if report and report.final_text is not None
+                else None
+            ),
+            "n_autosaves": len(report.versions) if report else 0,
+        }
+        answers = {r.question: r for r in report.likert} if report else {}
+        for question in ("confidence", "mental_demand"):
+            response = answers.get(question)
+            row[question] = response.value if response else None
+            row[f"{question}_scale"] = f"{response.scale['min']}-{response.scale['max']}" if response else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(READS_COLUMNS))
+
+
+def export_reads_csv(session: Session, study: ReaderStudy, path: str | Path) -> pd.DataFrame:
+    """Write :func:`reads_table` to ``path`` as UTF-8 CSV and return the table."""
+    table = reads_table(session, study)
+    table.to_csv(path, index=False)
+    return table
+
+
+def progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
+    """Per reader: assigned, new, in progress, submitted counts and active minutes so far."""
+    reads = reads_table(session, study)
+    if reads.empty:
+        return pd.DataFrame(columns=["reader", "assigned", "new", "in_progress", "submitted", "active_minutes"])
+    grouped = reads.groupby("reader")
+    table = pd.DataFrame(
+        {
+            "assigned": grouped.size(),
+            "new": grouped["status"].apply(lambda s: int((s == STATUS_NEW).sum())),
+            "in_progress": grouped["status"].apply(lambda s: int((s == "in_progress").sum())),
+            "submitted": grouped["status"].apply(lambda s: int((s == STATUS_SUBMITTED).sum())),
+            "active_minutes": (grouped["active_seconds"].sum() / 60).round(1),
+        }
+    )
+    return table.reset_index()

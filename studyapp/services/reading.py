@@ -1,0 +1,269 @@
+"""A reader's work: worklist, opening a case, autosave, and submission with Likert answers.
+
+Everything a reader's browser receives comes from the blinded views defined here (:class:`WorklistItem`,
+:class:`CaseScreen`): they carry no arm code, arm label or draft source (blinding is a security property).
+
+Active time is counted in the browser (paused while the tab is hidden or the reader idle) and reported as a
+running total; the server never lets it grow faster than wall-clock time since the last save.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from studyapp.clock import utcnow
+from studyapp.db.models import (
+    STATUS_IN_PROGRESS,
+    STATUS_NEW,
+    STATUS_SUBMITTED,
+    Assignment,
+    AuditEvent,
+    Case,
+    Draft,
+    LikertResponse,
+    ReaderStudy,
+    Report,
+    ReportVersion,
+    StudyReader,
+    User,
+)
+from studyapp.services.errors import InvalidInput, NotFound, PermissionDenied
+
+#: Seconds of clock skew and network delay tolerated when checking reported active time.
+ACTIVE_TIME_SLACK_S = 2.0
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """One row of a reader's worklist (blinded: no arm, no source)."""
+
+    assignment_id: int
+    position: int
+    case_key: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CaseScreen:
+    """What the reading screen shows for one assignment (blinded: no arm, no source).
+
+    Attributes:
+        active_seconds: active time already recorded, so the timer resumes from it.
+        text: the latest saved text (the draft on first open).
+        likert_scales: question code -> {"min", "max", "question", "labels"}.
+    """
+
+    assignment_id: int
+    case_id: int
+    position: int
+    case_key: str
+    patient_age: str | None
+    patient_sex: str | None
+    indication: str | None
+    comparison: str | None
+    text: str
+    status: str
+    active_seconds: float
+    autosave_seconds: float
+    idle_seconds: float
+    likert_scales: dict
+
+
+def reader_studies(session: Session, reader: User) -> list[ReaderStudy]:
+    """Studies the reader is enrolled in, oldest first."""
+    return list(
+        session.scalars(
+            select(ReaderStudy)
+            .join(StudyReader, StudyReader.study_id == ReaderStudy.id)
+            .where(StudyReader.user_id == reader.id)
+            .order_by(ReaderStudy.id)
+        )
+    )
+
+
+def worklist(session: Session, reader: User, study: ReaderStudy) -> list[WorklistItem]:
+    """The reader's assignments in ``study`` in reading order, with status new / in_progress / submitted."""
+    rows = session.execute(
+        select(Assignment, Case.case_key, Report.status)
+        .join(Case, Case.id == Assignment.case_id)
+        .outerjoin(Report, Report.assignment_id == Assignment.id)
+        .where(Assignment.study_id == study.id, Assignment.reader_id == reader.id)
+        .order_by(Assignment.position)
+    )
+    return [
+        WorklistItem(a.id, a.position, case_key, status or STATUS_NEW) for a, case_key, status in rows
+    ]
+
+
+def own_assignment(session: Session, reader: User, assignment_id: int) -> Assignment:
+    """The assignment ``assignment_id`` if it belongs to ``reader``.
+
+    Raises:
+        NotFound: no such assignment.
+        PermissionDenied: it belongs to another reader.
+    """
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"unknown assignment {assignment_id}")
+    if assignment.reader_id != reader.id:
+        raise PermissionDenied(f"assignment {assignment_id} is not assigned to {reader.username!r}")
+    return assignment
+
+
+def _starting_text(session: Session, assignment: Assignment) -> str:
+    draft = session.scalar(
+        select(Draft).where(Draft.case_id == assignment.case_id, Draft.arm_id == assignment.arm_id)
+    )
+    if draft is None:
+        raise NotFound(
+            f"case {assignment.case.case_key!r} has no draft for its assigned starting condition; "
+            "ask the coordinator to import drafts"
+        )
+    return draft.text
+
+
+def _log(session: Session, kind: str, reader: User, assignment: Assignment, **detail) -> None:
+    session.add(
+        AuditEvent(
+            kind=kind, user_id=reader.id, study_id=assignment.study_id, assignment_id=assignment.id, detail=detail
+        )
+    )
+
+
+def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
+    """Open (or resume) an assignment; the first open creates the report from the draft and records ``opened_at``.
+
+    Raises:
+        NotFound, PermissionDenied: see :func:`own_assignment`; NotFound also when the case has no draft.
+    """
+    assignment = own_assignment(session, reader, assignment_id)
+    report = assignment.report
+    if report is None:
+        text = _starting_text(session, assignment)
+        report = Report(assignment_id=assignment.id, draft_text=text, current_text=text, status=STATUS_IN_PROGRESS)
+        session.add(report)
+        session.flush()
+        _log(session, "opened", reader, assignment)
+    else:
+        _log(session, "resumed", reader, assignment, active_seconds=report.active_seconds)
+    case, study = assignment.case, session.get(ReaderStudy, assignment.study_id)
+    return CaseScreen(
+        assignment_id=assignment.id,
+        case_id=case.id,
+        position=assignment.position,
+        case_key=case.case_key,
+        patient_age=case.patient_age,
+        patient_sex=case.patient_sex,
+        indication=case.indication,
+        comparison=case.comparison,
+        text=report.current_text if report.status != STATUS_SUBMITTED else report.final_text,
+        status=report.status,
+        active_seconds=report.active_seconds,
+        autosave_seconds=study.autosave_seconds,
+        idle_seconds=study.idle_seconds,
+        likert_scales=study.likert_scales,
+    )
+
+
+def _last_saved_at(report: Report) -> datetime:
+    return report.versions[-1].saved_at if report.versions else report.opened_at
+
+
+def _accept_active_seconds(report: Report, reported: float, now: datetime) -> float:
+    """Active time after a save: never less than stored, never more than stored + wall time since the last save."""
+    if reported != reported or reported < 0:  # NaN or negative
+        raise InvalidInput(f"active seconds must be a non-negative number, got {reported!r}")
+    ceiling = report.active_seconds + (now - _last_saved_at(report)).total_seconds() + ACTIVE_TIME_SLACK_S
+    return max(report.active_seconds, min(float(reported), ceiling))
+
+
+def _open_report(session: Session, reader: User, assignment_id: int) -> Report:
+    assignment = own_assignment(session, reader, assignment_id)
+    report = assignment.report
+    if report is None:
+        raise InvalidInput(f"assignment {assignment_id} has not been opened yet")
+    if report.status == STATUS_SUBMITTED:
+        raise InvalidInput(f"the report of case {assignment.case.case_key!r} is already submitted")
+    return report
+
+
+def autosave(session: Session, reader: User, assignment_id: int, text: str, active_seconds: float) -> Report:
+    """Store the current text as a new version (only when it changed) and the active time.
+
+    Args:
+        text: the editor's full text.
+        active_seconds: the browser's running total of active seconds for this case.
+
+    Raises:
+        InvalidInput: the report is not open or already submitted, or ``active_seconds`` is negative/NaN.
+        NotFound, PermissionDenied: see :func:`own_assignment`.
+    """
+    report = _open_report(session, reader, assignment_id)
+    now = utcnow()
+    report.active_seconds = _accept_active_seconds(report, active_seconds, now)
+    if text != report.current_text:
+        report.current_text = text
+        session.add(ReportVersion(report_id=report.id, saved_at=now, text=text, active_seconds=report.active_seconds))
+    session.flush()
+    return report
+
+
+def validate_likert(scales: dict, answers: dict[str, int]) -> None:
+    """Check that every question of ``scales`` is answered with an integer on its scale.
+
+    Raises:
+        InvalidInput: a missing or unknown question, or a value off the scale.
+    """
+    missing = sorted(set(scales) - set(answers))
+    if missing:
+        raise InvalidInput(f"please answer: {', '.join(scales[q]['question'] for q in missing)}")
+    unknown = sorted(set(answers) - set(scales))
+    if unknown:
+        raise InvalidInput(f"unknown Likert question(s): {unknown}")
+    for question, value in answers.items():
+        scale = scales[question]
+        if not isinstance(value, int) or not scale["min"] <= value <= scale["max"]:
+            raise InvalidInput(
+                f"{question}: {value!r} is not on the scale {scale['min']}..{scale['max']}"
+            )
+
+
+def submit(
+    session: Session,
+    reader: User,
+    assignment_id: int,
+    text: str,
+    active_seconds: float,
+    likert: dict[str, int],
+) -> Report:
+    """Submit the final report with the Likert answers (paper section 4.3: confidence and mental demand).
+
+    Validation runs before anything is written, so a refused submission leaves the autosaved text as it was.
+
+    Raises:
+        InvalidInput: empty report, Likert answers missing or off the scale, or already submitted.
+        NotFound, PermissionDenied: see :func:`own_assignment`.
+    """
+    if not text.strip():
+        raise InvalidInput("the report is empty")
+    study = session.get(ReaderStudy, own_assignment(session, reader, assignment_id).study_id)
+    validate_likert(study.likert_scales, likert)
+    report = autosave(session, reader, assignment_id, text, active_seconds)
+    report.final_text = text
+    report.submitted_at = utcnow()
+    report.status = STATUS_SUBMITTED
+    for question, value in likert.items():
+        session.add(LikertResponse(report_id=report.id, question=question, value=value, scale=study.likert_scales[question]))
+    _log(session, "submitted", reader, report.assignment, active_seconds=report.active_seconds)
+    session.flush()
+    return report
+
+
+def next_open_assignment(session: Session, reader: User, study: ReaderStudy) -> int | None:
+    """The first assignment in reading order that is not submitted, or ``None`` when the worklist is done."""
+    for item in worklist(session, reader, study):
+        if item.status != STATUS_SUBMITTED:
+            return item.assignment_id
+    return None

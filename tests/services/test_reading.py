@@ -1,0 +1,104 @@
+"""Reading flow: open -> autosave -> submit with Likert, ownership checks, active-time clamp, export row."""
+
+from datetime import timedelta
+
+import pytest
+
+from studyapp.db.models import Assignment, Case, Draft, LikertResponse, Report, ReportVersion
+from studyapp.services import accounts, export, reading, studies
+from studyapp.services.errors import InvalidInput, PermissionDenied
+
+
+@pytest.fixture()
+def setup(db):
+    """One study, one case with an 'llm' draft, two readers; reader1 assigned the case under 'llm'."""
+    with db.begin() as s:
+        study = studies.create_study(s, "s1", template_text="Normal chest.")
+        case = Case(study_id=study.id, case_key="C1", study_instance_uid="1.2.3", indication="cough")
+        s.add(case)
+        s.flush()
+        llm = next(a for a in study.arms if a.code == "llm")
+        s.add(Draft(case_id=case.id, arm_id=llm.id, text="Heart normal.", source="gpt-4o-secret"))
+        r1 = accounts.add_user(s, "reader1", "password1")
+        r2 = accounts.add_user(s, "reader2", "password2")
+        accounts.enroll_reader(s, study, r1)
+        a = Assignment(study_id=study.id, reader_id=r1.id, case_id=case.id, arm_id=llm.id, position=1)
+        s.add(a)
+        s.flush()
+        ids = {"study": study.id, "assignment": a.id}
+    return db, ids
+
+
+def test_open_autosave_submit_and_export(setup):
+    db, ids = setup
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        screen = reading.open_case(s, r1, ids["assignment"])
+        assert screen.text == "Heart normal."
+        assert "gpt-4o-secret" not in repr(screen) and "llm" not in repr(screen)
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        # opened_at is 'now': a claim of 500 s is clamped to wall time since opening (+ slack)
+        report = reading.autosave(s, r1, ids["assignment"], "Heart normal. Lungs clear.", 500.0)
+        assert report.active_seconds < 10
+        report.opened_at -= timedelta(seconds=100)  # pretend the last save was 100 s ago
+        report.versions[-1].saved_at -= timedelta(seconds=100)
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        assert reading.open_case(s, r1, ids["assignment"]).text == "Heart normal. Lungs clear."
+        with pytest.raises(InvalidInput, match="mental"):
+            reading.submit(s, r1, ids["assignment"], "Final.", 40.0, {"confidence": 4})
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        with pytest.raises(InvalidInput, match="not on the scale"):
+            reading.submit(s, r1, ids["assignment"], "Final.", 40.0, {"confidence": 9, "mental_demand": 2})
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        reading.submit(s, r1, ids["assignment"], "Heart normal. Lungs clear. No effusion.", 40.0,
+                       {"confidence": 4, "mental_demand": 2})
+    with db() as s:
+        report = s.query(Report).one()
+        assert report.status == "submitted" and report.active_seconds == 40.0
+        assert [v.text for v in s.query(ReportVersion).order_by(ReportVersion.id)] == [
+            "Heart normal. Lungs clear.", "Heart normal. Lungs clear. No effusion."]
+        assert {(r.question, r.value, r.scale["max"]) for r in s.query(LikertResponse)} == {
+            ("confidence", 4, 5), ("mental_demand", 2, 5)}
+        study = studies.get_study(s, "s1")
+        row = export.reads_table(s, study).iloc[0]
+        assert (row.reader, row.arm, row.draft_source, row.confidence) == ("reader1", "llm", "gpt-4o-secret", 4)
+        assert row.chars_changed == len(" Lungs clear. No effusion.")
+        with pytest.raises(InvalidInput, match="already submitted"):
+            reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "late edit", 41.0)
+
+
+def test_other_reader_cannot_open(setup):
+    db, ids = setup
+    with db.begin() as s:
+        with pytest.raises(PermissionDenied, match="reader2"):
+            reading.open_case(s, accounts.get_user(s, "reader2"), ids["assignment"])
+
+
+def test_refused_submission_keeps_autosaved_text(setup):
+    db, ids = setup
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        reading.open_case(s, r1, ids["assignment"])
+        reading.autosave(s, r1, ids["assignment"], "typed so far", 1.0)
+    with pytest.raises(InvalidInput):
+        with db.begin() as s:
+            reading.submit(s, accounts.get_user(s, "reader1"), ids["assignment"], "typed more", 2.0, {})
+    with db() as s:
+        assert s.query(Report).one().current_text == "typed so far"
+
+
+def test_accounts_hash_and_reject(db):
+    with db.begin() as s:
+        user = accounts.add_user(s, "coord", "longpassword", role="coordinator")
+        assert "longpassword" not in user.password_hash and user.password_hash.startswith("$argon2id$")
+        assert accounts.authenticate(s, "coord", "longpassword").id == user.id
+        assert accounts.authenticate(s, "coord", "wrong") is None
+        assert accounts.authenticate(s, "nobody", "longpassword") is None
+        with pytest.raises(InvalidInput, match="already taken"):
+            accounts.add_user(s, "coord", "longpassword")
+        with pytest.raises(InvalidInput, match="shorter than 8"):
+            accounts.add_user(s, "x", "short")
