@@ -231,6 +231,7 @@ class Report(Base):
     status: Mapped[str] = mapped_column(String(32), default=STATUS_IN_PROGRESS)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[Optional[datetime]] = mapped_column()
+    last_saved_at: Mapped[Optional[datetime]] = mapped_column()
     active_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
     assignment: Mapped[Assignment] = relationship(back_populates="report")

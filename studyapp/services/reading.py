@@ -167,15 +167,11 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
     )
 
 
-def _last_saved_at(report: Report) -> datetime:
-    return report.versions[-1].saved_at if report.versions else report.opened_at
-
-
 def _accept_active_seconds(report: Report, reported: float, now: datetime) -> float:
     """Active time after a save: never less than stored, never more than stored + wall time since the last save."""
     if reported != reported or reported < 0:  # NaN or negative
         raise InvalidInput(f"active seconds must be a non-negative number, got {reported!r}")
-    ceiling = report.active_seconds + (now - _last_saved_at(report)).total_seconds() + ACTIVE_TIME_SLACK_S
+    ceiling = report.active_seconds + (now - (report.last_saved_at or report.opened_at)).total_seconds() + ACTIVE_TIME_SLACK_S
     return max(report.active_seconds, min(float(reported), ceiling))
 
 
@@ -203,9 +199,10 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     report = _open_report(session, reader, assignment_id)
     now = utcnow()
     report.active_seconds = _accept_active_seconds(report, active_seconds, now)
+    report.last_saved_at = now
     if text != report.current_text:
         report.current_text = text
-        session.add(ReportVersion(report_id=report.id, saved_at=now, text=text, active_seconds=report.active_seconds))
+        report.versions.append(ReportVersion(saved_at=now, text=text, active_seconds=report.active_seconds))
     session.flush()
     return report
 

@@ -42,7 +42,7 @@ def test_open_autosave_submit_and_export(setup):
         report = reading.autosave(s, r1, ids["assignment"], "Heart normal. Lungs clear.", 500.0)
         assert report.active_seconds < 10
         report.opened_at -= timedelta(seconds=100)  # pretend the last save was 100 s ago
-        report.versions[-1].saved_at -= timedelta(seconds=100)
+        report.last_saved_at -= timedelta(seconds=100)
     with db.begin() as s:
         r1 = accounts.get_user(s, "reader1")
         assert reading.open_case(s, r1, ids["assignment"]).text == "Heart normal. Lungs clear."

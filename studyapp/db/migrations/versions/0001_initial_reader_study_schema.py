@@ -157,6 +157,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('opened_at', studyapp.db.base.UTCDateTime(), nullable=False),
     sa.Column('submitted_at', studyapp.db.base.UTCDateTime(), nullable=True),
+    sa.Column('last_saved_at', studyapp.db.base.UTCDateTime(), nullable=True),
     sa.Column('active_seconds', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['assignment_id'], ['assignments.id'], name=op.f('fk_reports_assignment_id_assignments'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reports')),
