@@ -1,0 +1,264 @@
+"""Starting drafts of a study: import from CSV or JSONL, and the study-level normal template.
+
+A draft is the immutable starting text of one case under one arm, with its source (the model or person that wrote
+it, e.g. ``gpt-4o-2024-08-06``); the paper's arms are a normal template, a GPT-4o draft and a MedVersa draft
+(medversa-paper.txt, section 2.4). A file holds one draft per row (CSV, header row required) or per line (JSONL):
+
+    case_key, arm, text, source   required
+    is_sample                     optional: true/false, yes/no, 1/0 (empty = false); marks demo drafts
+
+Each bad row is reported with its line number and skipped; good rows still import. Re-importing an identical row
+changes nothing; a row that differs from a stored draft is a conflict unless ``replace=True`` and no reader has
+opened a report on that case under that arm.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from studyapp.db.models import ARM_TEMPLATE, Arm, Assignment, Case, Draft, ReaderStudy, Report
+from studyapp.services.errors import InvalidInput
+
+TEMPLATE_SOURCE = "normal template"
+REQUIRED_COLUMNS = ("case_key", "arm", "text", "source")
+_BOOLEANS = {"": False, "false": False, "no": False, "0": False, "true": True, "yes": True, "1": True}
+
+
+class DraftFileError(InvalidInput):
+    """A drafts file that cannot be read at all (unknown format, not UTF-8, no header); nothing was imported."""
+
+
+@dataclass
+class ImportResult:
+    """Outcome of a drafts import.
+
+    Attributes:
+        imported: new drafts stored.
+        unchanged: rows identical to a stored draft (re-import).
+        replaced: stored drafts overwritten (only with ``replace=True``).
+        errors: ``(line number, reason)`` per rejected row, line 1 being the CSV header / first JSONL line.
+    """
+
+    imported: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replace: bool = False) -> ImportResult:
+    """Import the drafts in a ``.csv`` or ``.jsonl`` file into ``study``. Does not commit.
+
+    Args:
+        session: the caller's session (one transaction per user action).
+        study: the reader study whose cases and arms the rows name.
+        path: a UTF-8 CSV file with a header row, or a JSON-lines file (``.jsonl`` / ``.ndjson``).
+        replace: overwrite stored drafts that differ, unless a reader has opened a report on them.
+
+    Returns:
+        Counts and row-level errors: unknown case_key, unknown arm, empty text or source, missing column,
+        bad is_sample, malformed JSON line, duplicate row, conflict with a stored draft, draft already read.
+
+    Raises:
+        DraftFileError: the file is missing, not CSV/JSONL, not UTF-8 text, or a CSV without the required header.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise DraftFileError(f"{path.name}: drafts must be a .csv or .jsonl file, not {suffix or 'no extension'!r}")
+    try:
+        content = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DraftFileError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise DraftFileError(f"{path.name}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    if "\x00" in content:
+        raise DraftFileError(f"{path.name}: binary content, not a {suffix[1:].upper()} text file")
+
+    result = ImportResult()
+    rows = _csv_rows(content, path.name, result) if suffix == ".csv" else _jsonl_rows(content, result)
+    cases = {c.case_key: c for c in session.scalars(select(Case).where(Case.study_id == study.id))}
+    arms = {a.code: a for a in session.scalars(select(Arm).where(Arm.study_id == study.id))}
+    first_line: dict[tuple[int, int], int] = {}
+    for line, row in rows:
+        draft = _validate(row, cases, arms)
+        if isinstance(draft, str):
+            result.errors.append((line, draft))
+            continue
+        key = (draft.case_id, draft.arm_id)
+        if key in first_line:
+            where = f"case_key {row['case_key']!r}, arm {row['arm']!r}"
+            result.errors.append((line, f"duplicate row: {where} already on line {first_line[key]}"))
+            continue
+        first_line[key] = line
+        problem = _store(session, draft, replace, result)
+        if problem:
+            result.errors.append((line, problem))
+    session.flush()
+    result.errors.sort()
+    return result
+
+
+def set_template(session: Session, study: ReaderStudy, text: str) -> ImportResult:
+    """Store the study-level normal template and make it the ``template`` arm's draft of every case.
+
+    Drafts are created for cases that have none and updated where the text changed, with source
+    ``"normal template"``. Does not commit.
+
+    Returns:
+        ``imported`` = drafts created, ``replaced`` = drafts updated, ``unchanged`` = drafts already equal.
+
+    Raises:
+        InvalidInput: empty text, no ``template`` arm in the study, or a reader already opened a report on a
+            template draft whose text would change (nothing is changed then).
+    """
+    text = text.strip()
+    if not text:
+        raise InvalidInput("the normal template is empty")
+    arm = session.scalar(select(Arm).where(Arm.study_id == study.id, Arm.code == ARM_TEMPLATE))
+    if arm is None:
+        raise InvalidInput(f"study {study.name!r} has no arm {ARM_TEMPLATE!r}")
+    stored = {d.case_id: d for d in session.scalars(select(Draft).where(Draft.arm_id == arm.id))}
+    changing = [d.case_id for d in stored.values() if (d.text, d.source) != (text, TEMPLATE_SOURCE)]
+    read = _reports_on(session, arm.id, changing)
+    if read:
+        raise InvalidInput(
+            f"readers already opened {read} report(s) on the current template drafts; the template cannot change"
+        )
+    study.template_text = text
+    result = ImportResult()
+    for case in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)):
+        draft = stored.get(case.id)
+        if draft is None:
+            session.add(Draft(case_id=case.id, arm_id=arm.id, text=text, source=TEMPLATE_SOURCE))
+            result.imported += 1
+        elif case.id in changing:
+            draft.text, draft.source, draft.is_sample = text, TEMPLATE_SOURCE, False
+            result.replaced += 1
+        else:
+            result.unchanged += 1
+    session.flush()
+    return result
+
+
+def _csv_rows(content: str, name: str, result: ImportResult) -> list[tuple[int, dict]]:
+    """``(starting line, row)`` pairs of a CSV text; a missing header column is one error on line 1."""
+    reader = csv.reader(io.StringIO(content, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DraftFileError(f"{name}: empty file, expected a header row {','.join(REQUIRED_COLUMNS)}") from None
+    except csv.Error as err:
+        raise DraftFileError(f"{name}: not a CSV file ({err})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        result.errors.append((1, f"missing column(s) {', '.join(missing)} in the header"))
+        return []
+    rows, line = [], reader.line_num + 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as err:
+            result.errors.append((line, f"malformed CSV row ({err})"))
+            return rows
+        if any(v.strip() for v in values):
+            row = dict(zip(header, values))
+            if len(values) > len(header):
+                row["__extra__"] = values[len(header):]
+            rows.append((line, row))
+        line = reader.line_num + 1
+
+
+def _jsonl_rows(content: str, result: ImportResult) -> list[tuple[int, dict]]:
+    """``(line, object)`` pairs of a JSON-lines text; malformed lines go to ``result.errors``."""
+    rows = []
+    for line, text in enumerate(content.splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as err:
+            result.errors.append((line, f"malformed JSON line ({err.msg} at column {err.colno})"))
+            continue
+        if not isinstance(row, dict):
+            result.errors.append((line, f"malformed JSON line (a {type(row).__name__}, expected an object)"))
+            continue
+        rows.append((line, row))
+    return rows
+
+
+def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft | str:
+    """An unsaved Draft for a valid row, or the reason the row is rejected."""
+    if "__extra__" in row:
+        return f"{len(row['__extra__'])} more value(s) than header columns"
+    missing = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
+    if missing:
+        return f"missing column(s) {', '.join(missing)}"
+    wrong = [c for c in REQUIRED_COLUMNS if not isinstance(row[c], str)]
+    if wrong:
+        return f"{', '.join(wrong)} must be text"
+    case = cases.get(row["case_key"].strip())
+    if case is None:
+        return f"unknown case_key {row['case_key']!r}"
+    arm = arms.get(row["arm"].strip())
+    if arm is None:
+        return f"unknown arm {row['arm']!r}; the study's arms are {', '.join(sorted(arms))}"
+    text, source = row["text"].strip(), row["source"].strip()
+    if not text:
+        return "empty text"
+    if not source:
+        return "empty source"
+    is_sample = row.get("is_sample")
+    if is_sample is None or isinstance(is_sample, bool):
+        is_sample = bool(is_sample)
+    elif isinstance(is_sample, str) and is_sample.strip().lower() in _BOOLEANS:
+        is_sample = _BOOLEANS[is_sample.strip().lower()]
+    else:
+        return f"is_sample {is_sample!r} is not true/false"
+    return Draft(case_id=case.id, arm_id=arm.id, text=text, source=source, is_sample=is_sample)
+
+
+def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) -> str | None:
+    """Add ``draft`` or compare it with the stored one; the reason it was not stored, if any."""
+    stored = session.scalar(select(Draft).where(Draft.case_id == draft.case_id, Draft.arm_id == draft.arm_id))
+    if stored is None:
+        session.add(draft)
+        session.flush()
+        result.imported += 1
+        return None
+    fields = ("text", "source", "is_sample")
+    differ = [f for f in fields if getattr(stored, f) != getattr(draft, f)]
+    if not differ:
+        result.unchanged += 1
+        return None
+    if not replace:
+        return (
+            f"conflict: a stored draft for this case and arm has a different {', '.join(differ)}; drafts are "
+            "immutable (import with replace to overwrite)"
+        )
+    read = _reports_on(session, draft.arm_id, [draft.case_id])
+    if read:
+        return f"cannot replace: readers already opened {read} report(s) on this draft"
+    for f in fields:
+        setattr(stored, f, getattr(draft, f))
+    result.replaced += 1
+    return None
+
+
+def _reports_on(session: Session, arm_id: int, case_ids: list[int]) -> int:
+    """Number of reports readers opened on the drafts of ``case_ids`` under arm ``arm_id``."""
+    if not case_ids:
+        return 0
+    return session.scalar(
+        select(func.count(Report.id))
+        .join(Assignment)
+        .where(Assignment.arm_id == arm_id, Assignment.case_id.in_(case_ids))
+    )
