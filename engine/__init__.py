@@ -1,1 +1,16 @@
-"""MedVersa engine (placeholder package docstring, replaced by the engine work)."""
+"""MedVersa engine: a reimplementation of the MedVersa generalist medical AI (paper sections 4.2-4.4).
+
+A causal language model (the orchestrator) reads images through vision encoders and adapters spliced into its
+prompt ("referring image instructions"), answers in text, and emits task tokens (``<DET>``, ``<2DSEG>``,
+``<3DSEG>``) whose last-layer hidden states prompt the detection and segmentation heads.
+
+Shape letters used in every docstring of this package:
+``B`` batch, ``C`` channels, ``H, W`` image height/width, ``D`` volume depth (slices), ``L`` token sequence
+length, ``E`` embedding width (the LLM hidden size), ``N`` number of images, ``K`` number of task tokens.
+
+Modules: :mod:`engine.configuration` (composite config), :mod:`engine.vision` (2D/3D encoders),
+:mod:`engine.heads` (detection, 2D/3D segmentation), :mod:`engine.modeling` (adapters, backbone, model with
+losses), :mod:`engine.processing` (tokenizer, prompts, image transforms), :mod:`engine.inference`
+(:class:`engine.inference.MedVersa`), :mod:`engine.checkpoint` (save/load, released-checkpoint converter),
+:mod:`engine.tiny` (tiny random model), :mod:`engine.drafts` (reader-study drafts).
+"""

@@ -1,0 +1,342 @@
+"""MedVersa model: visual adapters, the multimodal backbone (encoders + adapters + LLM), and the model with
+task heads and losses (paper sections 4.2-4.3, Figs. 7-8).
+
+Images enter the prompt as ``<img{i}>`` + ``num_visual_tokens`` placeholder tokens + ``</img{i}>``; the
+placeholder embeddings are replaced by adapter outputs (row-major over the 3 x 3 grid). Task tokens (``<DET>``,
+``<2DSEG>``, ``<3DSEG>``) are read at their own positions in the token sequence: the last-layer hidden state
+where the input token is the task token prompts the matching head. Training and inference use the same rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceFocalLoss
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import PreTrainedModel
+
+from engine.configuration import (
+    ADDED_TOKENS,
+    DET_TOKEN,
+    IMAGE_TOKEN,
+    SEG2D_TOKEN,
+    SEG3D_TOKEN,
+    MedVersaConfig,
+)
+from engine.heads import DetectionHead, SegmentationHead2D, SegmentationHead3D
+from engine.vision import SwinEncoder2D, UNetEncoder3D
+
+IGNORE_INDEX = -100
+
+
+class VisualAdapter(nn.Module):
+    """Adaptive average pool to the visual grid -> LayerNorm(C) -> Linear(C, E) (paper section 4.2).
+
+    Input a ``(N, C, h, w)`` or ``(N, C, d, h, w)`` feature map; output ``(N, T, E)`` visual tokens with
+    ``T = grid[0] * grid[1]`` in row-major order. 3D maps are pooled to ``(1, grid[0], grid[1])``.
+    """
+
+    def __init__(self, in_channels: int, hidden_size: int, grid: tuple[int, int]):
+        super().__init__()
+        self.grid = tuple(grid)
+        self.norm = nn.LayerNorm(in_channels)
+        self.proj = nn.Linear(in_channels, hidden_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, C, [d,] h, w)`` -> ``(N, T, E)``."""
+        if features.ndim == 5:
+            pooled = F.adaptive_avg_pool3d(features, (1, *self.grid))
+        else:
+            pooled = F.adaptive_avg_pool2d(features, self.grid)
+        tokens = pooled.flatten(2).transpose(1, 2)  # (N, T, C)
+        return self.proj(self.norm(tokens))
+
+
+def attach_lora(llm: PreTrainedModel, config: MedVersaConfig) -> PeftModel:
+    """Wrap a causal LM with LoRA on ``config.lora.target_modules`` and trainable rows for the added tokens.
+
+    The added-token rows of the input embedding (and of the LM head when it is not tied) are trainable and saved
+    with the adapter (the released code froze them by accident, engine-notes.md). Resize the embeddings before
+    calling this (a wrapped model cannot be resized).
+
+    Raises:
+        ValueError: ``config.token_ids`` lacks an added token, or an id is outside the LM's vocabulary.
+    """
+    missing = [t for t in ADDED_TOKENS if t not in config.token_ids]
+    if missing:
+        raise ValueError(f"config.token_ids lacks the added tokens {missing}; build them from the tokenizer first")
+    vocab = llm.get_input_embeddings().num_embeddings
+    ids = sorted(config.token_ids[t] for t in ADDED_TOKENS)
+    if ids[-1] >= vocab:
+        raise ValueError(f"added-token id {ids[-1]} is outside the LM vocabulary of {vocab}; resize embeddings first")
+    trainable = {"embed_tokens": ids}
+    if not llm.config.get_text_config().tie_word_embeddings:
+        trainable["lm_head"] = ids
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=list(config.lora.target_modules),
+        trainable_token_indices=trainable,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(llm, lora)
+
+
+@dataclass
+class MedVersaInputs:
+    """One minibatch.
+
+    Attributes:
+        input_ids: ``(B, L)`` long token ids, one BOS each, image placeholders included.
+        attention_mask: ``(B, L)`` 1 for real tokens, 0 for padding.
+        labels: ``(B, L)`` long target ids, ``-100`` where no loss is taken (prompt, padding); ``None`` at inference.
+        pixel_values_2d: ``(N2, 3, H, W)`` CLIP-normalised 2D images, or ``None``.
+        pixel_values_3d: ``(N3, 1, D, H, W)`` z-normalised volumes on the model grid, or ``None``.
+        image_is_3d: ``(N,)`` bool, the kind of each image in the order its placeholders appear (row-major over the
+            batch); may be ``None`` when only one kind is present.
+        boxes: ``(K_det, 4)`` target boxes, normalized xyxy, one per ``<DET>`` in ``input_ids`` (row-major order).
+        masks_2d: ``(K_2d, 1, H, W)`` binary targets, one per ``<2DSEG>``; the mask belongs to the first 2D image
+            of the token's row.
+        masks_3d: ``(K_3d, 1, D, H, W)`` binary targets, one per ``<3DSEG>`` (first volume of the row).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+    pixel_values_2d: torch.Tensor | None = None
+    pixel_values_3d: torch.Tensor | None = None
+    image_is_3d: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    masks_2d: torch.Tensor | None = None
+    masks_3d: torch.Tensor | None = None
+
+
+@dataclass
+class BackboneOutput:
+    """Attributes:
+    last_hidden_state: ``(B, L, E)`` after the LLM's final norm.
+    logits: ``(B, L, V)`` next-token logits.
+    image_rows: ``(N,)`` the batch row of each image.
+    features_3d: per-level 3D UNet encoder maps of the ``N3`` volumes (deepest last), or ``None``.
+    """
+
+    last_hidden_state: torch.Tensor
+    logits: torch.Tensor
+    image_rows: torch.Tensor
+    features_3d: list[torch.Tensor] | None
+
+
+@dataclass
+class MedVersaOutput:
+    """Attributes:
+    loss: scalar total loss (weighted sum of the parts present), ``None`` without targets.
+    language_loss: scalar next-token cross-entropy over ``labels != -100``.
+    box_loss: scalar SmoothL1 between predicted and target normalized xyxy boxes.
+    seg2d_loss, seg3d_loss: scalar focal + Dice (equal weight by default, paper section 4.3).
+    logits: ``(B, L, V)``.
+    boxes: ``(K_det, 4)`` predicted normalized xyxy boxes, one per ``<DET>``, or ``None``.
+    mask_logits_2d: ``(K_2d, 1, H, W)`` or ``None``; mask_logits_3d: ``(K_3d, 1, D, H, W)`` or ``None``.
+    """
+
+    loss: torch.Tensor | None
+    language_loss: torch.Tensor | None
+    box_loss: torch.Tensor | None
+    seg2d_loss: torch.Tensor | None
+    seg3d_loss: torch.Tensor | None
+    logits: torch.Tensor
+    boxes: torch.Tensor | None
+    mask_logits_2d: torch.Tensor | None
+    mask_logits_3d: torch.Tensor | None
+
+
+class MedVersaBackbone(nn.Module):
+    """Vision encoders + adapters + the (LoRA-wrapped) causal LM; splices visual tokens into the prompt.
+
+    Args:
+        config: the composite config (``token_ids`` filled).
+        llm: a causal LM, usually wrapped by :func:`attach_lora`.
+    """
+
+    def __init__(self, config: MedVersaConfig, llm: PreTrainedModel | PeftModel):
+        super().__init__()
+        self.config = config
+        self.encoder_2d = SwinEncoder2D(config.swin)
+        self.encoder_3d = UNetEncoder3D(config.unet3d)
+        self.adapter_2d = VisualAdapter(config.swin.out_channels, config.hidden_size, config.visual_grid)
+        self.adapter_3d = VisualAdapter(config.unet3d.channels[-1], config.hidden_size, config.visual_grid)
+        self.llm = llm
+        self.image_token_id = config.token_ids[IMAGE_TOKEN]
+
+    def encode_images(
+        self,
+        pixel_values_2d: torch.Tensor | None,
+        pixel_values_3d: torch.Tensor | None,
+        image_is_3d: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Visual tokens ``(N, T, E)`` in placeholder order, and the 3D encoder's per-level maps (or ``None``).
+
+        Raises:
+            ValueError: ``image_is_3d`` missing while both kinds are given, or its counts differ from the images.
+        """
+        n2 = 0 if pixel_values_2d is None else pixel_values_2d.shape[0]
+        n3 = 0 if pixel_values_3d is None else pixel_values_3d.shape[0]
+        if image_is_3d is None:
+            if n2 and n3:
+                raise ValueError("image_is_3d is required when a batch holds both 2D images and 3D volumes")
+            image_is_3d = torch.full((n2 + n3,), bool(n3), dtype=torch.bool)
+        image_is_3d = image_is_3d.to(torch.bool).cpu()
+        if int(image_is_3d.sum()) != n3 or int((~image_is_3d).sum()) != n2:
+            raise ValueError(
+                f"image_is_3d marks {int((~image_is_3d).sum())} 2D and {int(image_is_3d.sum())} 3D images, "
+                f"but {n2} 2D images and {n3} volumes were given"
+            )
+        parts, features_3d = [], None
+        if n2:
+            parts.append(self.adapter_2d(self.encoder_2d(pixel_values_2d)))
+        if n3:
+            features_3d = self.encoder_3d(pixel_values_3d)
+            parts.append(self.adapter_3d(features_3d[-1]))
+        if not parts:
+            return torch.zeros(0, self.config.num_visual_tokens, self.config.hidden_size), None
+        stacked = torch.cat(parts)  # 2D first, then 3D
+        order = torch.cat([torch.nonzero(~image_is_3d).flatten(), torch.nonzero(image_is_3d).flatten()])
+        tokens = torch.empty_like(stacked)
+        tokens[order.to(stacked.device)] = stacked
+        return tokens, features_3d
+
+    def embed(self, input_ids: torch.Tensor, visual_tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(B, L, E)`` with the image placeholders replaced by ``visual_tokens`` ``(N, T, E)``.
+
+        Raises:
+            ValueError: the number of placeholder tokens differs from ``N * T``.
+        """
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        mask = input_ids == self.image_token_id
+        expected = visual_tokens.shape[0] * visual_tokens.shape[1]
+        if int(mask.sum()) != expected:
+            raise ValueError(
+                f"the prompt holds {int(mask.sum())} image placeholder tokens but {visual_tokens.shape[0]} images "
+                f"give {expected} visual tokens ({self.config.num_visual_tokens} per image)"
+            )
+        return embeds.masked_scatter(mask[..., None], visual_tokens.to(embeds.device, embeds.dtype))
+
+    def image_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` the batch row of each image, from the first placeholder of each image block."""
+        rows = torch.nonzero(input_ids == self.image_token_id)[:, 0]
+        return rows[:: self.config.num_visual_tokens]
+
+    def forward(self, inputs: MedVersaInputs) -> BackboneOutput:
+        """Run encoders, splice visual tokens, run the LLM; see :class:`BackboneOutput`."""
+        visual, features_3d = self.encode_images(inputs.pixel_values_2d, inputs.pixel_values_3d, inputs.image_is_3d)
+        embeds = self.embed(inputs.input_ids, visual)
+        hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=inputs.attention_mask).last_hidden_state
+        logits = self.llm.get_output_embeddings()(hidden)
+        return BackboneOutput(hidden, logits, self.image_rows(inputs.input_ids), features_3d)
+
+
+class MedVersaModel(nn.Module):
+    """The backbone plus detection and 2D/3D segmentation heads, with the training losses (paper 4.2-4.3).
+
+    Args:
+        config: the composite config (``token_ids`` filled).
+        llm: a causal LM, usually wrapped by :func:`attach_lora`.
+
+    Raises:
+        ValueError: the 2D segmentation size differs from the 2D encoder size (both read the same images).
+    """
+
+    def __init__(self, config: MedVersaConfig, llm: PreTrainedModel | PeftModel):
+        super().__init__()
+        if config.seg2d.image_size != config.swin.image_size:
+            raise ValueError(
+                f"seg2d.image_size={config.seg2d.image_size} must equal swin.image_size={config.swin.image_size}"
+            )
+        self.config = config
+        self.backbone = MedVersaBackbone(config, llm)
+        self.detection_head = DetectionHead(config.hidden_size, config.detection_hidden)
+        self.seg2d_head = SegmentationHead2D(config.hidden_size, config.seg2d)
+        self.seg3d_head = SegmentationHead3D(config.hidden_size, config.unet3d)
+        self.seg_loss = DiceFocalLoss(sigmoid=True, lambda_dice=config.losses.dice, lambda_focal=config.losses.focal)
+
+    def task_states(self, hidden: torch.Tensor, input_ids: torch.Tensor, token: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``(K, E)`` at every position where ``input_ids`` holds ``token``, and their rows ``(K,)``,
+        in row-major order."""
+        where = torch.nonzero(input_ids == self.config.token_ids[token])
+        return hidden[where[:, 0], where[:, 1]], where[:, 0]
+
+    @staticmethod
+    def first_image_of_rows(rows: torch.Tensor, image_rows: torch.Tensor, kind: str) -> torch.Tensor:
+        """Index (among images of one kind) of the first image in each of ``rows``.
+
+        Raises:
+            ValueError: a row with a segmentation token holds no image of that kind.
+        """
+        if rows.numel() == 0:
+            return rows
+        match = rows[:, None] == image_rows[None, :].to(rows.device)
+        if not bool(match.any(dim=1).all()):
+            raise ValueError(f"a {kind} segmentation token appears in a prompt without a {kind} image")
+        return match.int().argmax(dim=1)
+
+    def forward(self, inputs: MedVersaInputs) -> MedVersaOutput:
+        """Training/evaluation forward; losses are computed for the targets present in ``inputs``.
+
+        Raises:
+            ValueError: target counts differ from the task-token counts, or placeholders differ from images.
+        """
+        out = self.backbone(inputs)
+        hidden, ids = out.last_hidden_state, inputs.input_ids
+        weights = self.config.losses
+        image_is_3d = inputs.image_is_3d
+        if image_is_3d is None:
+            image_is_3d = torch.full((out.image_rows.numel(),), inputs.pixel_values_3d is not None)
+        image_is_3d = image_is_3d.to(torch.bool).to(out.image_rows.device)
+
+        language_loss = None
+        if inputs.labels is not None:
+            language_loss = F.cross_entropy(
+                out.logits[:, :-1].flatten(0, 1).float(), inputs.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+            )
+
+        det_states, _ = self.task_states(hidden, ids, DET_TOKEN)
+        boxes = self.detection_head(det_states) if det_states.shape[0] else None
+        box_loss = None
+        if inputs.boxes is not None:
+            _check_count("boxes", inputs.boxes.shape[0], DET_TOKEN, det_states.shape[0])
+            if boxes is not None:
+                box_loss = F.smooth_l1_loss(boxes.float(), inputs.boxes.float())
+
+        mask_logits_2d = seg2d_loss = None
+        states, rows = self.task_states(hidden, ids, SEG2D_TOKEN)
+        if states.shape[0]:
+            index = self.first_image_of_rows(rows, out.image_rows[~image_is_3d], "2D")
+            mask_logits_2d = self.seg2d_head(inputs.pixel_values_2d, states.to(inputs.pixel_values_2d.dtype), index)
+        if inputs.masks_2d is not None:
+            _check_count("masks_2d", inputs.masks_2d.shape[0], SEG2D_TOKEN, states.shape[0])
+            if mask_logits_2d is not None:
+                seg2d_loss = self.seg_loss(mask_logits_2d.float(), inputs.masks_2d.float())
+
+        mask_logits_3d = seg3d_loss = None
+        states, rows = self.task_states(hidden, ids, SEG3D_TOKEN)
+        if states.shape[0]:
+            index = self.first_image_of_rows(rows, out.image_rows[image_is_3d], "3D")
+            mask_logits_3d = self.seg3d_head(out.features_3d, states.to(out.features_3d[-1].dtype), index)
+        if inputs.masks_3d is not None:
+            _check_count("masks_3d", inputs.masks_3d.shape[0], SEG3D_TOKEN, states.shape[0])
+            if mask_logits_3d is not None:
+                seg3d_loss = self.seg_loss(mask_logits_3d.float(), inputs.masks_3d.float())
+
+        parts = [(language_loss, weights.language), (box_loss, weights.box), (seg2d_loss, 1.0), (seg3d_loss, 1.0)]
+        present = [w * part for part, w in parts if part is not None]
+        loss = torch.stack(present).sum() if present else None
+        return MedVersaOutput(loss, language_loss, box_loss, seg2d_loss, seg3d_loss, out.logits, boxes,
+                              mask_logits_2d, mask_logits_3d)
+
+
+def _check_count(target: str, n_targets: int, token: str, n_tokens: int) -> None:
+    if n_targets != n_tokens:
+        raise ValueError(f"{n_targets} {target} targets given but the input holds {n_tokens} {token} tokens")
