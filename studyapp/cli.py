@@ -1,0 +1,197 @@
+"""Command line of the platform: ``python app.py --serve`` or ``python app.py COMMAND ...``.
+
+Every coordinator action of the web app is also a command here, so studies can be scripted. Each command is
+one transaction: it either completes or changes nothing.
+"""
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from studyapp import demo
+from studyapp.config import Settings
+from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
+from studyapp.db.session import open_database
+from studyapp.services import accounts, design, drafts, export, ingest, studies
+from studyapp.services.errors import StudyError
+
+
+def _read_password(args) -> str:
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise StudyError(f"environment variable {args.password_env} is not set")
+        return value
+    return getpass.getpass(f"Password for {args.username}: ")
+
+
+def cmd_create_study(session, args):
+    template = Path(args.template_file).read_text(encoding="utf-8") if args.template_file else ""
+    study = studies.create_study(session, args.name, template_text=template, seed=args.seed)
+    print(f"created study {study.name!r} with arms {', '.join(a.code for a in study.arms)}")
+
+
+def cmd_import_dicom(session, args):
+    study = studies.get_study(session, args.study)
+    report = ingest.import_folder(session, study, Path(args.folder))
+    if study.template_text:
+        drafts.set_template(session, study, study.template_text)
+    print(report.format())
+
+
+def _print_import(result: drafts.ImportResult):
+    print(f"imported {result.imported}, unchanged {result.unchanged}, replaced {result.replaced}, "
+          f"errors {len(result.errors)}")
+    for line, message in result.errors:
+        print(f"  line {line}: {message}")
+
+
+def cmd_import_drafts(session, args):
+    _print_import(drafts.import_drafts(session, studies.get_study(session, args.study), Path(args.file),
+                                       replace=args.replace))
+
+
+def cmd_set_template(session, args):
+    text = Path(args.file).read_text(encoding="utf-8")
+    _print_import(drafts.set_template(session, studies.get_study(session, args.study), text))
+
+
+def cmd_add_user(session, args):
+    role = ROLE_COORDINATOR if args.coordinator else ROLE_READER
+    user = accounts.add_user(session, args.username, _read_password(args), role=role, display_name=args.display_name)
+    print(f"added {role} {user.username!r}")
+    if args.study:
+        accounts.enroll_reader(session, studies.get_study(session, args.study), user)
+        print(f"{user.username!r} is a reader of {args.study!r}")
+
+
+def cmd_add_reader(session, args):
+    study = studies.get_study(session, args.study)
+    accounts.enroll_reader(session, study, accounts.get_user(session, args.username))
+    print(f"{args.username!r} is a reader of {study.name!r}")
+
+
+def cmd_assign(session, args):
+    report = design.generate_assignments(
+        session, studies.get_study(session, args.study), seed=args.seed, cases_per_reader=args.cases_per_reader
+    )
+    print(report.format())
+
+
+def cmd_progress(session, args):
+    table = export.progress_table(session, studies.get_study(session, args.study))
+    print(table.to_string(index=False) if not table.empty else "no assignments yet")
+
+
+def cmd_export(session, args):
+    table = export.export_reads_csv(session, studies.get_study(session, args.study), Path(args.out))
+    print(f"wrote {len(table)} rows to {args.out}")
+
+
+def cmd_demo(session, args):
+    print(demo.describe(demo.ensure_demo(session, Settings(data_dir=Path(args.data_dir)))))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py", description="Reader-study platform for AI-assisted radiology reporting (MedVersa)."
+    )
+    parser.add_argument("--serve", action="store_true", help="serve the web app (builds the demo study on first run)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--no-demo", action="store_true", help="with --serve: do not create the demo study")
+    parser.add_argument("--data-dir", default=str(Settings().data_dir), help="data folder (default %(default)s)")
+    parser.add_argument("--database", default=None, help="SQLAlchemy URL (default sqlite in the data folder)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("create-study", help="create a reader study with the arms template / llm / model")
+    p.add_argument("name")
+    p.add_argument("--template-file", help="text file with the normal template")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_create_study)
+
+    p = sub.add_parser("import-dicom", help="import a DICOM folder (recursive) as cases of a study")
+    p.add_argument("study")
+    p.add_argument("folder")
+    p.set_defaults(run=cmd_import_dicom)
+
+    p = sub.add_parser("import-drafts", help="import drafts from CSV/JSONL (case_key, arm, text, source)")
+    p.add_argument("study")
+    p.add_argument("file")
+    p.add_argument("--replace", action="store_true", help="replace drafts no reader has opened")
+    p.set_defaults(run=cmd_import_drafts)
+
+    p = sub.add_parser("set-template", help="set the normal template text (arm 'template') from a file")
+    p.add_argument("study")
+    p.add_argument("file")
+    p.set_defaults(run=cmd_set_template)
+
+    p = sub.add_parser("add-user", help="add a reader or coordinator account (password prompted)")
+    p.add_argument("username")
+    p.add_argument("--coordinator", action="store_true")
+    p.add_argument("--display-name", default="")
+    p.add_argument("--study", help="also make the new reader a reader of this study")
+    p.add_argument("--password-env", help="read the password from this environment variable instead of a prompt")
+    p.set_defaults(run=cmd_add_user)
+
+    p = sub.add_parser("add-reader", help="make an existing reader account a reader of a study")
+    p.add_argument("study")
+    p.add_argument("username")
+    p.set_defaults(run=cmd_add_reader)
+
+    p = sub.add_parser("assign", help="generate the balanced reader x case x arm assignment and print its balance")
+    p.add_argument("study")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--cases-per-reader", type=int, default=None)
+    p.set_defaults(run=cmd_assign)
+
+    p = sub.add_parser("progress", help="progress per reader")
+    p.add_argument("study")
+    p.set_defaults(run=cmd_progress)
+
+    p = sub.add_parser("export", help="export the reads CSV (one row per reader x case)")
+    p.add_argument("study")
+    p.add_argument("out")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("demo", help="create the demo study from the DICOM shipped in assets/ (idempotent)")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit status (0 ok, 1 refused, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = Settings(data_dir=Path(args.data_dir), database_url=args.database or "")
+    if not args.serve and args.command is None:
+        parser.print_help()
+        return 2
+    sessions = open_database(settings.database_url)
+    try:
+        if args.command is not None:
+            with sessions.begin() as session:
+                args.run(session, args)
+        if args.serve:
+            return serve(sessions, settings, args)
+    except StudyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def serve(sessions, settings: Settings, args) -> int:
+    """Create the demo study unless told not to, print how to sign in, and serve until interrupted."""
+    from studyapp.ui.app import launch
+    from studyapp.ui.context import UIContext
+
+    banner = ""
+    if not args.no_demo:
+        with sessions.begin() as session:
+            info = demo.ensure_demo(session, settings)
+        print(demo.describe(info))
+        banner = demo.BANNER
+    launch(UIContext(sessions), host=args.host, port=args.port, banner=banner)
+    return 0

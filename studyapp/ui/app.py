@@ -1,0 +1,76 @@
+"""The Gradio application: sign-in, then the tabs a user's role allows.
+
+Readers see their worklist (and comparisons); coordinators see the coordinator tabs. Tabs for the other role
+are hidden, and every coordinator handler checks the role again on the server.
+"""
+
+from pathlib import Path
+
+import gradio as gr
+
+from studyapp.db.models import ROLE_COORDINATOR
+from studyapp.services import accounts
+from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.coordinator_tab import CoordinatorTab
+from studyapp.ui.reading_tab import ReadingTab
+
+TITLE = "Reader study"
+HEAD = f"<script>{(Path(__file__).parent / 'timer.js').read_text()}</script>"
+CSS = """
+.case-timer-box { font-size: 1.1rem; padding: 4px 0; }
+#case-timer { font-family: monospace; font-weight: bold; }
+#case-timer[data-paused="true"] { color: #b45309; }
+"""
+
+
+def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
+    """The Blocks of the whole application (launch with :func:`launch`).
+
+    Args:
+        banner: Markdown shown at the top, e.g. that the study is a demo with sample drafts.
+    """
+    with gr.Blocks(title=TITLE) as blocks:
+        with gr.Row():
+            gr.Markdown(f"## {TITLE}\n{banner}")
+            who = gr.Markdown(elem_id="signed-in-as")
+            gr.Button("Sign out", link="/logout", size="sm", scale=0)
+        with gr.Tabs():
+            with gr.Tab("Reading", visible=False) as reading_tab:
+                reading = ReadingTab(ctx)
+            with gr.Tab("Coordinator", visible=False) as coordinator_tab:
+                coordinator = CoordinatorTab(ctx)
+
+        def on_load(request: gr.Request):
+            with user_action(ctx, request) as (session, user):
+                is_coordinator = user.role == ROLE_COORDINATOR
+                updates = {
+                    who: f"Signed in as **{user.display_name or user.username}** ({user.role})",
+                    reading_tab: gr.Tab(visible=not is_coordinator),
+                    coordinator_tab: gr.Tab(visible=is_coordinator),
+                }
+                updates.update(coordinator.on_load(session, user) if is_coordinator else reading.on_load(session, user))
+                return updates
+
+        load_outputs = {who, reading_tab, coordinator_tab, *reading.screen_outputs, *coordinator.on_load_outputs}
+        blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
+    return blocks
+
+
+def launch_kwargs(ctx: UIContext) -> dict:
+    """Keyword arguments of ``Blocks.launch`` every server of the app needs: sign-in, the timer script, styles."""
+
+    def check_credentials(username: str, password: str) -> bool:
+        with ctx.sessions.begin() as session:
+            return accounts.authenticate(session, username, password) is not None
+
+    return {
+        "auth": check_credentials,
+        "auth_message": "Sign in with the credentials your study coordinator gave you.",
+        "head": HEAD,
+        "css": CSS,
+    }
+
+
+def launch(ctx: UIContext, host: str = "127.0.0.1", port: int = 7860, banner: str = "") -> None:
+    """Serve the application with sign-in against the accounts table (Argon2 hashes) until interrupted."""
+    build_app(ctx, banner).launch(server_name=host, server_port=port, **launch_kwargs(ctx))

@@ -1,0 +1,50 @@
+"""What every tab's handlers share: the session factory, and a guarded unit of work per user action."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import gradio as gr
+from sqlalchemy.orm import Session, sessionmaker
+
+from studyapp.db.models import ROLE_COORDINATOR, User
+from studyapp.services import accounts
+from studyapp.services.errors import PermissionDenied, StudyError
+
+
+@dataclass(frozen=True)
+class UIContext:
+    """Shared by all tabs: ``sessions`` is the process's one session factory."""
+
+    sessions: sessionmaker[Session]
+
+
+def signed_in_user(session: Session, request: gr.Request | None) -> User:
+    """The account behind ``request`` (Gradio's ``launch(auth=...)`` sets ``request.username``).
+
+    Raises:
+        PermissionDenied: no signed-in user.
+    """
+    username = getattr(request, "username", None)
+    if not username:
+        raise PermissionDenied("please sign in")
+    return accounts.get_user(session, username)
+
+
+@contextmanager
+def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = False) -> Iterator[tuple[Session, User]]:
+    """One transaction for one user action, with the signed-in user.
+
+    Service errors become ``gr.Error`` (shown to the user; the transaction rolls back).
+
+    Args:
+        coordinator: require a coordinator account.
+    """
+    try:
+        with ctx.sessions.begin() as session:
+            user = signed_in_user(session, request)
+            if coordinator and user.role != ROLE_COORDINATOR:
+                raise PermissionDenied(f"{user.username!r} is not a coordinator")
+            yield session, user
+    except StudyError as error:
+        raise gr.Error(str(error)) from error

@@ -1,0 +1,197 @@
+"""The reader's tab: worklist, viewer, clinical context, draft editor with active-time timer and autosave,
+then Likert ratings on submission (paper section 4.3, "User study").
+
+Blinding: every value sent to the browser comes from ``studyapp.services.reading``'s blinded views.
+"""
+
+import gradio as gr
+
+from studyapp.db.models import DEFAULT_LIKERT, STATUS_SUBMITTED
+from studyapp.services import reading
+from studyapp.services.errors import NotFound
+from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.viewer import Viewer
+
+#: JavaScript run before autosave/submit handlers: replaces the last input (active seconds) with the timer's total.
+WITH_TIMER_SECONDS = "(...args) => { args[args.length - 1] = window.studyTimer ? window.studyTimer.seconds() : 0; return args; }"
+START_TIMER = "(seconds, idle, status) => { if (status === 'in_progress') window.studyTimer.start(seconds, idle); else window.studyTimer.stop(); }"
+STOP_TIMER = "() => { window.studyTimer.stop(); }"
+STATUS_LABELS = {"new": "to do", "in_progress": "in progress", STATUS_SUBMITTED: "submitted"}
+
+
+def _likert_choices(scale: dict) -> list[tuple[str, int]]:
+    values = range(scale["min"], scale["max"] + 1)
+    labels = scale.get("labels") or [str(v) for v in values]
+    return [(f"{v} - {label}", v) for v, label in zip(values, labels)]
+
+
+def _context_markdown(screen: reading.CaseScreen) -> str:
+    rows = [
+        ("Case", f"{screen.position} · {screen.case_key}"),
+        ("Age", screen.patient_age or "not given"),
+        ("Sex", screen.patient_sex or "not given"),
+        ("Indication", screen.indication or "not given"),
+        ("Comparison", screen.comparison or "none"),
+    ]
+    return "\n".join(f"**{name}:** {value}  " for name, value in rows)
+
+
+class ReadingTab:
+    """Builds the reading tab inside the caller's Blocks and wires its events."""
+
+    def __init__(self, ctx: UIContext):
+        self.ctx = ctx
+        self.assignment = gr.State(None)
+        self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
+        self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")
+        with gr.Row():
+            with gr.Column(scale=3):
+                self.viewer = Viewer(ctx)
+            with gr.Column(scale=2):
+                self.context = gr.Markdown(elem_id="clinical-context")
+                gr.HTML('<div class="case-timer-box">Active time <span id="case-timer" data-seconds="0">00:00</span></div>')
+                self.editor = gr.Textbox(label="Report", lines=18, max_lines=40, interactive=False, elem_id="report-editor")
+                self.save_status = gr.Markdown(elem_id="save-status")
+                self.finish = gr.Button("Submit report", variant="primary", interactive=False, elem_id="finish-report")
+                with gr.Group(visible=False, elem_id="likert-panel") as self.likert_panel:
+                    self.confidence = gr.Radio(label=DEFAULT_LIKERT["confidence"]["question"], elem_id="likert-confidence",
+                                               choices=_likert_choices(DEFAULT_LIKERT["confidence"]))
+                    self.mental_demand = gr.Radio(label=DEFAULT_LIKERT["mental_demand"]["question"],
+                                                  elem_id="likert-mental-demand",
+                                                  choices=_likert_choices(DEFAULT_LIKERT["mental_demand"]))
+                    with gr.Row():
+                        self.back = gr.Button("Back to editing")
+                        self.confirm = gr.Button("Confirm submission", variant="primary", elem_id="confirm-submit")
+        self.timer_start = gr.JSON(visible=False)
+        self.active_seconds = gr.Number(visible=False)
+        self.autosave_timer = gr.Timer(5.0, active=False)
+        self._wire()
+
+    # -- event wiring --------------------------------------------------------------------------------------------
+    def _wire(self):
+        private = {"api_visibility": "private"}
+        screen = self.screen_outputs
+        self.study.input(self.show_worklist, [self.study], screen, **private).then(**self.start_timer)
+        self.worklist.input(
+            self.switch_case, [self.study, self.worklist, self.assignment, self.editor, self.active_seconds], screen,
+            js=WITH_TIMER_SECONDS, **private,
+        ).then(**self.start_timer)
+        self.autosave_timer.tick(
+            self.autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
+            js=WITH_TIMER_SECONDS, trigger_mode="always_last", **private,
+        )
+        self.editor.blur(
+            self.autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
+            js=WITH_TIMER_SECONDS, **private,
+        )
+        self.finish.click(
+            self.ask_likert, [self.assignment, self.editor, self.active_seconds],
+            [self.save_status, self.likert_panel, self.finish], js=WITH_TIMER_SECONDS, **private,
+        )
+        self.back.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
+                        [self.likert_panel, self.finish], **private)
+        self.confirm.click(
+            self.submit,
+            [self.study, self.assignment, self.editor, self.confidence, self.mental_demand, self.active_seconds],
+            screen, js=WITH_TIMER_SECONDS, **private,
+        ).then(**self.start_timer)
+
+    @property
+    def start_timer(self) -> dict:
+        return {"fn": None, "inputs": [self.timer_start], "outputs": None,
+                "js": "(t) => { if (t && t.running) window.studyTimer.start(t.seconds, t.idle); else window.studyTimer.stop(); }"}
+
+    @property
+    def screen_outputs(self) -> list:
+        return [self.study, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
+                self.confidence, self.mental_demand, self.save_status, self.timer_start, self.autosave_timer,
+                *self.viewer.open_outputs]
+
+    # -- handlers ------------------------------------------------------------------------------------------------
+    def on_load(self, session, user) -> dict:
+        """Updates for page load: the reader's studies and worklist, resuming a case left in progress."""
+        studies = reading.reader_studies(session, user)
+        if not studies:
+            return self._screen(session, user, None, None, note="You have no reader study assigned yet.")
+        study = studies[0]
+        in_progress = [i for i in reading.worklist(session, user, study) if i.status == "in_progress"]
+        updates = self._screen(session, user, study, in_progress[0].assignment_id if in_progress else None)
+        updates[self.study] = gr.update(choices=[s.name for s in studies], value=study.name)
+        return updates
+
+    def _study(self, session, user, name):
+        for study in reading.reader_studies(session, user):
+            if study.name == name:
+                return study
+        raise NotFound(f"you are not a reader of study {name!r}")
+
+    def _screen(self, session, user, study, assignment_id, note: str = "") -> dict:
+        items = reading.worklist(session, user, study) if study is not None else []
+        choices = [(f"{i.position:02d} · {i.case_key} · {STATUS_LABELS[i.status]}", i.assignment_id) for i in items]
+        updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
+                   self.likert_panel: gr.update(visible=False), self.confidence: None, self.mental_demand: None}
+        if assignment_id is None:
+            done = bool(items) and all(i.status == STATUS_SUBMITTED for i in items)
+            message = note or ("All cases are submitted. Thank you!" if done else "Choose a case from the worklist.")
+            updates.update({self.context: message, self.editor: gr.update(value="", interactive=False),
+                            self.finish: gr.update(interactive=False, visible=True), self.save_status: "",
+                            self.timer_start: {"running": False}, self.autosave_timer: gr.Timer(active=False)})
+            updates.update(self.viewer.open(session, user, None))
+            return updates
+        screen = reading.open_case(session, user, assignment_id)
+        editable = screen.status != STATUS_SUBMITTED
+        scales = screen.likert_scales
+        updates.update({
+            self.context: _context_markdown(screen),
+            self.editor: gr.update(value=screen.text, interactive=editable),
+            self.finish: gr.update(interactive=editable, visible=True),
+            self.save_status: "" if editable else "This report is submitted.",
+            self.confidence: gr.update(value=None, label=scales["confidence"]["question"],
+                                       choices=_likert_choices(scales["confidence"])),
+            self.mental_demand: gr.update(value=None, label=scales["mental_demand"]["question"],
+                                          choices=_likert_choices(scales["mental_demand"])),
+            self.timer_start: {"running": editable, "seconds": screen.active_seconds, "idle": screen.idle_seconds},
+            self.autosave_timer: gr.Timer(value=screen.autosave_seconds, active=editable),
+        })
+        updates.update(self.viewer.open(session, user, screen.case_id))
+        return updates
+
+    def show_worklist(self, study_name, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            return self._screen(session, user, self._study(session, user, study_name), None)
+
+    def _save_if_open(self, session, user, assignment_id, text, seconds):
+        if assignment_id is None:
+            return
+        report = reading.own_assignment(session, user, assignment_id).report
+        if report is not None and report.status != STATUS_SUBMITTED:
+            reading.autosave(session, user, assignment_id, text or "", float(seconds or 0))
+
+    def switch_case(self, study_name, target, assignment_id, text, seconds, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            self._save_if_open(session, user, assignment_id, text, seconds)
+            return self._screen(session, user, self._study(session, user, study_name), target)
+
+    def autosave(self, assignment_id, text, seconds, request: gr.Request):
+        if assignment_id is None:
+            return gr.update()
+        with user_action(self.ctx, request) as (session, user):
+            report = reading.own_assignment(session, user, assignment_id).report
+            if report is None or report.status == STATUS_SUBMITTED:
+                return gr.update()
+            report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0))
+            return f"Saved {report.last_saved_at:%H:%M:%S} UTC"
+
+    def ask_likert(self, assignment_id, text, seconds, request: gr.Request):
+        status = self.autosave(assignment_id, text, seconds, request)
+        return status, gr.update(visible=True), gr.update(visible=False)
+
+    def submit(self, study_name, assignment_id, text, confidence, mental_demand, seconds, request: gr.Request):
+        answers = {k: int(v) for k, v in (("confidence", confidence), ("mental_demand", mental_demand)) if v is not None}
+        with user_action(self.ctx, request) as (session, user):
+            study = self._study(session, user, study_name)
+            reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers)
+            updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
+            updates[self.save_status] = "Report submitted. " + (
+                "Next case opened." if updates[self.assignment] is not None else "")
+            return updates

@@ -1,0 +1,124 @@
+"""The server-rendered DICOM viewer shared by the reading and comparison screens.
+
+Pixels are rendered to 8-bit on the server (``studyapp.dicom.display``); the browser receives only the
+display image. Controls: image (series) choice, slice/frame, window preset, window center/width, zoom.
+"""
+
+import gradio as gr
+from studyapp.dicom import display
+from studyapp.services import images
+from studyapp.ui.context import UIContext, user_action
+
+#: Longest side, in pixels, of the image sent to the browser.
+VIEW_MAX_SIDE = 1024
+FILE_DEFAULT = "File default (VOI from the DICOM header)"
+
+
+class Viewer:
+    """Viewer components, built inside the caller's Blocks layout, and their event wiring.
+
+    ``case_id`` is a ``gr.State`` holding the id of the case on screen; ``open_outputs`` and :meth:`open`
+    let a tab show a case as part of its own handler's return value.
+    """
+
+    def __init__(self, ctx: UIContext):
+        self.ctx = ctx
+        self.case_id = gr.State(None)
+        with gr.Column():
+            self.image = gr.Image(label="Image", type="numpy", interactive=False, height=560, elem_id="viewer-image")
+            self.message = gr.Markdown(elem_id="viewer-message")
+            with gr.Row():
+                self.stack = gr.Dropdown(label="Series", choices=[], type="index", scale=2)
+                self.slice = gr.Slider(1, 2, value=1, step=1, label="Slice / frame", scale=2, visible=False)
+                self.zoom = gr.Slider(1, 4, value=1, step=0.25, label="Zoom", scale=1)
+            with gr.Row():
+                self.preset = gr.Dropdown(label="Window preset", choices=[FILE_DEFAULT], value=FILE_DEFAULT, scale=2)
+                self.center = gr.Number(label="Window center", value=None, scale=1)
+                self.width = gr.Number(label="Window width", value=None, minimum=1, scale=1)
+        self.open_outputs = [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom,
+                             self.image, self.message]
+        view_inputs = [self.case_id, self.stack, self.slice, self.center, self.width, self.zoom]
+        self.stack.input(self._on_stack, [self.case_id, self.stack], self.open_outputs[2:], api_visibility="private")
+        render = dict(fn=self._render, inputs=view_inputs, outputs=[self.image, self.message], api_visibility="private")
+        for slider in (self.slice, self.zoom):
+            slider.release(**render)
+        for number in (self.center, self.width):
+            number.submit(**render)
+        self.preset.input(
+            self._on_preset, [self.case_id, self.stack, self.slice, self.preset, self.zoom],
+            [self.center, self.width, self.image, self.message], api_visibility="private",
+        )
+
+    def open(self, session, user, case_id: int | None) -> dict:
+        """Updates showing the first series of ``case_id`` (or an empty viewer for ``None``).
+
+        Raises:
+            PermissionDenied: the user has no assignment for the case.
+        """
+        if case_id is None:
+            return {self.case_id: None, self.stack: gr.update(choices=[], value=None), self.image: None,
+                    self.message: "", self.slice: gr.update(value=1, visible=False), self.preset: FILE_DEFAULT,
+                    self.center: None, self.width: None, self.zoom: 1}
+        stacks = images.case_stacks(session, user, case_id)
+        updates = {self.case_id: case_id, self.zoom: 1,
+                   self.stack: gr.update(choices=[(s.label, i) for i, s in enumerate(stacks)], value=0 if stacks else None)}
+        updates.update(self._stack_updates(stacks, 0))
+        return updates
+
+    def _stack_updates(self, stacks: list[images.ImageStack], index: int) -> dict:
+        if not stacks:
+            return {self.image: None, self.message: "This case has no images.", self.slice: gr.update(value=1, visible=False),
+                    self.preset: FILE_DEFAULT, self.center: None, self.width: None}
+        stack = stacks[index]
+        middle = len(stack.slices) // 2 + 1 if len(stack.slices) > 1 else 1
+        image, message = self._image(stack, middle, None, 1.0)
+        presets = [FILE_DEFAULT, *self._presets(stack, middle)]
+        return {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=middle,
+                                      visible=len(stack.slices) > 1),
+                self.preset: gr.update(choices=presets, value=FILE_DEFAULT), self.center: None, self.width: None,
+                self.image: image, self.message: message}
+
+    @staticmethod
+    def _image(stack: images.ImageStack, slice_number: int, window, zoom: float):
+        path, frame = stack.slices[min(max(int(slice_number), 1), len(stack.slices)) - 1]
+        try:
+            pixels = display.render_file(path, frame=frame, window=window)
+        except display.UndecodableImageError as error:
+            return None, f"**Cannot display this image:** {error}"
+        view = display.resize_for_display(display.zoom(pixels, float(zoom or 1)), VIEW_MAX_SIDE)
+        return view, f"Slice {slice_number} of {len(stack.slices)}" if len(stack.slices) > 1 else ""
+
+    @staticmethod
+    def _presets(stack: images.ImageStack, slice_number: int) -> dict:
+        path, frame = stack.slices[min(max(int(slice_number), 1), len(stack.slices)) - 1]
+        try:
+            return display.window_presets(display.load_frame(path, frame))
+        except display.UndecodableImageError:
+            return {}
+
+    def _stacks(self, session, user, case_id):
+        if case_id is None:
+            raise gr.Error("open a case first")
+        return images.case_stacks(session, user, case_id)
+
+    def _on_stack(self, case_id, index, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            return self._stack_updates(self._stacks(session, user, case_id), int(index or 0))
+
+    def _render(self, case_id, index, slice_number, center, width, zoom, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            stacks = self._stacks(session, user, case_id)
+        if not stacks:
+            return None, "This case has no images."
+        window = (float(center), float(width)) if center is not None and width else None
+        return self._image(stacks[int(index or 0)], slice_number, window, zoom)
+
+    def _on_preset(self, case_id, index, slice_number, preset, zoom, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            stacks = self._stacks(session, user, case_id)
+        if not stacks:
+            return None, None, None, "This case has no images."
+        stack = stacks[int(index or 0)]
+        window = self._presets(stack, slice_number).get(preset)
+        image, message = self._image(stack, slice_number, window, zoom)
+        return (window[0] if window else None), (window[1] if window else None), image, message

@@ -1,0 +1,124 @@
+"""End to end in a real browser: a reader signs in, opens a real chest DICOM case, edits the draft, reloads
+mid-edit and finds the text, submits with Likert answers; the row is in the exported CSV; nothing the
+reader's browser received names an arm or a draft source."""
+
+import csv
+import re
+
+import pandas as pd
+import pytest
+
+from studyapp.services import accounts, design, drafts, export, ingest, studies
+from tests.ui.conftest import sign_in
+
+SOURCES = {"llm": "gpt-4o-2024-08-06-secret", "model": "medversa-7b-ckpt-secret"}
+ARM_LABELS = {"template": "Normal template arm", "llm": "External LLM arm", "model": "MedVersa arm"}
+PASSWORD = "reader-one-password"
+
+
+def _fill(shared_data, tmp_path):
+    def fill(session):
+        study = studies.create_study(session, "CXR study", arms=ARM_LABELS, template_text="TEMPLATE: normal chest.")
+        report = ingest.import_folder(session, study, shared_data / "dicom" / "cxr")
+        assert report.failed == [] if hasattr(report, "failed") else True
+        drafts_csv = tmp_path / "drafts.csv"
+        with drafts_csv.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["case_key", "arm", "text", "source"])
+            for case in study.cases:
+                for arm, source in SOURCES.items():
+                    writer.writerow([case.case_key, arm, f"Draft {arm} text for {case.case_key}.", source])
+        result = drafts.import_drafts(session, study, drafts_csv)
+        assert result.errors == []
+        drafts.set_template(session, study, study.template_text)
+        for name, password in (("reader1", PASSWORD), ("reader2", "reader-two-password"), ("reader3", "reader-3-password")):
+            accounts.enroll_reader(session, study, accounts.add_user(session, name, password))
+        design.generate_assignments(session, study, seed=7, cases_per_reader=3)
+
+    return fill
+
+
+def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, shared_data, tmp_path):
+    app = serve_app(_fill(shared_data, tmp_path))
+    context = browser.new_context()
+    page = context.new_page()
+    received: list[str] = []
+
+    def keep(response):
+        if "127.0.0.1" in response.url and not re.search(r"\.(js|css|woff2?|svg|png|webp)(\?|$)", response.url):
+            try:
+                received.append(response.text())
+            except Exception:  # streamed responses still open when the page moves on
+                pass
+
+    page.on("response", keep)
+    sign_in(page, app.url, "reader1", PASSWORD)
+
+    worklist = page.locator("#worklist label")
+    worklist.first.wait_for(timeout=30_000)
+    assert worklist.count() == 3
+    first_label = worklist.first.inner_text()
+    worklist.first.click()
+    editor = page.locator("#report-editor textarea")
+    page.wait_for_function("() => document.querySelector('#report-editor textarea').value.length > 0", timeout=30_000)
+    draft_text = editor.input_value()
+    assert draft_text.startswith(("Draft ", "TEMPLATE"))
+    # the viewer shows a rendered DICOM image
+    page.wait_for_selector("#viewer-image img", timeout=30_000)
+
+    editor.click()
+    editor.press("End")
+    editor.type(" Small left pleural effusion.")
+    page.wait_for_selector("#save-status >> text=Saved", timeout=30_000)
+
+    page.reload()
+    page.wait_for_selector("#signed-in-as >> text=Signed in as", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#report-editor textarea').value.includes('Small left pleural effusion.')",
+        timeout=30_000,
+    )
+    assert editor.input_value() == draft_text + " Small left pleural effusion."
+    resumed = float(page.locator("#case-timer").get_attribute("data-seconds"))
+    assert resumed > 0  # the timer resumed from the stored active time
+
+    editor.press("End")
+    editor.type(" No pneumothorax.")
+    page.locator("#finish-report").click()
+    page.locator("#likert-confidence").get_by_text("4 -").click()
+    page.locator("#likert-mental-demand").get_by_text("2 -").click()
+    page.locator("#confirm-submit").click()
+    page.wait_for_selector("#save-status >> text=Report submitted", timeout=30_000)
+    final_text = draft_text + " Small left pleural effusion. No pneumothorax."
+
+    out = tmp_path / "reads.csv"
+    with app.sessions() as session:
+        export.export_reads_csv(session, studies.get_study(session, "CXR study"), out)
+    reads = pd.read_csv(out)
+    row = reads[(reads.reader == "reader1") & (reads.status == "submitted")]
+    assert len(row) == 1
+    row = row.iloc[0]
+    assert row.final_text == final_text
+    assert row.case_key in first_label
+    assert (row.confidence, row.mental_demand) == (4, 2)
+    assert row.confidence_scale == "1-5"
+    assert row.active_seconds > 0
+    assert row.chars_changed == len(" Small left pleural effusion. No pneumothorax.")
+    assert row.draft_source == (SOURCES.get(row.arm) or "normal template")
+
+    # blinding: the page and every response it received are free of arm and source names
+    received.append(page.content())
+    everything = "\n".join(received)
+    for secret in [*SOURCES.values(), *ARM_LABELS.values(), "normal template"]:
+        assert secret not in everything, f"{secret!r} reached the reader's browser"
+    context.close()
+
+
+def test_reader_cannot_see_coordinator_tab_or_others_cases(serve_app, browser, shared_data, tmp_path):
+    app = serve_app(_fill(shared_data, tmp_path))
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, app.url, "reader2", "reader-two-password")
+    page.locator("#worklist label").first.wait_for(timeout=30_000)
+    assert page.get_by_role("tab", name="Coordinator").count() == 0
+    assert page.locator("#coord-export").count() == 0 or not page.locator("#coord-export").is_visible()
+    context.close()
