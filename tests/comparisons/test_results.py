@@ -1,0 +1,136 @@
+"""Unblinded results on a constructed set with known answers (the paper's 71% overall / 95% normal / 58% abnormal
+equivalent-or-better, Fig. 4c), bootstrap CIs (section 4.6), position bias, per-reader/per-pair tables, CSV."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studyapp.db.comparisons import ComparisonAssignment
+from studyapp.services import accounts, comparisons
+
+from .builders import candidate_text, make_study
+
+N_NORMAL, N_ABNORMAL = 20, 38
+# planned candidate outcome per case: normal 12 better + 7 equivalent + 1 worse (19/20 = 95%);
+# abnormal 10 better + 12 equivalent + 16 worse (22/38 = 57.9%); overall 41/58 = 70.7%
+PLAN = (["better"] * 12 + ["equivalent"] * 7 + ["worse"]
+        + ["better"] * 10 + ["equivalent"] * 12 + ["worse"] * 16)
+
+
+def _choice(pair, outcome):
+    candidate_side = "A" if pair.text_a in CANDIDATES else "B"
+    if outcome == "equivalent":
+        return "equivalent"
+    return candidate_side if outcome == "better" else {"A": "B", "B": "A"}[candidate_side]
+
+
+CANDIDATES = {candidate_text(i) for i in range(N_NORMAL + N_ABNORMAL)}
+
+
+@pytest.fixture()
+def paper_set(db):
+    with db.begin() as s:
+        study, readers, coordinator = make_study(s, N_NORMAL, N_ABNORMAL, 1)
+        cset = comparisons.create_comparison_set(s, study, "known answers", "reference", "draft:model",
+                                                 "draft:model", seed=3)
+        comparisons.assign_readers(s, cset)
+        reader = readers[0]
+        case_index = {c.id: int(c.case_key[1:]) for c in study.cases}
+        for pair in comparisons.blinded_pairs(s, reader, cset.id):
+            comparisons.save_judgement(s, reader, pair.pair_id, _choice(pair, PLAN[case_index[pair.case_id]]))
+        comparisons.submit_comparison_set(s, reader, cset.id)
+        return db, cset.id, coordinator.username
+
+
+def test_known_preference_rates(paper_set):
+    db, set_id, coordinator = paper_set
+    with db() as s:
+        results = comparisons.comparison_results(s, accounts.get_user(s, coordinator), set_id)
+    pref = results.preference
+    assert results.candidate_source == "draft:model"
+    assert pref.loc["overall", ["n", "better", "equivalent", "worse"]].tolist() == [58, 22, 19, 17]
+    assert pref.loc["normal", ["n", "better", "equivalent", "worse"]].tolist() == [20, 12, 7, 1]
+    assert pref.loc["abnormal", ["n", "better", "equivalent", "worse"]].tolist() == [38, 10, 12, 16]
+    assert pref.loc["overall", "equivalent_or_better"] == pytest.approx(41 / 58)
+    assert round(pref.loc["overall", "equivalent_or_better"], 2) == 0.71
+    assert round(pref.loc["normal", "equivalent_or_better"], 2) == 0.95
+    assert round(pref.loc["abnormal", "equivalent_or_better"], 2) == 0.58
+    for group, paper_value in (("overall", 0.71), ("normal", 0.95), ("abnormal", 0.58)):
+        low, high = pref.loc[group, ["ci_low", "ci_high"]]
+        assert low < paper_value < high, (group, low, high)
+        assert low < pref.loc[group, "equivalent_or_better"] < high
+    # the percentile interval of a proportion with n=58 is about +-1.96*sqrt(p(1-p)/n) = +-0.117
+    low, high = pref.loc["overall", ["ci_low", "ci_high"]]
+    assert 0.18 < high - low < 0.30
+
+
+def test_bootstrap_ci_matches_independent_resampling():
+    """Our CI equals numpy percentiles of 1,000 resampled means drawn the way scipy draws them."""
+    values = np.array([1.0] * 41 + [0.0] * 17)
+    low, high = comparisons.bootstrap_share_ci(values, n_resamples=1000, seed=42)
+    rng = np.random.default_rng(42)
+    means = values[rng.integers(0, values.size, size=(1000, values.size))].mean(axis=1)
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=1e-12)
+    assert np.isnan(comparisons.bootstrap_share_ci(np.array([1.0]))[0])
+
+
+def test_tables_and_position_bias(paper_set):
+    db, set_id, coordinator = paper_set
+    with db() as s:
+        results = comparisons.comparison_results(s, accounts.get_user(s, coordinator), set_id)
+    bias = results.position_bias
+    judgements = results.judgements
+    assert bias.n_a + bias.n_b + bias.n_equivalent == 58 and bias.n_equivalent == 19
+    assert bias.n_a == (judgements.choice == "A").sum()
+    assert bias.share_a == pytest.approx(bias.n_a / 39)
+    assert 0 < bias.p_value <= 1
+    reader_row = results.per_reader.iloc[0]
+    assert (reader_row.n_assigned, reader_row.n_judged, reader_row.submitted) == (58, 58, True)
+    assert reader_row.equivalent_or_better == pytest.approx(41 / 58)
+    per_pair = results.per_pair.set_index("case_key")
+    assert per_pair.loc["C000", ["prefer_source_2", "prefer_source_1", "equivalent"]].tolist() == [1, 0, 0]
+    assert per_pair.loc["C019", ["prefer_source_2", "prefer_source_1", "equivalent"]].tolist() == [0, 1, 0]
+    assert per_pair["n_judgements"].sum() == 58
+
+
+def test_position_bias_detected(small):
+    """A reader who always picks A shows share_a = 1 and a small binomial p-value."""
+    db, ids = small
+    with db.begin() as s:
+        for username in ids["readers"]:
+            reader = accounts.get_user(s, username)
+            for pair in comparisons.blinded_pairs(s, reader, ids["set"]):
+                comparisons.save_judgement(s, reader, pair.pair_id, "A")
+    with db() as s:
+        results = comparisons.comparison_results(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
+    assert (results.position_bias.n_a, results.position_bias.share_a) == (12, 1.0)
+    assert results.position_bias.p_value == pytest.approx(2 * 0.5 ** 12)
+    assert results.per_reader.share_a.tolist() == [1.0, 1.0, 1.0]
+    # balanced sides: 'always A' prefers each source about half the time
+    assert 4 <= (results.judgements.preferred_source == "draft:model").sum() <= 8
+
+
+def test_csv_export_with_passage_offsets(small, tmp_path):
+    db, ids = small
+    with db.begin() as s:
+        reader = accounts.get_user(s, ids["readers"][0])
+        pair = comparisons.blinded_pairs(s, reader, ids["set"])[0]
+        comparisons.save_judgement(s, reader, pair.pair_id, "B")
+        comparisons.add_comment(s, reader, pair.pair_id, 1, "wrong side", side="B", start=0, end=9)
+        comparisons.add_comment(s, reader, pair.pair_id, 5, "fine overall")
+    with db() as s:
+        comparisons.export_comparison_csv(s, accounts.get_user(s, ids["coordinator"]), ids["set"],
+                                          tmp_path / "out.csv")
+        a = s.query(ComparisonAssignment).filter_by(pair_id=pair.pair_id, reader_id=reader.id).one()
+        assignment_a_source = comparisons.side_sources(a)
+    frame = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(frame.columns) == list(comparisons.EXPORT_COLUMNS)
+    judgement = frame[frame.record == "judgement"]
+    assert len(judgement) == 1
+    row = judgement.iloc[0]
+    assert (row.choice, row.preferred_source, row.reader) == ("B", assignment_a_source[1], ids["readers"][0])
+    comments = frame[frame.record == "comment"].sort_values("comment_id")
+    assert comments[["comment_side", "start", "end", "score", "comment"]].values.tolist() == [
+        ["B", "0", "9", "1", "wrong side"], ["", "", "", "5", "fine overall"]]
+    assert comments.iloc[0].passage == pair.text_b[0:9]
+    assert comments.iloc[0].comment_source == assignment_a_source[1]
