@@ -38,7 +38,7 @@ def cmd_import_dicom(session, args):
     report = ingest.import_folder(session, study, Path(args.folder))
     if study.template_text:
         drafts.set_template(session, study, study.template_text)
-    print(report.format())
+    print(report.summary())
 
 
 def _print_import(result: drafts.ImportResult):
@@ -77,7 +77,7 @@ def cmd_assign(session, args):
     report = design.generate_assignments(
         session, studies.get_study(session, args.study), seed=args.seed, cases_per_reader=args.cases_per_reader
     )
-    print(report.format())
+    print(report.summary())
 
 
 def cmd_progress(session, args):

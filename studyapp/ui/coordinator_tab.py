@@ -101,7 +101,7 @@ class CoordinatorTab:
             report = ingest.import_folder(session, study, Path(folder or ""))
             if study.template_text:
                 drafts.set_template(session, study, study.template_text)
-            return self._overview(session, name, report.format())
+            return self._overview(session, name, report.summary())
 
     def import_draft_file(self, name, upload, replace, request: gr.Request):
         if upload is None:

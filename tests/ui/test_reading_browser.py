@@ -7,7 +7,9 @@ import re
 
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
+from studyapp.db.models import Report
 from studyapp.services import accounts, design, drafts, export, ingest, studies
 from tests.ui.conftest import sign_in
 
@@ -20,7 +22,7 @@ def _fill(shared_data, tmp_path):
     def fill(session):
         study = studies.create_study(session, "CXR study", arms=ARM_LABELS, template_text="TEMPLATE: normal chest.")
         report = ingest.import_folder(session, study, shared_data / "dicom" / "cxr")
-        assert report.failed == [] if hasattr(report, "failed") else True
+        assert report.counts["failed"] == 0, report.summary()
         drafts_csv = tmp_path / "drafts.csv"
         with drafts_csv.open("w", newline="") as f:
             writer = csv.writer(f)
@@ -71,6 +73,10 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     editor.type(" Small left pleural effusion.")
     page.wait_for_selector("#save-status >> text=Saved", timeout=30_000)
 
+    with app.sessions() as session:
+        stored = session.scalars(select(Report.active_seconds)).one()
+    assert stored > 0  # the browser's active time reached the database with the autosave
+
     page.reload()
     page.wait_for_selector("#signed-in-as >> text=Signed in as", timeout=30_000)
     page.wait_for_function(
@@ -78,8 +84,9 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
         timeout=30_000,
     )
     assert editor.input_value() == draft_text + " Small left pleural effusion."
-    resumed = float(page.locator("#case-timer").get_attribute("data-seconds"))
-    assert resumed > 0  # the timer resumed from the stored active time
+    # the timer resumes from the stored active time instead of restarting at zero
+    page.wait_for_function(f"() => parseFloat(document.querySelector('#case-timer').dataset.seconds) >= {stored}",
+                           timeout=10_000)
 
     editor.press("End")
     editor.type(" No pneumothorax.")
@@ -88,6 +95,7 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     page.locator("#likert-mental-demand").get_by_text("2 -").click()
     page.locator("#confirm-submit").click()
     page.wait_for_selector("#save-status >> text=Report submitted", timeout=30_000)
+    page.screenshot(path=str(tmp_path.parent / "after-submit.png"), full_page=True)
     final_text = draft_text + " Small left pleural effusion. No pneumothorax."
 
     out = tmp_path / "reads.csv"
@@ -108,6 +116,7 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     # blinding: the page and every response it received are free of arm and source names
     received.append(page.content())
     everything = "\n".join(received)
+    assert draft_text in everything.replace("\\n", "\n")  # the capture holds what the app sent
     for secret in [*SOURCES.values(), *ARM_LABELS.values(), "normal template"]:
         assert secret not in everything, f"{secret!r} reached the reader's browser"
     context.close()
