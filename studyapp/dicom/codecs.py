@@ -1,9 +1,13 @@
-"""A pydicom decoder plugin for 12-bit JPEG Extended (Process 2 & 4, 1.2.840.10008.1.2.4.51) using imagecodecs.
+"""Which pydicom decoder plugins decode compressed pixel data, and one more plugin for 12-bit JPEG Extended.
 
-pydicom's permissively licensed plugins (GDCM, Pillow) decode only 8-bit JPEG Extended; the one that handles
-12-bit samples (pylibjpeg-libjpeg) is GPLv3. imagecodecs (BSD-3-Clause) wraps libjpeg-turbo, which decodes
-12-bit JPEG. ``register()`` adds it behind pydicom's own plugins, following pydicom's decoder plugin interface
-(``is_available``, ``DECODER_DEPENDENCIES``, ``_decode_frame(src, runner) -> bytes``).
+pydicom's permissively licensed plugins (GDCM, Pillow) decode only 8-bit JPEG Extended (Process 2 & 4,
+1.2.840.10008.1.2.4.51); the one that handles 12-bit samples (pylibjpeg-libjpeg) is GPLv3. imagecodecs
+(BSD-3-Clause) wraps libjpeg-turbo, which decodes 12-bit JPEG. ``register()`` adds it following pydicom's decoder
+plugin interface (``is_available``, ``DECODER_DEPENDENCIES``, ``_decode_frame(src, runner) -> bytes``).
+
+GDCM aborts the whole process (an uncaught C++ exception) on some corrupt JPEG 2000 streams, so
+``decoding_plugins`` puts it last and uses it only where no other plugin handles the transfer syntax
+(JPEG Lossless, Process 14).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ PLUGIN_LABEL = "imagecodecs"
 
 DECODER_DEPENDENCIES = {uid.JPEGExtended12Bit: ("numpy", "imagecodecs")}
 
+PLUGIN_PREFERENCE = ("pylibjpeg", "pyjpegls", "pillow", PLUGIN_LABEL, "pydicom", "gdcm")
+"""Order in which available plugins are tried; pylibjpeg is pylibjpeg-openjpeg (JPEG 2000) here."""
+
 
 def is_available(transfer_syntax: str) -> bool:
     """True when imagecodecs is installed and ``transfer_syntax`` is JPEG Extended."""
@@ -29,6 +36,19 @@ def _decode_frame(src: bytes, runner: DecodeRunner) -> bytes:
     import imagecodecs
 
     return imagecodecs.jpeg8_decode(src).tobytes()
+
+
+def decoding_plugins(transfer_syntax: str) -> list[str]:
+    """Plugin labels to try, in order, for ``transfer_syntax``; ``[""]`` (pydicom's choice) for native encodings.
+
+    GDCM is left out when another plugin is available (see module docstring).
+    """
+    try:
+        available = get_decoder(transfer_syntax).available_plugins
+    except NotImplementedError:  # pydicom knows no decoder; pixel_array raises the explanation
+        return [""]
+    ordered = sorted(available, key=lambda label: (PLUGIN_PREFERENCE + (label,)).index(label))
+    return [label for label in ordered if label != "gdcm"] or ordered or [""]
 
 
 def register() -> None:

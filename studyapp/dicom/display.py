@@ -279,13 +279,17 @@ def _decode(ds: Dataset, frame: int) -> np.ndarray:
     frames = number_of_frames(ds)
     if not 0 <= frame < frames:
         raise IndexError(f"frame {frame} requested but {_source(ds)} has {frames} frame(s) ((0028,0008) Number of Frames)")
-    try:
-        arr = pixel_array(ds, index=frame)
-    except Exception as exc:  # decoders raise many types (ValueError, RuntimeError, NotImplementedError, ...)
-        raise UndecodableImageError(
-            f"Cannot decode frame {frame} of {_source(ds)} (transfer syntax {_transfer_syntax(ds)}): {exc}"
-        ) from exc
-    return arr
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = meta.get("TransferSyntaxUID", "") if meta is not None else ""
+    errors = []
+    for plugin in codecs.decoding_plugins(transfer_syntax):
+        try:
+            return pixel_array(ds, index=frame, decoding_plugin=plugin)
+        except Exception as exc:  # decoders raise many types (ValueError, RuntimeError, NotImplementedError, ...)
+            errors.append(f"{plugin}: {exc}" if plugin else str(exc))
+    raise UndecodableImageError(
+        f"Cannot decode frame {frame} of {_source(ds)} (transfer syntax {_transfer_syntax(ds)}): " + "; ".join(errors)
+    )
 
 
 def decode_frame(ds: Dataset, frame: int = 0) -> DecodedFrame:
