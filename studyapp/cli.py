@@ -77,7 +77,7 @@ def cmd_assign(session, args):
     report = design.generate_assignments(
         session, studies.get_study(session, args.study), seed=args.seed, cases_per_reader=args.cases_per_reader
     )
-    print(report.summary())
+    print(report.format())
 
 
 def cmd_progress(session, args):

@@ -1,0 +1,84 @@
+"""The embedded demo study and the scripted command line, on real DICOM."""
+
+import csv
+
+import pandas as pd
+import pytest
+
+from studyapp import demo
+from studyapp.cli import main
+from studyapp.config import Settings
+from studyapp.db.models import Assignment, Draft
+from studyapp.db.session import open_database
+from studyapp.services import studies
+
+
+def test_demo_study_is_complete_and_idempotent(db, tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    with db.begin() as session:
+        info = demo.ensure_demo(session, settings)
+    assert info.created
+    with db() as session:
+        study = studies.get_study(session, demo.DEMO_STUDY)
+        assert len(study.cases) == 4  # two human chest CR, one DX thorax, one CT series
+        ct = [c for c in study.cases if c.series[0].modality == "CT"]
+        assert len(ct) == 1 and len(ct[0].series[0].instances) == 20
+        drafts = session.query(Draft).all()
+        assert len(drafts) == 4 * 3
+        assert all(d.is_sample for d in drafts if d.arm.code != "template")
+        per_reader = pd.Series([a.reader.username for a in session.query(Assignment)]).value_counts()
+        assert per_reader.to_dict() == {"reader1": 3, "reader2": 3, "reader3": 3}
+    lines = info.credentials_file.read_text().splitlines()
+    assert [line.split()[1] for line in lines] == ["coordinator", "reader1", "reader2", "reader3"]
+    assert oct(info.credentials_file.stat().st_mode)[-3:] == "600"
+    with db.begin() as session:
+        assert not demo.ensure_demo(session, settings).created
+    assert "reader2" in demo.describe(info)
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("create-study", "import-dicom", "import-drafts", "add-user", "assign", "progress", "export", "--serve"):
+        assert command in out
+
+
+def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    run = lambda *args: main(["--database", url, "--data-dir", str(tmp_path), *args])  # noqa: E731
+    template = tmp_path / "template.txt"
+    template.write_text("FINDINGS: normal.\nIMPRESSION: normal.")
+    assert run("create-study", "S", "--template-file", str(template)) == 0
+    assert run("import-dicom", "S", str(shared_data / "dicom" / "cxr")) == 0
+    assert "4 imported" in capsys.readouterr().out
+    with open_database(url)() as session:
+        keys = [c.case_key for c in studies.get_study(session, "S").cases]
+    drafts_csv = tmp_path / "drafts.csv"
+    with drafts_csv.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case_key", "arm", "text", "source"])
+        for key in keys:
+            writer.writerow([key, "llm", f"LLM draft {key}", "gpt-4o"])
+            writer.writerow([key, "model", f"Model draft {key}", "medversa"])
+        writer.writerow(["no-such-case", "llm", "x", "gpt-4o"])
+    assert run("import-drafts", "S", str(drafts_csv)) == 0
+    out = capsys.readouterr().out
+    assert "imported 8" in out and "unknown case" in out.lower()
+    for reader in ("r1", "r2", "r3"):
+        monkeypatch.setenv("PW", f"{reader}-password")
+        assert run("add-user", reader, "--study", "S", "--password-env", "PW") == 0
+    assert run("assign", "S", "--seed", "3", "--cases-per-reader", "3") == 0
+    assert "r1" in capsys.readouterr().out
+    out_csv = tmp_path / "reads.csv"
+    assert run("export", "S", str(out_csv)) == 0
+    reads = pd.read_csv(out_csv)
+    assert len(reads) == 9 and set(reads.status) == {"new"}
+    assert set(reads.draft_source) <= {"gpt-4o", "medversa", "normal template"}
+    # refusals name the problem and exit 1
+    capsys.readouterr()
+    assert run("progress", "No such study") == 1
+    assert "unknown study 'No such study'" in capsys.readouterr().err
+    monkeypatch.setenv("PW", "short")
+    assert run("add-user", "r4", "--password-env", "PW") == 1
