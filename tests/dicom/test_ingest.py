@@ -1,6 +1,7 @@
 """Folder import into the database: report, rows, idempotence, transaction left to the caller."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -112,3 +113,15 @@ def test_bad_arguments(db, tmp_path):
             import_folder(session, ReaderStudy(name="unsaved"), tmp_path)
         with pytest.raises(NotADirectoryError):
             import_folder(session, _new_study(session), tmp_path / "missing")
+
+
+def test_shipped_demo_dicom_is_unmodified_and_imports_cleanly(db, dicom_dir):
+    assets = Path(__file__).resolve().parents[2] / "assets" / "dicom"
+    shipped = sorted(p for p in assets.rglob("*") if p.is_file() and p.parent != assets)
+    assert len(shipped) == 23
+    for path in shipped:
+        assert path.read_bytes() == (dicom_dir / path.parent.name / path.name).read_bytes(), path
+    with db.begin() as session:
+        report = import_folder(session, _new_study(session), assets)
+    assert report.counts == {IMPORTED: 23, SKIPPED: 2, FAILED: 0}  # SOURCES.md and the licence text are skipped
+    assert report.cases_created == 4
