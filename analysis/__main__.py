@@ -1,0 +1,61 @@
+"""Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge offline|llm ...]``.
+
+Runs the whole reader-study analysis (:func:`analysis.pipeline.run_analysis`) and prints where the report is
+and how many items were skipped. Exit status 2 on a bad argument, a missing study or a study without usable
+readings (the message says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.judges import LLMJudge, OfflineJudge
+from analysis.pipeline import run_analysis
+from analysis.statistics import N_RESAMPLES
+from studyapp.db.session import open_database
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m analysis``."""
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    parser.add_argument("--database", required=True, help="SQLAlchemy URL of the study database")
+    parser.add_argument("--study", required=True, help="ReaderStudy name (or id with --study-id)")
+    parser.add_argument("--study-id", action="store_true", help="--study is a numeric ReaderStudy.id")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--judge", choices=["offline", "llm"], default="offline")
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    parser.add_argument("--llm-model", default="gpt-4o")
+    parser.add_argument("--llm-cache", type=Path, help="answer cache folder (default OUT/llm-cache)")
+    parser.add_argument("--llm-concurrency", type=int, default=4)
+    parser.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument("--resamples", type=int, default=N_RESAMPLES)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the analysis, print a summary; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.judge == "llm" and not args.llm_url:
+        parser.error("--judge llm needs --llm-url")
+    judge = OfflineJudge()
+    if args.judge == "llm":
+        judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache or args.out / "llm-cache",
+                         max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
+    study = int(args.study) if args.study_id else args.study
+    try:
+        result = run_analysis(open_database(args.database), study, args.out, judge, args.resamples, args.seed)
+    except (LookupError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {result.files['report.html']}")
+    print(f"tables: {len(result.tables)}, figures: {len(result.figures)}, skipped items: {len(result.skipped)}"
+          f" (see {result.files['skipped.csv']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

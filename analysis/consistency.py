@@ -1,0 +1,104 @@
+"""Clinical consistency (paper section 2.4, Fig. 5b/c): each final report's findings against every other
+reader's final report of the same case (leave-one-out over peers), counting urgent + emergent corrections with
+a FineRadScore-style judge, averaged over the peers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.judges.base import Judge, JudgeFailure
+from analysis.skipped import Skipped, reading_label
+
+PAIR_COLUMNS: dict[str, str] = {
+    "case": "Case.case_key",
+    "reader": "reader whose final report is the candidate",
+    "arm": "candidate's arm",
+    "peer": "reader whose final report is the reference",
+    "peer_arm": "reference's arm",
+    "urgent_emergent": "urgent + emergent corrections the candidate needs (FineRadScore severities)",
+    "n_discrepancies": "all corrections, any severity",
+    "judge": "judge name (offline-negex or llm:<model>)",
+    "judge_version": "lexicon or prompt version of the judge",
+    "cached": "answer from the LLM judge's on-disk cache",
+    "prompt_tokens": "LLM prompt tokens spent (0 offline or cached)",
+    "completion_tokens": "LLM completion tokens spent (0 offline or cached)",
+}
+READING_CONSISTENCY_COLUMNS: dict[str, str] = {
+    "assignment_id": "Assignment.id",
+    "reader": "reader",
+    "case": "Case.case_key",
+    "arm": "Arm.code",
+    "n_peers": "peer reports judged successfully",
+    "n_peers_failed": "peer comparisons the judge failed on (listed in skipped.csv)",
+    "peer_discrepancy": "mean urgent + emergent corrections over the judged peers",
+}
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """Result of :func:`peer_discrepancies`: ``pairs`` (:data:`PAIR_COLUMNS`), ``per_reading``
+    (:data:`READING_CONSISTENCY_COLUMNS`) and what was skipped."""
+
+    pairs: pd.DataFrame
+    per_reading: pd.DataFrame
+    skipped: list[Skipped]
+
+
+def peer_discrepancies(readings: pd.DataFrame, judge: Judge) -> Consistency:
+    """Leave-one-out peer discrepancy for every usable reading.
+
+    Args:
+        readings: usable readings (:func:`analysis.skipped.usable_readings`) with ``assignment_id``,
+            ``reader``, ``case``, ``arm``, ``final_text``.
+        judge: any :class:`analysis.judges.Judge`; its failures on a pair are listed as skipped and the
+            reading's mean is taken over the remaining peers (``n_peers_failed`` says how many).
+
+    Returns:
+        :class:`Consistency`. A reading whose case has no other usable report, or whose every peer
+        comparison failed, gets no ``peer_discrepancy`` row and a skipped entry instead.
+    """
+    meta, pairs = [], []
+    for _, group in readings.groupby("case", sort=True):
+        rows = list(group.itertuples())
+        for cand in rows:
+            for ref in rows:
+                if ref.reader != cand.reader:
+                    meta.append((cand, ref))
+                    pairs.append((cand.final_text, ref.final_text))
+    results = judge.judge_many(pairs)
+    skipped, pair_rows = [], []
+    for (cand, ref), result in zip(meta, results):
+        if isinstance(result, JudgeFailure):
+            skipped.append(Skipped("consistency", f"{reading_label(cand)} vs peer {ref.reader}", result.reason))
+            continue
+        pair_rows.append({
+            "case": cand.case, "reader": cand.reader, "arm": cand.arm, "peer": ref.reader, "peer_arm": ref.arm,
+            "urgent_emergent": result.urgent_emergent, "n_discrepancies": len(result.discrepancies),
+            "judge": result.judge, "judge_version": result.judge_version, "cached": result.cached,
+            "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "_assignment_id": cand.assignment_id,
+        })
+    pair_frame = pd.DataFrame(pair_rows, columns=[*PAIR_COLUMNS, "_assignment_id"])
+    failed = pd.Series([cand.assignment_id for (cand, _), r in zip(meta, results)
+                        if isinstance(r, JudgeFailure)], dtype="int64").value_counts()
+    judged = pair_frame.groupby("_assignment_id")["urgent_emergent"].agg(["size", "mean"])
+    per_reading = []
+    for row in readings.itertuples():
+        n_failed = int(failed.get(row.assignment_id, 0))
+        if row.assignment_id not in judged.index:
+            reason = ("every peer comparison failed" if n_failed
+                      else "no other reader's final report of this case")
+            skipped.append(Skipped("consistency", reading_label(row), reason))
+            continue
+        per_reading.append({
+            "assignment_id": row.assignment_id, "reader": row.reader, "case": row.case, "arm": row.arm,
+            "n_peers": int(judged.loc[row.assignment_id, "size"]), "n_peers_failed": n_failed,
+            "peer_discrepancy": float(judged.loc[row.assignment_id, "mean"]),
+        })
+    return Consistency(
+        pair_frame.drop(columns="_assignment_id"),
+        pd.DataFrame(per_reading, columns=list(READING_CONSISTENCY_COLUMNS)),
+        skipped,
+    )

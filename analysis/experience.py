@@ -1,0 +1,50 @@
+"""Radiologist experience (paper section 4.3 "User study"): Likert confidence and mental demand by arm, and
+the shift of each arm's mean against the reference arm."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.skipped import Skipped, reading_label
+
+LIKERT_PREFIX = "likert_"
+
+LIKERT_SUMMARY_COLUMNS: dict[str, str] = {
+    "question": "Likert question key",
+    "arm": "Arm.code",
+    "n": "answers",
+    "mean": "mean answer",
+    "median": "median answer",
+    "scale_min": "lowest value of the scale",
+    "scale_max": "highest value of the scale",
+}
+
+
+def attach_likert(readings: pd.DataFrame, likert: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
+    """Add one ``likert_<question>`` column per question to the usable readings.
+
+    Returns:
+        (readings with the new columns, one :class:`Skipped` per reading missing an answer to a question
+        that others answered).
+    """
+    wide = likert.pivot_table(index="assignment_id", columns="question", values="value", aggfunc="first")
+    wide.columns = [f"{LIKERT_PREFIX}{question}" for question in wide.columns]
+    merged = readings.merge(wide, left_on="assignment_id", right_index=True, how="left")
+    skipped = [Skipped("experience", reading_label(row), f"no answer to Likert question {column[len(LIKERT_PREFIX):]}")
+               for column in wide.columns for row in merged[merged[column].isna()].itertuples()]
+    return merged, skipped
+
+
+def likert_summary(readings: pd.DataFrame, likert: pd.DataFrame) -> pd.DataFrame:
+    """Answers per question and arm, restricted to usable readings. Columns: :data:`LIKERT_SUMMARY_COLUMNS`."""
+    answers = likert[likert["assignment_id"].isin(readings["assignment_id"])]
+    table = (answers.groupby(["question", "arm"], sort=True)
+             .agg(n=("value", "size"), mean=("value", "mean"), median=("value", "median"),
+                  scale_min=("scale_min", "min"), scale_max=("scale_max", "max"))
+             .reset_index())
+    return table[list(LIKERT_SUMMARY_COLUMNS)]
+
+
+def likert_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``likert_<question>`` columns of a per-reading frame."""
+    return [column for column in frame.columns if column.startswith(LIKERT_PREFIX)]

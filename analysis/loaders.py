@@ -1,0 +1,144 @@
+"""Study database -> tidy pandas frames; every other analysis module works on these frames only.
+
+``readings``: one row per assignment (reader x case x arm) of the study, submitted or not.
+``likert``: one row per Likert answer of a submitted report.
+Column meanings are documented in :data:`READING_COLUMNS` and :data:`LIKERT_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from studyapp.db.models import (
+    STATUS_SUBMITTED,
+    Arm,
+    Assignment,
+    Case,
+    LikertResponse,
+    ReaderStudy,
+    Report,
+    User,
+)
+
+READING_COLUMNS: dict[str, str] = {
+    "assignment_id": "Assignment.id (reader x case x arm)",
+    "report_id": "Report.id, <NA> when the reader never opened the case",
+    "reader": "reader's username",
+    "case": "Case.case_key",
+    "case_label": "Case.label: normal / abnormal / <NA>",
+    "arm": "Arm.code: template / llm / model / ...",
+    "position": "position in the reader's worklist",
+    "status": "Report.status (new / in_progress / submitted); 'new' when no report exists",
+    "draft_text": "starting text the reader was given",
+    "final_text": "submitted text; <NA> unless submitted",
+    "active_seconds": "active reading time from the platform timer, seconds",
+    "opened_at": "first opening, UTC",
+    "submitted_at": "submission, UTC",
+}
+LIKERT_COLUMNS: dict[str, str] = {
+    "assignment_id": "Assignment.id",
+    "reader": "reader's username",
+    "case": "Case.case_key",
+    "arm": "Arm.code",
+    "question": "Likert question key (confidence, mental_demand, ...)",
+    "value": "answer on the scale it was given",
+    "scale_min": "lowest value of that scale",
+    "scale_max": "highest value of that scale",
+}
+
+
+@dataclass(frozen=True)
+class StudyFrames:
+    """Tidy frames of one reader study.
+
+    Attributes:
+        study_name: ReaderStudy.name.
+        arms: arm codes in creation order (the first is the reference arm when there is no ``template``).
+        readings: see :data:`READING_COLUMNS`.
+        likert: see :data:`LIKERT_COLUMNS`.
+    """
+
+    study_name: str
+    arms: tuple[str, ...]
+    readings: pd.DataFrame
+    likert: pd.DataFrame
+
+
+def _find_study(session: Session, study: str | int) -> ReaderStudy:
+    column = ReaderStudy.id if isinstance(study, int) else ReaderStudy.name
+    found = session.scalar(select(ReaderStudy).where(column == study))
+    if found is None:
+        names = session.scalars(select(ReaderStudy.name)).all()
+        raise LookupError(f"no reader study {study!r} in the database (studies: {names})")
+    return found
+
+
+def load_study(session_factory: sessionmaker[Session], study: str | int) -> StudyFrames:
+    """Read one reader study (by name, or by id when ``study`` is an int) into tidy frames.
+
+    Raises:
+        LookupError: no such study (the message lists the studies that exist).
+    """
+    with session_factory() as session:
+        found = _find_study(session, study)
+        arms = tuple(session.scalars(select(Arm.code).where(Arm.study_id == found.id).order_by(Arm.id)))
+        rows = session.execute(
+            select(Assignment, User.username, Case.case_key, Case.label, Arm.code, Report)
+            .join(User, Assignment.reader_id == User.id)
+            .join(Case, Assignment.case_id == Case.id)
+            .join(Arm, Assignment.arm_id == Arm.id)
+            .outerjoin(Report, Report.assignment_id == Assignment.id)
+            .where(Assignment.study_id == found.id)
+            .order_by(User.username, Assignment.position)
+        ).all()
+        readings = pd.DataFrame(
+            [
+                {
+                    "assignment_id": a.id,
+                    "report_id": r.id if r else None,
+                    "reader": username,
+                    "case": case_key,
+                    "case_label": label,
+                    "arm": arm,
+                    "position": a.position,
+                    "status": r.status if r else "new",
+                    "draft_text": r.draft_text if r else None,
+                    "final_text": r.final_text if r and r.status == STATUS_SUBMITTED else None,
+                    "active_seconds": r.active_seconds if r else None,
+                    "opened_at": r.opened_at if r else None,
+                    "submitted_at": r.submitted_at if r else None,
+                }
+                for a, username, case_key, label, arm, r in rows
+            ],
+            columns=list(READING_COLUMNS),
+        )
+        answers = session.execute(
+            select(LikertResponse, Assignment.id, User.username, Case.case_key, Arm.code)
+            .join(Report, LikertResponse.report_id == Report.id)
+            .join(Assignment, Report.assignment_id == Assignment.id)
+            .join(User, Assignment.reader_id == User.id)
+            .join(Case, Assignment.case_id == Case.id)
+            .join(Arm, Assignment.arm_id == Arm.id)
+            .where(Assignment.study_id == found.id, Report.status == STATUS_SUBMITTED)
+        ).all()
+        likert = pd.DataFrame(
+            [
+                {
+                    "assignment_id": assignment_id,
+                    "reader": username,
+                    "case": case_key,
+                    "arm": arm,
+                    "question": answer.question,
+                    "value": answer.value,
+                    "scale_min": (answer.scale or {}).get("min"),
+                    "scale_max": (answer.scale or {}).get("max"),
+                }
+                for answer, assignment_id, username, case_key, arm in answers
+            ],
+            columns=list(LIKERT_COLUMNS),
+        )
+        return StudyFrames(found.name, arms, readings, likert)
