@@ -8,7 +8,7 @@ Prompt format of the released checkpoint (engine-notes.md): no system prompt, on
 2D images: DICOM through the viewer's rendering (:func:`studyapp.dicom.display.render_frame`: Modality LUT ->
 VOI LUT -> MONOCHROME1/Presentation LUT), PNG/JPEG through Pillow; then RGB, resize to the model size (aspect
 not kept) and CLIP normalisation. 3D: NIfTI files and DICOM series folders through MONAI ``LoadImage``,
-reoriented to RAS, axes ordered ``(D, H, W)`` = (S, A, R), resampled to the model grid, HU clipped and
+reoriented so that axes ``(D, H, W)`` point to (S, A, R), resampled to the model grid, HU clipped and
 z-normalised over voxels above the mean. The spatial transform is kept so masks go back to the input grid.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.transforms import Compose, LoadImage, Orientation, Resize, Transpose
+from monai.transforms import Compose, LoadImage, Orientation, Resize
 from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
@@ -387,7 +387,7 @@ def preprocess_2d(rgb: np.ndarray, config: MedVersaConfig) -> torch.Tensor:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an RGB (H, W, 3) image, got shape {rgb.shape}")
     size = config.swin.image_size
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
     mean = torch.tensor(config.image_mean)[:, None, None]
     std = torch.tensor(config.image_std)[:, None, None]
@@ -401,7 +401,7 @@ class PreparedVolume:
     Attributes:
         pixel_values: ``(1, D, H, W)`` float32, clipped and z-normalised, on the model grid.
         spatial: the resampled MONAI ``MetaTensor`` carrying the applied spatial operations (for inversion).
-        transform: the invertible spatial transform (orientation, axis order, resize).
+        transform: the invertible spatial transform (orientation, resize).
         affine: ``(4, 4)`` voxel-to-world (RAS, mm) affine of the input volume.
         shape: the input volume's voxel shape, in the file's own axis order.
     """
@@ -434,12 +434,11 @@ def load_volume(source: str | Path) -> MetaTensor:
 
 
 def prepare_volume(volume: MetaTensor, settings: UNet3DSettings, clip_hu: bool = True) -> PreparedVolume:
-    """Reorient to RAS, order axes ``(D, H, W)`` = (S, A, R), resample (trilinear) to ``settings.volume_size``,
+    """Reorient so that the axes ``(D, H, W)`` point to (S, A, R) (RAS+ world, axes reversed), resample (trilinear) to ``settings.volume_size``,
     clip to ``settings.hu_window`` (CT) and z-normalise with the mean/std of the voxels above the mean
     (engine-notes.md, "CT preprocessing")."""
     transform = Compose([
-        Orientation(axcodes="RAS"),
-        Transpose((0, 3, 2, 1)),
+        Orientation(axcodes="SAR", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Resize(settings.volume_size, mode="trilinear"),
     ])
     spatial = transform(volume.float())
@@ -455,7 +454,7 @@ def prepare_volume(volume: MetaTensor, settings: UNet3DSettings, clip_hu: bool =
 
 def restore_volume(values: torch.Tensor, prepared: PreparedVolume) -> np.ndarray:
     """Map ``(1, D, H, W)`` values on the model grid back to the input volume's grid and orientation
-    (inverse of :func:`prepare_volume`'s spatial transform); returns ``float32`` of shape ``prepared.shape``."""
+    (MONAI inverse of :func:`prepare_volume`'s orientation and resize); returns ``float32`` of shape ``prepared.shape``."""
     result = MetaTensor(values.detach().float().cpu())
     result.copy_meta_from(prepared.spatial)
     restored = prepared.transform.inverse(result)

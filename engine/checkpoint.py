@@ -1,0 +1,294 @@
+"""Checkpoints: our own format, and a converter from the released MedVersa state-dict layout.
+
+Our format (one folder):
+
+- ``config.json``: :class:`engine.configuration.MedVersaConfig` (with the added-token ids);
+- the tokenizer files (``tokenizer.json``, ``tokenizer_config.json``) with the added tokens;
+- ``llm/`` (or ``config.llm_path``): the base causal LM, ``AutoModelForCausalLM``-loadable;
+- ``adapter/``: the peft adapter (LoRA on q/v and the trainable added-token rows);
+- ``model.safetensors``: everything else (encoders, adapters, heads).
+
+Loading is strict: a missing or unexpected key in the adapter or the module weights raises
+:class:`CheckpointError` (the released code loaded LoRA with ``strict=False`` and silently lost it when peft
+renamed keys: defect 4).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from engine.configuration import ADDED_TOKENS, MedVersaConfig
+from engine.modeling import MedVersaModel, attach_lora
+from engine.processing import check_tokenizer
+
+WEIGHTS_NAME = "model.safetensors"
+ADAPTER_DIR = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+LLM_PREFIX = "backbone.llm."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, or does not match the model it is loaded into."""
+
+
+def module_state_dict(model: MedVersaModel) -> dict[str, torch.Tensor]:
+    """The non-LLM weights (encoders, adapters, heads) keyed as in ``model.state_dict()``."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(LLM_PREFIX)}
+
+
+def resolve_llm_path(directory: str | Path, config: MedVersaConfig) -> Path:
+    """The base LM folder: ``config.llm_path`` if absolute, else relative to the checkpoint ``directory``."""
+    path = Path(config.llm_path)
+    return path if path.is_absolute() else Path(directory) / path
+
+
+def build_model(config: MedVersaConfig, llm_path: str | Path, tokenizer: PreTrainedTokenizerBase,
+                dtype: torch.dtype | None = None) -> MedVersaModel:
+    """Load the base LM from a local folder, resize its embeddings to the tokenizer, attach LoRA, add heads.
+
+    Raises:
+        CheckpointError: the LM folder is missing.
+        ValueError: the tokenizer lacks the added tokens or their ids differ from ``config.token_ids``.
+    """
+    check_tokenizer(tokenizer, config)
+    llm_path = Path(llm_path)
+    if not (llm_path / "config.json").is_file():
+        raise CheckpointError(f"no causal LM (config.json) in {llm_path}")
+    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
+    if llm.get_input_embeddings().num_embeddings < len(tokenizer):
+        llm.resize_token_embeddings(len(tokenizer))
+    return MedVersaModel(config, attach_lora(llm, config))
+
+
+def save_checkpoint(model: MedVersaModel, tokenizer: PreTrainedTokenizerBase, directory: str | Path,
+                    base_llm: str | Path | None = None) -> Path:
+    """Write ``model`` in our format into ``directory``.
+
+    Args:
+        base_llm: folder of the base LM to copy into ``directory/llm`` (then ``config.llm_path = "llm"``);
+            ``None`` keeps ``config.llm_path``, which must then be absolute or already inside ``directory``.
+
+    Raises:
+        CheckpointError: the base LM would not be found from the saved checkpoint.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    if base_llm is not None:
+        target = directory / "llm"
+        if Path(base_llm).resolve() != target.resolve():
+            shutil.copytree(base_llm, target, dirs_exist_ok=True)
+        config.llm_path = "llm"
+    if not (resolve_llm_path(directory, config) / "config.json").is_file():
+        raise CheckpointError(f"base LM {config.llm_path!r} is not reachable from {directory}; pass base_llm")
+    config.save(directory)
+    tokenizer.save_pretrained(directory)
+    model.backbone.llm.save_pretrained(directory / ADAPTER_DIR)
+    save_file({k: v.contiguous() for k, v in module_state_dict(model).items()}, directory / WEIGHTS_NAME)
+    return directory
+
+
+def load_checkpoint(directory: str | Path, dtype: torch.dtype | None = None,
+                    device: str | torch.device = "cpu") -> tuple[MedVersaModel, PreTrainedTokenizerBase]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns ``(model in eval mode, tokenizer)``.
+
+    Raises:
+        FileNotFoundError: the folder or its ``config.json`` is missing.
+        CheckpointError: adapter or module weights missing, or keys/shapes that do not match the model.
+        ValueError: tokenizer without the added tokens or with other ids than the config.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint folder not found: {directory}")
+    config = MedVersaConfig.load(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = build_model(config, resolve_llm_path(directory, config), tokenizer, dtype=dtype)
+    load_adapter_weights(model, directory / ADAPTER_DIR / ADAPTER_WEIGHTS)
+    load_module_weights(model, directory / WEIGHTS_NAME)
+    return model.to(device).eval(), tokenizer
+
+
+def _check_keys(what: str, expected: set[str], given: set[str]) -> None:
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{what}: {len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
+        )
+
+
+def load_adapter_weights(model: MedVersaModel, path: str | Path) -> None:
+    """Load LoRA and added-token rows strictly: every adapter key must be present and used.
+
+    Raises:
+        CheckpointError: file missing or key sets differ.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"adapter weights not found: {path}")
+    weights = load_file(path)
+    _check_keys(f"adapter {path}", set(get_peft_model_state_dict(model.backbone.llm)), set(weights))
+    result = set_peft_model_state_dict(model.backbone.llm, weights)
+    if result.unexpected_keys:
+        raise CheckpointError(f"adapter {path}: peft did not use {sorted(result.unexpected_keys)[:5]}")
+
+
+def load_module_weights(model: MedVersaModel, path: str | Path) -> None:
+    """Load encoder/adapter/head weights strictly.
+
+    Raises:
+        CheckpointError: file missing, key sets differ, or a shape differs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"module weights not found: {path}")
+    weights = load_file(path)
+    _check_keys(f"module weights {path}", set(module_state_dict(model)), set(weights))
+    try:
+        model.load_state_dict(weights, strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(f"module weights {path}: {err}") from err
+
+
+# ------------------------------------------------------------------------- released-checkpoint converter
+
+#: Released key -> our key, as (regex, replacement) pairs tried in order; the first match wins. The group
+#: prefixes come from engine-notes.md; the sub-module names inside each group are our reading of the released
+#: layout (segmentation_models_pytorch names for the 2D UNet). Any key that matches no rule, and any key of ours
+#: that receives nothing, is reported and conversion stops.
+_LLM = r"llama_model\.base_model\.model\."
+RELEASED_RULES: tuple[tuple[str, str], ...] = (
+    (_LLM + r"(model\.layers\.\d+\.self_attn\.[qv]_proj)\.(lora_[AB])\.weight$", r"adapter:\1.\2.weight"),
+    (_LLM + r"lm_head\.0\.weight$", r"llm:lm_head.weight"),
+    (_LLM + r"(model\..+)$", r"llm:\1"),
+    (r"visual_encoder\.(.+)$", r"backbone.encoder_2d.swin.\1"),
+    (r"llama_proj_2d\.0\.(weight|bias)$", r"backbone.adapter_2d.norm.\1"),
+    (r"llama_proj_2d\.1\.(weight|bias)$", r"backbone.adapter_2d.proj.\1"),
+    (r"llama_proj_3d\.0\.(weight|bias)$", r"backbone.adapter_3d.norm.\1"),
+    (r"llama_proj_3d\.1\.(weight|bias)$", r"backbone.adapter_3d.proj.\1"),
+    (r"text_det\.(\d)\.(weight|bias)$", r"detection_head.mlp.\1.\2"),
+    (r"text2seg_2d\.(\d)\.(weight|bias)$", r"seg2d_head.prompt.\1.\2"),
+    (r"text2seg_3d\.(\d)\.(weight|bias)$", r"seg3d_head.prompt.\1.\2"),
+    (r"model_seg_2d\.encoder\.(.+)$", r"seg2d_head.encoder.\1"),
+    (r"model_seg_2d\.bottleneck_norm\.(weight|bias)$", r"seg2d_head.bottleneck_norm.\1"),
+    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv1\.0\.weight$", r"seg2d_head.decoder.blocks.\1.convs.conv_0.conv.weight"),
+    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv1\.1\.(weight|bias)$", r"seg2d_head.decoder.blocks.\1.convs.conv_0.adn.N.\2"),
+    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv2\.0\.weight$", r"seg2d_head.decoder.blocks.\1.convs.conv_1.conv.weight"),
+    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv2\.1\.(weight|bias)$", r"seg2d_head.decoder.blocks.\1.convs.conv_1.adn.N.\2"),
+    (r"model_seg_2d\.decoder\.blocks\.(\d)\.preconv\.(weight|bias)$", r"seg2d_head.decoder.blocks.\1.upsample.preconv.\2"),
+    (r"model_seg_2d\.segmentation_head\.0\.(weight|bias)$", r"seg2d_head.head.0.\1"),
+    (r"model_seg_3d\.encoder\.(.+)$", r"backbone.encoder_3d.\1"),
+    (r"model_seg_3d\.decoder\.(.+)$", r"seg3d_head.\1"),
+)
+
+
+@dataclass
+class ConversionReport:
+    """What the converter did.
+
+    Attributes:
+        llm: base-LM weights keyed as ``AutoModelForCausalLM`` expects.
+        adapter: peft adapter weights keyed as ``get_peft_model_state_dict`` returns them (LoRA, added-token rows).
+        modules: encoder/adapter/head weights keyed as :func:`module_state_dict`.
+        unmatched: released keys that match no rule.
+        unused: our keys (modules and adapter) that received no released weight.
+        shape_mismatches: ``our key -> (released shape, expected shape)``.
+    """
+
+    llm: dict[str, torch.Tensor] = field(default_factory=dict)
+    adapter: dict[str, torch.Tensor] = field(default_factory=dict)
+    modules: dict[str, torch.Tensor] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    shape_mismatches: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unmatched or self.unused or self.shape_mismatches)
+
+    def summary(self) -> str:
+        """One line per problem, for the error message."""
+        lines = [f"{len(self.unmatched)} released key(s) match no rule: {self.unmatched[:10]}",
+                 f"{len(self.unused)} model key(s) received no weight: {self.unused[:10]}",
+                 f"{len(self.shape_mismatches)} shape mismatch(es): {dict(list(self.shape_mismatches.items())[:5])}"]
+        return "\n".join(lines)
+
+
+def map_released_state_dict(released: dict[str, torch.Tensor], model: MedVersaModel) -> ConversionReport:
+    """Rename a released MedVersa state dict to our layout and account for every key.
+
+    The added-token rows of the embedding and LM head (released ids 32000-32004, in the order of
+    :data:`engine.configuration.ADDED_TOKENS`) are copied into the adapter's trainable-token rows.
+
+    Returns:
+        A :class:`ConversionReport`; :func:`convert_released` refuses to write anything unless ``report.ok``.
+    """
+    report = ConversionReport()
+    for key, tensor in released.items():
+        for pattern, replacement in RELEASED_RULES:
+            if re.match(pattern, key):
+                target = re.sub(pattern, replacement, key)
+                break
+        else:
+            report.unmatched.append(key)
+            continue
+        kind, _, name = target.partition(":") if ":" in target else ("modules", "", target)
+        if kind == "adapter":
+            report.adapter[f"base_model.model.{name}"] = tensor
+        elif kind == "llm":
+            report.llm[name] = tensor
+        else:
+            report.modules[name] = tensor
+    ids = [model.config.token_ids[t] for t in ADDED_TOKENS]
+    peft_keys = get_peft_model_state_dict(model.backbone.llm)
+    for source, key in (("model.embed_tokens.weight", "embed_tokens"), ("lm_head.weight", "lm_head")):
+        delta_key = f"base_model.model.{'model.' if key == 'embed_tokens' else ''}{key}.token_adapter.trainable_tokens_delta"
+        if delta_key in peft_keys and source in report.llm:
+            report.adapter[delta_key] = report.llm[source][ids].clone()
+    with torch.device("meta"):
+        plain_llm = AutoModelForCausalLM.from_config(model.backbone.llm.get_base_model().config)
+    expected = {**module_state_dict(model), **peft_keys,
+                **{f"llm:{k}": v for k, v in plain_llm.state_dict().items()}}
+    given = {**report.modules, **report.adapter, **{f"llm:{k}": v for k, v in report.llm.items()}}
+    report.unused = sorted(k for k in expected if k not in given and not k.endswith("num_batches_tracked"))
+    report.unmatched += sorted(k for k in given if k not in expected)
+    for key in sorted(set(given) & set(expected)):
+        if tuple(given[key].shape) != tuple(expected[key].shape):
+            report.shape_mismatches[key] = (tuple(given[key].shape), tuple(expected[key].shape))
+    return report
+
+
+def convert_released(released: dict[str, torch.Tensor] | str | Path, model: MedVersaModel,
+                     tokenizer: PreTrainedTokenizerBase, out: str | Path) -> ConversionReport:
+    """Convert a released MedVersa state dict (a dict or a ``torch.save`` file) into our format in ``out``.
+
+    ``model`` is a freshly built model of the matching configuration (:func:`build_model`) whose weights are
+    replaced. The base LM with the released weights is written to ``out/llm``.
+
+    Raises:
+        CheckpointError: any released key matched no rule, any model key received no weight, or a shape differs
+            (the message lists them); nothing is written in that case.
+    """
+    if not isinstance(released, dict):
+        released = torch.load(released, map_location="cpu", weights_only=True)
+    report = map_released_state_dict(released, model)
+    if not report.ok:
+        raise CheckpointError("released checkpoint does not match the model:\n" + report.summary())
+    out = Path(out)
+    base = model.backbone.llm.get_base_model()
+    llm_dir = out / "llm"
+    llm_dir.mkdir(parents=True, exist_ok=True)
+    base.config.save_pretrained(llm_dir)
+    save_file({k: v.contiguous() for k, v in report.llm.items()}, llm_dir / "model.safetensors")
+    set_peft_model_state_dict(model.backbone.llm, report.adapter)
+    model.load_state_dict(report.modules, strict=False)
+    model.config.llm_path = "llm"
+    save_checkpoint(model, tokenizer, out)
+    return report

@@ -1,0 +1,314 @@
+"""Inference API: :class:`MedVersa` loads a checkpoint once and answers prompts about images with text, boxes
+and masks (paper sections 4.2-4.4).
+
+Task-token hidden states are read at the positions of those tokens in the generated ids, by one forward pass
+over prompt + answer after generation; this does not depend on what ``generate`` returns in a given
+transformers version (released defect 3). Every box and mask of an answer is returned (defect 5), boxes in
+normalized xyxy and in pixels of the original image (defect 7), 3D masks as a volume on the input's own grid
+and orientation (defects 7-8). The object holds no per-request state, so one instance can serve several users.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.checkpoint import load_checkpoint
+from engine.configuration import DET_TOKEN, IMAGE_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
+from engine.modeling import MedVersaModel
+from engine.processing import (
+    Modality,
+    PreparedVolume,
+    build_prompt,
+    clean_answer,
+    detect_modality,
+    encode_prompt,
+    load_rgb,
+    load_volume,
+    pad_sequences,
+    prepare_volume,
+    preprocess_2d,
+    restore_volume,
+)
+
+TASK_TOKENS = (DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN, NA_TOKEN)
+
+
+@dataclass
+class PreparedImage:
+    """One input image ready for the model.
+
+    Attributes:
+        modality: the imaging type (chosen from the input or given).
+        pixel_values: ``(3, S, S)`` for 2D, ``(1, D, H, W)`` for 3D.
+        original_size: ``(H, W)`` in pixels of the original 2D image; for 3D the input volume's voxel shape.
+        volume: for 3D, what is needed to map masks back to the input grid.
+    """
+
+    modality: Modality
+    pixel_values: torch.Tensor
+    original_size: tuple[int, ...]
+    volume: PreparedVolume | None = None
+
+    @property
+    def is_3d(self) -> bool:
+        return self.volume is not None
+
+
+@dataclass
+class Box:
+    """One detection: ``label`` is the class name written before its ``<DET>``; ``xyxy`` normalized to [0, 1];
+    ``xyxy_pixels`` in pixels of the original image (x to the right, y down); ``image_index`` = i of ``<img{i}>``."""
+
+    label: str
+    xyxy: tuple[float, float, float, float]
+    xyxy_pixels: tuple[float, float, float, float]
+    image_index: int
+
+
+@dataclass
+class Mask2D:
+    """A 2D mask: ``mask`` bool ``(H, W)`` on the original image's grid; ``probability`` float32 ``(H, W)``."""
+
+    label: str
+    mask: np.ndarray
+    probability: np.ndarray
+    image_index: int
+
+
+@dataclass
+class Mask3D:
+    """A 3D mask: ``mask`` uint8 on the input volume's own voxel grid and axis order, ``affine`` its
+    voxel-to-world (RAS, mm) matrix, as read from the input."""
+
+    label: str
+    mask: np.ndarray
+    affine: np.ndarray
+    image_index: int
+
+    def save_nifti(self, path: str | Path) -> Path:
+        """Write the mask as a NIfTI-1 file with the input's affine; returns the path."""
+        import nibabel as nib
+
+        nib.save(nib.Nifti1Image(self.mask.astype(np.uint8), self.affine), str(path))
+        return Path(path)
+
+
+@dataclass
+class GenerationResult:
+    """Answer to one prompt.
+
+    Attributes:
+        text: the answer, task tokens removed unless kept, the ``###`` terminator removed.
+        raw_text: the decoded generated tokens, unchanged.
+        token_ids: the generated ids up to and including the stop.
+        boxes, masks_2d, masks_3d: one entry per ``<DET>``, ``<2DSEG>``, ``<3DSEG>`` in the answer, in order.
+    """
+
+    text: str
+    raw_text: str
+    token_ids: list[int]
+    boxes: list[Box] = field(default_factory=list)
+    masks_2d: list[Mask2D] = field(default_factory=list)
+    masks_3d: list[Mask3D] = field(default_factory=list)
+
+
+@dataclass
+class Request:
+    """One prompt: images (paths or prepared), the question with ``<img{i}>`` identifiers, optional context."""
+
+    images: Sequence[str | Path | PreparedImage]
+    prompt: str
+    context: str | None = None
+
+
+def _label_before(text: str, token: str, occurrence: int) -> str:
+    """Text between the previous sentence end (or task token) and the ``occurrence``-th ``token``."""
+    head = text.split(token)[: occurrence + 1]
+    before = token.join(head)
+    before = re.split(r"[.\n]|" + "|".join(map(re.escape, TASK_TOKENS)), before)[-1].strip()
+    return re.sub(r"^the segmentation mask of\s+(.*?)\s+is$", r"\1", before, flags=re.IGNORECASE)
+
+
+class MedVersa:
+    """A loaded MedVersa model with its tokenizer.
+
+    Args:
+        model: a :class:`engine.modeling.MedVersaModel` (eval mode is set).
+        tokenizer: its tokenizer with the added tokens.
+    """
+
+    def __init__(self, model: MedVersaModel, tokenizer):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> MedVersa:
+        """Load a checkpoint written by :func:`engine.checkpoint.save_checkpoint`."""
+        model, tokenizer = load_checkpoint(directory, dtype=dtype, device=device)
+        return cls(model, tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prepare_image(self, source: str | Path, modality: Modality | str | None = None) -> PreparedImage:
+        """Load and transform one image; the modality is detected from the input unless given.
+
+        Raises:
+            FileNotFoundError: the path does not exist.
+            ValueError: an unsupported kind of image, or a modality that does not fit the input.
+        """
+        modality = Modality(modality) if modality is not None else detect_modality(source)
+        if modality.is_3d:
+            volume = prepare_volume(load_volume(source), self.config.unet3d, clip_hu=modality is Modality.CT)
+            return PreparedImage(modality, volume.pixel_values, volume.shape, volume)
+        if Path(source).is_dir():
+            raise ValueError(f"{source} is a folder (a DICOM series) but modality {modality.value} is 2D")
+        rgb = load_rgb(source)
+        return PreparedImage(modality, preprocess_2d(rgb, self.config), tuple(rgb.shape[:2]))
+
+    def generate(self, images: Sequence[str | Path | PreparedImage], prompt: str, context: str | None = None,
+                 keep_task_tokens: bool = False, **generation) -> GenerationResult:
+        """Answer ``prompt`` about ``images``; see :meth:`generate_batch`."""
+        return self.generate_batch([Request(images, prompt, context)], keep_task_tokens, **generation)[0]
+
+    @torch.no_grad()
+    def generate_batch(self, requests: Sequence[Request], keep_task_tokens: bool = False,
+                       **generation) -> list[GenerationResult]:
+        """Answer several prompts in one batch (left-padded).
+
+        Args:
+            requests: prompts with their images; ``<img{i}>`` in a prompt refers to its ``images[i]``.
+            keep_task_tokens: keep ``<DET>``/``<2DSEG>``/``<3DSEG>``/``<N/A>`` in ``text``.
+            generation: passed to ``transformers`` ``generate`` (``max_new_tokens``, ``do_sample``,
+                ``logits_processor``, ...). Stopping uses ``config.stop_strings`` on the real token ids and EOS;
+                the image placeholder token is never generated.
+
+        Raises:
+            ValueError: image identifiers in a prompt that do not match its images, or bad images.
+        """
+        model, tokenizer, config = self.model, self.tokenizer, self.config
+        prepared = [[im if isinstance(im, PreparedImage) else self.prepare_image(im) for im in r.images]
+                    for r in requests]
+        prompts = [encode_prompt(tokenizer, build_prompt(r.prompt, len(ims), config, r.context))
+                   for r, ims in zip(requests, prepared)]
+        device = self.device
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        prompt_ids, prompt_mask = pad_sequences(prompts, pad_id, left=True)
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        flat = [im for ims in prepared for im in ims]
+        is_3d = torch.tensor([im.is_3d for im in flat], dtype=torch.bool)
+        dtype = next(model.backbone.adapter_2d.parameters()).dtype
+        values_2d = torch.stack([im.pixel_values for im in flat if not im.is_3d]).to(device, dtype) \
+            if (~is_3d).any() else None
+        values_3d = torch.stack([im.pixel_values for im in flat if im.is_3d]).to(device, dtype) if is_3d.any() else None
+
+        backbone = model.backbone
+        visual, features_3d = backbone.encode_images(values_2d, values_3d, is_3d)
+        embeds = backbone.embed(prompt_ids, visual)
+        suppress = list(generation.pop("suppress_tokens", None) or []) + [config.token_ids[IMAGE_TOKEN]]
+        generation.setdefault("max_new_tokens", 256)
+        generated = backbone.llm.generate(
+            inputs_embeds=embeds, attention_mask=prompt_mask, stop_strings=list(config.stop_strings),
+            tokenizer=tokenizer, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
+            suppress_tokens=suppress, **generation,
+        )
+        answers = [self._trim(row.tolist(), pad_id) for row in generated]
+
+        # One forward over prompt + answer; task-token states are read where the generated ids hold them.
+        answer_ids, answer_mask = pad_sequences([a or [pad_id] for a in answers], pad_id)
+        answer_mask[[i for i, a in enumerate(answers) if not a]] = 0
+        full_ids = torch.cat([prompt_ids, answer_ids.to(device)], dim=1)
+        full_mask = torch.cat([prompt_mask, answer_mask.to(device)], dim=1)
+        full_embeds = backbone.embed(full_ids, visual)
+        positions = (full_mask.cumsum(1) - 1).clamp_min(0)
+        hidden = backbone.llm.get_decoder()(inputs_embeds=full_embeds, attention_mask=full_mask,
+                                            position_ids=positions).last_hidden_state
+        image_rows = backbone.image_rows(full_ids)
+        valid = torch.zeros_like(full_ids, dtype=torch.bool)
+        valid[:, prompt_ids.shape[1]:] = answer_mask.bool().to(device)
+        task_ids = full_ids.masked_fill(~valid, pad_id)
+
+        results = []
+        for row, (ids, ims) in enumerate(zip(answers, prepared)):
+            raw = tokenizer.decode(ids, skip_special_tokens=False)
+            results.append(GenerationResult(
+                text=clean_answer(raw, TASK_TOKENS, keep_task_tokens), raw_text=raw, token_ids=ids))
+        self._boxes(hidden, task_ids, prepared, results)
+        self._masks_2d(hidden, task_ids, image_rows[~is_3d.to(device)], values_2d, prepared, results)
+        self._masks_3d(hidden, task_ids, image_rows[is_3d.to(device)], features_3d, prepared, results)
+        return results
+
+    def _trim(self, ids: list[int], pad_id: int) -> list[int]:
+        """Cut a generated row after its stop string or EOS (kept), dropping padding."""
+        text = ""
+        for n, token in enumerate(ids):
+            if token == self.tokenizer.eos_token_id:
+                return ids[: n + 1]
+            text += self.tokenizer.decode([token])
+            if any(text.endswith(stop) for stop in self.config.stop_strings):
+                return ids[: n + 1]
+        while ids and ids[-1] == pad_id:
+            ids = ids[:-1]
+        return ids
+
+    def _states(self, hidden: torch.Tensor, ids: torch.Tensor, token: str):
+        return self.model.task_states(hidden, ids, token)
+
+    def _boxes(self, hidden, ids, prepared, results) -> None:
+        states, rows = self._states(hidden, ids, DET_TOKEN)
+        if not len(rows):
+            return
+        raw = self.model.detection_head(states).float().cpu()
+        xyxy = torch.stack([torch.minimum(raw[:, 0], raw[:, 2]), torch.minimum(raw[:, 1], raw[:, 3]),
+                            torch.maximum(raw[:, 0], raw[:, 2]), torch.maximum(raw[:, 1], raw[:, 3])], dim=1)
+        counts: dict[int, int] = {}
+        for box, row in zip(xyxy.tolist(), rows.tolist()):
+            images = prepared[row]
+            index = next((i for i, im in enumerate(images) if not im.is_3d), 0)
+            height, width = images[index].original_size[:2]
+            n = counts[row] = counts.get(row, -1) + 1
+            label = _label_before(results[row].raw_text, DET_TOKEN, n)
+            pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
+            results[row].boxes.append(Box(label, tuple(box), pixels, index))
+
+    def _masks_2d(self, hidden, ids, image_rows, values_2d, prepared, results) -> None:
+        states, rows = self._states(hidden, ids, SEG2D_TOKEN)
+        if not len(rows):
+            return
+        index = self.model.first_image_of_rows(rows, image_rows, "2D")
+        logits = self.model.seg2d_head(values_2d, states.to(values_2d.dtype), index).float()
+        counts: dict[int, int] = {}
+        for k, row in enumerate(rows.tolist()):
+            images = prepared[row]
+            local = next(i for i, im in enumerate(images) if not im.is_3d)
+            size = images[local].original_size[:2]
+            probability = torch.sigmoid(F.interpolate(logits[k : k + 1], size=size, mode="bilinear"))[0, 0].cpu()
+            n = counts[row] = counts.get(row, -1) + 1
+            results[row].masks_2d.append(Mask2D(_label_before(results[row].raw_text, SEG2D_TOKEN, n),
+                                                probability.numpy() > 0.5, probability.numpy(), local))
+
+    def _masks_3d(self, hidden, ids, image_rows, features_3d, prepared, results) -> None:
+        states, rows = self._states(hidden, ids, SEG3D_TOKEN)
+        if not len(rows):
+            return
+        index = self.model.first_image_of_rows(rows, image_rows, "3D")
+        logits = self.model.seg3d_head(features_3d, states.to(features_3d[-1].dtype), index).float()
+        counts: dict[int, int] = {}
+        for k, row in enumerate(rows.tolist()):
+            images = prepared[row]
+            local = next(i for i, im in enumerate(images) if im.is_3d)
+            probability = restore_volume(torch.sigmoid(logits[k]), images[local].volume)
+            n = counts[row] = counts.get(row, -1) + 1
+            results[row].masks_3d.append(Mask3D(_label_before(results[row].raw_text, SEG3D_TOKEN, n),
+                                                (probability > 0.5).astype(np.uint8), images[local].volume.affine,
+                                                local))

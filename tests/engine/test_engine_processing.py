@@ -1,0 +1,149 @@
+import random
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from engine.configuration import IMAGE_TOKEN, MedVersaConfig
+from engine.processing import (
+    TEMPLATES,
+    Modality,
+    Task,
+    build_prompt,
+    check_tokenizer,
+    clean_answer,
+    detect_modality,
+    encode_example,
+    encode_prompt,
+    format_context,
+    instruction,
+    load_rgb,
+    load_volume,
+    prepare_volume,
+    preprocess_2d,
+    restore_volume,
+)
+
+TINY = MedVersaConfig.tiny()
+
+
+@pytest.mark.parametrize(
+    "task, count",
+    [(Task.FINDINGS, 12), (Task.IMPRESSION, 9), (Task.REPORT, 12), (Task.CLASSIFICATION, 9),
+     (Task.REGION_CAPTION, 10), (Task.LONGITUDINAL, 7), (Task.DETECTION, 14), (Task.SEGMENTATION, 17)],
+)
+def test_table5_template_counts(task, count):
+    assert len(TEMPLATES[task]) == count
+
+
+def test_instruction_fixed_random_and_missing_field():
+    assert instruction(Task.DETECTION, target="pneumothorax") == "Detect any signs of pneumothorax in <img0>."
+    assert (instruction("longitudinal", image="<img0><img1>", reference="<img2><img3>", index=2)
+            == "Compare the current study <img0><img1> with the past one <img2><img3>.")
+    drawn = {instruction(Task.FINDINGS, rng=random.Random(seed)) for seed in range(40)}
+    assert len(drawn) > 5 and drawn <= {t.format(image="<img0>") for t in TEMPLATES[Task.FINDINGS]}
+    with pytest.raises(ValueError, match="target"):
+        instruction(Task.SEGMENTATION)
+    with pytest.raises(ValueError, match="out of range"):
+        instruction(Task.IMPRESSION, index=9)
+
+
+def test_prompt_format_of_released_checkpoint():
+    context = format_context(age="60", sex="F", indication="Chest pain.", comparison="None.")
+    assert context == "Age:60.Gender:F.Chest pain.None."
+    prompt = build_prompt("Please report <img0>.", 1, TINY, context)
+    assert prompt == ("###Human: <img0>" + IMAGE_TOKEN * 9 + "</img0><context>Age:60.Gender:F.Chest pain.None."
+                      "</context>Please report <img0>.###Assistant:")
+    assert format_context() is None
+
+
+@pytest.mark.parametrize(
+    "question, n, message",
+    [("Report <img0> and <img1>.", 1, "<img1> but only 1"), ("Report <img0>.", 2, "<img1> is given"),
+     ("Report <img0>.", 0, "1 to 8 images"), (f"Report <img0>{IMAGE_TOKEN}.", 1, "reserved")],
+)
+def test_prompt_identifiers_must_match_images(question, n, message):
+    with pytest.raises(ValueError, match=message):
+        build_prompt(question, n, TINY)
+
+
+def test_one_bos_in_training_and_inference(tiny_checkpoint):
+    """Released defect 2: training saw two BOS tokens, inference one."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    prompt = build_prompt("Please report <img0>.", 1, TINY)
+    inference_ids = encode_prompt(tokenizer, prompt)
+    train_ids, labels = encode_example(tokenizer, prompt, "No acute disease.")
+    bos = tokenizer.bos_token_id
+    assert inference_ids.count(bos) == 1 and inference_ids[0] == bos
+    assert train_ids.count(bos) == 1
+    assert train_ids[: len(inference_ids)] == inference_ids
+    assert labels[: len(inference_ids)] == [-100] * len(inference_ids)
+    assert tokenizer.decode(labels[len(inference_ids):]) == " No acute disease.###"
+
+
+def test_tokenizer_without_added_tokens_is_refused(tiny_checkpoint):
+    config = MedVersaConfig.load(tiny_checkpoint)
+    from engine.tiny import train_tokenizer
+
+    with pytest.raises(ValueError, match="lacks the MedVersa added tokens"):
+        check_tokenizer(train_tokenizer(["plain text"]), config)
+
+
+def test_clean_answer_never_rewrites_wording():
+    """Released defect 6: any answer containing "mel" became "melanoma"."""
+    assert clean_answer(" melanocytic nevus###") == "melanocytic nevus"
+    assert clean_answer("liver <3DSEG>.###", ("<3DSEG>",), keep_task_tokens=False) == "liver."
+
+
+def test_real_chest_dicom_and_png_to_clip_normalised_tensor(cxr_dicom, shared_data):
+    from studyapp.dicom.display import render_frame
+    import pydicom
+
+    rgb = load_rgb(cxr_dicom)
+    assert rgb.shape == (1024, 1024, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 1], render_frame(pydicom.dcmread(cxr_dicom)))
+    x = preprocess_2d(rgb, TINY)
+    assert x.shape == (3, 32, 32)
+    # a pure white image maps to (1 - mean) / std per channel
+    white = preprocess_2d(np.full((10, 20, 3), 255, np.uint8), TINY)
+    assert white[0, 0, 0].item() == pytest.approx((1 - 0.48145466) / 0.26862954, rel=1e-5)
+    png = load_rgb(shared_data / "cxr_png" / "00000001_000.png")
+    assert png.shape == (512, 512, 3)
+
+
+def test_modality_detection(shared_data, cxr_dicom, nifti_ct):
+    assert detect_modality(cxr_dicom) is Modality.CHEST_XRAY
+    assert detect_modality(nifti_ct) is Modality.CT
+    assert detect_modality(shared_data / "dicom" / "ct_series") is Modality.CT
+    assert detect_modality(shared_data / "derm" / "images" / "ISIC_0024311.jpg") is Modality.DERMOSCOPY
+    assert detect_modality(shared_data / "cxr_png" / "00000001_000.png") is Modality.CHEST_XRAY
+    with pytest.raises(ValueError, match="Modality"):
+        detect_modality(shared_data / "dicom" / "edge" / "rtdose.dcm")
+    with pytest.raises(ValueError, match="unsupported image kind"):
+        detect_modality(shared_data / "SOURCES.md")
+
+
+def test_volume_reoriented_resampled_and_normalised(nifti_ct, tmp_path):
+    """Released defect 8: CT used without reorientation or spacing."""
+    volume = load_volume(nifti_ct)
+    prepared = prepare_volume(volume, TINY.unet3d)
+    assert prepared.pixel_values.shape == (1, 16, 48, 48)
+    above = prepared.pixel_values[prepared.pixel_values > prepared.pixel_values.mean()]
+    assert above.mean().item() == pytest.approx(0.0, abs=0.05)
+
+    # the same CT stored with the first axis flipped (and the affine saying so) gives the same model input
+    img = nib.load(nifti_ct)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = img.shape[0] - 1
+    flipped = nib.Nifti1Image(np.asarray(img.dataobj)[::-1].copy(), img.affine @ flip)
+    nib.save(flipped, tmp_path / "flipped.nii.gz")
+    again = prepare_volume(load_volume(tmp_path / "flipped.nii.gz"), TINY.unet3d)
+    torch.testing.assert_close(again.pixel_values, prepared.pixel_values, atol=1e-4, rtol=1e-4)
+
+    restored = restore_volume(prepared.spatial.as_tensor()[:1], prepared)
+    assert restored.shape == img.shape
+    assert np.corrcoef(restored.ravel(), np.asarray(img.dataobj, dtype=np.float32).ravel())[0, 1] > 0.8
+    with pytest.raises(ValueError, match="NIfTI file or a DICOM series folder"):
+        load_volume(tmp_path / "flipped.png")
