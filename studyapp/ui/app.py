@@ -34,10 +34,10 @@ def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
             gr.Markdown(f"## {TITLE}\n{banner}")
             who = gr.Markdown(elem_id="signed-in-as")
             gr.Button("Sign out", link="/logout", size="sm", scale=0)
-        with gr.Tabs():
-            with gr.Tab("Reading", visible=False) as reading_tab:
+        with gr.Tabs() as tabs:
+            with gr.Tab("Reading", id="reading", visible=False) as reading_tab:
                 reading = ReadingTab(ctx)
-            with gr.Tab("Coordinator", visible=False) as coordinator_tab:
+            with gr.Tab("Coordinator", id="coordinator", visible=False) as coordinator_tab:
                 coordinator = CoordinatorTab(ctx)
 
         def on_load(request: gr.Request):
@@ -47,11 +47,12 @@ def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
                     who: f"Signed in as **{user.display_name or user.username}** ({user.role})",
                     reading_tab: gr.Tab(visible=not is_coordinator),
                     coordinator_tab: gr.Tab(visible=is_coordinator),
+                    tabs: gr.Tabs(selected="coordinator" if is_coordinator else "reading"),
                 }
                 updates.update(coordinator.on_load(session, user) if is_coordinator else reading.on_load(session, user))
                 return updates
 
-        load_outputs = {who, reading_tab, coordinator_tab, *reading.screen_outputs, *coordinator.on_load_outputs}
+        load_outputs = {who, tabs, reading_tab, coordinator_tab, *reading.screen_outputs, *coordinator.on_load_outputs}
         blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
     return blocks
 

@@ -1,0 +1,58 @@
+"""A coordinator in a real browser: creates a study, imports real DICOM, adds a reader, generates the design,
+and downloads the reads CSV; a reader's account is refused the coordinator handlers."""
+
+import pandas as pd
+
+from studyapp.db.models import ROLE_COORDINATOR
+from studyapp.services import accounts, studies
+from tests.ui.conftest import sign_in
+
+
+def _coordinator_only(session):
+    accounts.add_user(session, "coord", "coordinator-password", role=ROLE_COORDINATOR)
+
+
+def test_coordinator_sets_up_study_and_exports(serve_app, browser, shared_data, tmp_path):
+    app = serve_app(_coordinator_only)
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, app.url, "coord", "coordinator-password")
+    assert page.get_by_role("tab", name="Reading").count() == 0
+
+    page.get_by_text("New study").click()
+    page.get_by_label("Study name").fill("Browser study")
+    page.get_by_label("Normal template (starting text of arm 'template')").fill("FINDINGS: normal. IMPRESSION: normal.")
+    page.get_by_role("button", name="Create study").click()
+    page.wait_for_selector("#coord-status >> text=Created study", timeout=30_000)
+
+    page.get_by_text("Import DICOM folder").click()
+    page.get_by_label("Folder on the server (searched recursively)").fill(str(shared_data / "dicom" / "cxr"))
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.wait_for_selector("#coord-status >> text=4 imported", timeout=60_000)
+
+    page.get_by_text("Readers and assignment").click()
+    page.get_by_label("Username").fill("reader9")
+    page.get_by_label("Password (at least 8 characters)").fill("reader-nine-password")
+    page.get_by_role("button", name="Add account (readers join the selected study)").click()
+    page.wait_for_selector("#coord-status >> text=Reader of Browser study", timeout=30_000)
+    page.get_by_label("Seed (empty: draw one)").fill("5")
+    page.get_by_label("Cases per reader (empty: all)").fill("3")
+    page.get_by_role("button", name="Generate balanced assignment").click()
+    page.wait_for_selector("#coord-status >> text=seed 5", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#coord-progress').innerText.includes('reader9')",
+                           timeout=30_000)
+
+    page.locator("#coord-export").click()
+    link = page.locator("#coord-export-file a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    path = tmp_path / "downloaded.csv"
+    download.value.save_as(path)
+    reads = pd.read_csv(path)
+    assert len(reads) == 3 and set(reads.reader) == {"reader9"}
+    assert set(reads.arm) == {"template", "llm", "model"}
+    with app.sessions() as session:
+        study = studies.get_study(session, "Browser study")
+        assert study.seed == 5 and study.template_text.startswith("FINDINGS")
+    context.close()
