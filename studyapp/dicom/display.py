@@ -18,7 +18,7 @@ import copy
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -361,7 +361,8 @@ def display_lut(decoded: DecodedFrame, window: Window | None = None) -> np.ndarr
 
 
 def to_display(decoded: DecodedFrame, window: Window | None = None) -> np.ndarray:
-    """8-bit display image of a decoded frame: one table lookup per pixel (no decoding).
+    """8-bit display image of a decoded frame: one table lookup per pixel (no decoding; tiny or very wide-range
+    frames are mapped value by value).
 
     Args:
         decoded: from ``decode_frame``/``load_frame``.
@@ -375,10 +376,11 @@ def to_display(decoded: DecodedFrame, window: Window | None = None) -> np.ndarra
     """
     if decoded.is_colour:
         return decoded.values
-    if decoded.lut_size is None:
+    if decoded.lut_size is None or decoded.values.size <= decoded.lut_size:  # no table, or one larger than the image
         ctx = decoded.lut_dataset if window is None else with_window(decoded.lut_dataset, window)
         return display_values(decoded.values.astype(np.int64) + decoded.values_offset, ctx)
-    return display_lut(decoded, window)[decoded.values]
+    # values index the table by construction; "clip" skips numpy's bounds check and is the fastest gather
+    return display_lut(decoded, window).take(decoded.values, mode="clip")
 
 
 def render_frame(ds: pydicom.Dataset, frame: int = 0, window: tuple[float, float] | None = None) -> np.ndarray:
@@ -453,8 +455,13 @@ def read_image(path: str | os.PathLike) -> Dataset:
         raise UndecodableImageError(f"Cannot read {path} as DICOM: {exc}") from exc
 
 
-def load_frame(path: str | os.PathLike, frame: int = 0) -> DecodedFrame:
+def load_frame(path: str | os.PathLike, frame: int = 0, max_side: int | None = None) -> DecodedFrame:
     """``decode_frame`` for a file, through the bounded LRU cache (a changed file is decoded again).
+
+    Args:
+        path: DICOM file.
+        frame: 0-based frame index.
+        max_side: if given, the frame scaled down to this longer side (``downsample``), cached as well.
 
     Raises:
         IndexError, UndecodableImageError: as ``decode_frame``/``read_image``.
@@ -464,18 +471,29 @@ def load_frame(path: str | os.PathLike, frame: int = 0) -> DecodedFrame:
         stat = resolved.stat()
     except OSError as exc:
         raise UndecodableImageError(f"Cannot read {path}: {exc}") from exc
-    key = (str(resolved), stat.st_mtime_ns, stat.st_size, frame)
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size, frame, max_side)
     decoded = frame_cache.get(key)
     if decoded is None:
-        decoded = decode_frame(read_image(resolved), frame)
+        if max_side is None:
+            decoded = decode_frame(read_image(resolved), frame)
+        else:
+            decoded = downsample(load_frame(resolved, frame), max_side)
         frame_cache.put(key, decoded)
     return decoded
 
 
 def render_file(
-    path: str | os.PathLike, frame: int = 0, window: tuple[float, float] | None = None
+    path: str | os.PathLike,
+    frame: int = 0,
+    window: tuple[float, float] | None = None,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """``render_frame`` for a file path, decoding each frame once (cached); window changes only rebuild the table.
+
+    Args:
+        path, frame, window: as ``render_frame``.
+        max_side: render at most this many pixels on the longer side (``downsample``; faster window changes
+            for the viewer); ``None`` renders full size.
 
     Returns:
         uint8 (H, W) or (H, W, 3).
@@ -483,7 +501,7 @@ def render_file(
     Raises:
         IndexError, UndecodableImageError, ValueError: as ``render_frame``.
     """
-    return to_display(load_frame(path, frame), window)
+    return to_display(load_frame(path, frame, max_side), window)
 
 
 def window_presets(decoded: DecodedFrame) -> dict[str, Window]:
@@ -507,6 +525,14 @@ def window_presets(decoded: DecodedFrame) -> dict[str, Window]:
     return presets
 
 
+def _fitted_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is ``max_side``, for Pillow."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    scale = max_side / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize_for_display(img: np.ndarray, max_side: int) -> np.ndarray:
     """Scale ``img`` so its longer side is ``max_side`` pixels, keeping the aspect ratio (Pillow, Lanczos).
 
@@ -520,15 +546,32 @@ def resize_for_display(img: np.ndarray, max_side: int) -> np.ndarray:
     Raises:
         ValueError: ``max_side`` < 1.
     """
-    if max_side < 1:
-        raise ValueError(f"max_side must be >= 1, got {max_side}")
-    height, width = img.shape[:2]
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if size == (width, height):
+    size = _fitted_size(*img.shape[:2], max_side)
+    if size == (img.shape[1], img.shape[0]):
         return img
-    resized = Image.fromarray(img).resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return np.asarray(resized)
+    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0))
+
+
+def downsample(decoded: DecodedFrame, max_side: int) -> DecodedFrame:
+    """The frame scaled down so its longer side is at most ``max_side``, before the display table is applied.
+
+    Stored values are resampled (Pillow, Lanczos after a box reduction) and rounded back into the table's index
+    range, as viewers do when they interpolate raw values and apply the VOI per displayed pixel; a window change
+    then costs one lookup per displayed pixel. Frames already small enough are returned unchanged.
+
+    Raises:
+        ValueError: ``max_side`` < 1.
+    """
+    height, width = decoded.values.shape[:2]
+    size = _fitted_size(height, width, max_side)
+    if max(height, width) <= max_side:
+        return decoded
+    if decoded.is_colour:
+        return replace(decoded, values=resize_for_display(decoded.values, max_side))
+    image = Image.fromarray(decoded.values.astype(np.float32), "F")
+    resized = np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0))
+    values = np.clip(np.rint(resized), decoded.values.min(), decoded.values.max())  # Lanczos overshoots
+    return replace(decoded, values=values.astype(decoded.values.dtype))
 
 
 def zoom(img: np.ndarray, factor: float, center: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:

@@ -144,7 +144,9 @@ def test_signed_pixels_index_the_table_from_their_minimum():
     decoded = display.decode_frame(ds)
     assert decoded.values_offset == -1000 and decoded.lut_size == 2001
     # LINEAR, c=0 w=2000: -1000 -> 0; -1: (-0.5/1999+0.5)*255 = 127.44; 0: 127.56; 1000 -> 255
-    assert display.to_display(decoded, window=(0, 2000)).tolist() == [[0, 127, 128, 255]]
+    expected = [[0, 127, 128, 255]]
+    assert display.display_lut(decoded, window=(0, 2000))[decoded.values].tolist() == expected
+    assert display.to_display(decoded, window=(0, 2000)).tolist() == expected
 
 
 def test_monochrome1_is_inverted_after_the_voi():
@@ -299,3 +301,17 @@ def test_resize_and_zoom(dicom_dir):
     assert crop.shape == (978, 920) and np.array_equal(crop, img[:978, :920])
     with pytest.raises(ValueError, match="max_side"):
         display.resize_for_display(img, 0)
+
+
+def test_viewer_size_resamples_stored_values_once(dicom_dir):
+    path = dicom_dir / "cxr" / "RG1_J2KI.dcm"
+    full = display.render_file(path)
+    small = display.render_file(path, max_side=1024)
+    assert small.shape == (1024, 964)
+    # windowing resampled stored values ~ resampling the windowed image (the window here is linear)
+    diff = np.abs(small.astype(int) - display.resize_for_display(full, 1024).astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 2
+    assert display.load_frame(path, 0, 1024) is display.load_frame(path, 0, 1024)
+    assert display.downsample(display.load_frame(path), 4000) is display.load_frame(path)
+    colour = display.render_file(dicom_dir / "edge" / "examples_ybr_color.dcm", 0, max_side=160)
+    assert colour.shape == (120, 160, 3)
