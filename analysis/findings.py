@@ -64,7 +64,7 @@ _UNCERTAINTY_TERMS = {
     "pseudo_negations": ["no change", "not certain if"],
     "preceding_negations": [
         "possible", "possibly", "probable", "probably", "likely", "may", "might", "could", "questionable",
-        "suspicious for", "suspected", "concerning for", "cannot exclude", "can not exclude",
+        "suspicious for", "suspected", "concerning for", "cannot exclude", "can not exclude", "evaluation for",
         "cannot rule out", "suggestive of", "suggests", "differential includes", "versus", "vs", "borderline",
     ],
     "following_negations": [

@@ -14,7 +14,8 @@ negation and uncertainty handling (:mod:`analysis.findings`). Per concept assert
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from typing import Optional
 
 from analysis.findings import LEXICON_VERSION, Finding, extract_findings, mentions_comparison, severity_of
 from analysis.judges.base import Discrepancy, ErrorCategory, Judgement, JudgeFailure, Severity
@@ -34,6 +35,18 @@ def _summary(mentions: list[Finding]) -> tuple[frozenset[str], frozenset[str], b
     sizes = frozenset(m.size for m in mentions if m.size)
     definite = any(m.assertion == "present" for m in mentions)
     return sides, sizes, definite
+
+
+def _unmatched_side(candidate: list[Finding], reference: list[Finding]) -> Optional[int]:
+    """Line of the first candidate mention whose laterality is left over after pairing mentions with the
+    reference's mentions of the same laterality."""
+    remaining = Counter(m.laterality for m in reference if m.laterality)
+    for mention in candidate:
+        if mention.laterality:
+            if remaining[mention.laterality] == 0:
+                return mention.line
+            remaining[mention.laterality] -= 1
+    return None
 
 
 class OfflineJudge:
@@ -70,7 +83,7 @@ class OfflineJudge:
             line = cand[concept][0].line
             correction = ref_lines[ref[concept][0].line - 1]
             if c_sides and r_sides and c_sides != r_sides:
-                out.append(Discrepancy(line, correction, severity_of(concept),
+                out.append(Discrepancy(_unmatched_side(cand[concept], ref[concept]) or line, correction, severity_of(concept),
                                        ErrorCategory.WRONG_LOCATION, concept))
             if (c_sizes and r_sizes and c_sizes != r_sizes) or c_definite != r_definite:
                 out.append(Discrepancy(line, correction, severity_of(concept).lowered(),
