@@ -101,7 +101,8 @@ EXPORT_COLUMNS = {
 # Coordinator: building sets and assigning readers
 
 
-def _require_coordinator(user: User) -> None:
+def require_coordinator(user: User) -> None:
+    """Raise PermissionDenied unless ``user`` is a coordinator (unblinded data is coordinator-only)."""
     if user.role != ROLE_COORDINATOR:
         raise PermissionDenied(f"{user.username!r} is not a coordinator; unblinded comparison data is coordinator-only")
 
@@ -830,7 +831,7 @@ def comparison_table(session: Session, coordinator: User, set_id: int) -> pd.Dat
     Raises:
         PermissionDenied: ``coordinator`` is not a coordinator. NotFound: no such set.
     """
-    _require_coordinator(coordinator)
+    require_coordinator(coordinator)
     comparison_set = get_comparison_set(session, set_id)
     submitted = _submitted_readers(session, set_id)
     assignments = _set_assignments(session, set_id)

@@ -1,10 +1,17 @@
 """Builders: a study with labelled cases, reference reports and 'model' drafts, readers and a coordinator."""
 
+import re
+
 from studyapp.db.models import ROLE_COORDINATOR, Case, Draft
 from studyapp.services import accounts, studies
 
-#: Source names that must never reach a reader (spec strings, arm code, arm label of the draft source).
+#: Source names that must never reach a reader (spec strings, arm code, arm label, draft source), as whole words.
 SECRET_NAMES = ("reference", "draft:model", "MedVersa", "gpt-4o", "model")
+
+
+def leaked_names(text: str) -> list[str]:
+    """The secret names found in ``text`` as whole words (case-insensitive; 'preference' is not 'reference')."""
+    return [name for name in SECRET_NAMES if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.I)]
 
 
 def reference_text(i: int) -> str:
