@@ -88,6 +88,20 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     page.wait_for_function(f"() => parseFloat(document.querySelector('#case-timer').dataset.seconds) >= {stored}",
                            timeout=10_000)
 
+    # the timer pauses while the tab is hidden
+    page.evaluate("""() => {
+        Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    page.wait_for_function("() => document.querySelector('#case-timer').dataset.paused === 'true'", timeout=5_000)
+    hidden_at = float(page.locator("#case-timer").get_attribute("data-seconds"))
+    page.wait_for_timeout(1500)
+    assert float(page.locator("#case-timer").get_attribute("data-seconds")) == hidden_at
+    page.evaluate("""() => {
+        Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+
     editor.press("End")
     editor.type(" No pneumothorax.")
     page.locator("#finish-report").click()
