@@ -304,8 +304,9 @@ def decode_frame(ds: Dataset, frame: int = 0) -> DecodedFrame:
 
     Raises:
         IndexError: ``frame`` is outside 0..NumberOfFrames-1.
-        UndecodableImageError: no decoder handles the pixel data, the data is truncated or corrupt, or the
-            (0028,0004) Photometric Interpretation is not displayable (e.g. PALETTE COLOR).
+        UndecodableImageError: no decoder handles the pixel data, the data is truncated or corrupt, the
+            (0028,0004) Photometric Interpretation is not displayable (e.g. PALETTE COLOR), or the pixel data is
+            floating point.
     """
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     source = _source(ds)
@@ -322,6 +323,8 @@ def decode_frame(ds: Dataset, frame: int = 0) -> DecodedFrame:
             arr = (arr >> shift).astype(np.uint8)
         return DecodedFrame(arr, 0, None, None, None, None, modality, source)
 
+    if arr.dtype.kind == "f":
+        raise UndecodableImageError(f"Cannot display {source}: Float/Double Float Pixel Data is not supported")
     ctx = lut_dataset(ds, frame)
     stored_min, stored_max = int(arr.min()), int(arr.max())
     if arr.dtype.kind == "u" and stored_max < MAX_LUT_ENTRIES:
@@ -353,6 +356,10 @@ def display_lut(decoded: DecodedFrame, window: Window | None = None) -> np.ndarr
 
     Returns:
         uint8 array of shape (lut_size,).
+
+    Raises:
+        ValueError: the frame has no table (colour, or stored values spanning more than ``MAX_LUT_ENTRIES``), or
+            the window is invalid.
     """
     if decoded.lut_size is None:
         raise ValueError(f"{decoded.source}: no lookup table for colour or very wide-range frames")
@@ -404,8 +411,9 @@ def render_frame(ds: pydicom.Dataset, frame: int = 0, window: tuple[float, float
     return to_display(decode_frame(ds, frame), window)
 
 
-class _FrameCache:
-    """Least-recently-used decoded frames, bounded by their total bytes; safe across threads."""
+class FrameCache:
+    """Least-recently-used decoded frames, bounded by their total bytes (the newest item is always kept);
+    safe across threads."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -430,16 +438,11 @@ class _FrameCache:
                 _, evicted = self._items.popitem(last=False)
                 self._bytes -= evicted.nbytes
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
     def __len__(self) -> int:
         return len(self._items)
 
 
-frame_cache = _FrameCache(CACHE_BYTES)
+frame_cache = FrameCache(CACHE_BYTES)
 """Decoded frames keyed by (resolved path, modification time, size, frame)."""
 
 

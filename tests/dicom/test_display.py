@@ -315,3 +315,13 @@ def test_viewer_size_resamples_stored_values_once(dicom_dir):
     assert display.downsample(display.load_frame(path), 4000) is display.load_frame(path)
     colour = display.render_file(dicom_dir / "edge" / "examples_ybr_color.dcm", 0, max_side=160)
     assert colour.shape == (120, 160, 3)
+
+
+def test_frame_cache_is_bounded_by_bytes(dicom_dir):
+    path = dicom_dir / "edge" / "emri_small.dcm"
+    frames = [display.load_frame(path, frame) for frame in range(3)]
+    cache = display.FrameCache(max_bytes=2 * frames[0].nbytes)
+    for index, decoded in enumerate(frames):
+        cache.put(("emri", index), decoded)
+    assert len(cache) == 2 and cache.get(("emri", 0)) is None
+    assert cache.get(("emri", 2)) is frames[2]
