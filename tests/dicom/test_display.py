@@ -3,15 +3,16 @@
 import copy
 import math
 
+import imagecodecs
 import numpy as np
 import pydicom
 import pytest
 from pydicom import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
-from pydicom.uid import JPEG2000Lossless
+from pydicom.uid import JPEG2000Lossless, JPEGLossless, JPEGLosslessSV1
 
-from studyapp.dicom import display
+from studyapp.dicom import codecs, display
 
 CHEST = ["RG1_J2KI.dcm", "highdicom_dx_image_dog.dcm", "nih_siim_cr_jpegbaseline.dcm", "pydicom_cr_16x16_rescale.dcm"]
 EDGE = [
@@ -325,3 +326,20 @@ def test_frame_cache_is_bounded_by_bytes(dicom_dir):
         cache.put(("emri", index), decoded)
     assert len(cache) == 2 and cache.get(("emri", 0)) is None
     assert cache.get(("emri", 2)) is frames[2]
+
+
+@pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLossless])
+def test_jpeg_lossless_decodes_without_gdcm(dicom_dir, tmp_path, syntax):
+    source = pydicom.dcmread(dicom_dir / "edge" / "CT_small.dcm")
+    raw = pixel_array(source)  # int16, 128..2191
+    stream = imagecodecs.jpeg8_encode(raw.astype(np.uint16), lossless=True, bitspersample=16, predictor=1)
+    derived = copy.deepcopy(source)
+    derived.PixelData = encapsulate([stream])
+    derived["PixelData"].VR = "OB"
+    derived.file_meta.TransferSyntaxUID = syntax
+    path = tmp_path / "ct_jpeg_lossless.dcm"
+    derived.save_as(path)
+    assert codecs.decoding_plugins(syntax) == [codecs.PLUGIN_LABEL]
+    ds = pydicom.dcmread(path)
+    assert np.array_equal(pixel_array(ds, decoding_plugin="gdcm"), raw)  # an independent decoder agrees
+    assert np.array_equal(display.render_file(path), display.render_frame(source))
