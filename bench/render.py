@@ -95,7 +95,8 @@ def bench_chest(path: Path, repeats: int) -> None:
     small_rows, small_cols = viewer_frame.values.shape[:2]
     print(
         f"{path.name:30s} {rows:>4d}x{cols:<4d} {ds.BitsStored:>2d}-bit {ds.PhotometricInterpretation:11s} "
-        f"decode {decode:6.1f} | full: display {full:5.2f} (best {full_best:5.2f}, table {table:4.2f}) vs float {base_full:6.2f} "
+        f"decode {decode:6.1f} | full: display {full:5.2f} (best {full_best:5.2f}, table {table:4.2f}) "
+        f"vs float {base_full:6.2f} "
         f"= {base_full / full:4.1f}x | viewer {small_rows}x{small_cols} (resample once {prepare:5.1f}): "
         f"display {viewer:5.2f} vs float {base_viewer:6.2f} = {base_viewer / viewer:4.1f}x"
     )
@@ -116,7 +117,8 @@ def bench_import(folder: Path, runs: int = 3) -> None:
             elapsed = time.perf_counter() - start  # includes the commit
             count = report.counts["imported"]
             rates.append(count / elapsed)
-    print(f"import {folder.name}: {count} instances, median {statistics.median(rates):.0f} instances/s over {runs} runs")
+    rate = statistics.median(rates)
+    print(f"import {folder.name}: {count} instances, median {rate:.0f} instances/s over {runs} runs")
 
 
 def main() -> None:

@@ -278,7 +278,9 @@ def estimate_window(modality_values: np.ndarray, low_percentile: float = 0.5, hi
 def _decode(ds: Dataset, frame: int) -> np.ndarray:
     frames = number_of_frames(ds)
     if not 0 <= frame < frames:
-        raise IndexError(f"frame {frame} requested but {_source(ds)} has {frames} frame(s) ((0028,0008) Number of Frames)")
+        raise IndexError(
+            f"frame {frame} requested but {_source(ds)} has {frames} frame(s) ((0028,0008) Number of Frames)"
+        )
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = meta.get("TransferSyntaxUID", "") if meta is not None else ""
     errors = []

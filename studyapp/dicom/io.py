@@ -198,7 +198,9 @@ def identifying_uids(path: Path, ds: Dataset) -> tuple[str, str, str, tuple[str,
     study = _text(ds, "StudyInstanceUID")
     if not study:
         study = _derived_uid(ds, "study", _STUDY_IDENTITY)
-        notes.append("empty (0020,000D) Study Instance UID: derived from patient, study date/time and frame of reference")
+        notes.append(
+            "empty (0020,000D) Study Instance UID: derived from patient, study date/time and frame of reference"
+        )
     series = _text(ds, "SeriesInstanceUID")
     if not series:
         series = _derived_uid(ds, study, _SERIES_IDENTITY)
@@ -248,13 +250,14 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
     study_uid, series_uid, sop_uid, notes = identifying_uids(path, ds)
     if verify_pixel_data:
         _check_pixel_data(path, ds, [str(w.message) for w in caught])
-    transfer_syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     return InstanceHeader(
         path=path,
         study_instance_uid=study_uid,
         series_instance_uid=series_uid,
         sop_instance_uid=sop_uid,
-        sop_class_uid=_text(ds, "SOPClassUID"),
+        sop_class_uid=_text(ds, "SOPClassUID") or (meta is not None and _text(meta, "MediaStorageSOPClassUID")) or None,
         patient_age=patient_age(ds),
         patient_sex=_text(ds, "PatientSex"),
         study_date=_text(ds, "StudyDate"),

@@ -64,6 +64,7 @@ def test_deidentified_ct_gets_deterministic_uids(ct_series_dir):
     first, second = sorted(ct_series_dir.iterdir())[:2]
     a, b = io.read_instance(first), io.read_instance(second)
     assert a.sop_instance_uid == "1.3.12.2.1107.5.1.4.60064.30000022120808113428000016573"  # Media Storage SOP
+    assert a.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage, from (0002,0002)
     assert (a.study_instance_uid, a.series_instance_uid) == (b.study_instance_uid, b.series_instance_uid)
     assert io.read_instance(first).study_instance_uid == a.study_instance_uid
     assert len(a.notes) == 3 and "Study Instance UID" in a.notes[1]
