@@ -11,6 +11,7 @@ and orientation (defects 7-8). The object holds no per-request state, so one ins
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -261,8 +262,16 @@ class MedVersa:
             ids = ids[:-1]
         return ids
 
-    def _states(self, hidden: torch.Tensor, ids: torch.Tensor, token: str):
-        return self.model.task_states(hidden, ids, token)
+    def _states(self, hidden: torch.Tensor, ids: torch.Tensor, token: str, image_rows: torch.Tensor | None = None):
+        """Task-token states and rows; with ``image_rows``, tokens in rows without an image of the head's kind
+        are dropped with a warning (the model answered with a task token that its inputs cannot serve)."""
+        states, rows = self.model.task_states(hidden, ids, token)
+        if image_rows is not None and len(rows):
+            served = (rows[:, None] == image_rows[None, :]).any(dim=1)
+            if not bool(served.all()):
+                warnings.warn(f"{token} generated for a prompt without a matching image; no mask returned for it")
+                states, rows = states[served], rows[served]
+        return states, rows
 
     def _boxes(self, hidden, ids, prepared, results) -> None:
         states, rows = self._states(hidden, ids, DET_TOKEN)
@@ -282,7 +291,7 @@ class MedVersa:
             results[row].boxes.append(Box(label, tuple(box), pixels, index))
 
     def _masks_2d(self, hidden, ids, image_rows, values_2d, prepared, results) -> None:
-        states, rows = self._states(hidden, ids, SEG2D_TOKEN)
+        states, rows = self._states(hidden, ids, SEG2D_TOKEN, image_rows)
         if not len(rows):
             return
         index = self.model.first_image_of_rows(rows, image_rows, "2D")
@@ -298,7 +307,7 @@ class MedVersa:
                                                 probability.numpy() > 0.5, probability.numpy(), local))
 
     def _masks_3d(self, hidden, ids, image_rows, features_3d, prepared, results) -> None:
-        states, rows = self._states(hidden, ids, SEG3D_TOKEN)
+        states, rows = self._states(hidden, ids, SEG3D_TOKEN, image_rows)
         if not len(rows):
             return
         index = self.model.first_image_of_rows(rows, image_rows, "3D")

@@ -1,0 +1,109 @@
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessorList
+
+from engine.configuration import DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
+from engine.inference import MedVersa, Request
+from engine.modeling import MedVersaInputs
+from engine.processing import Task, build_prompt, encode_prompt, instruction, pad_sequences
+
+
+def _generate(mv, force, images, question, answer, **kwargs):
+    processor = LogitsProcessorList([force(mv.tokenizer, answer)])
+    return mv.generate(images, question, logits_processor=processor, max_new_tokens=40, **kwargs)
+
+
+def test_two_det_tokens_give_two_boxes_read_at_their_positions(medversa, force, cxr_dicom):
+    """Released defects 3, 5 and 7: positions from the generated ids, several boxes, pixel coordinates."""
+    question = instruction(Task.DETECTION, target="heart, left lung, nodule")
+    result = _generate(medversa, force, [cxr_dicom], question,
+                       f"heart {DET_TOKEN}. left lung {DET_TOKEN}. nodule <N/A>.###")
+    assert result.text == "heart. left lung. nodule."
+    assert [b.label for b in result.boxes] == ["heart", "left lung"]
+    for box in result.boxes:
+        x0, y0, x1, y1 = box.xyxy
+        assert 0 <= x0 <= x1 <= 1 and 0 <= y0 <= y1 <= 1
+        assert box.xyxy_pixels == pytest.approx((x0 * 1024, y0 * 1024, x1 * 1024, y1 * 1024))
+    # the same sequence through the training forward gives the same boxes at the <DET> positions
+    image = medversa.prepare_image(cxr_dicom)
+    prompt = encode_prompt(medversa.tokenizer, build_prompt(question, 1, medversa.config))
+    ids, mask = pad_sequences([prompt + result.token_ids], medversa.tokenizer.pad_token_id)
+    with torch.no_grad():
+        raw = medversa.model(MedVersaInputs(ids, mask, pixel_values_2d=image.pixel_values[None])).boxes
+    expected = torch.stack([raw[:, [0, 2]].min(1).values, raw[:, [1, 3]].min(1).values,
+                            raw[:, [0, 2]].max(1).values, raw[:, [1, 3]].max(1).values], dim=1)
+    torch.testing.assert_close(torch.tensor([b.xyxy for b in result.boxes]), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_2dseg_mask_on_the_original_grid(medversa, force, shared_data):
+    image = shared_data / "derm" / "images" / "ISIC_0024311.jpg"
+    result = _generate(medversa, force, [image], instruction(Task.SEGMENTATION, target="lesion"),
+                       f"The segmentation mask of lesion is {SEG2D_TOKEN}.###", keep_task_tokens=True)
+    assert result.text == f"The segmentation mask of lesion is {SEG2D_TOKEN}."
+    (mask,) = result.masks_2d
+    assert mask.label == "lesion"
+    assert mask.mask.shape == (450, 600) and mask.mask.dtype == bool
+    np.testing.assert_array_equal(mask.mask, mask.probability > 0.5)
+
+
+def test_3dseg_volume_on_the_nifti_grid(medversa, force, nifti_ct, tmp_path):
+    result = _generate(medversa, force, [nifti_ct], instruction(Task.SEGMENTATION, target="liver"),
+                       f"The segmentation mask of liver is {SEG3D_TOKEN}. spleen {SEG3D_TOKEN}.###")
+    assert [m.label for m in result.masks_3d] == ["liver", "spleen"]
+    source = nib.load(nifti_ct)
+    for mask in result.masks_3d:
+        assert mask.mask.shape == source.shape
+    saved = nib.load(result.masks_3d[0].save_nifti(tmp_path / "liver.nii.gz"))
+    np.testing.assert_allclose(saved.affine, source.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), result.masks_3d[0].mask)
+
+
+def test_generation_stops_on_the_exact_stop_ids(tiny_checkpoint, force):
+    """Released defect 1: stop ids compared after a bf16 cast stopped on neighbouring ids."""
+    mv = MedVersa.from_checkpoint(tiny_checkpoint)
+    stop, neighbour = mv.config.token_ids[SEG2D_TOKEN], mv.config.token_ids[DET_TOKEN]
+    bf16 = torch.tensor([stop, neighbour]).to(torch.bfloat16)
+    assert bf16[0] == bf16[1]  # the two ids are indistinguishable in bf16
+    mv.config.stop_strings = (SEG2D_TOKEN,)
+    image = np.zeros((8, 8, 3), np.uint8)
+    from PIL import Image
+
+    path = tiny_checkpoint.parent / "black.png"
+    Image.fromarray(image).save(path)
+    result = _generate(mv, force, [path], "Report <img0>.", f"a {DET_TOKEN} b {SEG2D_TOKEN} c d e")
+    assert result.token_ids[-1] == stop
+    assert neighbour in result.token_ids
+    assert result.raw_text.replace(" ", "") == f"a{DET_TOKEN}b{SEG2D_TOKEN}"
+    assert len(result.boxes) == 1 and len(result.masks_2d) == 1 and result.masks_2d[0].mask.shape == (8, 8)
+
+
+def test_task_token_without_matching_image_warns(medversa, force, cxr_dicom):
+    with pytest.warns(UserWarning, match="<3DSEG> generated for a prompt without a matching image"):
+        result = _generate(medversa, force, [cxr_dicom], "Report <img0>.", f"liver {SEG3D_TOKEN}.###")
+    assert result.masks_3d == [] and result.text == "liver."
+
+
+def test_batch_equals_single_requests(medversa, force, cxr_dicom, shared_data):
+    png = shared_data / "cxr_png" / "00000001_000.png"
+    answer = f"heart {DET_TOKEN}.###"
+    requests = [Request([cxr_dicom], "Detect heart in <img0>."),
+                Request([png, cxr_dicom], "Compare <img0> with <img1>.", context="Age:60.Gender:F.")]
+    processor = LogitsProcessorList([force(medversa.tokenizer, answer)])
+    batch = medversa.generate_batch(requests, logits_processor=processor, max_new_tokens=10)
+    for request, result in zip(requests, batch):
+        single = medversa.generate(request.images, request.prompt, request.context,
+                                   logits_processor=processor, max_new_tokens=10)
+        assert result.token_ids == single.token_ids
+        np.testing.assert_allclose(result.boxes[0].xyxy, single.boxes[0].xyxy, atol=1e-4)
+    assert batch[1].boxes[0].xyxy_pixels[2] == pytest.approx(batch[1].boxes[0].xyxy[2] * 512)
+
+
+def test_bad_inputs_raise_named_errors(medversa, cxr_dicom, shared_data):
+    with pytest.raises(ValueError, match="refers to <img1>"):
+        medversa.generate([cxr_dicom], "Compare <img0> with <img1>.")
+    with pytest.raises(ValueError, match="unsupported"):
+        medversa.generate([shared_data / "SOURCES.md"], "Report <img0>.")
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        medversa.generate([shared_data / "missing.dcm"], "Report <img0>.")
