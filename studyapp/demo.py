@@ -73,7 +73,7 @@ def ensure_demo(session: Session, settings: Settings) -> DemoInfo:
         sample = content["cases"].get(case.study_instance_uid)
         if sample is None:
             raise NotFound(f"assets/demo/cases.json has no entry for StudyInstanceUID {case.study_instance_uid}")
-        case.indication, case.comparison = sample["indication"], sample["comparison"]
+        case.case_key, case.indication, case.comparison = sample["case_key"], sample["indication"], sample["comparison"]
         for code, text in sample["drafts"].items():
             session.add(Draft(case_id=case.id, arm_id=arms[code].id, text=text, source=DEMO_SOURCE, is_sample=True))
     drafts.set_template(session, study, content["template"])

@@ -41,7 +41,7 @@ class Viewer:
         self.stack.input(self._on_stack, [self.case_id, self.stack], self.open_outputs[2:], api_visibility="private")
         render = dict(fn=self._render, inputs=view_inputs, outputs=[self.image, self.message], api_visibility="private")
         for slider in (self.slice, self.zoom):
-            slider.release(**render)
+            slider.input(trigger_mode="always_last", **render)
         for number in (self.center, self.width):
             number.submit(**render)
         self.preset.input(
