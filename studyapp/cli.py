@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.run(session, args)
         if args.serve:
             return serve(sessions, settings, args)
-    except StudyError as error:
+    except (StudyError, OSError) as error:  # refused requests and unreadable paths the user named
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -35,7 +35,7 @@ def signed_in_user(session: Session, request: gr.Request | None) -> User:
 def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = False) -> Iterator[tuple[Session, User]]:
     """One transaction for one user action, with the signed-in user.
 
-    Service errors become ``gr.Error`` (shown to the user; the transaction rolls back).
+    Service errors and unreadable paths become ``gr.Error`` (shown to the user; the transaction rolls back).
 
     Args:
         coordinator: require a coordinator account.
@@ -46,5 +46,5 @@ def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = 
             if coordinator and user.role != ROLE_COORDINATOR:
                 raise PermissionDenied(f"{user.username!r} is not a coordinator")
             yield session, user
-    except StudyError as error:
+    except (StudyError, OSError) as error:  # refused requests and unreadable paths the user named
         raise gr.Error(str(error)) from error

@@ -80,5 +80,7 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     capsys.readouterr()
     assert run("progress", "No such study") == 1
     assert "unknown study 'No such study'" in capsys.readouterr().err
+    assert run("import-dicom", "S", str(tmp_path / "missing-folder")) == 1
+    assert "missing-folder" in capsys.readouterr().err
     monkeypatch.setenv("PW", "short")
     assert run("add-user", "r4", "--password-env", "PW") == 1
