@@ -140,6 +140,7 @@ def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> 
     with session_factory.begin() as session:
         study = ReaderStudy(name=frames.study_name, template_text=NORMAL_TEMPLATE)
         session.add(study)
+        session.flush()
         arms = {code: Arm(study=study, code=code, label=code) for code in frames.arms}
         users = {name: User(username=name, password_hash="-") for name in frames.readings["reader"].unique()}
         session.add_all([*arms.values(), *users.values()])
@@ -154,7 +155,7 @@ def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> 
         answers = frames.likert.groupby("assignment_id")
         answered = set(frames.likert["assignment_id"])
         for row in frames.readings.itertuples():
-            assignment = Assignment(study=study, reader=users[row.reader], case=cases[row.case],
+            assignment = Assignment(study_id=study.id, reader=users[row.reader], case=cases[row.case],
                                     arm=arms[row.arm], position=row.position)
             session.add(assignment)
             if row.status == "new":
