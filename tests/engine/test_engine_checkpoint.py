@@ -1,0 +1,173 @@
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+from engine.checkpoint import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    CheckpointError,
+    build_model,
+    convert_released,
+    load_checkpoint,
+    module_state_dict,
+    save_checkpoint,
+)
+from engine.configuration import DET_TOKEN, MedVersaConfig
+from engine.modeling import MedVersaInputs
+from engine.processing import build_prompt, encode_prompt, pad_sequences
+from engine.tiny import train_tokenizer
+
+
+def _inputs(model, tokenizer):
+    ids = encode_prompt(tokenizer, build_prompt("Detect heart in <img0>.", 1, model.config)) + \
+        tokenizer.encode(f" heart {DET_TOKEN}.###", add_special_tokens=False)
+    input_ids, mask = pad_sequences([ids], tokenizer.pad_token_id)
+    torch.manual_seed(1)
+    return MedVersaInputs(input_ids, mask, pixel_values_2d=torch.randn(1, 3, 32, 32))
+
+
+def _perturb(model):
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+
+
+def test_save_load_gives_identical_outputs(tiny_checkpoint, tmp_path):
+    model, tokenizer = load_checkpoint(tiny_checkpoint)
+    _perturb(model)  # LoRA B, new-token rows, adapters and heads all differ from their initial values
+    save_checkpoint(model, tokenizer, tmp_path / "saved", base_llm=tiny_checkpoint / "llm")
+    loaded, loaded_tokenizer = load_checkpoint(tmp_path / "saved")
+    assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    with torch.no_grad():
+        a, b = model.eval()(_inputs(model, tokenizer)), loaded(_inputs(loaded, tokenizer))
+    torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
+    torch.testing.assert_close(a.boxes, b.boxes, rtol=0, atol=0)
+    reference, _ = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        c = reference(_inputs(reference, tokenizer))
+    assert not torch.equal(a.logits, c.logits)  # the perturbation was saved, not the original
+
+
+def _copy(tiny_checkpoint, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint, target)
+    return target
+
+
+def test_renamed_adapter_key_is_refused(tiny_checkpoint, tmp_path):
+    """Released defect 4: LoRA weights silently not loaded when peft renamed the keys."""
+    target = _copy(tiny_checkpoint, tmp_path)
+    path = target / ADAPTER_DIR / ADAPTER_WEIGHTS
+    weights = load_file(path)
+    key = next(k for k in weights if "lora_B" in k)
+    weights[key.replace("lora_B.weight", "lora_B.default.weight")] = weights.pop(key)
+    save_file(weights, path)
+    with pytest.raises(CheckpointError, match="1 missing key.*lora_B.weight.*1 unexpected key.*default"):
+        load_checkpoint(target)
+
+
+def test_missing_parts_and_wrong_tokenizer_are_refused(tiny_checkpoint, tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint folder not found"):
+        load_checkpoint(tmp_path / "nothing")
+    target = _copy(tiny_checkpoint, tmp_path)
+    weights = load_file(target / "model.safetensors")
+    weights.pop("detection_head.mlp.4.weight")
+    save_file(weights, target / "model.safetensors")
+    with pytest.raises(CheckpointError, match="missing key.*detection_head.mlp.4.weight"):
+        load_checkpoint(target)
+    train_tokenizer(["plain"]).save_pretrained(target)
+    with pytest.raises(ValueError, match="lacks the MedVersa added tokens"):
+        load_checkpoint(target)
+    shutil.rmtree(target / "llm")
+    (target / "tokenizer.json").unlink()
+    shutil.copy(tiny_checkpoint / "tokenizer.json", target / "tokenizer.json")
+    shutil.copy(tiny_checkpoint / "tokenizer_config.json", target / "tokenizer_config.json")
+    with pytest.raises(CheckpointError, match="no causal LM"):
+        load_checkpoint(target)
+
+
+# Released layout, written independently of the converter's rules (engine-notes.md key groups).
+_RELEASED_PREFIXES = [
+    ("backbone.encoder_2d.swin.", "visual_encoder."),
+    ("backbone.adapter_2d.norm.", "llama_proj_2d.0."), ("backbone.adapter_2d.proj.", "llama_proj_2d.1."),
+    ("backbone.adapter_3d.norm.", "llama_proj_3d.0."), ("backbone.adapter_3d.proj.", "llama_proj_3d.1."),
+    ("detection_head.mlp.", "text_det."),
+    ("seg2d_head.prompt.", "text2seg_2d."), ("seg3d_head.prompt.", "text2seg_3d."),
+    ("seg2d_head.encoder.", "model_seg_2d.encoder."), ("seg2d_head.bottleneck_norm.", "model_seg_2d.bottleneck_norm."),
+    ("seg2d_head.head.", "model_seg_2d.segmentation_head."),
+    ("backbone.encoder_3d.", "model_seg_3d.encoder."), ("seg3d_head.", "model_seg_3d.decoder."),
+]
+_SMP_DECODER = [(".convs.conv_0.conv.", ".conv1.0."), (".convs.conv_0.adn.N.", ".conv1.1."),
+                (".convs.conv_1.conv.", ".conv2.0."), (".convs.conv_1.adn.N.", ".conv2.1."),
+                (".upsample.preconv.", ".preconv."), ("seg2d_head.decoder.", "model_seg_2d.decoder.")]
+
+
+def _released_name(key):
+    if key.startswith("seg2d_head.decoder."):
+        for ours, theirs in _SMP_DECODER:
+            key = key.replace(ours, theirs)
+        return key
+    for ours, theirs in _RELEASED_PREFIXES:
+        if key.startswith(ours):
+            return theirs + key[len(ours):]
+    raise AssertionError(key)
+
+
+def _synthetic_released(model):
+    torch.manual_seed(3)
+    released = {_released_name(k): torch.randn_like(v.float()) for k, v in module_state_dict(model).items()
+                if not k.endswith("num_batches_tracked")}
+    plain = AutoModelForCausalLM.from_config(model.backbone.llm.get_base_model().config)
+    for key, value in plain.state_dict().items():
+        name = "lm_head.0.weight" if key == "lm_head.weight" else key
+        released[f"llama_model.base_model.model.{name}"] = torch.randn_like(value)
+    r, hidden = model.config.lora.r, model.config.hidden_size
+    for layer in range(plain.config.num_hidden_layers):
+        for proj in ("q_proj", "v_proj"):
+            prefix = f"llama_model.base_model.model.model.layers.{layer}.self_attn.{proj}"
+            released[f"{prefix}.lora_A.weight"] = torch.randn(r, hidden)
+            released[f"{prefix}.lora_B.weight"] = torch.randn(hidden, r)
+    return released
+
+
+def test_converter_maps_released_layout_and_refuses_mismatches(tiny_checkpoint, tmp_path):
+    model, tokenizer = load_checkpoint(tiny_checkpoint)
+    released = _synthetic_released(model)
+    report = convert_released(dict(released), model, tokenizer, tmp_path / "converted")
+    assert report.ok and not report.unmatched and not report.unused
+    converted, _ = load_checkpoint(tmp_path / "converted")
+    det = converted.config.token_ids[DET_TOKEN]
+    state = converted.state_dict()
+    torch.testing.assert_close(state["detection_head.mlp.4.weight"], released["text_det.4.weight"])
+    torch.testing.assert_close(state["seg2d_head.decoder.blocks.1.convs.conv_1.adn.N.weight"],
+                               released["model_seg_2d.decoder.blocks.1.conv2.1.weight"])
+    lora_b = "backbone.llm.base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight"
+    torch.testing.assert_close(state[lora_b],
+                               released["llama_model.base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"])
+    embedding = converted.backbone.llm.get_input_embeddings()(torch.tensor([det]))[0]
+    torch.testing.assert_close(embedding, released["llama_model.base_model.model.model.embed_tokens.weight"][det])
+
+    fresh, _ = load_checkpoint(tiny_checkpoint)
+    broken = dict(released)
+    broken.pop("text2seg_3d.1.weight")
+    broken["llama_proj_4d.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match=r"(?s)llama_proj_4d.*seg3d_head.prompt.1.weight"):
+        convert_released(broken, fresh, tokenizer, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    broken = dict(released)
+    broken["text_det.4.weight"] = torch.zeros(3, 16)
+    with pytest.raises(CheckpointError, match=r"1 shape mismatch.*detection_head.mlp.4.weight"):
+        convert_released(broken, fresh, tokenizer, tmp_path / "refused")
+
+
+def test_build_model_needs_token_ids(tiny_checkpoint):
+    config = MedVersaConfig.load(tiny_checkpoint)
+    config.token_ids = {}
+    tokenizer = train_tokenizer(["x"])
+    with pytest.raises(ValueError, match="lacks the MedVersa added tokens"):
+        build_model(config, tiny_checkpoint / "llm", tokenizer)
