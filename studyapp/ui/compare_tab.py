@@ -1,0 +1,234 @@
+"""The reader's blinded comparison tab (paper section 2.3, Fig. 4b/4d): images, clinical context, Report A and
+Report B side by side, the three-way choice, and scored comments on a selected passage, a whole report or the pair.
+
+Blinding: every value sent to the browser comes from :mod:`studyapp.services.comparisons`' blinded views
+(:class:`~studyapp.services.comparisons.BlindedPair`); ``gr.State`` holds only the set and pair ids. Judgements
+are saved as soon as they are chosen and can be revised until the reader submits the set.
+
+Passage selection happens in the browser: selecting text inside Report A or B records the side and the character
+offsets (``window.compareSelection``); "Add comment" sends them, and the server re-checks them against its text.
+"""
+
+import html
+import json
+
+import gradio as gr
+
+from studyapp.db.comparisons import CHOICE_EQUIVALENT, COMMENT_SCORES, SIDE_A, SIDE_B
+from studyapp.services import comparisons
+from studyapp.services.errors import InvalidInput
+from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.viewer import Viewer
+
+CHOICE_LABELS = [("Report A is better", SIDE_A), ("Report B is better", SIDE_B),
+                 ("Clinically equivalent", CHOICE_EQUIVALENT)]
+SCORE_CHOICES = [(f"{score} - {meaning}", score) for score, meaning in COMMENT_SCORES.items()]
+TARGET_PASSAGE, TARGET_PAIR = "passage", "pair"
+TARGET_CHOICES = [("Selected passage", TARGET_PASSAGE), ("Whole Report A", SIDE_A), ("Whole Report B", SIDE_B),
+                  ("Both reports / the pair", TARGET_PAIR)]
+
+REPORTS_TEMPLATE = """
+<div class="compare-reports">
+  <div class="compare-report"><h4>Report A</h4><pre id="report-a" data-side="A">${value.a}</pre></div>
+  <div class="compare-report"><h4>Report B</h4><pre id="report-b" data-side="B">${value.b}</pre></div>
+</div>
+<div id="compare-selection" class="compare-selection">Select text in Report A or B to comment on it.</div>
+"""
+REPORTS_CSS = """
+.compare-reports { display: flex; gap: 12px; }
+.compare-report { flex: 1; min-width: 0; }
+.compare-report pre { white-space: pre-wrap; word-wrap: break-word; border: 1px solid #d1d5db; border-radius: 6px;
+  padding: 8px; min-height: 12em; font-family: inherit; user-select: text; }
+.compare-selection { font-size: 0.9em; color: #4b5563; margin-top: 4px; }
+"""
+#: Records the reader's text selection inside a report as {side, start, end, text} (offsets into the text).
+REPORTS_JS = """
+const show = () => {
+  const box = element.querySelector('#compare-selection');
+  const s = window.compareSelection;
+  if (box) box.textContent = s ? `Selected in Report ${s.side} [${s.start}-${s.end}]: "${s.text}"`
+                               : 'Select text in Report A or B to comment on it.';
+};
+const record = () => {
+  const sel = window.getSelection();
+  window.compareSelection = null;
+  if (sel && sel.rangeCount && !sel.isCollapsed) {
+    const range = sel.getRangeAt(0);
+    const pre = range.startContainer.parentElement && range.startContainer.parentElement.closest('pre[data-side]');
+    if (pre && pre.contains(range.endContainer)) {
+      const before = document.createRange();
+      before.selectNodeContents(pre);
+      before.setEnd(range.startContainer, range.startOffset);
+      const start = before.toString().length;
+      const text = range.toString();
+      window.compareSelection = {side: pre.dataset.side, start: start, end: start + text.length, text: text};
+    }
+  }
+  show();
+};
+element.addEventListener('mouseup', record);
+element.addEventListener('keyup', record);
+watch('value', () => { window.compareSelection = null; show(); });
+"""
+#: Puts the recorded selection (JSON) into the last input of the "Add comment" handler.
+WITH_SELECTION = ("(...args) => { args[args.length - 1] = window.compareSelection ? "
+                  "JSON.stringify(window.compareSelection) : ''; return args; }")
+
+
+def _reports_value(pair: comparisons.BlindedPair | None) -> dict:
+    if pair is None:
+        return {"a": "", "b": ""}
+    return {"a": html.escape(pair.text_a), "b": html.escape(pair.text_b)}
+
+
+def _comment_label(comment: comparisons.BlindedComment) -> str:
+    where = "the pair" if comment.side is None else f"Report {comment.side}"
+    if comment.passage:
+        where += f' [{comment.start}-{comment.end}] "{comment.passage}"'
+    return f"{where} · score {comment.score}" + (f" · {comment.text}" if comment.text else "")
+
+
+class CompareTab:
+    """Builds the comparison tab inside the caller's Blocks and wires its events.
+
+    ``on_load(session, user)`` returns the page-load updates for ``on_load_outputs`` (readers only).
+    """
+
+    def __init__(self, ctx: UIContext):
+        self.ctx = ctx
+        self.set_id = gr.State(None)
+        self.pair_id = gr.State(None)
+        with gr.Row():
+            self.sets = gr.Dropdown(label="Comparison set", choices=[], elem_id="compare-set", scale=3)
+            self.progress = gr.Markdown(elem_id="compare-progress")
+        self.pairs = gr.Radio(label="Pairs", choices=[], elem_id="compare-pairs")
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.viewer = Viewer(ctx)
+            with gr.Column(scale=3):
+                self.context = gr.Markdown(elem_id="compare-context")
+                self.reports = gr.HTML(value=_reports_value(None), html_template=REPORTS_TEMPLATE,
+                                       css_template=REPORTS_CSS, js_on_load=REPORTS_JS, elem_id="compare-reports")
+                self.choice = gr.Radio(label="Which report is better?", choices=CHOICE_LABELS, elem_id="compare-choice")
+                with gr.Accordion("Comment", open=True):
+                    self.target = gr.Radio(label="Comment on", choices=TARGET_CHOICES, value=TARGET_PASSAGE,
+                                           elem_id="comment-target")
+                    self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, elem_id="comment-score")
+                    self.comment_text = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment-text")
+                    self.selection = gr.Textbox(visible=False)
+                    self.add = gr.Button("Add comment", elem_id="comment-add")
+                    self.comments = gr.Dropdown(label="Your comments on this pair", choices=[], elem_id="comment-list")
+                    self.delete = gr.Button("Delete selected comment", size="sm", elem_id="comment-delete")
+                self.status = gr.Markdown(elem_id="compare-status")
+                self.submit = gr.Button("Submit all judgements of this set", variant="primary", elem_id="compare-submit")
+        self._wire()
+
+    def _wire(self):
+        private = {"api_visibility": "private"}
+        screen = self.on_load_outputs
+        self.sets.input(self.show_set, [self.sets], screen, **private)
+        self.pairs.input(self.show_pair, [self.set_id, self.pairs], screen, **private)
+        self.choice.input(self.judge, [self.set_id, self.pair_id, self.choice], screen, **private)
+        self.add.click(
+            self.add_comment,
+            [self.set_id, self.pair_id, self.target, self.score, self.comment_text, self.selection],
+            screen, js=WITH_SELECTION, **private,
+        )
+        self.delete.click(self.delete_comment, [self.set_id, self.pair_id, self.comments], screen, **private)
+        self.submit.click(self.submit_set, [self.set_id, self.pair_id], screen, **private)
+
+    @property
+    def on_load_outputs(self) -> list:
+        return [self.sets, self.progress, self.pairs, self.set_id, self.pair_id, self.context, self.reports,
+                self.choice, self.comments, self.comment_text, self.score, self.status, self.submit, self.add,
+                *self.viewer.open_outputs]
+
+    # -- screen --------------------------------------------------------------------------------------------------
+    def on_load(self, session, user) -> dict:
+        """Updates for page load: the reader's sets, resuming at the first pair not yet judged."""
+        sets = comparisons.reader_comparison_sets(session, user)
+        open_sets = [s for s in sets if not s.submitted]
+        chosen = (open_sets or sets or [None])[0]
+        return self._screen(session, user, chosen.set_id if chosen else None, None)
+
+    def _screen(self, session, user, set_id: int | None, pair_id: int | None, status: str = "") -> dict:
+        sets = comparisons.reader_comparison_sets(session, user)
+        updates = {self.sets: gr.update(choices=[(s.name, s.set_id) for s in sets], value=set_id),
+                   self.set_id: set_id, self.comment_text: "", self.score: None}
+        summary = next((s for s in sets if s.set_id == set_id), None)
+        if summary is None:
+            updates.update({
+                self.progress: "", self.pairs: gr.update(choices=[], value=None), self.pair_id: None,
+                self.context: status or "You have no comparison set assigned.", self.reports: _reports_value(None),
+                self.choice: gr.update(value=None, interactive=False), self.comments: gr.update(choices=[], value=None),
+                self.status: "", self.submit: gr.update(interactive=False), self.add: gr.update(interactive=False),
+            })
+            updates.update(self.viewer.open(session, user, None))
+            return updates
+        pairs = comparisons.blinded_pairs(session, user, set_id)
+        if pair_id is None:
+            pair_id = next((p.pair_id for p in pairs if p.choice is None), pairs[0].pair_id)
+        pair = next((p for p in pairs if p.pair_id == pair_id), None)
+        if pair is None:
+            raise InvalidInput(f"pair {pair_id} is not in your list")
+        open_ = not summary.submitted
+        judged = sum(p.choice is not None for p in pairs)
+        updates.update({
+            self.progress: f"**{judged} of {len(pairs)}** judged" + (" · submitted" if summary.submitted else ""),
+            self.pairs: gr.update(
+                choices=[(f"Pair {p.position + 1} · {'judged' if p.choice else 'to do'}", p.pair_id) for p in pairs],
+                value=pair.pair_id),
+            self.pair_id: pair.pair_id,
+            self.context: f"**Clinical context:** {pair.context}",
+            self.reports: _reports_value(pair),
+            self.choice: gr.update(value=pair.choice, interactive=open_),
+            self.comments: gr.update(choices=[(_comment_label(c), c.comment_id) for c in pair.comments], value=None),
+            self.status: status or ("This set is submitted; judgements are final." if summary.submitted else ""),
+            self.submit: gr.update(interactive=open_),
+            self.add: gr.update(interactive=open_),
+        })
+        updates.update(self.viewer.open(session, user, pair.case_id))
+        return updates
+
+    # -- handlers ------------------------------------------------------------------------------------------------
+    def show_set(self, set_id, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            return self._screen(session, user, set_id, None)
+
+    def show_pair(self, set_id, pair_id, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            return self._screen(session, user, set_id, pair_id)
+
+    def judge(self, set_id, pair_id, choice, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            comparisons.save_judgement(session, user, pair_id, choice)
+            return self._screen(session, user, set_id, pair_id, status="Judgement saved.")
+
+    def add_comment(self, set_id, pair_id, target, score, text, selection, request: gr.Request):
+        if score is None:
+            raise gr.Error("Choose a score (1, 2, 4 or 5) for the comment.")
+        side = start = end = None
+        if target == TARGET_PASSAGE:
+            if not selection:
+                raise gr.Error("Select a passage in Report A or B first, or comment on a whole report.")
+            chosen = json.loads(selection)
+            side, start, end = chosen["side"], int(chosen["start"]), int(chosen["end"])
+        elif target in (SIDE_A, SIDE_B):
+            side = target
+        with user_action(self.ctx, request) as (session, user):
+            comment = comparisons.add_comment(session, user, pair_id, int(score), text or "", side, start, end)
+            if target == TARGET_PASSAGE and comment.passage != chosen["text"]:
+                raise InvalidInput("the selected passage does not match the report text; select it again")
+            return self._screen(session, user, set_id, pair_id, status="Comment added.")
+
+    def delete_comment(self, set_id, pair_id, comment_id, request: gr.Request):
+        if comment_id is None:
+            raise gr.Error("Choose one of your comments to delete.")
+        with user_action(self.ctx, request) as (session, user):
+            comparisons.delete_comment(session, user, int(comment_id))
+            return self._screen(session, user, set_id, pair_id, status="Comment deleted.")
+
+    def submit_set(self, set_id, pair_id, request: gr.Request):
+        with user_action(self.ctx, request) as (session, user):
+            comparisons.submit_comparison_set(session, user, set_id)
+            return self._screen(session, user, set_id, pair_id, status="Set submitted. Thank you!")

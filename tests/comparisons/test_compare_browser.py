@@ -1,0 +1,166 @@
+"""End to end in a real browser (Debian chromium on loopback): a reader judges two pairs of real chest DICOM
+cases, comments on a selected passage, reloads, revises one judgement and submits; the coordinator CSV holds
+exactly those judgements, unblinded; nothing the reader's browser received names a source."""
+
+import re
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from studyapp.db.comparisons import ComparisonAssignment
+from studyapp.db.models import ROLE_COORDINATOR
+from studyapp.db.session import open_database
+from studyapp.services import accounts, comparisons, ingest, studies
+from studyapp.ui.app import launch_kwargs
+from studyapp.ui.compare_tab import CompareTab
+from studyapp.ui.context import UIContext, user_action
+from tests.ui.conftest import LiveApp, _free_port, browser, sign_in  # noqa: F401  (browser is a fixture)
+
+SOURCES = ("radiologist-src-secret", "medversa-src-secret")
+PASSWORD = "reader-one-password"
+TEXTS = {
+    SOURCES[0]: "Findings: Heart size normal. Small left pleural effusion. Impression: small effusion {k}.",
+    SOURCES[1]: "Findings: The lungs are clear. No pleural effusion. Impression: no acute disease {k}.",
+}
+
+
+@pytest.fixture()
+def serve_compare(tmp_path):
+    """The comparison tab in a Blocks served like the app (same sign-in and launch options) on loopback."""
+    served = []
+
+    def start(fill) -> LiveApp:
+        sessions = open_database(f"sqlite:///{tmp_path / 'compare.db'}")
+        with sessions.begin() as session:
+            fill(session)
+        ctx = UIContext(sessions)
+        with gr.Blocks() as blocks:
+            who = gr.Markdown(elem_id="signed-in-as")
+            tab = CompareTab(ctx)
+
+            def on_load(request: gr.Request):
+                with user_action(ctx, request) as (session, user):
+                    return {who: f"Signed in as **{user.username}**", **tab.on_load(session, user)}
+
+            blocks.load(on_load, None, [who, *tab.on_load_outputs], api_visibility="private")
+        port = _free_port()
+        blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                      **launch_kwargs(ctx))
+        served.append(blocks)
+        return LiveApp(f"http://127.0.0.1:{port}", sessions)
+
+    yield start
+    for blocks in served:
+        blocks.close()
+
+
+def _fill(shared_data, tmp_path):
+    def fill(session):
+        study = studies.create_study(session, "CXR comparison")
+        report = ingest.import_folder(session, study, shared_data / "dicom" / "cxr")
+        assert report.counts["failed"] == 0, report.summary()
+        keys = [case.case_key for case in study.cases][:2]
+        rows = [{"case_key": key, "source_a_name": SOURCES[i % 2], "text_a": TEXTS[SOURCES[i % 2]].format(k=i),
+                 "source_b_name": SOURCES[1 - i % 2], "text_b": TEXTS[SOURCES[1 - i % 2]].format(k=i)}
+                for i, key in enumerate(keys)]
+        pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+        reader = accounts.add_user(session, "reader1", PASSWORD)
+        other = accounts.add_user(session, "reader2", "reader-two-password")
+        for user in (reader, other):
+            accounts.enroll_reader(session, study, user)
+        accounts.add_user(session, "coord", "coordinator-password", role=ROLE_COORDINATOR)
+        cset = comparisons.import_comparison_set(session, study, "Round 1", tmp_path / "pairs.csv", SOURCES[1],
+                                                 seed=13)
+        comparisons.assign_readers(session, cset, readers=[reader])
+
+    return fill
+
+
+def _choose(page, label: str) -> None:
+    page.locator("#compare-choice").get_by_text(label).click()
+    page.wait_for_selector("#compare-status >> text=Judgement saved", timeout=30_000)
+
+
+def test_reader_judges_comments_reloads_revises_submits(serve_compare, browser, shared_data, tmp_path):  # noqa: F811
+    app = serve_compare(_fill(shared_data, tmp_path))
+    context = browser.new_context()
+    page = context.new_page()
+    received: list[str] = []
+
+    def keep(response):
+        if "127.0.0.1" in response.url and not re.search(r"\.(js|css|woff2?|svg|png|webp)(\?|$)", response.url):
+            try:
+                received.append(response.text())
+            except Exception:  # streamed responses still open when the page moves on
+                pass
+
+    page.on("response", keep)
+    sign_in(page, app.url, "reader1", PASSWORD)
+    pairs = page.locator("#compare-pairs label")
+    pairs.first.wait_for(timeout=30_000)
+    assert pairs.count() == 2
+    page.wait_for_selector("#viewer-image img", timeout=30_000)  # the shared viewer shows the case's DICOM image
+    first_b = page.locator("#report-b").inner_text()
+
+    # pair 1: Report A better, then a score-1 comment on a passage selected in Report B
+    _choose(page, "Report A is better")
+    passage = "Impression:"
+    start = first_b.index(passage)
+    page.evaluate(
+        """([start, end]) => {
+            const node = document.querySelector('#report-b').firstChild;
+            const range = document.createRange();
+            range.setStart(node, start); range.setEnd(node, end);
+            const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        }""",
+        [start, start + len(passage)],
+    )
+    page.locator("#report-b").dispatch_event("mouseup")
+    page.wait_for_selector(f"#compare-selection >> text=Selected in Report B [{start}-{start + len(passage)}]")
+    page.locator("#comment-score").get_by_text("1 -").click()
+    page.locator("#comment-text textarea").fill("impression does not match the findings")
+    page.locator("#comment-add").click()
+    page.wait_for_selector("#compare-status >> text=Comment added", timeout=30_000)
+
+    # pair 2: clinically equivalent
+    pairs.nth(1).click()
+    page.wait_for_function("() => document.querySelector('#report-b').innerText !== " + repr(first_b),
+                           timeout=30_000)
+    _choose(page, "Clinically equivalent")
+
+    # reload: both judgements are back, progress is kept
+    page.reload()
+    page.wait_for_selector("#compare-progress >> text=2 of 2", timeout=30_000)
+    assert [pairs.nth(i).inner_text() for i in range(2)] == ["Pair 1 · judged", "Pair 2 · judged"]
+    assert page.locator("#compare-choice input:checked").get_attribute("value") == "A"
+    assert page.locator("#report-b").inner_text() == first_b
+
+    # revise pair 1 and submit the set
+    _choose(page, "Report B is better")
+    page.locator("#compare-submit").click()
+    page.wait_for_selector("#compare-status >> text=Set submitted", timeout=30_000)
+    received.append(page.content())
+    context.close()
+
+    out = tmp_path / "comparison.csv"
+    with app.sessions() as session:
+        coordinator = accounts.get_user(session, "coord")
+        cset = comparisons.list_comparison_sets(session, studies.get_study(session, "CXR comparison"))[0]
+        comparisons.export_comparison_csv(session, coordinator, cset.id, out)
+        sides = {a.position + 1: comparisons.side_sources(a) for a in session.query(ComparisonAssignment)}
+    table = pd.read_csv(out, keep_default_na=False)
+    judged = table[table.record == "judgement"].sort_values("position")
+    assert judged[["position", "choice", "preferred_source", "revisions", "submitted"]].values.tolist() == [
+        [1, "B", sides[1][1], "1", True], [2, "equivalent", "", "0", True]]
+    assert judged[["report_a_source", "report_b_source"]].values.tolist() == [list(sides[1]), list(sides[2])]
+    comment = table[table.record == "comment"]
+    assert comment[["position", "comment_side", "comment_source", "start", "end", "passage", "score", "comment"]
+                   ].values.tolist() == [[1, "B", sides[1][1], str(start), str(start + len(passage)), passage, "1",
+                                          "impression does not match the findings"]]
+
+    # blinding: the page and every response the reader's browser received are free of source names
+    everything = "\n".join(received)
+    assert "Small left pleural effusion" in everything  # the capture holds what the app sent
+    for secret in SOURCES:
+        assert secret not in everything, f"{secret!r} reached the reader's browser"
