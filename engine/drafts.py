@@ -1,0 +1,187 @@
+"""Model drafts for a reader study: one findings/impression draft per case, written as JSONL for the study import.
+
+``python -m engine.drafts --checkpoint DIR --database URL --study NAME --arm model --out drafts.jsonl``
+
+Each line is ``{"case_key", "arm", "text": "FINDINGS: ... IMPRESSION: ...", "source"}``, the format that
+:func:`studyapp.services.drafts.import_drafts` reads. The findings and the impression are generated with the
+first instruction of their Table 5 templates (paper section 4.4: sections are generated separately), with the
+case's clinical context. Cases whose ``case_key`` is already in the output are skipped, so an interrupted run
+resumes where it stopped. Runs on CPU, one GPU, or several GPUs with ``accelerate launch -m engine.drafts ...``
+(each process takes a share of the cases via ``PartialState.split_between_processes``, writes its own part
+file, and the main process merges them into ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sqlalchemy import select
+from tqdm import tqdm
+
+from engine.inference import MedVersa, Request
+from engine.processing import Task, format_context, instruction
+
+DICOM_3D_MODALITIES = {"CT"}
+
+
+@dataclass
+class CaseInput:
+    """What the model reads for one case: image paths (2D files, or series folders for CT) and context."""
+
+    case_key: str
+    images: list[Path]
+    context: str | None
+
+
+def load_cases(session_factory, study_name: str, max_images: int) -> list[CaseInput]:
+    """Cases of the reader study ``study_name`` with their images and clinical context, in case order.
+
+    2D series contribute their instances (up to ``max_images`` images per case); a CT series contributes its
+    folder (the folder of its first instance) as one volume.
+
+    Raises:
+        LookupError: no reader study of that name.
+        ValueError: a case without any image file.
+    """
+    from studyapp.db.models import ReaderStudy
+
+    with session_factory() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == study_name))
+        if study is None:
+            raise LookupError(f"no reader study named {study_name!r} in the database")
+        cases = []
+        for case in study.cases:
+            images: list[Path] = []
+            for series in case.series:
+                if not series.instances:
+                    continue
+                if (series.modality or "").upper() in DICOM_3D_MODALITIES:
+                    images.append(Path(series.instances[0].file_path).parent)
+                else:
+                    images.extend(Path(i.file_path) for i in series.instances)
+            if not images:
+                raise ValueError(f"case {case.case_key!r} of study {study_name!r} has no image files")
+            context = format_context(case.patient_age, case.patient_sex, case.indication, case.comparison)
+            cases.append(CaseInput(case.case_key, images[:max_images], context))
+    return cases
+
+
+def written_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """``(case_key, line)`` for each complete draft line of ``path`` (a missing file is empty; a torn last line
+    from an interrupted run is skipped)."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        try:
+            yield json.loads(line)["case_key"], line
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+
+
+def done_case_keys(paths: Sequence[Path]) -> set[str]:
+    """``case_key`` values already written in any of ``paths``."""
+    return {key for path in paths for key, _ in written_lines(path)}
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def draft_texts(model: MedVersa, cases: Sequence[CaseInput], **generation) -> list[str]:
+    """``"FINDINGS: ... IMPRESSION: ..."`` for each case, generated in one batch per section."""
+    sections = {}
+    for task in (Task.FINDINGS, Task.IMPRESSION):
+        requests = []
+        for case in cases:
+            ids = "".join(f"<img{i}>" for i in range(len(case.images)))
+            requests.append(Request(case.images, instruction(task, image=ids, index=0), case.context))
+        sections[task] = [r.text for r in model.generate_batch(requests, **generation)]
+    return [f"FINDINGS: {f} IMPRESSION: {i}" for f, i in zip(sections[Task.FINDINGS], sections[Task.IMPRESSION])]
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Remove an incomplete last line (no newline: a write interrupted mid-line) so appends start cleanly."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def write_drafts(model: MedVersa, cases: Sequence[CaseInput], out: Path, arm: str, source: str,
+                 batch_size: int = 4, progress: bool = True, **generation) -> int:
+    """Append one JSONL draft line per case to ``out``, flushing after each batch; returns lines written."""
+    drop_torn_tail(out)
+    written = 0
+    with out.open("a") as handle, tqdm(total=len(cases), desc="drafts", unit="case", disable=not progress) as bar:
+        for batch in _chunks(cases, batch_size):
+            for case, text in zip(batch, draft_texts(model, batch, **generation)):
+                handle.write(json.dumps({"case_key": case.case_key, "arm": arm, "text": text, "source": source}) + "\n")
+                written += 1
+            handle.flush()
+            bar.update(len(batch))
+    return written
+
+
+def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "model", source: str | None = None,
+        batch_size: int = 4, max_new_tokens: int = 256) -> int:
+    """Generate the missing drafts of ``study`` into ``out`` on this process's share of the cases.
+
+    Returns the number of lines this process wrote. See the module docstring for multi-GPU runs.
+    """
+    from accelerate import PartialState
+
+    from studyapp.db.session import open_database
+
+    state = PartialState()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts = [out.with_name(f"{out.name}.part{rank}") for rank in range(state.num_processes)]
+    dtype = torch.bfloat16 if state.device.type == "cuda" else None
+    model = MedVersa.from_checkpoint(checkpoint, device=state.device, dtype=dtype)
+    cases = load_cases(open_database(database), study, model.config.max_images)
+    done = done_case_keys([out, *parts])
+    todo = [c for c in cases if c.case_key not in done]
+    source = source or f"MedVersa {Path(checkpoint).resolve().name}"
+    target = out if state.num_processes == 1 else parts[state.process_index]
+    with state.split_between_processes(todo) as mine:
+        written = write_drafts(model, mine, target, arm, source, batch_size, progress=state.is_local_main_process,
+                               max_new_tokens=max_new_tokens, do_sample=False)
+    state.wait_for_everyone()
+    if state.num_processes > 1 and state.is_main_process:
+        merged = done_case_keys([out])
+        drop_torn_tail(out)
+        with out.open("a") as handle:
+            for part in parts:
+                for key, line in written_lines(part):
+                    if key not in merged:
+                        handle.write(line + "\n")
+                part.unlink(missing_ok=True)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate MedVersa drafts for a reader study (JSONL).")
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--database", required=True, help="SQLAlchemy URL of the study database")
+    parser.add_argument("--study", required=True, help="reader study name")
+    parser.add_argument("--arm", default="model")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--source", default=None, help="source recorded with each draft")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    args = parser.parse_args(argv)
+    written = run(args.checkpoint, args.database, args.study, args.out, args.arm, args.source, args.batch_size,
+                  args.max_new_tokens)
+    print(f"{written} draft(s) written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+from sqlalchemy import select
+
+from engine.drafts import main, run
+from studyapp.db.models import Arm, Case, Draft, Instance, ReaderStudy, Series
+
+
+@pytest.fixture()
+def study_db(db, shared_data, tmp_path):
+    cxr = shared_data / "dicom" / "cxr"
+    with db.begin() as session:
+        study = ReaderStudy(name="pilot")
+        session.add(study)
+        session.add(Arm(study=study, code="model"))
+        for n, name in enumerate(["nih_siim_cr_jpegbaseline.dcm", "RG1_J2KI.dcm"]):
+            case = Case(study=study, case_key=f"cxr-{n}", study_instance_uid=f"1.2.3.{n}", patient_age="061Y",
+                        patient_sex="F", indication="Cough.", comparison=None)
+            series = Series(case=case, series_instance_uid=f"1.2.3.{n}.1", series_number=1, modality="CR")
+            series.instances.append(Instance(sop_instance_uid=f"1.2.3.{n}.1.1", file_path=str(cxr / name)))
+            session.add(case)
+        ct = Case(study=study, case_key="ct-0", study_instance_uid="1.2.3.9", indication="Abdominal pain.")
+        series = Series(case=ct, series_instance_uid="1.2.3.9.1", series_number=2, modality="CT")
+        for path in sorted((shared_data / "dicom" / "ct_series").iterdir())[:3]:
+            series.instances.append(Instance(sop_instance_uid=path.name, file_path=str(path)))
+        session.add(ct)
+    return db, f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def test_drafts_written_importable_and_resumable(study_db, tiny_checkpoint, tmp_path):
+    db, url = study_db
+    out = tmp_path / "drafts.jsonl"
+    assert run(tiny_checkpoint, url, "pilot", out, batch_size=2, max_new_tokens=6) == 3
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["case_key"] for line in lines] == ["cxr-0", "cxr-1", "ct-0"]
+    for line in lines:
+        assert line["arm"] == "model" and line["source"] == "MedVersa ckpt"
+        assert line["text"].startswith("FINDINGS: ") and " IMPRESSION: " in line["text"]
+
+    # interrupted after the first case (torn second line): only the missing cases are generated again
+    first = out.read_text().splitlines()[0]
+    out.write_text(first + "\n" + '{"case_key": "cxr-1", "ar')
+    assert run(tiny_checkpoint, url, "pilot", out, batch_size=2, max_new_tokens=6) == 2
+    keys = [json.loads(line)["case_key"] for line in out.read_text().splitlines()]
+    assert keys == ["cxr-0", "cxr-1", "ct-0"]
+    assert out.read_text().splitlines()[0] == first
+
+    from studyapp.services.drafts import import_drafts
+
+    with db.begin() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == "pilot"))
+        result = import_drafts(session, study, out)
+        assert not result.errors
+    with db() as session:
+        assert len(session.scalars(select(Draft)).all()) == 3
+
+
+def test_unknown_study_is_an_error(study_db, tiny_checkpoint, tmp_path):
+    _, url = study_db
+    with pytest.raises(LookupError, match="no reader study named 'missing'"):
+        main(["--checkpoint", str(tiny_checkpoint), "--database", url, "--study", "missing",
+              "--out", str(tmp_path / "d.jsonl")])
