@@ -10,6 +10,7 @@ import gradio as gr
 
 from studyapp.db.models import ROLE_COORDINATOR
 from studyapp.services import accounts
+from studyapp.ui.analysis_tab import AnalysisTab
 from studyapp.ui.context import UIContext, user_action
 from studyapp.ui.coordinator_tab import CoordinatorTab
 from studyapp.ui.reading_tab import ReadingTab
@@ -39,6 +40,8 @@ def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
                 reading = ReadingTab(ctx)
             with gr.Tab("Coordinator", id="coordinator", visible=False) as coordinator_tab:
                 coordinator = CoordinatorTab(ctx)
+            with gr.Tab("Analysis", id="analysis", visible=False) as analysis_tab:
+                analysis = AnalysisTab(ctx)
 
         def on_load(request: gr.Request):
             with user_action(ctx, request) as (session, user):
@@ -47,12 +50,18 @@ def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
                     who: f"Signed in as **{user.display_name or user.username}** ({user.role})",
                     reading_tab: gr.Tab(visible=not is_coordinator),
                     coordinator_tab: gr.Tab(visible=is_coordinator),
+                    analysis_tab: gr.Tab(visible=is_coordinator),
                     tabs: gr.Tabs(selected="coordinator" if is_coordinator else "reading"),
                 }
-                updates.update(coordinator.on_load(session, user) if is_coordinator else reading.on_load(session, user))
+                if is_coordinator:
+                    updates.update(coordinator.on_load(session, user))
+                    updates.update(analysis.on_load(session, user))
+                else:
+                    updates.update(reading.on_load(session, user))
                 return updates
 
-        load_outputs = {who, tabs, reading_tab, coordinator_tab, *reading.screen_outputs, *coordinator.on_load_outputs}
+        load_outputs = {who, tabs, reading_tab, coordinator_tab, analysis_tab, *reading.screen_outputs,
+                        *coordinator.on_load_outputs, *analysis.on_load_outputs}
         blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
     return blocks
 
