@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if isinstance(judge, LLMJudge):
+            judge.close()
     print(f"report: {result.files['report.html']}")
     print(f"tables: {len(result.tables)}, figures: {len(result.figures)}, skipped items: {len(result.skipped)}"
           f" (see {result.files['skipped.csv']})")

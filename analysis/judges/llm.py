@@ -151,6 +151,16 @@ class LLMJudge:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(timeout=timeout_s, headers=headers)
 
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> LLMJudge:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def cache_key(self, candidate_lines: list[str], reference_lines: list[str]) -> str:
         """sha256 hex digest of model, prompt version and both inputs."""
         payload = json.dumps([self.model, PROMPT_VERSION, candidate_lines, reference_lines])

@@ -128,8 +128,8 @@ def test_timeout_is_a_failure_not_a_crash(serve):
 
 def test_concurrency_limit(serve):
     server = serve(lambda messages: ('{"corrections": []}', 0.15))
-    judge = LLMJudge(server.url, "m", max_concurrency=2)
-    results = judge.judge_many([(f"Line {i}.", "Ref.") for i in range(6)])
+    with LLMJudge(server.url, "m", max_concurrency=2) as judge:
+        results = judge.judge_many([(f"Line {i}.", "Ref.") for i in range(6)])
     assert all(r.discrepancies == () for r in results)
     assert server.max_in_flight == 2
 
@@ -177,3 +177,28 @@ def test_bad_options():
         LLMJudge("http://127.0.0.1:1/v1", "m", max_attempts=0)
     with pytest.raises(ValueError, match="model"):
         LLMJudge("http://127.0.0.1:1/v1", "")
+
+
+def test_run_analysis_with_llm_judge_lists_what_the_endpoint_failed(serve, db, tmp_path):
+    from analysis import run_analysis
+    from analysis.simulation import simulate_study, write_study
+
+    write_study(db, simulate_study(n_readers=3, n_cases=6, seed=4, name="llm study"))
+
+    def answer(messages):
+        reference = messages[1]["content"].split("\n\nCandidate")[0]
+        return ("Sorry, I cannot help.", 0) if "Cardiomediastinal" in reference else ('{"corrections": []}', 0)
+
+    server = serve(answer)
+    with LLMJudge(server.url, "local", cache_dir=tmp_path, max_attempts=2) as judge:
+        result = run_analysis(db, "llm study", None, judge, n_resamples=100)
+    assert result.judge == "llm:local fineradscore-adapted-1"
+    failed = [s for s in result.skipped if s.step == "consistency"]
+    pairs = result.tables["peer_pairs"]
+    # readers 01 and 02 rewrite in their own words ("Cardiomediastinal ..."): judging against them fails
+    assert set(pairs["peer"]) == {"reader00"} and (pairs["urgent_emergent"] == 0).all()
+    # 6 cases x 4 ordered pairs with reference reader01/02; reader00's 6 readings lost every peer
+    pair_failures = [s for s in failed if " vs peer " in s.item]
+    assert len(pair_failures) == 24 and all("not JSON" in s.reason for s in pair_failures)
+    assert sorted(s.reason for s in failed if " vs peer " not in s.item) == ["every peer comparison failed"] * 6
+    assert result.tables["readings"].set_index("reader").loc["reader00", "peer_discrepancy"].isna().all()
