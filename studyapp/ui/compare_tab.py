@@ -1,5 +1,6 @@
-"""The reader's blinded comparison tab (paper section 2.3, Fig. 4b/4d): images, clinical context, Report A and
-Report B side by side, the three-way choice, and scored comments on a selected passage, a whole report or the pair.
+"""The comparison tabs (paper section 2.3, Fig. 4). :class:`CompareTab`, the reader's blinded screen: images,
+clinical context, Report A and Report B side by side, the three-way choice, and scored comments on a selected
+passage, a whole report or the pair. :class:`CompareCoordinatorTab`: sets, assignment and unblinded results.
 
 Blinding: every value sent to the browser comes from :mod:`studyapp.services.comparisons`' blinded views
 (:class:`~studyapp.services.comparisons.BlindedPair`); ``gr.State`` holds only the set and pair ids. Judgements
@@ -11,11 +12,14 @@ offsets (``window.compareSelection``); "Add comment" sends them, and the server 
 
 import html
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 
 from studyapp.db.comparisons import CHOICE_EQUIVALENT, COMMENT_SCORES, SIDE_A, SIDE_B
-from studyapp.services import comparisons
+from studyapp.services import argilla_io, comparisons, studies
 from studyapp.services.errors import InvalidInput
 from studyapp.ui.context import UIContext, user_action
 from studyapp.ui.viewer import Viewer
@@ -232,3 +236,141 @@ class CompareTab:
         with user_action(self.ctx, request) as (session, user):
             comparisons.submit_comparison_set(session, user, set_id)
             return self._screen(session, user, set_id, pair_id, status="Set submitted. Thank you!")
+
+
+class CompareCoordinatorTab:
+    """The coordinator's comparison tab: create or import a set, assign readers, read unblinded results (preference
+    rates with bootstrap CIs, position bias, per-reader and per-pair tables), export the CSV and an Argilla dataset.
+
+    Every handler requires a coordinator account on the server (``user_action(..., coordinator=True)``).
+    """
+
+    def __init__(self, ctx: UIContext):
+        self.ctx = ctx
+        with gr.Row():
+            self.study = gr.Dropdown(label="Study", choices=[], elem_id="cmp-coord-study", scale=2)
+            self.sets = gr.Dropdown(label="Comparison set", choices=[], elem_id="cmp-coord-set", scale=2)
+            self.refresh = gr.Button("Refresh", scale=0)
+        self.status = gr.Markdown(elem_id="cmp-coord-status")
+        with gr.Accordion("New comparison set", open=False):
+            self.name = gr.Textbox(label="Set name (shown to readers: no source names)")
+            with gr.Row():
+                # no default values: this tab's components are part of every page's config, readers' included
+                self.source_1 = gr.Textbox(label="Source 1", info="reference, draft:<arm code> or final:<arm code>")
+                self.source_2 = gr.Textbox(label="Source 2", info="reference, draft:<arm code> or final:<arm code>")
+                self.candidate = gr.Textbox(label="Candidate (AI) source", info="one of the two sources")
+            with gr.Row():
+                self.seed = gr.Number(label="Seed (empty: the study's)", value=None, precision=0)
+                self.readers_per_pair = gr.Number(label="Readers per pair", value=1, precision=0, minimum=1)
+            self.create = gr.Button("Create from the database")
+            self.upload = gr.File(label="Or import pairs (CSV/JSONL: case_key, source_a_name, text_a, source_b_name, "
+                                        "text_b)", file_types=[".csv", ".jsonl", ".ndjson"])
+            self.import_ = gr.Button("Create from the file")
+        self.assign = gr.Button("Assign all readers of the study", elem_id="cmp-coord-assign")
+        gr.Markdown("### Preference for the candidate source (95% percentile bootstrap CI, 1,000 resamples)")
+        self.preference = gr.Dataframe(interactive=False, elem_id="cmp-coord-preference")
+        self.bias = gr.Markdown(elem_id="cmp-coord-bias")
+        self.per_reader = gr.Dataframe(label="Per reader", interactive=False)
+        self.per_pair = gr.Dataframe(label="Per pair", interactive=False)
+        with gr.Row():
+            self.export = gr.Button("Export judgements and comments (CSV)", elem_id="cmp-coord-export")
+            self.export_argilla = gr.Button("Export Argilla dataset (zip)")
+        self.export_file = gr.File(label="Export", interactive=False, elem_id="cmp-coord-export-file")
+        self._wire()
+
+    def _wire(self):
+        private = {"api_visibility": "private"}
+        outputs = self.on_load_outputs
+        self.refresh.click(self.overview, [self.study, self.sets], outputs, **private)
+        self.study.input(self.overview, [self.study, self.sets], outputs, **private)
+        self.sets.input(self.overview, [self.study, self.sets], outputs, **private)
+        options = [self.study, self.name, self.candidate, self.seed, self.readers_per_pair]
+        self.create.click(self.create_set, [*options, self.source_1, self.source_2], outputs, **private)
+        self.import_.click(self.import_set, [*options, self.upload], outputs, **private)
+        self.assign.click(self.assign_readers, [self.study, self.sets, self.readers_per_pair], outputs, **private)
+        self.export.click(self.export_csv, [self.sets], [self.export_file], **private)
+        self.export_argilla.click(self.export_dataset, [self.sets], [self.export_file], **private)
+
+    @property
+    def on_load_outputs(self) -> list:
+        return [self.study, self.sets, self.status, self.preference, self.bias, self.per_reader, self.per_pair]
+
+    def on_load(self, session, user) -> dict:
+        """Updates for page load (only called for coordinators)."""
+        return self._overview(session, user, None, None, "")
+
+    def _overview(self, session, user, study_name, set_id, message: str) -> dict:
+        names = [s.name for s in studies.list_studies(session)]
+        study_name = study_name if study_name in names else (names[0] if names else None)
+        sets = comparisons.list_comparison_sets(session, studies.get_study(session, study_name)) if study_name else []
+        ids = [s.id for s in sets]
+        set_id = set_id if set_id in ids else (ids[-1] if ids else None)
+        updates = {self.study: gr.update(choices=names, value=study_name),
+                   self.sets: gr.update(choices=[(s.name, s.id) for s in sets], value=set_id),
+                   self.status: message, self.preference: None, self.bias: "", self.per_reader: None,
+                   self.per_pair: None}
+        if set_id is None:
+            return updates
+        results = comparisons.comparison_results(session, user, set_id)
+        bias = results.position_bias
+        updates.update({
+            self.preference: results.preference.round(3).reset_index(names="cases"),
+            self.bias: (f"Candidate: **{results.candidate_source}** · Report A chosen in {bias.n_a} of "
+                        f"{bias.n_a + bias.n_b} non-equivalent judgements (share {bias.share_a:.2f}, binomial "
+                        f"p = {bias.p_value:.3g}); {bias.n_equivalent} equivalent."),
+            self.per_reader: results.per_reader.round(3),
+            self.per_pair: results.per_pair,
+        })
+        return updates
+
+    def overview(self, study_name, set_id, request: gr.Request):
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            return self._overview(session, user, study_name, set_id, "")
+
+    @staticmethod
+    def _seed(seed):
+        return None if seed is None else int(seed)
+
+    def create_set(self, study_name, name, candidate, seed, per_pair, source_1, source_2, request: gr.Request):
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            cset = comparisons.create_comparison_set(
+                session, studies.get_study(session, study_name or ""), name or "", (source_1 or "").strip(),
+                (source_2 or "").strip(), (candidate or "").strip(), seed=self._seed(seed),
+                readers_per_pair=int(per_pair or 1),
+            )
+            return self._overview(session, user, study_name, cset.id, f"Created **{cset.name}** ({len(cset.pairs)} pairs).")
+
+    def import_set(self, study_name, name, candidate, seed, per_pair, upload, request: gr.Request):
+        if upload is None:
+            raise gr.Error("choose a CSV or JSONL file first")
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            cset = comparisons.import_comparison_set(
+                session, studies.get_study(session, study_name or ""), name or "", upload, (candidate or "").strip(),
+                seed=self._seed(seed), readers_per_pair=int(per_pair or 1),
+            )
+            return self._overview(session, user, study_name, cset.id, f"Imported **{cset.name}** ({len(cset.pairs)} pairs).")
+
+    def assign_readers(self, study_name, set_id, per_pair, request: gr.Request):
+        if set_id is None:
+            raise gr.Error("choose a comparison set first")
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            cset = comparisons.get_comparison_set(session, int(set_id))
+            assigned = comparisons.assign_readers(session, cset, readers_per_pair=int(per_pair or 1))
+            return self._overview(session, user, study_name, cset.id,
+                                  f"Assigned {len(assigned)} reader x pair judgements (seed {cset.seed}).")
+
+    def export_csv(self, set_id, request: gr.Request):
+        if set_id is None:
+            raise gr.Error("choose a comparison set first")
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            path = Path(tempfile.mkdtemp(prefix="comparison-")) / f"comparison-{int(set_id)}.csv"
+            comparisons.export_comparison_csv(session, user, int(set_id), path)
+            return str(path)
+
+    def export_dataset(self, set_id, request: gr.Request):
+        if set_id is None:
+            raise gr.Error("choose a comparison set first")
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            folder = Path(tempfile.mkdtemp(prefix="argilla-"))
+            argilla_io.export_argilla_dataset(session, user, int(set_id), folder / "dataset")
+            return shutil.make_archive(str(folder / f"comparison-{int(set_id)}-argilla"), "zip", folder / "dataset")

@@ -3,6 +3,7 @@ serialisation; exporting, answering in Argilla's record format and importing rep
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from studyapp.services.errors import InvalidInput, PermissionDenied
 from .builders import candidate_text, leaked_names
 
 # written by argilla 2.8.0's own ``Settings.to_json`` for the same fields/questions (see test docstring below)
-SDK_SETTINGS = __import__("pathlib").Path(__file__).parent / "data" / "argilla-2.8.0-settings.json"
+SDK_SETTINGS = Path(__file__).parent / "data" / "argilla-2.8.0-settings.json"
 
 
 def _export(db, ids, path):

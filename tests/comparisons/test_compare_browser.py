@@ -1,6 +1,6 @@
 """End to end in a real browser (Debian chromium on loopback): a reader judges two pairs of real chest DICOM
-cases, comments on a selected passage, reloads, revises one judgement and submits; the coordinator CSV holds
-exactly those judgements, unblinded; nothing the reader's browser received names a source."""
+cases, comments on a selected passage, reloads, revises one judgement and submits; the CSV the coordinator downloads
+holds exactly those judgements, unblinded; nothing the reader's browser received names a source."""
 
 import re
 
@@ -13,7 +13,7 @@ from studyapp.db.models import ROLE_COORDINATOR
 from studyapp.db.session import open_database
 from studyapp.services import accounts, comparisons, ingest, studies
 from studyapp.ui.app import launch_kwargs
-from studyapp.ui.compare_tab import CompareTab
+from studyapp.ui.compare_tab import CompareCoordinatorTab, CompareTab
 from studyapp.ui.context import UIContext, user_action
 from tests.ui.conftest import LiveApp, _free_port, browser, sign_in  # noqa: F401  (browser is a fixture)
 
@@ -27,7 +27,7 @@ TEXTS = {
 
 @pytest.fixture()
 def serve_compare(tmp_path):
-    """The comparison tab in a Blocks served like the app (same sign-in and launch options) on loopback."""
+    """The comparison tabs in a Blocks served like the app (same sign-in, launch options, tab per role)."""
     served = []
 
     def start(fill) -> LiveApp:
@@ -37,13 +37,22 @@ def serve_compare(tmp_path):
         ctx = UIContext(sessions)
         with gr.Blocks() as blocks:
             who = gr.Markdown(elem_id="signed-in-as")
-            tab = CompareTab(ctx)
+            with gr.Tabs() as tabs:
+                with gr.Tab("Comparison", id="compare", visible=False) as reader_tab:
+                    tab = CompareTab(ctx)
+                with gr.Tab("Comparison results", id="compare-results", visible=False) as coordinator_tab:
+                    results = CompareCoordinatorTab(ctx)
 
             def on_load(request: gr.Request):
                 with user_action(ctx, request) as (session, user):
-                    return {who: f"Signed in as **{user.username}**", **tab.on_load(session, user)}
+                    coordinator = user.role == ROLE_COORDINATOR
+                    return {who: f"Signed in as **{user.username}**", reader_tab: gr.Tab(visible=not coordinator),
+                            coordinator_tab: gr.Tab(visible=coordinator),
+                            tabs: gr.Tabs(selected="compare-results" if coordinator else "compare"),
+                            **(results.on_load(session, user) if coordinator else tab.on_load(session, user))}
 
-            blocks.load(on_load, None, [who, *tab.on_load_outputs], api_visibility="private")
+            outputs = [who, tabs, reader_tab, coordinator_tab, *tab.on_load_outputs, *results.on_load_outputs]
+            blocks.load(on_load, None, outputs, api_visibility="private")
         port = _free_port()
         blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                       **launch_kwargs(ctx))
@@ -141,13 +150,27 @@ def test_reader_judges_comments_reloads_revises_submits(serve_compare, browser, 
     page.locator("#compare-submit").click()
     page.wait_for_selector("#compare-status >> text=Set submitted", timeout=30_000)
     received.append(page.content())
+    assert page.get_by_role("tab", name="Comparison results").count() == 0
     context.close()
 
+    # the coordinator sees unblinded results and downloads the CSV
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, app.url, "coord", "coordinator-password")
+    page.wait_for_function(
+        f"() => document.querySelector('#cmp-coord-preference').innerText.includes('{SOURCES[1]}') || "
+        f"document.querySelector('#cmp-coord-bias').innerText.includes('{SOURCES[1]}')", timeout=30_000)
+    assert "Report A chosen in 0 of 1" in page.locator("#cmp-coord-bias").inner_text()
+    page.locator("#cmp-coord-export").click()
+    link = page.locator("#cmp-coord-export-file a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
     out = tmp_path / "comparison.csv"
+    download.value.save_as(out)
+    context.close()
+
     with app.sessions() as session:
-        coordinator = accounts.get_user(session, "coord")
-        cset = comparisons.list_comparison_sets(session, studies.get_study(session, "CXR comparison"))[0]
-        comparisons.export_comparison_csv(session, coordinator, cset.id, out)
         sides = {a.position + 1: comparisons.side_sources(a) for a in session.query(ComparisonAssignment)}
     table = pd.read_csv(out, keep_default_na=False)
     judged = table[table.record == "judgement"].sort_values("position")
