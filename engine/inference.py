@@ -191,8 +191,8 @@ class MedVersa:
             requests: prompts with their images; ``<img{i}>`` in a prompt refers to its ``images[i]``.
             keep_task_tokens: keep ``<DET>``/``<2DSEG>``/``<3DSEG>``/``<N/A>`` in ``text``.
             generation: passed to ``transformers`` ``generate`` (``max_new_tokens``, ``do_sample``,
-                ``logits_processor``, ...). Stopping uses ``config.stop_strings`` on the real token ids and EOS;
-                the image placeholder token is never generated.
+                ``logits_processor``, ...; ``stop_strings=None`` turns the stop strings off). By default stopping
+                uses ``config.stop_strings`` on the real token ids, and EOS; the image placeholder is never generated.
 
         Raises:
             ValueError: image identifiers in a prompt that do not match its images, or bad images.
@@ -217,13 +217,20 @@ class MedVersa:
         visual, features_3d = backbone.encode_images(values_2d, values_3d, is_3d)
         embeds = backbone.embed(prompt_ids, visual)
         suppress = list(generation.pop("suppress_tokens", None) or []) + [config.token_ids[IMAGE_TOKEN]]
-        generation.setdefault("max_new_tokens", 256)
-        generated = backbone.llm.generate(
-            inputs_embeds=embeds, attention_mask=prompt_mask, stop_strings=list(config.stop_strings),
-            tokenizer=tokenizer, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
-            suppress_tokens=suppress, **generation,
-        )
-        answers = [self._trim(row.tolist(), pad_id) for row in generated]
+        options = {"max_new_tokens": 256, "stop_strings": list(config.stop_strings), "tokenizer": tokenizer,
+                   "pad_token_id": pad_id, "eos_token_id": tokenizer.eos_token_id, **generation}
+        generated = backbone.llm.generate(inputs_embeds=embeds, attention_mask=prompt_mask,
+                                          suppress_tokens=suppress, **options)
+        answers = [self._trim(row.tolist(), pad_id, options["stop_strings"] or ()) for row in generated]
+
+        results = []
+        for ids in answers:
+            raw = tokenizer.decode(ids, skip_special_tokens=False)
+            results.append(GenerationResult(
+                text=clean_answer(raw, TASK_TOKENS, keep_task_tokens), raw_text=raw, token_ids=ids))
+        head_ids = [config.token_ids[t] for t in (DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN)]
+        if not any(token in head_ids for ids in answers for token in ids):
+            return results
 
         # One forward over prompt + answer; task-token states are read where the generated ids hold them.
         answer_ids, answer_mask = pad_sequences([a or [pad_id] for a in answers], pad_id)
@@ -239,24 +246,19 @@ class MedVersa:
         valid[:, prompt_ids.shape[1]:] = answer_mask.bool().to(device)
         task_ids = full_ids.masked_fill(~valid, pad_id)
 
-        results = []
-        for row, (ids, ims) in enumerate(zip(answers, prepared)):
-            raw = tokenizer.decode(ids, skip_special_tokens=False)
-            results.append(GenerationResult(
-                text=clean_answer(raw, TASK_TOKENS, keep_task_tokens), raw_text=raw, token_ids=ids))
         self._boxes(hidden, task_ids, prepared, results)
         self._masks_2d(hidden, task_ids, image_rows[~is_3d.to(device)], values_2d, prepared, results)
         self._masks_3d(hidden, task_ids, image_rows[is_3d.to(device)], features_3d, prepared, results)
         return results
 
-    def _trim(self, ids: list[int], pad_id: int) -> list[int]:
-        """Cut a generated row after its stop string or EOS (kept), dropping padding."""
+    def _trim(self, ids: list[int], pad_id: int, stop_strings: Sequence[str]) -> list[int]:
+        """Cut a generated row after its first stop string or EOS (kept), dropping padding."""
         text = ""
         for n, token in enumerate(ids):
             if token == self.tokenizer.eos_token_id:
                 return ids[: n + 1]
             text += self.tokenizer.decode([token])
-            if any(text.endswith(stop) for stop in self.config.stop_strings):
+            if any(text.endswith(stop) for stop in stop_strings):
                 return ids[: n + 1]
         while ids and ids[-1] == pad_id:
             ids = ids[:-1]

@@ -1,0 +1,83 @@
+"""Engine benchmark on CPU with the tiny configuration.
+
+Prints: ms per image for the 2D (Swin) and 3D (UNet encoder) encoders; generation tokens/s through
+``MedVersa.generate`` beside plain ``transformers`` ``generate`` on the same LLM with the same number of input
+embeddings (target: the wrapper costs <= 5% more); and the process's peak resident memory.
+
+Usage: ``python bench/engine.py [--new-tokens 64] [--repeats 5] [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.inference import MedVersa, PreparedImage  # noqa: E402
+from engine.processing import Modality, build_prompt, encode_prompt  # noqa: E402
+from engine.tiny import write_tiny_checkpoint  # noqa: E402
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mv = MedVersa.from_checkpoint(write_tiny_checkpoint(Path(tmp) / "tiny"))
+    config, backbone = mv.config, mv.model.backbone
+    torch.manual_seed(0)
+    batch = 8
+    images_2d = torch.randn(batch, 3, config.swin.image_size, config.swin.image_size)
+    volumes = torch.randn(2, 1, *config.unet3d.volume_size)
+    with torch.no_grad():
+        t2d = _median_seconds(lambda: backbone.adapter_2d(backbone.encoder_2d(images_2d)), args.repeats) / batch
+        t3d = _median_seconds(lambda: backbone.adapter_3d(backbone.encoder_3d(volumes)[-1]), args.repeats) / 2
+    print(f"2D encoder+adapter ({config.swin.image_size} px): {t2d * 1e3:.2f} ms/image")
+    print(f"3D encoder+adapter ({'x'.join(map(str, config.unet3d.volume_size))}): {t3d * 1e3:.2f} ms/volume")
+
+    image = PreparedImage(Modality.CHEST_XRAY, images_2d[0], (1024, 1024))
+    question = "Please report <img0>."
+    n = args.new_tokens
+    fixed = {"max_new_tokens": n, "min_new_tokens": n, "stop_strings": None, "do_sample": False}
+    ours = _median_seconds(lambda: mv.generate([image], question, **fixed), args.repeats)
+
+    ids = torch.tensor([encode_prompt(mv.tokenizer, build_prompt(question, 1, config))])
+    embeds = torch.randn(1, ids.shape[1], config.hidden_size)
+    mask = torch.ones_like(ids)
+    llm = backbone.llm
+    with torch.no_grad():
+        plain = _median_seconds(
+            lambda: llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                                 do_sample=False, pad_token_id=mv.tokenizer.pad_token_id),
+            args.repeats)
+    print(f"prompt: {ids.shape[1]} input embeddings, {n} new tokens, batch 1, {args.threads} threads")
+    print(f"MedVersa.generate:      {n / ours:8.1f} tokens/s ({ours * 1e3:.1f} ms, incl. 2D encoder)")
+    print(f"transformers.generate:  {n / plain:8.1f} tokens/s ({plain * 1e3:.1f} ms)")
+    print(f"wrapper overhead: {100 * (ours / plain - 1):+.1f}% (target <= +5%)")
+    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
