@@ -292,3 +292,37 @@ def convert_released(released: dict[str, torch.Tensor] | str | Path, model: MedV
     model.config.llm_path = "llm"
     save_checkpoint(model, tokenizer, out)
     return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m engine.checkpoint --released FILE --llm DIR --out DIR``: convert a released checkpoint.
+
+    ``--llm`` is the base LM folder (Llama-2-7B-chat in Hugging Face layout); ``--tokenizer`` defaults to it.
+    The added tokens are appended in the released order, so their ids follow the base vocabulary
+    (32000-32004 for Llama-2). Exits with the list of unmatched/unused keys when the layout does not match.
+    """
+    import argparse
+
+    from engine.processing import add_medversa_tokens
+
+    parser = argparse.ArgumentParser(description="Convert a released MedVersa state dict to our checkpoint format.")
+    parser.add_argument("--released", required=True, type=Path, help="torch.save file of the released state dict")
+    parser.add_argument("--llm", required=True, type=Path, help="base causal LM folder (Llama-2-7B-chat)")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: --llm)")
+    parser.add_argument("--config", choices=["7b", "tiny"], default="7b")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    config = MedVersaConfig.paper_7b() if args.config == "7b" else MedVersaConfig.tiny()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.llm)
+    add_medversa_tokens(tokenizer, config)
+    model = build_model(config, args.llm, tokenizer, dtype=torch.bfloat16 if args.config == "7b" else None)
+    try:
+        report = convert_released(args.released, model, tokenizer, args.out)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from err
+    print(f"converted {len(report.llm)} LM, {len(report.adapter)} adapter and {len(report.modules)} module tensors "
+          f"into {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -171,3 +171,21 @@ def test_build_model_needs_token_ids(tiny_checkpoint):
     tokenizer = train_tokenizer(["x"])
     with pytest.raises(ValueError, match="lacks the MedVersa added tokens"):
         build_model(config, tiny_checkpoint / "llm", tokenizer)
+
+
+def test_converter_command(tiny_checkpoint, tmp_path, capsys):
+    from engine.checkpoint import main
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    released = _synthetic_released(model)
+    torch.save(released, tmp_path / "released.pth")
+    argv = ["--released", str(tmp_path / "released.pth"), "--llm", str(tiny_checkpoint / "llm"),
+            "--tokenizer", str(tiny_checkpoint), "--config", "tiny", "--out", str(tmp_path / "out")]
+    main(argv)
+    assert "into" in capsys.readouterr().out
+    converted, _ = load_checkpoint(tmp_path / "out")
+    torch.testing.assert_close(converted.state_dict()["seg3d_head.prompt.1.weight"], released["text2seg_3d.1.weight"])
+    released.pop("llama_proj_2d.1.bias")
+    torch.save(released, tmp_path / "released.pth")
+    with pytest.raises(SystemExit, match="backbone.adapter_2d.proj.bias"):
+        main(argv[:-1] + [str(tmp_path / "out2")])
