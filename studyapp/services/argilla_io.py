@@ -23,8 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from studyapp.db.comparisons import (
     CHOICE_EQUIVALENT,
@@ -32,18 +31,18 @@ from studyapp.db.comparisons import (
     SIDE_A,
     SIDE_B,
     SIDES,
-    ComparisonAssignment,
     ComparisonComment,
     ComparisonJudgement,
-    ComparisonPair,
-    ComparisonSubmission,
 )
 from studyapp.db.models import User
 from studyapp.services.comparisons import (
-    require_coordinator,
     clinical_context,
     get_comparison_set,
+    require_coordinator,
+    set_assignments,
     side_texts,
+    submit_comparison_set,
+    submitted_reader_ids,
 )
 from studyapp.services.errors import InvalidInput, StudyError
 
@@ -127,20 +126,6 @@ def _dataset_model(name: str) -> dict:
     }
 
 
-def _assignments(session: Session, set_id: int) -> list[ComparisonAssignment]:
-    return list(
-        session.scalars(
-            select(ComparisonAssignment)
-            .where(ComparisonAssignment.set_id == set_id)
-            .options(
-                selectinload(ComparisonAssignment.pair).selectinload(ComparisonPair.case),
-                selectinload(ComparisonAssignment.reader),
-            )
-            .order_by(ComparisonAssignment.reader_id, ComparisonAssignment.position)
-        )
-    )
-
-
 def export_argilla_dataset(
     session: Session, coordinator: User, set_id: int, path: str | Path, dataset_name: str | None = None
 ) -> Path:
@@ -160,7 +145,7 @@ def export_argilla_dataset(
     """
     require_coordinator(coordinator)
     get_comparison_set(session, set_id)
-    assignments = _assignments(session, set_id)
+    assignments = set_assignments(session, set_id)
     if not assignments:
         raise InvalidInput(f"comparison set {set_id} has no reader assignments to export")
     path = Path(path)
@@ -299,8 +284,8 @@ def import_argilla_records(
     """
     require_coordinator(coordinator)
     get_comparison_set(session, set_id)
-    by_record = {f"{RECORD_PREFIX}{a.id}": a for a in _assignments(session, set_id)}
-    submitted = set(session.scalars(select(ComparisonSubmission.reader_id).where(ComparisonSubmission.set_id == set_id)))
+    by_record = {f"{RECORD_PREFIX}{a.id}": a for a in set_assignments(session, set_id)}
+    submitted = submitted_reader_ids(session, set_id)
 
     planned = []
     for record in records:
@@ -336,7 +321,9 @@ def import_argilla_records(
         for c in comments:
             if (c.side, c.start, c.end, c.score, c.text) not in stored:
                 assignment.comments.append(
-                    ComparisonComment(side=c.side, start=c.start, end=c.end, passage=c.passage, score=c.score, text=c.text)
+                    ComparisonComment(
+                        side=c.side, start=c.start, end=c.end, passage=c.passage, score=c.score, text=c.text
+                    )
                 )
                 n_comments += 1
     session.flush()
@@ -347,9 +334,8 @@ def import_argilla_records(
         for reader_id, reader in sorted(readers.items()):
             own = [a for a in by_record.values() if a.reader_id == reader_id]
             if reader_id not in submitted and all(a.judgement is not None for a in own):
-                session.add(ComparisonSubmission(set_id=set_id, reader_id=reader_id))
+                submit_comparison_set(session, reader, set_id)
                 newly_submitted.append(reader.username)
-        session.flush()
     return ArgillaImport(len(planned), n_comments, tuple(newly_submitted))
 
 
@@ -357,7 +343,9 @@ def _argilla_client(api_url: str, api_key: str):
     try:
         import argilla as rg
     except ImportError as error:
-        raise StudyError("the Argilla SDK is not installed; `pip install argilla==2.8.0` to use an Argilla server") from error
+        raise StudyError(
+            "the Argilla SDK is not installed; `pip install argilla==2.8.0` to use an Argilla server"
+        ) from error
     if not api_url or not api_key:
         raise InvalidInput("an Argilla server needs both a URL and an API key")
     return rg, rg.Argilla(api_url=api_url, api_key=api_key)

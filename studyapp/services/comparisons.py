@@ -276,6 +276,13 @@ def _read_import(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _cell(value) -> str:
+    """A text cell of an import row; missing values (JSON null, empty CSV cell) become ""."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
 def import_comparison_set(
     session: Session,
     study: ReaderStudy,
@@ -293,15 +300,15 @@ def import_comparison_set(
 
     Raises:
         InvalidInput: unsupported format, missing columns, an empty file, an unknown case key (with its line), a
-            third source name (unknown source), a row pairing a source with itself, identical texts, a case
-            listed twice, or any problem of :func:`create_comparison_set`'s options.
+            third source name (unknown source), a row pairing a source with itself, an empty text, identical
+            texts, a case listed twice, or any problem of :func:`create_comparison_set`'s options.
     """
     path = Path(path)
     frame = _read_import(path)
     if frame.empty:
         raise InvalidInput(f"{path.name}: no rows")
     first = frame.iloc[0]
-    sources = (str(first["source_a_name"]).strip(), str(first["source_b_name"]).strip())
+    sources = (_cell(first["source_a_name"]).strip(), _cell(first["source_b_name"]).strip())
     name = _check_set_options(session, study, name, sources, candidate_source, readers_per_pair)
     by_key = {case.case_key: case for case in study.cases}
     rows: list[tuple[Case, str, str]] = []
@@ -310,13 +317,13 @@ def import_comparison_set(
     first_line = 2 if path.suffix.lower() == ".csv" else 1
     for offset, row in enumerate(frame.itertuples(index=False)):
         line = first_line + offset
-        case_key = str(row.case_key).strip()
+        case_key = _cell(row.case_key).strip()
         if case_key not in by_key:
             raise InvalidInput(f"{path.name} line {line}: unknown case key {case_key!r} in study {study.name!r}")
         if case_key in seen:
             raise InvalidInput(f"{path.name} line {line}: case {case_key!r} is listed twice")
         seen.add(case_key)
-        row_sources = (str(row.source_a_name).strip(), str(row.source_b_name).strip())
+        row_sources = (_cell(row.source_a_name).strip(), _cell(row.source_b_name).strip())
         unknown = [source for source in row_sources if source not in sources]
         if unknown:
             raise InvalidInput(
@@ -325,7 +332,9 @@ def import_comparison_set(
             )
         if row_sources[0] == row_sources[1]:
             raise InvalidInput(f"{path.name} line {line}: both reports come from source {row_sources[0]!r}")
-        texts = {row_sources[0]: str(row.text_a), row_sources[1]: str(row.text_b)}
+        texts = {row_sources[0]: _cell(row.text_a), row_sources[1]: _cell(row.text_b)}
+        if not all(text.strip() for text in texts.values()):
+            raise InvalidInput(f"{path.name} line {line}: a report text is empty")
         rows.append((by_key[case_key], texts[sources[0]], texts[sources[1]]))
     return _add_set(
         session, study, name, sources, candidate_source, study.seed if seed is None else seed, readers_per_pair, rows
@@ -478,7 +487,11 @@ def reader_comparison_sets(session: Session, reader: User) -> list[ReaderSetSumm
     summaries = []
     sets = session.scalars(
         select(ComparisonSet)
-        .where(ComparisonSet.id.in_(select(ComparisonAssignment.set_id).where(ComparisonAssignment.reader_id == reader.id)))
+        .where(
+            ComparisonSet.id.in_(
+                select(ComparisonAssignment.set_id).where(ComparisonAssignment.reader_id == reader.id)
+            )
+        )
         .order_by(ComparisonSet.id)
     )
     for comparison_set in sets:
@@ -739,7 +752,8 @@ class ComparisonResults:
     position_bias: PositionBias
 
 
-def _set_assignments(session: Session, set_id: int) -> list[ComparisonAssignment]:
+def set_assignments(session: Session, set_id: int) -> list[ComparisonAssignment]:
+    """Every reader x pair of set ``set_id`` by reader id then position, with pair, case, reader, judgement, comments."""
     return list(
         session.scalars(
             select(ComparisonAssignment)
@@ -819,7 +833,8 @@ def _comment_row(assignment: ComparisonAssignment, comment: ComparisonComment, s
     }
 
 
-def _submitted_readers(session: Session, set_id: int) -> set[int]:
+def submitted_reader_ids(session: Session, set_id: int) -> set[int]:
+    """Ids of the readers who have submitted set ``set_id``."""
     return set(session.scalars(select(ComparisonSubmission.reader_id).where(ComparisonSubmission.set_id == set_id)))
 
 
@@ -833,8 +848,8 @@ def comparison_table(session: Session, coordinator: User, set_id: int) -> pd.Dat
     """
     require_coordinator(coordinator)
     comparison_set = get_comparison_set(session, set_id)
-    submitted = _submitted_readers(session, set_id)
-    assignments = _set_assignments(session, set_id)
+    submitted = submitted_reader_ids(session, set_id)
+    assignments = set_assignments(session, set_id)
     rows = [
         _judgement_row(a, comparison_set.name, comparison_set.candidate_source, a.reader_id in submitted)
         for a in assignments
@@ -938,31 +953,28 @@ def comparison_results(
     )
 
     pairs = list(comparison_set.pairs)
-    per_pair = pd.DataFrame(
-        [
+    pair_rows = []
+    for pair in pairs:
+        own = judgements[judgements["pair_id"] == pair.id]
+        pair_rows.append(
             {
                 "pair_id": pair.id,
                 "case_key": pair.case.case_key,
                 "case_label": pair.case.label,
                 "source_1": pair.source_1_name,
                 "source_2": pair.source_2_name,
-                "n_judgements": int((judgements["pair_id"] == pair.id).sum()),
-                "prefer_source_1": int(
-                    ((judgements["pair_id"] == pair.id) & (judgements["preferred_source"] == pair.source_1_name)).sum()
-                ),
-                "prefer_source_2": int(
-                    ((judgements["pair_id"] == pair.id) & (judgements["preferred_source"] == pair.source_2_name)).sum()
-                ),
-                "equivalent": int(((judgements["pair_id"] == pair.id) & (judgements["choice"] == CHOICE_EQUIVALENT)).sum()),
+                "n_judgements": len(own),
+                "prefer_source_1": int((own["preferred_source"] == pair.source_1_name).sum()),
+                "prefer_source_2": int((own["preferred_source"] == pair.source_2_name).sum()),
+                "equivalent": int((own["choice"] == CHOICE_EQUIVALENT).sum()),
                 "n_comments": int((comments["pair_id"] == pair.id).sum()),
             }
-            for pair in pairs
-        ]
-    )
+        )
+    per_pair = pd.DataFrame(pair_rows)
 
-    submitted = _submitted_readers(session, set_id)
+    submitted = submitted_reader_ids(session, set_id)
     reader_rows = []
-    for reader in sorted({a.reader for a in _set_assignments(session, set_id)}, key=lambda user: user.id):
+    for reader in sorted({a.reader for a in set_assignments(session, set_id)}, key=lambda user: user.id):
         own = judgements[judgements["reader"] == reader.username]
         choices = own["choice"].value_counts()
         n_a, n_b = int(choices.get(SIDE_A, 0)), int(choices.get(SIDE_B, 0))

@@ -124,7 +124,8 @@ class CompareTab:
                     self.comments = gr.Dropdown(label="Your comments on this pair", choices=[], elem_id="comment-list")
                     self.delete = gr.Button("Delete selected comment", size="sm", elem_id="comment-delete")
                 self.status = gr.Markdown(elem_id="compare-status")
-                self.submit = gr.Button("Submit all judgements of this set", variant="primary", elem_id="compare-submit")
+                self.submit = gr.Button("Submit all judgements of this set", variant="primary",
+                                        elem_id="compare-submit")
         self._wire()
 
     def _wire(self):
@@ -338,7 +339,8 @@ class CompareCoordinatorTab:
                 (source_2 or "").strip(), (candidate or "").strip(), seed=self._seed(seed),
                 readers_per_pair=int(per_pair or 1),
             )
-            return self._overview(session, user, study_name, cset.id, f"Created **{cset.name}** ({len(cset.pairs)} pairs).")
+            message = f"Created **{cset.name}** ({len(cset.pairs)} pairs)."
+            return self._overview(session, user, study_name, cset.id, message)
 
     def import_set(self, study_name, name, candidate, seed, per_pair, upload, request: gr.Request):
         if upload is None:
@@ -348,7 +350,8 @@ class CompareCoordinatorTab:
                 session, studies.get_study(session, study_name or ""), name or "", upload, (candidate or "").strip(),
                 seed=self._seed(seed), readers_per_pair=int(per_pair or 1),
             )
-            return self._overview(session, user, study_name, cset.id, f"Imported **{cset.name}** ({len(cset.pairs)} pairs).")
+            message = f"Imported **{cset.name}** ({len(cset.pairs)} pairs)."
+            return self._overview(session, user, study_name, cset.id, message)
 
     def assign_readers(self, study_name, set_id, per_pair, request: gr.Request):
         if set_id is None:

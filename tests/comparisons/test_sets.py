@@ -106,6 +106,7 @@ def test_import_canonicalises_source_order(db, tmp_path, suffix):
         ({"source_b_name": "ai"}, "line 3: both reports come from source 'ai'"),
         ({"text_a": "No acute disease.", "text_b": "No acute disease."}, r"identical for case\(s\) \['C001'\]"),
         ({"case_key": "C000"}, "line 3: case 'C000' is listed twice"),
+        ({"text_b": None}, "line 3: a report text is empty"),
     ],
 )
 def test_bad_import_rows_keep_existing_data(db, tmp_path, change, message):
