@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -973,15 +974,17 @@ def comparison_results(
     per_pair = pd.DataFrame(pair_rows)
 
     submitted = submitted_reader_ids(session, set_id)
+    assignments = set_assignments(session, set_id)
+    n_assigned = Counter(a.reader_id for a in assignments)
     reader_rows = []
-    for reader in sorted({a.reader for a in set_assignments(session, set_id)}, key=lambda user: user.id):
+    for reader in sorted({a.reader for a in assignments}, key=lambda user: user.id):
         own = judgements[judgements["reader"] == reader.username]
         choices = own["choice"].value_counts()
         n_a, n_b = int(choices.get(SIDE_A, 0)), int(choices.get(SIDE_B, 0))
         reader_rows.append(
             {
                 "reader": reader.username,
-                "n_assigned": len(_own_assignments(session, reader, set_id)),
+                "n_assigned": n_assigned[reader.id],
                 "n_judged": len(own),
                 "n_a": n_a,
                 "n_b": n_b,
