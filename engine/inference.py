@@ -86,7 +86,8 @@ class Mask2D:
 @dataclass
 class Mask3D:
     """A 3D mask: ``mask`` uint8 on the input volume's own voxel grid and axis order, ``affine`` its
-    voxel-to-world (RAS, mm) matrix, as read from the input."""
+    voxel-to-world (RAS, mm) matrix, as read from the input. Savable as NIfTI or, for DICOM series inputs,
+    as DICOM SEG."""
 
     label: str
     mask: np.ndarray
@@ -98,6 +99,72 @@ class Mask3D:
         import nibabel as nib
 
         nib.save(nib.Nifti1Image(self.mask.astype(np.uint8), self.affine), str(path))
+        return Path(path)
+
+    def frames_for(self, source_images: Sequence) -> np.ndarray:
+        """The mask sampled (nearest voxel) on the pixel grid of each source DICOM image: ``(N, Rows, Columns)``
+        bool in the order of ``source_images``. Pixel positions come from Image Position/Orientation (Patient)
+        (0020,0032)/(0020,0037) and Pixel Spacing (0028,0030) (PS3.3 C.7.6.2.1.1), converted from LPS to RAS."""
+        inverse = np.linalg.inv(self.affine)
+        frames = []
+        for ds in source_images:
+            position = np.asarray(ds.ImagePositionPatient, dtype=float)
+            orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
+            row_spacing, column_spacing = (float(v) for v in ds.PixelSpacing)
+            rows, columns = np.meshgrid(np.arange(ds.Rows), np.arange(ds.Columns), indexing="ij")
+            lps = (position[None, None] + columns[..., None] * column_spacing * orientation[None, None, :3]
+                   + rows[..., None] * row_spacing * orientation[None, None, 3:])
+            ras = lps * np.array([-1.0, -1.0, 1.0])
+            voxels = np.rint(ras @ inverse[:3, :3].T + inverse[:3, 3]).astype(int)
+            inside = np.all((voxels >= 0) & (voxels < np.array(self.mask.shape)), axis=-1)
+            frame = np.zeros((ds.Rows, ds.Columns), dtype=bool)
+            v = voxels[inside]
+            frame[inside] = self.mask[v[:, 0], v[:, 1], v[:, 2]] > 0
+            frames.append(frame)
+        return np.stack(frames)
+
+    def save_dicom_seg(self, path: str | Path, source_images: Sequence, series_number: int = 900) -> Path:
+        """Write the mask as a binary DICOM Segmentation (highdicom) referencing ``source_images``, the
+        ``pydicom.Dataset`` slices of the series the volume was read from; returns the path.
+
+        Raises:
+            ValueError: a source image lacks a UID the SEG must reference (SOP Class/Instance, Study, Series).
+        """
+        import highdicom as hd
+        from pydicom.sr.codedict import codes
+
+        sources = list(source_images)
+        required = {"SOPClassUID": "(0008,0016)", "SOPInstanceUID": "(0008,0018)",
+                    "StudyInstanceUID": "(0020,000D)", "SeriesInstanceUID": "(0020,000E)"}
+        for ds in sources:
+            for keyword, tag in required.items():
+                if not ds.get(keyword):
+                    raise ValueError(f"source image lacks {keyword} {tag}; a DICOM SEG must reference its sources")
+        description = hd.seg.SegmentDescription(
+            segment_number=1,
+            segment_label=self.label or "MedVersa segmentation",
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=hd.AlgorithmIdentificationSequence(
+                name="MedVersa", family=codes.DCM.ArtificialIntelligence, version="1"),
+        )
+        seg = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=self.frames_for(sources),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=[description],
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="MedVersa engine",
+            manufacturer_model_name="MedVersa",
+            software_versions="1",
+            device_serial_number="0",
+            omit_empty_frames=False,
+        )
+        seg.save_as(str(path))
         return Path(path)
 
 

@@ -107,3 +107,31 @@ def test_bad_inputs_raise_named_errors(medversa, cxr_dicom, shared_data):
         medversa.generate([shared_data / "SOURCES.md"], "Report <img0>.")
     with pytest.raises(FileNotFoundError, match="image not found"):
         medversa.generate([shared_data / "missing.dcm"], "Report <img0>.")
+
+
+def test_3d_mask_of_a_dicom_series_saved_as_dicom_seg(shared_data, tmp_path):
+    import pydicom
+
+    from engine.inference import Mask3D
+    from engine.processing import load_volume
+
+    folder = shared_data / "dicom" / "ct_series"
+    volume = load_volume(folder)
+    # a mask we can check independently: bone-like voxels (> 300 HU) on the volume grid as read
+    mask = Mask3D("bone", (volume[0].numpy() > 300).astype(np.uint8), volume.affine.numpy(), 0)
+    sources = [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
+    with pytest.raises(ValueError, match=r"lacks SOPClassUID \(0008,0016\)"):
+        mask.save_dicom_seg(tmp_path / "refused.dcm", sources)  # these anonymised files carry empty UIDs
+    study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    for ds in sources:  # in-memory variants with the UIDs a real archive would hold
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    import highdicom as hd
+
+    seg = hd.seg.segread(mask.save_dicom_seg(tmp_path / "seg.dcm", sources))
+    assert seg.Modality == "SEG" and seg.NumberOfFrames == len(sources)
+    for ds in sources[::6]:
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        frame = seg.get_pixels_by_source_instance([ds.SOPInstanceUID], segment_numbers=[1])[0, :, :, 0]
+        np.testing.assert_array_equal(frame.astype(bool), hu > 300)
