@@ -11,6 +11,7 @@ import gradio as gr
 from studyapp.db.models import ROLE_COORDINATOR
 from studyapp.services import accounts
 from studyapp.ui.analysis_tab import AnalysisTab
+from studyapp.ui.compare_tab import CompareCoordinatorTab, CompareTab
 from studyapp.ui.context import UIContext, user_action
 from studyapp.ui.coordinator_tab import CoordinatorTab
 from studyapp.ui.reading_tab import ReadingTab
@@ -38,8 +39,12 @@ def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Reading", id="reading", visible=False) as reading_tab:
                 reading = ReadingTab(ctx)
+            with gr.Tab("Comparison", id="compare", visible=False) as compare_tab:
+                compare = CompareTab(ctx)
             with gr.Tab("Coordinator", id="coordinator", visible=False) as coordinator_tab:
                 coordinator = CoordinatorTab(ctx)
+            with gr.Tab("Comparison results", id="compare-results", visible=False) as compare_results_tab:
+                compare_results = CompareCoordinatorTab(ctx)
             with gr.Tab("Analysis", id="analysis", visible=False) as analysis_tab:
                 analysis = AnalysisTab(ctx)
 
@@ -48,20 +53,20 @@ def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
                 is_coordinator = user.role == ROLE_COORDINATOR
                 updates = {
                     who: f"Signed in as **{user.display_name or user.username}** ({user.role})",
-                    reading_tab: gr.Tab(visible=not is_coordinator),
-                    coordinator_tab: gr.Tab(visible=is_coordinator),
-                    analysis_tab: gr.Tab(visible=is_coordinator),
                     tabs: gr.Tabs(selected="coordinator" if is_coordinator else "reading"),
                 }
-                if is_coordinator:
-                    updates.update(coordinator.on_load(session, user))
-                    updates.update(analysis.on_load(session, user))
-                else:
-                    updates.update(reading.on_load(session, user))
+                for tab, content in {**reader_tabs, **coordinator_tabs}.items():
+                    shown = (tab in coordinator_tabs) == is_coordinator
+                    updates[tab] = gr.Tab(visible=shown)
+                    if shown:
+                        updates.update(content.on_load(session, user))
                 return updates
 
-        load_outputs = {who, tabs, reading_tab, coordinator_tab, analysis_tab, *reading.screen_outputs,
-                        *coordinator.on_load_outputs, *analysis.on_load_outputs}
+        reader_tabs = {reading_tab: reading, compare_tab: compare}
+        coordinator_tabs = {coordinator_tab: coordinator, compare_results_tab: compare_results, analysis_tab: analysis}
+        load_outputs = {who, tabs}
+        for tab, content in {**reader_tabs, **coordinator_tabs}.items():
+            load_outputs |= {tab, *content.on_load_outputs}
         blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
     return blocks
 

@@ -102,6 +102,10 @@ class ReadingTab:
                 "js": "(t) => { if (t && t.running) window.studyTimer.start(t.seconds, t.idle); else window.studyTimer.stop(); }"}
 
     @property
+    def on_load_outputs(self) -> list:
+        return self.screen_outputs
+
+    @property
     def screen_outputs(self) -> list:
         return [self.study, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
                 self.confidence, self.mental_demand, self.save_status, self.timer_start, self.autosave_timer,

@@ -81,11 +81,15 @@ class Viewer:
     @staticmethod
     def _image(stack: images.ImageStack, slice_number: int, window, zoom: float):
         path, frame = stack.slices[min(max(int(slice_number), 1), len(stack.slices)) - 1]
+        zoom = float(zoom or 1)
         try:
-            pixels = display.render_file(path, frame=frame, window=window)
-        except display.UndecodableImageError as error:
+            if zoom <= 1:  # rendered straight at viewer size from the cached reduced frame
+                view = display.render_file(path, frame=frame, window=window, max_side=VIEW_MAX_SIDE)
+            else:
+                pixels = display.render_file(path, frame=frame, window=window)
+                view = display.resize_for_display(display.zoom(pixels, zoom), VIEW_MAX_SIDE)
+        except (display.UndecodableImageError, ValueError, IndexError) as error:
             return None, f"**Cannot display this image:** {error}"
-        view = display.resize_for_display(display.zoom(pixels, float(zoom or 1)), VIEW_MAX_SIDE)
         return view, f"Slice {slice_number} of {len(stack.slices)}" if len(stack.slices) > 1 else ""
 
     @staticmethod

@@ -4,18 +4,12 @@ holds exactly those judgements, unblinded; nothing the reader's browser received
 
 import re
 
-import gradio as gr
 import pandas as pd
-import pytest
 
 from studyapp.db.comparisons import ComparisonAssignment
 from studyapp.db.models import ROLE_COORDINATOR
-from studyapp.db.session import open_database
 from studyapp.services import accounts, comparisons, ingest, studies
-from studyapp.ui.app import launch_kwargs
-from studyapp.ui.compare_tab import CompareCoordinatorTab, CompareTab
-from studyapp.ui.context import UIContext, user_action
-from tests.ui.conftest import LiveApp, _free_port, browser, sign_in  # noqa: F401  (browser is a fixture)
+from tests.browser import sign_in
 
 SOURCES = ("radiologist-src-secret", "medversa-src-secret")
 PASSWORD = "reader-one-password"
@@ -23,45 +17,6 @@ TEXTS = {
     SOURCES[0]: "Findings: Heart size normal. Small left pleural effusion. Impression: small effusion {k}.",
     SOURCES[1]: "Findings: The lungs are clear. No pleural effusion. Impression: no acute disease {k}.",
 }
-
-
-@pytest.fixture()
-def serve_compare(tmp_path):
-    """The comparison tabs in a Blocks served like the app (same sign-in, launch options, tab per role)."""
-    served = []
-
-    def start(fill) -> LiveApp:
-        sessions = open_database(f"sqlite:///{tmp_path / 'compare.db'}")
-        with sessions.begin() as session:
-            fill(session)
-        ctx = UIContext(sessions)
-        with gr.Blocks() as blocks:
-            who = gr.Markdown(elem_id="signed-in-as")
-            with gr.Tabs() as tabs:
-                with gr.Tab("Comparison", id="compare", visible=False) as reader_tab:
-                    tab = CompareTab(ctx)
-                with gr.Tab("Comparison results", id="compare-results", visible=False) as coordinator_tab:
-                    results = CompareCoordinatorTab(ctx)
-
-            def on_load(request: gr.Request):
-                with user_action(ctx, request) as (session, user):
-                    coordinator = user.role == ROLE_COORDINATOR
-                    return {who: f"Signed in as **{user.username}**", reader_tab: gr.Tab(visible=not coordinator),
-                            coordinator_tab: gr.Tab(visible=coordinator),
-                            tabs: gr.Tabs(selected="compare-results" if coordinator else "compare"),
-                            **(results.on_load(session, user) if coordinator else tab.on_load(session, user))}
-
-            outputs = [who, tabs, reader_tab, coordinator_tab, *tab.on_load_outputs, *results.on_load_outputs]
-            blocks.load(on_load, None, outputs, api_visibility="private")
-        port = _free_port()
-        blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                      **launch_kwargs(ctx))
-        served.append(blocks)
-        return LiveApp(f"http://127.0.0.1:{port}", sessions)
-
-    yield start
-    for blocks in served:
-        blocks.close()
 
 
 def _fill(shared_data, tmp_path):
@@ -91,8 +46,8 @@ def _choose(page, label: str) -> None:
     page.wait_for_selector("#compare-status >> text=Judgement saved", timeout=30_000)
 
 
-def test_reader_judges_comments_reloads_revises_submits(serve_compare, browser, shared_data, tmp_path):  # noqa: F811
-    app = serve_compare(_fill(shared_data, tmp_path))
+def test_reader_judges_comments_reloads_revises_submits(serve_app, browser, shared_data, tmp_path):
+    app = serve_app(_fill(shared_data, tmp_path))
     context = browser.new_context()
     page = context.new_page()
     received: list[str] = []
@@ -106,6 +61,7 @@ def test_reader_judges_comments_reloads_revises_submits(serve_compare, browser, 
 
     page.on("response", keep)
     sign_in(page, app.url, "reader1", PASSWORD)
+    page.get_by_role("tab", name="Comparison").click()
     pairs = page.locator("#compare-pairs label")
     pairs.first.wait_for(timeout=30_000)
     assert pairs.count() == 2
@@ -140,6 +96,7 @@ def test_reader_judges_comments_reloads_revises_submits(serve_compare, browser, 
 
     # reload: both judgements are back, progress is kept
     page.reload()
+    page.get_by_role("tab", name="Comparison").click()
     page.wait_for_selector("#compare-progress >> text=2 of 2", timeout=30_000)
     assert [pairs.nth(i).inner_text() for i in range(2)] == ["Pair 1 · judged", "Pair 2 · judged"]
     assert page.locator("#compare-choice input:checked").get_attribute("value") == "A"
@@ -157,6 +114,7 @@ def test_reader_judges_comments_reloads_revises_submits(serve_compare, browser, 
     context = browser.new_context(accept_downloads=True)
     page = context.new_page()
     sign_in(page, app.url, "coord", "coordinator-password")
+    page.get_by_role("tab", name="Comparison results").click()
     page.wait_for_function(
         f"() => document.querySelector('#cmp-coord-preference').innerText.includes('{SOURCES[1]}') || "
         f"document.querySelector('#cmp-coord-bias').innerText.includes('{SOURCES[1]}')", timeout=30_000)

@@ -3,7 +3,7 @@
 from analysis.simulation import simulate_study, write_study
 from studyapp.db.models import ROLE_COORDINATOR
 from studyapp.services import accounts
-from tests.ui.conftest import sign_in
+from tests.browser import sign_in
 
 
 def test_coordinator_runs_analysis(serve_app, browser):

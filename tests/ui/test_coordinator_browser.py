@@ -5,7 +5,7 @@ import pandas as pd
 
 from studyapp.db.models import ROLE_COORDINATOR
 from studyapp.services import accounts, studies
-from tests.ui.conftest import sign_in
+from tests.browser import sign_in
 
 
 def _coordinator_only(session):

@@ -6,12 +6,11 @@ import csv
 import re
 
 import pandas as pd
-import pytest
 from sqlalchemy import select
 
 from studyapp.db.models import Report
 from studyapp.services import accounts, design, drafts, export, ingest, studies
-from tests.ui.conftest import sign_in
+from tests.browser import sign_in
 
 SOURCES = {"llm": "gpt-4o-2024-08-06-secret", "model": "medversa-7b-ckpt-secret"}
 ARM_LABELS = {"template": "Normal template arm", "llm": "External LLM arm", "model": "MedVersa arm"}

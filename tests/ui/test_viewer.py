@@ -29,3 +29,9 @@ def test_ct_stack_message_and_undecodable_file(shared_data, tmp_path):
     broken.write_bytes(data[: len(data) // 3])
     image, message = Viewer._image(ImageStack("PA", "CR", [(str(broken), 0)]), 1, None, 1.0)
     assert image is None and message.startswith("**Cannot display this image:**") and "broken.dcm" in message
+
+
+def test_invalid_window_gives_a_message(shared_data):
+    stack = ImageStack("PA", "CR", [(str(shared_data / "dicom" / "cxr" / "nih_siim_cr_jpegbaseline.dcm"), 0)])
+    image, message = Viewer._image(stack, 1, (100.0, 0.0), 1.0)
+    assert image is None and "width" in message.lower()
