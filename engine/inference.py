@@ -364,7 +364,7 @@ class MedVersa:
         if not len(rows):
             return
         index = self.model.first_image_of_rows(rows, image_rows, "2D")
-        logits = self.model.seg2d_head(values_2d, states.to(values_2d.dtype), index).float()
+        logits = self.model.seg2d_head(values_2d, states, index).float()
         counts: dict[int, int] = {}
         for k, row in enumerate(rows.tolist()):
             images = prepared[row]
@@ -380,7 +380,7 @@ class MedVersa:
         if not len(rows):
             return
         index = self.model.first_image_of_rows(rows, image_rows, "3D")
-        logits = self.model.seg3d_head(features_3d, states.to(features_3d[-1].dtype), index).float()
+        logits = self.model.seg3d_head(features_3d, states, index).float()
         counts: dict[int, int] = {}
         for k, row in enumerate(rows.tolist()):
             images = prepared[row]

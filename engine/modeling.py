@@ -86,6 +86,28 @@ def attach_lora(llm: PreTrainedModel, config: MedVersaConfig) -> PeftModel:
     return get_peft_model(llm, lora)
 
 
+def image_kinds(pixel_values_2d: torch.Tensor | None, pixel_values_3d: torch.Tensor | None,
+                image_is_3d: torch.Tensor | None) -> torch.Tensor:
+    """``(N,)`` bool on CPU, the kind of each image in placeholder order (see :class:`MedVersaInputs`).
+
+    Raises:
+        ValueError: ``image_is_3d`` missing while both kinds are given, or its counts differ from the images.
+    """
+    n2 = 0 if pixel_values_2d is None else pixel_values_2d.shape[0]
+    n3 = 0 if pixel_values_3d is None else pixel_values_3d.shape[0]
+    if image_is_3d is None:
+        if n2 and n3:
+            raise ValueError("image_is_3d is required when a batch holds both 2D images and 3D volumes")
+        return torch.full((n2 + n3,), bool(n3), dtype=torch.bool)
+    image_is_3d = image_is_3d.to(torch.bool).cpu()
+    if int(image_is_3d.sum()) != n3 or int((~image_is_3d).sum()) != n2:
+        raise ValueError(
+            f"image_is_3d marks {int((~image_is_3d).sum())} 2D and {int(image_is_3d.sum())} 3D images, "
+            f"but {n2} 2D images and {n3} volumes were given"
+        )
+    return image_is_3d
+
+
 @dataclass
 class MedVersaInputs:
     """One minibatch.
@@ -180,20 +202,10 @@ class MedVersaBackbone(nn.Module):
         """Visual tokens ``(N, T, E)`` in placeholder order, and the 3D encoder's per-level maps (or ``None``).
 
         Raises:
-            ValueError: ``image_is_3d`` missing while both kinds are given, or its counts differ from the images.
+            ValueError: see :func:`image_kinds`.
         """
-        n2 = 0 if pixel_values_2d is None else pixel_values_2d.shape[0]
-        n3 = 0 if pixel_values_3d is None else pixel_values_3d.shape[0]
-        if image_is_3d is None:
-            if n2 and n3:
-                raise ValueError("image_is_3d is required when a batch holds both 2D images and 3D volumes")
-            image_is_3d = torch.full((n2 + n3,), bool(n3), dtype=torch.bool)
-        image_is_3d = image_is_3d.to(torch.bool).cpu()
-        if int(image_is_3d.sum()) != n3 or int((~image_is_3d).sum()) != n2:
-            raise ValueError(
-                f"image_is_3d marks {int((~image_is_3d).sum())} 2D and {int(image_is_3d.sum())} 3D images, "
-                f"but {n2} 2D images and {n3} volumes were given"
-            )
+        image_is_3d = image_kinds(pixel_values_2d, pixel_values_3d, image_is_3d)
+        n2, n3 = int((~image_is_3d).sum()), int(image_is_3d.sum())
         parts, features_3d = [], None
         if n2:
             parts.append(self.adapter_2d(self.encoder_2d(pixel_values_2d)))
@@ -291,10 +303,8 @@ class MedVersaModel(nn.Module):
         out = self.backbone(inputs)
         hidden, ids = out.last_hidden_state, inputs.input_ids
         weights = self.config.losses
-        image_is_3d = inputs.image_is_3d
-        if image_is_3d is None:
-            image_is_3d = torch.full((out.image_rows.numel(),), inputs.pixel_values_3d is not None)
-        image_is_3d = image_is_3d.to(torch.bool).to(out.image_rows.device)
+        image_is_3d = image_kinds(inputs.pixel_values_2d, inputs.pixel_values_3d, inputs.image_is_3d)
+        image_is_3d = image_is_3d.to(out.image_rows.device)
 
         language_loss = None
         if inputs.labels is not None:
@@ -314,7 +324,7 @@ class MedVersaModel(nn.Module):
         states, rows = self.task_states(hidden, ids, SEG2D_TOKEN)
         if states.shape[0]:
             index = self.first_image_of_rows(rows, out.image_rows[~image_is_3d], "2D")
-            mask_logits_2d = self.seg2d_head(inputs.pixel_values_2d, states.to(inputs.pixel_values_2d.dtype), index)
+            mask_logits_2d = self.seg2d_head(inputs.pixel_values_2d, states, index)
         if inputs.masks_2d is not None:
             _check_count("masks_2d", inputs.masks_2d.shape[0], SEG2D_TOKEN, states.shape[0])
             if mask_logits_2d is not None:
@@ -324,7 +334,7 @@ class MedVersaModel(nn.Module):
         states, rows = self.task_states(hidden, ids, SEG3D_TOKEN)
         if states.shape[0]:
             index = self.first_image_of_rows(rows, out.image_rows[image_is_3d], "3D")
-            mask_logits_3d = self.seg3d_head(out.features_3d, states.to(out.features_3d[-1].dtype), index)
+            mask_logits_3d = self.seg3d_head(out.features_3d, states, index)
         if inputs.masks_3d is not None:
             _check_count("masks_3d", inputs.masks_3d.shape[0], SEG3D_TOKEN, states.shape[0])
             if mask_logits_3d is not None:

@@ -24,5 +24,5 @@ class DetectionHead(nn.Module):
         )
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        """``(K, E)`` -> ``(K, 4)`` normalized xyxy boxes."""
-        return torch.sigmoid(self.mlp(states))
+        """``(K, E)`` -> ``(K, 4)`` normalized xyxy boxes (states are cast to the head's dtype)."""
+        return torch.sigmoid(self.mlp(states.to(self.mlp[1].weight.dtype)))

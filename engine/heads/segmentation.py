@@ -74,7 +74,7 @@ class SegmentationHead2D(nn.Module):
     def forward(self, images: torch.Tensor, states: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
         """Mask logits ``(K, 1, H, W)`` for ``K`` task tokens (see class docstring)."""
         features = [_expand(f, image_index) for f in self.encoder(images)]
-        prompt = self.prompt(states)[:, :, None, None]
+        prompt = self.prompt(states.to(self.prompt[1].weight.dtype))[:, :, None, None]
         features[-1] = self.bottleneck_norm(features[-1] + prompt)
         return self.head(self.decoder(features, len(features) - 1))
 
@@ -101,7 +101,7 @@ class SegmentationHead3D(nn.Module):
     def forward(self, features: list[torch.Tensor], states: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
         """Mask logits ``(K, 1, D, H, W)`` (see class docstring)."""
         features = [_expand(f, image_index) for f in features]
-        x = features[-1] + self.prompt(states)[:, :, None, None, None]
+        x = features[-1] + self.prompt(states.to(self.prompt[1].weight.dtype))[:, :, None, None, None]
         for block, skip in zip(self.up, features[-2::-1]):
             x = block(x, skip)
         return self.out(x)

@@ -135,3 +135,25 @@ def test_3d_mask_of_a_dicom_series_saved_as_dicom_seg(shared_data, tmp_path):
         hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
         frame = seg.get_pixels_by_source_instance([ds.SOPInstanceUID], segment_numbers=[1])[0, :, :, 0]
         np.testing.assert_array_equal(frame.astype(bool), hu > 300)
+
+
+def test_bf16_language_model_with_fp32_heads(tiny_checkpoint, force, cxr_dicom):
+    mv = MedVersa.from_checkpoint(tiny_checkpoint, dtype=torch.bfloat16)
+    assert mv.model.backbone.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    result = _generate(mv, force, [cxr_dicom], "Segment heart in <img0>.",
+                       f"heart {DET_TOKEN}. The segmentation mask of heart is {SEG2D_TOKEN}.###")
+    assert len(result.boxes) == 1 and result.masks_2d[0].mask.shape == (1024, 1024)
+
+
+def test_one_instance_serves_concurrent_requests(medversa, force, cxr_dicom, shared_data):
+    """Released defect 8 (second half): global state made the demo unsafe for several users."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    png = shared_data / "cxr_png" / "00000001_000.png"
+    jobs = [([cxr_dicom], f"heart {DET_TOKEN}.###"), ([png], f"lung {DET_TOKEN}. rib {DET_TOKEN}.###")] * 2
+    sequential = [_generate(medversa, force, images, "Detect <img0>.", answer) for images, answer in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda job: _generate(medversa, force, job[0], "Detect <img0>.", job[1]), jobs))
+    for a, b in zip(sequential, parallel):
+        assert a.token_ids == b.token_ids and [x.label for x in a.boxes] == [x.label for x in b.boxes]
+        np.testing.assert_allclose([x.xyxy_pixels for x in a.boxes], [x.xyxy_pixels for x in b.boxes], atol=1e-3)
