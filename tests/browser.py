@@ -13,12 +13,37 @@ CHROMIUM_ARGS = [
 ]
 
 
+class ResponseRecorder:
+    """ASGI wrapper that keeps every response body byte the server sends, in order, for blinding checks."""
+
+    def __init__(self, app):
+        self.app = app
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, scope, receive, send):
+        async def recording_send(message):
+            if message["type"] == "http.response.body":
+                self.chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, recording_send if scope["type"] == "http" else send)
+
+    def mark(self) -> int:
+        """A position to read from later with :meth:`text_since`."""
+        return len(self.chunks)
+
+    def text_since(self, mark: int = 0) -> str:
+        """Everything sent since ``mark``, decoded as UTF-8 (JSON escapes of newlines undone)."""
+        return b"".join(self.chunks[mark:]).decode("utf-8", "replace").replace("\\n", "\n")
+
+
 @dataclass
 class LiveApp:
-    """A served app: ``url`` on 127.0.0.1 and the ``sessions`` of its database."""
+    """A served app: ``url`` on 127.0.0.1, the ``sessions`` of its database, and what it ``sent``."""
 
     url: str
     sessions: sessionmaker[Session]
+    sent: ResponseRecorder
 
 
 def free_port() -> int:

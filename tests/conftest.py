@@ -1,13 +1,15 @@
 """Shared fixtures: the real data in ../shared/data, a fresh migrated database, the app served on loopback and
 a headless Debian chromium."""
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveApp, free_port
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveApp, ResponseRecorder, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -30,28 +32,39 @@ def db(tmp_path):
 
 @pytest.fixture()
 def serve_app(tmp_path) -> Iterator[Callable[[Callable[[Session], None]], LiveApp]]:
-    """Call with a function that fills the database; returns the whole app served on 127.0.0.1."""
+    """Call with a function that fills the database; returns the whole app served on 127.0.0.1 by uvicorn,
+    with every response body recorded (``LiveApp.sent``)."""
+    import gradio as gr
+    import uvicorn
+    from fastapi import FastAPI
+
     from studyapp.db.session import open_database
     from studyapp.ui.app import build_app, launch_kwargs
     from studyapp.ui.context import UIContext
 
-    served = []
+    servers = []
 
     def start(fill: Callable[[Session], None]) -> LiveApp:
         sessions = open_database(f"sqlite:///{tmp_path / 'ui.db'}")
         with sessions.begin() as session:
             fill(session)
         ctx = UIContext(sessions)
-        blocks = build_app(ctx)
+        recorder = ResponseRecorder(gr.mount_gradio_app(FastAPI(), build_app(ctx), path="/", **launch_kwargs(ctx)))
         port = free_port()
-        blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                      **launch_kwargs(ctx))
-        served.append(blocks)
-        return LiveApp(f"http://127.0.0.1:{port}", sessions)
+        server = uvicorn.Server(uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the app did not start within 30 s"
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return LiveApp(f"http://127.0.0.1:{port}", sessions, recorder)
 
     yield start
-    for blocks in served:
-        blocks.close()
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
