@@ -20,7 +20,7 @@ def setup(db):
         llm = next(a for a in study.arms if a.code == "llm")
         s.add(Draft(case_id=case.id, arm_id=llm.id, text="Heart normal.", source="gpt-4o-secret"))
         r1 = accounts.add_user(s, "reader1", "password1")
-        r2 = accounts.add_user(s, "reader2", "password2")
+        accounts.add_user(s, "reader2", "password2")
         accounts.enroll_reader(s, study, r1)
         a = Assignment(study_id=study.id, reader_id=r1.id, case_id=case.id, arm_id=llm.id, position=1)
         s.add(a)
