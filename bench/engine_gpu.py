@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.configuration import SEG3D_TOKEN, MedVersaConfig  # noqa: E402
 from engine.inference import MedVersa, PreparedImage, Request  # noqa: E402
 from engine.modeling import MedVersaModel, attach_lora  # noqa: E402
-from engine.processing import Modality, add_medversa_tokens, prepare_volume  # noqa: E402
+from engine.processing import Modality, add_medversa_tokens  # noqa: E402
 from engine.tiny import train_tokenizer  # noqa: E402
 
 LLAMA2_VOCAB = 32000
@@ -79,7 +79,8 @@ def main() -> None:
     torch.cuda.reset_peak_memory_stats()
     unused_rows = list(range(len(mv.tokenizer), LLAMA2_VOCAB + 5))  # rows the small tokenizer cannot decode
     n = args.new_tokens
-    image = PreparedImage(Modality.CHEST_XRAY, torch.randn(3, 224, 224), (2048, 2048))
+    size = mv.config.swin.image_size
+    image = PreparedImage(Modality.CHEST_XRAY, torch.randn(3, size, size), (2048, 2048))
     question = "Can you provide a report of <img0><img1> with findings and impression?"
     common = {"stop_strings": None, "do_sample": False, "suppress_tokens": unused_rows}
 
@@ -102,7 +103,8 @@ def main() -> None:
     seconds, result = _timed(lambda: mv.generate([ct], "Segment liver in <img0>.", max_new_tokens=len(answer) + 1,
                                                  logits_processor=LogitsProcessorList([Force(answer)]),
                                                  suppress_tokens=unused_rows))
-    print(f"3D segmentation answer + mask on a 512x512x100 grid: {seconds:.2f} s, mask {result.masks_3d[0].mask.shape}")
+    grid = "x".join(map(str, result.masks_3d[0].mask.shape))
+    print(f"3D segmentation answer + mask back on the {grid} input grid: {seconds:.2f} s")
     print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 

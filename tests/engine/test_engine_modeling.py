@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
-from engine.configuration import ADDED_TOKENS, DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
+from engine.configuration import DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
 from engine.inference import MedVersa
 from engine.modeling import MedVersaInputs
 from engine.processing import Task, build_prompt, encode_example, instruction, pad_sequences
