@@ -88,6 +88,23 @@ def done_case_keys(paths: Sequence[Path]) -> set[str]:
     return {key for path in paths for key, _ in written_lines(path)}
 
 
+def merge_parts(out: Path, parts: Sequence[Path]) -> int:
+    """Append the complete lines of the per-process ``parts`` to ``out`` (skipping case_keys already there) and
+    delete the parts; returns the number of lines appended."""
+    merged = done_case_keys([out])
+    drop_torn_tail(out)
+    appended = 0
+    with out.open("a") as handle:
+        for part in parts:
+            for key, line in written_lines(part):
+                if key not in merged:
+                    handle.write(line + "\n")
+                    merged.add(key)
+                    appended += 1
+            part.unlink(missing_ok=True)
+    return appended
+
+
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -140,7 +157,7 @@ def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "mode
 
     from studyapp.db.session import open_database
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # multi-process CPU runs need cpu=True
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = [out.with_name(f"{out.name}.part{rank}") for rank in range(state.num_processes)]
@@ -149,6 +166,7 @@ def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "mode
     cases = load_cases(open_database(database), study, model.config.max_images)
     done = done_case_keys([out, *parts])
     todo = [c for c in cases if c.case_key not in done]
+    state.wait_for_everyone()  # every process splits the same list: nobody writes before all have read
     source = source or f"MedVersa {Path(checkpoint).resolve().name}"
     target = out if state.num_processes == 1 else parts[state.process_index]
     with state.split_between_processes(todo) as mine:
@@ -156,14 +174,7 @@ def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "mode
                                max_new_tokens=max_new_tokens, do_sample=False)
     state.wait_for_everyone()
     if state.num_processes > 1 and state.is_main_process:
-        merged = done_case_keys([out])
-        drop_torn_tail(out)
-        with out.open("a") as handle:
-            for part in parts:
-                for key, line in written_lines(part):
-                    if key not in merged:
-                        handle.write(line + "\n")
-                part.unlink(missing_ok=True)
+        merge_parts(out, parts)
     return written
 
 

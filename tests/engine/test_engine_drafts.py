@@ -1,4 +1,8 @@
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -61,3 +65,34 @@ def test_unknown_study_is_an_error(study_db, tiny_checkpoint, tmp_path):
     with pytest.raises(LookupError, match="no reader study named 'missing'"):
         main(["--checkpoint", str(tiny_checkpoint), "--database", url, "--study", "missing",
               "--out", str(tmp_path / "d.jsonl")])
+
+
+def test_merge_parts_skips_written_keys_and_torn_lines(tmp_path):
+    from engine.drafts import merge_parts
+
+    out = tmp_path / "d.jsonl"
+    def line(key):
+        return json.dumps({"case_key": key, "arm": "model", "text": "FINDINGS: x IMPRESSION: y", "source": "s"})
+
+    out.write_text(line("a") + "\n")
+    parts = [tmp_path / "d.jsonl.part0", tmp_path / "d.jsonl.part1"]
+    parts[0].write_text(line("a") + "\n" + line("b") + "\n")
+    parts[1].write_text(line("c") + "\n" + '{"case_key": "d", "te')
+    assert merge_parts(out, parts) == 2
+    assert [json.loads(x)["case_key"] for x in out.read_text().splitlines()] == ["a", "b", "c"]
+    assert not any(p.exists() for p in parts)
+
+
+def test_two_processes_share_the_cases(study_db, tiny_checkpoint, tmp_path):
+    _, url = study_db
+    out = tmp_path / "drafts.jsonl"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "engine.drafts", "--checkpoint", str(tiny_checkpoint), "--database", url, "--study", "pilot",
+               "--out", str(out), "--max-new-tokens", "4"]
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = sorted(int(n) for n in re.findall(r"(\d+) draft\(s\) written", done.stdout))
+    assert written == [1, 2]  # 3 cases split over 2 processes
+    assert sorted(json.loads(x)["case_key"] for x in out.read_text().splitlines()) == ["ct-0", "cxr-0", "cxr-1"]
+    assert not list(tmp_path.glob("drafts.jsonl.part*"))
