@@ -6,9 +6,13 @@ Each line is ``{"case_key", "arm", "text": "FINDINGS: ... IMPRESSION: ...", "sou
 :func:`studyapp.services.drafts.import_drafts` reads. The findings and the impression are generated with the
 first instruction of their Table 5 templates (paper section 4.4: sections are generated separately), with the
 case's clinical context. Cases whose ``case_key`` is already in the output are skipped, so an interrupted run
-resumes where it stopped. Runs on CPU, one GPU, or several GPUs with ``accelerate launch -m engine.drafts ...``
-(each process takes a share of the cases via ``PartialState.split_between_processes``, writes its own part
-file, and the main process merges them into ``--out``).
+resumes where it stopped. Runs on CPU, one GPU, or several processes with
+``accelerate launch --multi_gpu --num_processes N -m engine.drafts ...`` (or ``torchrun --nproc_per_node N``, also
+on CPU): every process reads the same list of missing cases, takes its share via
+``PartialState.split_between_processes``, writes its own part file, and the main process merges the parts into
+``--out``.
+
+A CT series is read from the folder of its first instance, so that folder must hold only that series.
 """
 
 from __future__ import annotations
