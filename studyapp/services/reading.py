@@ -7,6 +7,7 @@ Active time is counted in the browser (paused while the tab is hidden or the rea
 running total; the server never lets it grow faster than wall-clock time since the last save.
 """
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +34,8 @@ from studyapp.services.errors import InvalidInput, NotFound, PermissionDenied
 
 #: Seconds of clock skew and network delay tolerated when checking reported active time.
 ACTIVE_TIME_SLACK_S = 2.0
+#: Longest report text accepted, in characters (a chest radiograph report is a few hundred).
+MAX_REPORT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,28 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
 
 
 def _accept_active_seconds(report: Report, reported: float, now: datetime) -> float:
-    """Active time after a save: never less than stored, never more than stored + wall time since the last save."""
-    if reported != reported or reported < 0:  # NaN or negative
+    """Active time after a save: never less than stored, never more than stored + wall time since the last save,
+    and never more than the wall time since the case was first opened (the slack counts once, not per save).
+
+    Raises:
+        InvalidInput: ``reported`` is not a finite non-negative number.
+    """
+    if isinstance(reported, bool) or not isinstance(reported, (int, float)) or not math.isfinite(reported) \
+            or reported < 0:
         raise InvalidInput(f"active seconds must be a non-negative number, got {reported!r}")
-    ceiling = report.active_seconds + (now - (report.last_saved_at or report.opened_at)).total_seconds() + ACTIVE_TIME_SLACK_S
+    since_save = (now - (report.last_saved_at or report.opened_at)).total_seconds()
+    since_open = (now - report.opened_at).total_seconds()
+    ceiling = min(report.active_seconds + since_save, since_open) + ACTIVE_TIME_SLACK_S
     return max(report.active_seconds, min(float(reported), ceiling))
+
+
+def _check_text(text: str) -> None:
+    if not isinstance(text, str):
+        raise InvalidInput(f"report text must be text, got {type(text).__name__}")
+    if len(text) > MAX_REPORT_CHARS:
+        raise InvalidInput(f"the report is {len(text):,} characters long; the limit is {MAX_REPORT_CHARS:,}")
+    if "\x00" in text:
+        raise InvalidInput("the report contains a NUL character")
 
 
 def _open_report(session: Session, reader: User, assignment_id: int) -> Report:
@@ -193,9 +213,11 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
         active_seconds: the browser's running total of active seconds for this case.
 
     Raises:
-        InvalidInput: the report is not open or already submitted, or ``active_seconds`` is negative/NaN.
+        InvalidInput: the report is not open or already submitted, ``text`` is not text or longer than
+            :data:`MAX_REPORT_CHARS`, or ``active_seconds`` is not a finite non-negative number.
         NotFound, PermissionDenied: see :func:`own_assignment`.
     """
+    _check_text(text)
     report = _open_report(session, reader, assignment_id)
     now = utcnow()
     report.active_seconds = _accept_active_seconds(report, active_seconds, now)
@@ -221,7 +243,7 @@ def validate_likert(scales: dict, answers: dict[str, int]) -> None:
         raise InvalidInput(f"unknown Likert question(s): {unknown}")
     for question, value in answers.items():
         scale = scales[question]
-        if not isinstance(value, int) or not scale["min"] <= value <= scale["max"]:
+        if isinstance(value, bool) or not isinstance(value, int) or not scale["min"] <= value <= scale["max"]:
             raise InvalidInput(
                 f"{question}: {value!r} is not on the scale {scale['min']}..{scale['max']}"
             )
@@ -243,8 +265,11 @@ def submit(
         InvalidInput: empty report, Likert answers missing or off the scale, or already submitted.
         NotFound, PermissionDenied: see :func:`own_assignment`.
     """
+    _check_text(text)
     if not text.strip():
         raise InvalidInput("the report is empty")
+    if not isinstance(likert, dict):
+        raise InvalidInput("Likert answers are missing")
     study = session.get(ReaderStudy, own_assignment(session, reader, assignment_id).study_id)
     validate_likert(study.likert_scales, likert)
     report = autosave(session, reader, assignment_id, text, active_seconds)

@@ -102,3 +102,48 @@ def test_accounts_hash_and_reject(db):
             accounts.add_user(s, "coord", "longpassword")
         with pytest.raises(InvalidInput, match="shorter than 8"):
             accounts.add_user(s, "x", "short")
+
+
+def test_rapid_saves_cannot_inflate_active_time(setup):
+    """Fifty saves claiming a huge total in well under a second stay within wall time since opening + slack."""
+    db, ids = setup
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        reading.open_case(s, r1, ids["assignment"])
+        for _ in range(50):
+            report = reading.autosave(s, r1, ids["assignment"], "t", 1e9)
+        wall = (report.last_saved_at - report.opened_at).total_seconds()
+        assert report.active_seconds <= wall + reading.ACTIVE_TIME_SLACK_S
+
+
+@pytest.mark.parametrize(
+    "text, seconds, message",
+    [
+        (None, 1.0, "must be text"),
+        (123, 1.0, "must be text"),
+        ("x" * (reading.MAX_REPORT_CHARS + 1), 1.0, "the limit is"),
+        ("bad\x00byte", 1.0, "NUL"),
+        ("ok", "abc", "non-negative number"),
+        ("ok", True, "non-negative number"),
+        ("ok", float("nan"), "non-negative number"),
+        ("ok", -1.0, "non-negative number"),
+    ],
+)
+def test_autosave_rejects_bad_values(setup, text, seconds, message):
+    db, ids = setup
+    with db.begin() as s:
+        reading.open_case(s, accounts.get_user(s, "reader1"), ids["assignment"])
+    with pytest.raises(InvalidInput, match=message):
+        with db.begin() as s:
+            reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], text, seconds)
+
+
+def test_boolean_likert_answer_is_refused(setup):
+    db, ids = setup
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        reading.open_case(s, r1, ids["assignment"])
+        with pytest.raises(InvalidInput, match="not on the scale"):
+            reading.submit(s, r1, ids["assignment"], "Final.", 1.0, {"confidence": True, "mental_demand": 2})
+        with pytest.raises(InvalidInput, match="missing"):
+            reading.submit(s, r1, ids["assignment"], "Final.", 1.0, None)
