@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
+
 from studyapp import demo
 from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
@@ -60,11 +62,11 @@ def cmd_set_template(session, args):
 
 def cmd_add_user(session, args):
     role = ROLE_COORDINATOR if args.coordinator else ROLE_READER
+    study = studies.get_study(session, args.study) if args.study else None
     user = accounts.add_user(session, args.username, _read_password(args), role=role, display_name=args.display_name)
-    print(f"added {role} {user.username!r}")
-    if args.study:
-        accounts.enroll_reader(session, studies.get_study(session, args.study), user)
-        print(f"{user.username!r} is a reader of {args.study!r}")
+    if study is not None:
+        accounts.enroll_reader(session, study, user)
+    print(f"added {role} {user.username!r}" + (f", a reader of {study.name!r}" if study else ""))
 
 
 def cmd_add_reader(session, args):
@@ -169,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.serve and args.command is None:
         parser.print_help()
         return 2
-    sessions = open_database(settings.database_url)
     try:
+        sessions = open_database(settings.database_url)
         if args.command is not None:
             with sessions.begin() as session:
                 args.run(session, args)
         if args.serve:
             return serve(sessions, settings, args)
-    except (StudyError, OSError) as error:  # refused requests and unreadable paths the user named
+    except (StudyError, OSError, UnicodeDecodeError, SQLAlchemyArgumentError) as error:
+        # refused requests, unreadable paths or files the user named, a database URL that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

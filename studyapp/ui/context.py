@@ -46,5 +46,5 @@ def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = 
             if coordinator and user.role != ROLE_COORDINATOR:
                 raise PermissionDenied(f"{user.username!r} is not a coordinator")
             yield session, user
-    except (StudyError, OSError) as error:  # refused requests and unreadable paths the user named
+    except (StudyError, OSError, UnicodeDecodeError) as error:  # refused requests, unreadable paths or files
         raise gr.Error(str(error)) from error

@@ -82,5 +82,14 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     assert "unknown study 'No such study'" in capsys.readouterr().err
     assert run("import-dicom", "S", str(tmp_path / "missing-folder")) == 1
     assert "missing-folder" in capsys.readouterr().err
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9".encode("latin-1"))
+    assert run("set-template", "S", str(latin1)) == 1
+    assert "utf-8" in capsys.readouterr().err.lower()
+    monkeypatch.setenv("PW", "long-enough")
+    assert run("add-user", "r5", "--study", "Nope", "--password-env", "PW") == 1
+    assert capsys.readouterr().out == ""  # nothing claims the account was added
+    assert main(["--database", "garbage://", "progress", "S"]) == 1
+    assert "garbage" in capsys.readouterr().err
     monkeypatch.setenv("PW", "short")
     assert run("add-user", "r4", "--password-env", "PW") == 1
