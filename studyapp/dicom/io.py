@@ -236,9 +236,14 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
 
     Raises:
         NotAnImageError: not a DICOM file (no ``DICM`` prefix) or DICOM without pixel data.
-        UnreadableDicomError: truncated or corrupt file, or no SOP Instance UID (see ``identifying_uids``).
+        UnreadableDicomError: truncated or corrupt file, no SOP Instance UID (see ``identifying_uids``), Rows,
+            Columns or Bits Allocated below 1, or a file name that is not valid UTF-8.
     """
     path = Path(path).resolve()
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnreadableDicomError(path, "the file name is not valid UTF-8; rename the file") from exc
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -248,6 +253,10 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
         except Exception as exc:  # pydicom raises many types on corrupt input (EOFError, ValueError, KeyError...)
             raise UnreadableDicomError(path, f"cannot be read as DICOM: {type(exc).__name__}: {exc}") from exc
     study_uid, series_uid, sop_uid, notes = identifying_uids(path, ds)
+    for keyword in ("Rows", "Columns", "BitsAllocated"):  # Image Pixel Module, PS3.3 C.7.6.3
+        value = _int(ds, keyword)
+        if keyword in ds and (value is None or value < 1):
+            raise UnreadableDicomError(path, f"invalid image: ({keyword}) is {ds.get(keyword)!r}, must be at least 1")
     if verify_pixel_data:
         _check_pixel_data(path, ds, [str(w.message) for w in caught])
     meta = getattr(ds, "file_meta", None)
