@@ -36,7 +36,7 @@ from typing import NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from studyapp.db.models import Arm, Assignment, Case, ReaderStudy, Report, StudyReader
+from studyapp.db.models import Arm, Assignment, Case, Draft, ReaderStudy, Report, StudyReader
 from studyapp.services.errors import StudyError
 
 
@@ -92,7 +92,7 @@ def balanced_design(
     if m % k:
         raise DesignError(
             f"cases_per_reader={m} is not a multiple of the {k} arms, so readers cannot get equal counts per arm; "
-            f"use {m - m % k} or {m - m % k + k}"
+            f"use {' or '.join(str(c) for c in (m - m % k, m - m % k + k) if 1 <= c <= n_cases)}"
         )
 
     cycle = list(range(n_cases))
@@ -263,8 +263,8 @@ def generate_assignments(
         The balance of the written design, readers named by username and cases by case key.
 
     Raises:
-        DesignError: existing assignments already have reports (the readers' work is never deleted), or the sizes
-            do not fit (see :func:`balanced_design`).
+        DesignError: existing assignments already have reports (the readers' work is never deleted), an assigned
+            case x arm has no draft, or the sizes do not fit (see :func:`balanced_design`).
     """
     opened = session.scalar(
         select(func.count(Report.id)).join(Assignment).where(Assignment.study_id == study.id)
@@ -286,6 +286,15 @@ def generate_assignments(
         )
     seed = secrets.randbelow(2**31) if seed is None else seed
     rows = balanced_design(len(readers), [c.id for c in cases], [a.id for a in arms], cases_per_reader, seed)
+    drafted = set(session.execute(select(Draft.case_id, Draft.arm_id).join(Case).where(Case.study_id == study.id)))
+    missing = sorted({(row.case, row.arm) for row in rows} - drafted)
+    if missing:
+        case_keys, arm_codes = {c.id: c.case_key for c in cases}, {a.id: a.code for a in arms}
+        shown = ", ".join(f"{case_keys[c]} x {arm_codes[a]}" for c, a in missing[:5])
+        raise DesignError(
+            f"{len(missing)} assigned case x arm pair(s) have no draft (e.g. {shown}); import drafts (and set the "
+            "normal template) before generating assignments"
+        )
 
     session.execute(delete(Assignment).where(Assignment.study_id == study.id))
     session.flush()

@@ -30,7 +30,7 @@ class CoordinatorTab:
             self.import_dicom = gr.Button("Import")
         with gr.Accordion("Drafts and template", open=False):
             self.drafts_file = gr.File(label="Drafts (CSV or JSONL: case_key, arm, text, source)",
-                                       file_types=[".csv", ".jsonl", ".ndjson"])
+                                       file_types=[".csv", ".jsonl", ".ndjson"], elem_id="coord-drafts-file")
             self.replace = gr.Checkbox(label="Replace drafts no reader has opened yet", value=False)
             self.import_drafts = gr.Button("Import drafts")
             self.template = gr.Textbox(label="Normal template", lines=6)

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from studyapp.db.models import Arm, Assignment, Case, ReaderStudy, Report, StudyReader, User
+from studyapp.db.models import Arm, Assignment, Case, Draft, ReaderStudy, Report, StudyReader, User
 from studyapp.services.design import BalanceReport, DesignError, balanced_design, generate_assignments
 
 ARMS3 = ["template", "llm", "model"]
@@ -119,15 +119,18 @@ def test_report_format_lists_readers_cases_and_imbalance():
     assert "max arm imbalance per case:   2" in text
 
 
-def make_study(Session, n_readers=10, n_cases=75, arm_codes=ARMS3):
+def make_study(Session, n_readers=10, n_cases=75, arm_codes=ARMS3, drafts=True):
     with Session.begin() as session:
         study = ReaderStudy(name="paper")
         session.add(study)
         session.flush()
-        session.add_all(Arm(study_id=study.id, code=code) for code in arm_codes)
-        session.add_all(
-            Case(study_id=study.id, case_key=f"case{i:03d}", study_instance_uid=f"1.2.3.{i}") for i in range(n_cases)
-        )
+        arms = [Arm(study_id=study.id, code=code) for code in arm_codes]
+        cases = [Case(study_id=study.id, case_key=f"case{i:03d}", study_instance_uid=f"1.2.3.{i}") for i in range(n_cases)]
+        session.add_all(arms + cases)
+        session.flush()
+        if drafts:
+            session.add_all(Draft(case_id=c.id, arm_id=a.id, text=f"{c.case_key} {a.code}", source="test")
+                            for c in cases for a in arms)
         for r in range(n_readers):
             user = User(username=f"reader{r:02d}", password_hash="x")
             session.add(user)
@@ -187,3 +190,17 @@ def test_generate_needs_readers(db):
     with pytest.raises(DesignError, match="has 0 readers, 3 cases, 3 arms"):
         with db.begin() as session:
             generate_assignments(session, session.get(ReaderStudy, study_id), seed=1)
+
+
+def test_generate_refuses_cases_without_drafts(db):
+    study_id = make_study(db, n_readers=3, n_cases=3, drafts=False)
+    with pytest.raises(DesignError, match="9 assigned case x arm pair.* have no draft"):
+        with db.begin() as session:
+            generate_assignments(session, session.get(ReaderStudy, study_id), seed=1)
+    with db() as session:
+        assert session.scalars(select(Assignment)).all() == []
+
+
+def test_size_suggestions_stay_within_the_cases():
+    with pytest.raises(DesignError, match=r"use 15\b(?! or)"):
+        balanced_design(2, list(range(16)), ARMS3, cases_per_reader=16)

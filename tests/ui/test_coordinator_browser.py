@@ -30,6 +30,16 @@ def test_coordinator_sets_up_study_and_exports(serve_app, browser, shared_data, 
     page.get_by_role("button", name="Import", exact=True).click()
     page.wait_for_selector("#coord-status >> text=4 imported", timeout=60_000)
 
+    with app.sessions() as session:
+        keys = [case.case_key for case in studies.get_study(session, "Browser study").cases]
+    drafts_csv = tmp_path / "drafts.csv"
+    pd.DataFrame([{"case_key": key, "arm": arm, "text": f"{arm} draft of {key}", "source": f"{arm}-source"}
+                  for key in keys for arm in ("llm", "model")]).to_csv(drafts_csv, index=False)
+    page.get_by_text("Drafts and template").click()
+    page.locator("#coord-drafts-file input[type=file]").set_input_files(str(drafts_csv))
+    page.get_by_role("button", name="Import drafts").click()
+    page.wait_for_selector("#coord-status >> text=Imported 8", timeout=30_000)
+
     page.get_by_text("Readers and assignment").click()
     page.get_by_label("Username").fill("reader9")
     page.get_by_label("Password (at least 8 characters)").fill("reader-nine-password")
@@ -52,6 +62,7 @@ def test_coordinator_sets_up_study_and_exports(serve_app, browser, shared_data, 
     reads = pd.read_csv(path)
     assert len(reads) == 3 and set(reads.reader) == {"reader9"}
     assert set(reads.arm) == {"template", "llm", "model"}
+    assert set(reads.draft_source) == {"normal template", "llm-source", "model-source"}
     with app.sessions() as session:
         study = studies.get_study(session, "Browser study")
         assert study.seed == 5 and study.template_text.startswith("FINDINGS")
