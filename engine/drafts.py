@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from sqlalchemy import select
 from tqdm import tqdm
 
+from engine.configuration import MedVersaConfig
 from engine.inference import MedVersa, Request
 from engine.processing import Task, format_context, instruction
 
@@ -42,14 +45,14 @@ class CaseInput:
     context: str | None
 
 
-def load_cases(session_factory, study_name: str, max_images: int) -> list[CaseInput]:
+def load_cases(session_factory, study_name: str, max_images: int, arm: str | None = None) -> list[CaseInput]:
     """Cases of the reader study ``study_name`` with their images and clinical context, in case order.
 
     2D series contribute their instances (up to ``max_images`` images per case); a CT series contributes its
     folder (the folder of its first instance) as one volume.
 
     Raises:
-        LookupError: no reader study of that name.
+        LookupError: no reader study of that name, or ``arm`` is not one of its arms.
         ValueError: a case without any image file.
     """
     from studyapp.db.models import ReaderStudy
@@ -58,6 +61,9 @@ def load_cases(session_factory, study_name: str, max_images: int) -> list[CaseIn
         study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == study_name))
         if study is None:
             raise LookupError(f"no reader study named {study_name!r} in the database")
+        arms = [a.code for a in study.arms]
+        if arm is not None and arm not in arms:
+            raise LookupError(f"study {study_name!r} has no arm {arm!r}; its arms are {arms}")
         cases = []
         for case in study.cases:
             images: list[Path] = []
@@ -166,8 +172,9 @@ def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "mode
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = [out.with_name(f"{out.name}.part{rank}") for rank in range(state.num_processes)]
     dtype = torch.bfloat16 if state.device.type == "cuda" else None
+    config = MedVersaConfig.load(checkpoint)  # cheap checks first: the study, arm and output before the model
+    cases = load_cases(open_database(database), study, config.max_images, arm)
     model = MedVersa.from_checkpoint(checkpoint, device=state.device, dtype=dtype)
-    cases = load_cases(open_database(database), study, model.config.max_images)
     done = done_case_keys([out, *parts])
     todo = [c for c in cases if c.case_key not in done]
     state.wait_for_everyone()  # every process splits the same list: nobody writes before all have read
@@ -190,12 +197,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arm", default="model")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--source", default=None, help="source recorded with each draft")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=_positive_int, default=4)
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=256)
     args = parser.parse_args(argv)
-    written = run(args.checkpoint, args.database, args.study, args.out, args.arm, args.source, args.batch_size,
-                  args.max_new_tokens)
+    try:
+        written = run(args.checkpoint, args.database, args.study, args.out, args.arm, args.source, args.batch_size,
+                      args.max_new_tokens)
+    except (LookupError, ValueError, OSError, SafetensorError) as error:  # CheckpointError is a ValueError
+        sys.exit(f"error: {error}")
     print(f"{written} draft(s) written to {args.out}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        parser.error(f"--out {args.out} exists and is not an empty folder; choose a new folder")
     path = write_tiny_checkpoint(args.out, seed=args.seed)
     print(f"tiny MedVersa checkpoint written to {path}")
 

@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,11 +61,31 @@ def test_drafts_written_importable_and_resumable(study_db, tiny_checkpoint, tmp_
         assert len(session.scalars(select(Draft)).all()) == 3
 
 
-def test_unknown_study_is_an_error(study_db, tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--study": "missing"}, "no reader study named 'missing'"),
+        ({"--arm": "nope"}, "has no arm 'nope'"),
+        ({"--checkpoint": "/nonexistent-ckpt"}, "no MedVersa config.json"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(study_db, tiny_checkpoint, tmp_path, change, message):
     _, url = study_db
-    with pytest.raises(LookupError, match="no reader study named 'missing'"):
-        main(["--checkpoint", str(tiny_checkpoint), "--database", url, "--study", "missing",
-              "--out", str(tmp_path / "d.jsonl")])
+    args = {"--checkpoint": str(tiny_checkpoint), "--database": url, "--study": "pilot",
+            "--out": str(tmp_path / "d.jsonl"), **change}
+    with pytest.raises(SystemExit, match=message):
+        main([item for pair in args.items() for item in pair])
+    assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_truncated_weights_are_an_error(study_db, tiny_checkpoint, tmp_path):
+    _, url = study_db
+    broken = tmp_path / "broken-ckpt"
+    shutil.copytree(tiny_checkpoint, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(SystemExit, match="error: "):
+        main(["--checkpoint", str(broken), "--database", url, "--study", "pilot", "--out", str(tmp_path / "d.jsonl")])
 
 
 def test_merge_parts_skips_written_keys_and_torn_lines(tmp_path):
