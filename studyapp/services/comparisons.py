@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,18 @@ def source_texts(session: Session, study: ReaderStudy, source: str) -> dict[int,
     return texts
 
 
+def _names_of_source(session: Session, study: ReaderStudy, source: str) -> set[str]:
+    """Words that would tell a reader which source a report is: the source name itself and, for ``draft:``/
+    ``final:`` sources, the arm's code and label and the draft sources (e.g. the model name) of that arm."""
+    names = {source}
+    kind, _, arm_code = source.partition(":")
+    arm = session.scalar(select(Arm).where(Arm.study_id == study.id, Arm.code == arm_code)) if arm_code else None
+    if kind in ("draft", "final") and arm is not None:
+        names |= {arm.code, arm.label}
+        names |= set(session.scalars(select(Draft.source).where(Draft.arm_id == arm.id).distinct()))
+    return {n.strip() for n in names if n and n.strip()}
+
+
 def _check_set_options(
     session: Session, study: ReaderStudy, name: str, sources: tuple[str, str], candidate_source: str,
     readers_per_pair: int,
@@ -179,8 +192,12 @@ def _check_set_options(
     for source in sources:
         if not source.strip():
             raise InvalidInput("a report source name is empty")
-        if source.lower() in name.lower():
-            raise InvalidInput(f"comparison set name {name!r} contains source name {source!r}, which readers would see")
+        for revealing in _names_of_source(session, study, source):
+            if re.search(rf"(?<!\w){re.escape(revealing.lower())}(?!\w)", name.lower()):
+                raise InvalidInput(
+                    f"comparison set name {name!r} contains {revealing!r}, which names source {source!r}; "
+                    "readers see the set name"
+                )
     if sources[0] == sources[1]:
         raise InvalidInput(f"both report sources are {sources[0]!r}; a comparison needs two different sources")
     if candidate_source not in sources:
@@ -265,12 +282,15 @@ def create_comparison_set(
 
 def _read_import(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame = pd.read_json(path, lines=True, dtype=False)
-    else:
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise InvalidInput(f"{path.name}: unsupported import format {suffix!r}; use .csv or .jsonl")
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        else:
+            frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
+    except ValueError as exc:  # not UTF-8, empty, malformed CSV or JSON (pandas raises ValueError subclasses)
+        raise InvalidInput(f"{path.name}: cannot be read as UTF-8 {suffix.lstrip('.').upper()}: {exc}") from exc
     missing = [column for column in IMPORT_COLUMNS if column not in frame.columns]
     if missing:
         raise InvalidInput(f"{path.name}: missing column(s) {missing}; expected {list(IMPORT_COLUMNS)}")

@@ -1,6 +1,7 @@
 """Creating comparison sets from database sources and from CSV/JSONL imports; bad input fails, nothing is lost."""
 
 import json
+import re
 
 import pytest
 
@@ -35,7 +36,8 @@ def test_set_from_reference_and_draft(db):
         ({"source_2": "draft:llm"}, "has no report for case"),  # no llm drafts were imported
         ({"source_2": "reference"}, "two different sources"),
         ({"candidate": "draft:llm"}, "not one of the two sources"),
-        ({"name": "reference vs AI"}, "which readers would see"),
+        ({"name": "reference vs AI"}, "readers see the set name"),
+        ({"name": "model vs radiologist"}, "'model', which names source 'draft:model'"),
         ({"name": "  "}, "name is empty"),
         ({"case_keys": ["C000", "C999"]}, "unknown case key"),
         ({"readers_per_pair": 0}, "at least 1"),
@@ -162,3 +164,22 @@ def test_final_reports_as_source(db):
                          status="submitted", submitted_at=when))
         s.flush()
         assert comparisons.source_texts(s, study, "final:llm") == {case.id: "Early final."}
+
+
+@pytest.mark.parametrize(
+    "suffix, content, message",
+    [
+        (".csv", "caf\xe9".encode("latin-1"), "cannot be read as UTF-8 CSV"),
+        (".csv", b"", "cannot be read as UTF-8 CSV"),
+        (".jsonl", b"not json\n", "cannot be read as UTF-8 JSONL"),
+        (".csv", b"\x00\x01\x02\xff\xfe", "cannot be read as UTF-8 CSV"),
+    ],
+)
+def test_unreadable_import_files_are_named(db, tmp_path, suffix, content, message):
+    with db.begin() as s:
+        make_study(s, 1, 1, 1)
+    path = tmp_path / f"pairs{suffix}"
+    path.write_bytes(content)
+    with db.begin() as s:
+        with pytest.raises(InvalidInput, match=f"pairs{re.escape(suffix)}: {message}"):
+            comparisons.import_comparison_set(s, studies.get_study(s, "s1"), "x", path, "ai")
