@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from studyapp.db.models import ARM_TEMPLATE, Arm, Assignment, Case, Draft, ReaderStudy, Report
 from studyapp.services.errors import InvalidInput
+from studyapp.services.reading import MAX_REPORT_CHARS
 
 TEMPLATE_SOURCE = "normal template"
 REQUIRED_COLUMNS = ("case_key", "arm", "text", "source")
@@ -214,6 +215,10 @@ def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft 
     text, source = row["text"].strip(), row["source"].strip()
     if not text:
         return "empty text"
+    if len(text) > MAX_REPORT_CHARS:
+        return f"text is {len(text):,} characters long; the limit is {MAX_REPORT_CHARS:,}"
+    if "\x00" in text:
+        return "text contains a NUL character"
     if not source:
         return "empty source"
     is_sample = row.get("is_sample")

@@ -239,3 +239,23 @@ def test_set_template_refuses_empty_text_and_missing_arm(db, study_id):
         session.flush()
         with pytest.raises(InvalidInput, match="has no arm 'template'"):
             set_template(session, other, "Normal.")
+
+
+def test_oversized_and_nul_texts_are_row_errors_in_jsonl(db, tmp_path):
+    from studyapp.services.reading import MAX_REPORT_CHARS
+
+    with db.begin() as session:
+        study = ReaderStudy(name="limits")
+        session.add(study)
+        session.flush()
+        session.add_all([Arm(study_id=study.id, code="llm"), Arm(study_id=study.id, code="model"),
+                         Case(study_id=study.id, case_key="C1", study_instance_uid="1.2.9")])
+    path = tmp_path / "drafts.jsonl"
+    rows = [{"case_key": "C1", "arm": "llm", "text": "x" * (MAX_REPORT_CHARS + 1), "source": "s"},
+            {"case_key": "C1", "arm": "model", "text": "a\x00b", "source": "s"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with db.begin() as session:
+        result = import_drafts(session, session.scalar(select(ReaderStudy)), path)
+    assert result.imported == 0
+    assert [line for line, _ in result.errors] == [1, 2]
+    assert "the limit is 100,000" in result.errors[0][1] and "NUL" in result.errors[1][1]
