@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,12 +290,14 @@ def pad_sequences(sequences: list[list[int]], pad_value: int, left: bool = False
 
 
 def clean_answer(text: str, task_tokens: tuple[str, ...] = (), keep_task_tokens: bool = True) -> str:
-    """Strip the answer terminator and surrounding space; remove ``task_tokens`` unless kept.
+    """Strip the answer terminator and surrounding space; remove ``task_tokens`` unless kept; drop control
+    characters other than newline and tab (byte-level decoding can produce them; databases refuse NUL).
 
     The wording is never rewritten (the released post-processing turned any answer containing "mel", e.g.
     "melanocytic nevus", into "melanoma": defect 6).
     """
     text = text.split(ANSWER_END, 1)[0]
+    text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     if not keep_task_tokens:
         for token in task_tokens:
             text = text.replace(f" {token}", "").replace(token, "")

@@ -147,3 +147,9 @@ def test_volume_reoriented_resampled_and_normalised(nifti_ct, tmp_path):
     assert np.corrcoef(restored.ravel(), np.asarray(img.dataobj, dtype=np.float32).ravel())[0, 1] > 0.8
     with pytest.raises(ValueError, match="NIfTI file or a DICOM series folder"):
         load_volume(tmp_path / "flipped.png")
+
+
+def test_clean_answer_drops_control_characters_but_keeps_layout():
+    assert clean_answer("FINDINGS:\tclear\x00\x07 lungs.\nIMPRESSION: normal.###junk") == (
+        "FINDINGS:\tclear lungs.\nIMPRESSION: normal."
+    )
