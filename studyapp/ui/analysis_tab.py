@@ -8,7 +8,7 @@ import gradio as gr
 
 from analysis.pipeline import run_analysis
 from studyapp.services import studies
-from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.context import UIContext, shows_errors, user_action
 
 #: Figures of ``AnalysisResult.figures`` in display order, with their titles.
 FIGURES = {
@@ -45,6 +45,7 @@ class AnalysisTab:
         names = [s.name for s in studies.list_studies(session)]
         return {self.study: gr.update(choices=names, value=names[0] if names else None)}
 
+    @shows_errors
     def analyse(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")

@@ -21,7 +21,7 @@ import gradio as gr
 from studyapp.db.comparisons import CHOICE_EQUIVALENT, COMMENT_SCORES, SIDE_A, SIDE_B
 from studyapp.services import argilla_io, comparisons, studies
 from studyapp.services.errors import InvalidInput
-from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.context import UIContext, shows_errors, user_action
 from studyapp.ui.viewer import Viewer
 
 CHOICE_LABELS = [("Report A is better", SIDE_A), ("Report B is better", SIDE_B),
@@ -196,19 +196,23 @@ class CompareTab:
         return updates
 
     # -- handlers ------------------------------------------------------------------------------------------------
+    @shows_errors
     def show_set(self, set_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, set_id, None)
 
+    @shows_errors
     def show_pair(self, set_id, pair_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, set_id, pair_id)
 
+    @shows_errors
     def judge(self, set_id, pair_id, choice, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             comparisons.save_judgement(session, user, pair_id, choice)
             return self._screen(session, user, set_id, pair_id, status="Judgement saved.")
 
+    @shows_errors
     def add_comment(self, set_id, pair_id, target, score, text, selection, request: gr.Request):
         if score is None:
             raise gr.Error("Choose a score (1, 2, 4 or 5) for the comment.")
@@ -226,6 +230,7 @@ class CompareTab:
                 raise InvalidInput("the selected passage does not match the report text; select it again")
             return self._screen(session, user, set_id, pair_id, status="Comment added.")
 
+    @shows_errors
     def delete_comment(self, set_id, pair_id, comment_id, request: gr.Request):
         if comment_id is None:
             raise gr.Error("Choose one of your comments to delete.")
@@ -233,6 +238,7 @@ class CompareTab:
             comparisons.delete_comment(session, user, int(comment_id))
             return self._screen(session, user, set_id, pair_id, status="Comment deleted.")
 
+    @shows_errors
     def submit_set(self, set_id, pair_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             comparisons.submit_comparison_set(session, user, set_id)
@@ -324,6 +330,7 @@ class CompareCoordinatorTab:
         })
         return updates
 
+    @shows_errors
     def overview(self, study_name, set_id, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, user):
             return self._overview(session, user, study_name, set_id, "")
@@ -332,6 +339,7 @@ class CompareCoordinatorTab:
     def _seed(seed):
         return None if seed is None else int(seed)
 
+    @shows_errors
     def create_set(self, study_name, name, candidate, seed, per_pair, source_1, source_2, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, user):
             cset = comparisons.create_comparison_set(
@@ -342,6 +350,7 @@ class CompareCoordinatorTab:
             message = f"Created **{cset.name}** ({len(cset.pairs)} pairs)."
             return self._overview(session, user, study_name, cset.id, message)
 
+    @shows_errors
     def import_set(self, study_name, name, candidate, seed, per_pair, upload, request: gr.Request):
         if upload is None:
             raise gr.Error("choose a CSV or JSONL file first")
@@ -353,6 +362,7 @@ class CompareCoordinatorTab:
             message = f"Imported **{cset.name}** ({len(cset.pairs)} pairs)."
             return self._overview(session, user, study_name, cset.id, message)
 
+    @shows_errors
     def assign_readers(self, study_name, set_id, per_pair, request: gr.Request):
         if set_id is None:
             raise gr.Error("choose a comparison set first")
@@ -362,6 +372,7 @@ class CompareCoordinatorTab:
             return self._overview(session, user, study_name, cset.id,
                                   f"Assigned {len(assigned)} reader x pair judgements (seed {cset.seed}).")
 
+    @shows_errors
     def export_csv(self, set_id, request: gr.Request):
         if set_id is None:
             raise gr.Error("choose a comparison set first")
@@ -370,6 +381,7 @@ class CompareCoordinatorTab:
             comparisons.export_comparison_csv(session, user, int(set_id), path)
             return str(path)
 
+    @shows_errors
     def export_dataset(self, set_id, request: gr.Request):
         if set_id is None:
             raise gr.Error("choose a comparison set first")

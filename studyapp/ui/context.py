@@ -1,6 +1,7 @@
 """What every tab's handlers share: the session factory, and a guarded unit of work per user action."""
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -48,3 +49,21 @@ def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = 
             yield session, user
     except (StudyError, OSError, UnicodeDecodeError) as error:  # refused requests, unreadable paths or files
         raise gr.Error(str(error)) from error
+
+
+def shows_errors(handler: Callable) -> Callable:
+    """Decorate an event handler so a refused action (``gr.Error``) shows as a warning toast and changes nothing.
+
+    Raising ``gr.Error`` out of a handler would mark every output component of the event as failed (a red
+    overlay on each); returning no updates keeps the screen as it was, so the user can correct and retry.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error as error:
+            gr.Warning(error.message)
+            return gr.skip()  # Gradio leaves every output of the event unchanged
+
+    return wrapper

@@ -8,7 +8,7 @@ import gradio as gr
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.services import accounts, design, drafts, export, ingest, studies
-from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.context import UIContext, shows_errors, user_action
 
 
 class CoordinatorTab:
@@ -86,15 +86,18 @@ class CoordinatorTab:
             self.status: message,
         }
 
+    @shows_errors
     def overview(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             return self._overview(session, name, "")
 
+    @shows_errors
     def create_study(self, name, template, seed, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.create_study(session, name or "", template_text=template or "", seed=int(seed or 0))
             return self._overview(session, study.name, f"Created study **{study.name}**.")
 
+    @shows_errors
     def import_folder(self, name, folder, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
@@ -103,6 +106,7 @@ class CoordinatorTab:
                 drafts.set_template(session, study, study.template_text)
             return self._overview(session, name, report.summary())
 
+    @shows_errors
     def import_draft_file(self, name, upload, replace, request: gr.Request):
         if upload is None:
             raise gr.Error("choose a CSV or JSONL file first")
@@ -110,11 +114,13 @@ class CoordinatorTab:
             result = drafts.import_drafts(session, studies.get_study(session, name or ""), upload, replace=bool(replace))
             return self._overview(session, name, _import_summary(result))
 
+    @shows_errors
     def set_template(self, name, text, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             result = drafts.set_template(session, studies.get_study(session, name or ""), text or "")
             return self._overview(session, name, _import_summary(result))
 
+    @shows_errors
     def add_account(self, name, username, password, role, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             user = accounts.add_user(session, username or "", password or "", role=role)
@@ -126,6 +132,7 @@ class CoordinatorTab:
             updates[self.password] = ""
             return updates
 
+    @shows_errors
     def generate(self, name, seed, cases_per_reader, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             report = design.generate_assignments(
@@ -137,6 +144,7 @@ class CoordinatorTab:
             updates[self.balance] = report.format()
             return updates
 
+    @shows_errors
     def export_csv(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")

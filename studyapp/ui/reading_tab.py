@@ -9,7 +9,7 @@ import gradio as gr
 from studyapp.db.models import DEFAULT_LIKERT, STATUS_SUBMITTED
 from studyapp.services import reading
 from studyapp.services.errors import NotFound
-from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.context import UIContext, shows_errors, user_action
 from studyapp.ui.viewer import Viewer
 
 #: JavaScript run before autosave/submit handlers: replaces the last input (active seconds) with the timer's total.
@@ -160,36 +160,41 @@ class ReadingTab:
         updates.update(self.viewer.open(session, user, screen.case_id))
         return updates
 
+    @shows_errors
     def show_worklist(self, study_name, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, self._study(session, user, study_name), None)
 
-    def _save_if_open(self, session, user, assignment_id, text, seconds):
-        if assignment_id is None:
-            return
-        report = reading.own_assignment(session, user, assignment_id).report
-        if report is not None and report.status != STATUS_SUBMITTED:
-            reading.autosave(session, user, assignment_id, text or "", float(seconds or 0))
-
+    @shows_errors
     def switch_case(self, study_name, target, assignment_id, text, seconds, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
-            self._save_if_open(session, user, assignment_id, text, seconds)
+            if assignment_id is not None:
+                self._autosave_status(session, user, assignment_id, text, seconds)
             return self._screen(session, user, self._study(session, user, study_name), target)
 
+    @shows_errors
     def autosave(self, assignment_id, text, seconds, request: gr.Request):
         if assignment_id is None:
             return gr.update()
         with user_action(self.ctx, request) as (session, user):
-            report = reading.own_assignment(session, user, assignment_id).report
-            if report is None or report.status == STATUS_SUBMITTED:
-                return gr.update()
-            report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0))
-            return f"Saved {report.last_saved_at:%H:%M:%S} UTC"
+            return self._autosave_status(session, user, assignment_id, text, seconds)
 
+    def _autosave_status(self, session, user, assignment_id, text, seconds) -> str | dict:
+        report = reading.own_assignment(session, user, assignment_id).report
+        if report is None or report.status == STATUS_SUBMITTED:
+            return gr.update()
+        report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0))
+        return f"Saved {report.last_saved_at:%H:%M:%S} UTC"
+
+    @shows_errors
     def ask_likert(self, assignment_id, text, seconds, request: gr.Request):
-        status = self.autosave(assignment_id, text, seconds, request)
+        if assignment_id is None:
+            raise gr.Error("open a case first")
+        with user_action(self.ctx, request) as (session, user):
+            status = self._autosave_status(session, user, assignment_id, text, seconds)
         return status, gr.update(visible=True), gr.update(visible=False)
 
+    @shows_errors
     def submit(self, study_name, assignment_id, text, confidence, mental_demand, seconds, request: gr.Request):
         answers = {k: int(v) for k, v in (("confidence", confidence), ("mental_demand", mental_demand)) if v is not None}
         with user_action(self.ctx, request) as (session, user):

@@ -7,7 +7,7 @@ display image. Controls: image (series) choice, slice/frame, window preset, wind
 import gradio as gr
 from studyapp.dicom import display
 from studyapp.services import images
-from studyapp.ui.context import UIContext, user_action
+from studyapp.ui.context import UIContext, shows_errors, user_action
 
 #: Longest side, in pixels, of the image sent to the browser.
 VIEW_MAX_SIDE = 1024
@@ -105,10 +105,12 @@ class Viewer:
             raise gr.Error("open a case first")
         return images.case_stacks(session, user, case_id)
 
+    @shows_errors
     def _on_stack(self, case_id, index, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._stack_updates(self._stacks(session, user, case_id), int(index or 0))
 
+    @shows_errors
     def _render(self, case_id, index, slice_number, center, width, zoom, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             stacks = self._stacks(session, user, case_id)
@@ -117,6 +119,7 @@ class Viewer:
         window = (float(center), float(width)) if center is not None and width else None
         return self._image(stacks[int(index or 0)], slice_number, window, zoom)
 
+    @shows_errors
     def _on_preset(self, case_id, index, slice_number, preset, zoom, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             stacks = self._stacks(session, user, case_id)
