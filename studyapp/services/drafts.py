@@ -14,9 +14,6 @@ opened a report on that case under that arm.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +23,15 @@ from sqlalchemy.orm import Session
 from studyapp.db.models import ARM_TEMPLATE, Arm, Assignment, Case, Draft, ReaderStudy, Report
 from studyapp.services.errors import InvalidInput
 from studyapp.services.reading import MAX_REPORT_CHARS
+from studyapp.services.rowfiles import RowFileError, read_rows
 
 TEMPLATE_SOURCE = "normal template"
 REQUIRED_COLUMNS = ("case_key", "arm", "text", "source")
 _BOOLEANS = {"": False, "false": False, "no": False, "0": False, "true": True, "yes": True, "1": True}
 
 
-class DraftFileError(InvalidInput):
-    """A drafts file that cannot be read at all (unknown format, not UTF-8, no header); nothing was imported."""
+#: Raised for a drafts file that cannot be read at all (see :func:`studyapp.services.rowfiles.read_rows`).
+DraftFileError = RowFileError
 
 
 @dataclass
@@ -69,21 +67,8 @@ def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replac
     Raises:
         DraftFileError: the file is missing, not CSV/JSONL, not UTF-8 text, or a CSV without the required header.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise DraftFileError(f"{path.name}: drafts must be a .csv or .jsonl file, not {suffix or 'no extension'!r}")
-    try:
-        content = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise DraftFileError(f"{path}: no such file") from None
-    except UnicodeDecodeError as err:
-        raise DraftFileError(f"{path.name}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    if "\x00" in content:
-        raise DraftFileError(f"{path.name}: binary content, not a {suffix[1:].upper()} text file")
-
     result = ImportResult()
-    rows = _csv_rows(content, path.name, result) if suffix == ".csv" else _jsonl_rows(content, result)
+    rows = read_rows(path, REQUIRED_COLUMNS, "drafts", result.errors)
     cases = {c.case_key: c for c in session.scalars(select(Case).where(Case.study_id == study.id))}
     arms = {a.code: a for a in session.scalars(select(Arm).where(Arm.study_id == study.id))}
     first_line: dict[tuple[int, int], int] = {}
@@ -146,54 +131,6 @@ def set_template(session: Session, study: ReaderStudy, text: str) -> ImportResul
             result.unchanged += 1
     session.flush()
     return result
-
-
-def _csv_rows(content: str, name: str, result: ImportResult) -> list[tuple[int, dict]]:
-    """``(starting line, row)`` pairs of a CSV text; a missing header column is one error on line 1."""
-    reader = csv.reader(io.StringIO(content, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DraftFileError(f"{name}: empty file, expected a header row {','.join(REQUIRED_COLUMNS)}") from None
-    except csv.Error as err:
-        raise DraftFileError(f"{name}: not a CSV file ({err})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        result.errors.append((1, f"missing column(s) {', '.join(missing)} in the header"))
-        return []
-    rows, line = [], reader.line_num + 1
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return rows
-        except csv.Error as err:
-            result.errors.append((line, f"malformed CSV row ({err})"))
-            return rows
-        if any(v.strip() for v in values):
-            row = dict(zip(header, values))
-            if len(values) > len(header):
-                row["__extra__"] = values[len(header):]
-            rows.append((line, row))
-        line = reader.line_num + 1
-
-
-def _jsonl_rows(content: str, result: ImportResult) -> list[tuple[int, dict]]:
-    """``(line, object)`` pairs of a JSON-lines text; malformed lines go to ``result.errors``."""
-    rows = []
-    for line, text in enumerate(content.splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as err:
-            result.errors.append((line, f"malformed JSON line ({err.msg} at column {err.colno})"))
-            continue
-        if not isinstance(row, dict):
-            result.errors.append((line, f"malformed JSON line (a {type(row).__name__}, expected an object)"))
-            continue
-        rows.append((line, row))
-    return rows
 
 
 def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft | str:
