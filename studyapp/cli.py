@@ -14,9 +14,9 @@ from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
 
 from studyapp import demo
 from studyapp.config import Settings
-from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
+from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER, Case
 from studyapp.db.session import open_database
-from studyapp.services import accounts, design, drafts, export, ingest, studies
+from studyapp.services import accounts, cases, design, drafts, export, ingest, studies
 from studyapp.services.errors import StudyError
 
 
@@ -26,7 +26,10 @@ def _read_password(args) -> str:
         if value is None:
             raise StudyError(f"environment variable {args.password_env} is not set")
         return value
-    return getpass.getpass(f"Password for {args.username}: ")
+    try:
+        return getpass.getpass(f"Password for {args.username}: ")
+    except EOFError:
+        raise StudyError("no password given: run in a terminal, or pass --password-env VARIABLE") from None
 
 
 def cmd_create_study(session, args):
@@ -41,23 +44,43 @@ def cmd_import_dicom(session, args):
     if study.template_text:
         drafts.set_template(session, study, study.template_text)
     print(report.summary())
+    imported = [session.get(Case, case_id) for case_id in report.case_ids]
+    if imported:
+        print("case_key (use it in drafts and case-information files) | modality | images | StudyInstanceUID")
+        for case in imported:
+            modalities = "/".join(sorted({s.modality or "?" for s in case.series}))
+            images = sum(len(s.instances) for s in case.series)
+            print(f"  {case.case_key} | {modalities} | {images} | {case.study_instance_uid}")
+    return 1 if report.counts["failed"] else 0
 
 
-def _print_import(result: drafts.ImportResult):
+def _print_row_errors(errors: list[tuple[int, str]]) -> int:
+    """Print row errors; the exit status is 1 when any row was refused (the valid rows are still stored)."""
+    for line, message in errors:
+        print(f"  line {line}: {message}")
+    return 1 if errors else 0
+
+
+def _print_import(result: drafts.ImportResult) -> int:
     print(f"imported {result.imported}, unchanged {result.unchanged}, replaced {result.replaced}, "
           f"errors {len(result.errors)}")
-    for line, message in result.errors:
-        print(f"  line {line}: {message}")
+    return _print_row_errors(result.errors)
 
 
 def cmd_import_drafts(session, args):
-    _print_import(drafts.import_drafts(session, studies.get_study(session, args.study), Path(args.file),
+    return _print_import(drafts.import_drafts(session, studies.get_study(session, args.study), Path(args.file),
                                        replace=args.replace))
 
 
 def cmd_set_template(session, args):
     text = Path(args.file).read_text(encoding="utf-8")
-    _print_import(drafts.set_template(session, studies.get_study(session, args.study), text))
+    return _print_import(drafts.set_template(session, studies.get_study(session, args.study), text))
+
+
+def cmd_import_case_info(session, args):
+    result = cases.import_case_info(session, studies.get_study(session, args.study), Path(args.file))
+    print(f"updated {result.updated}, unchanged {result.unchanged}, errors {len(result.errors)}")
+    return _print_row_errors(result.errors)
 
 
 def cmd_add_user(session, args):
@@ -125,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="replace drafts no reader has opened")
     p.set_defaults(run=cmd_import_drafts)
 
+    p = sub.add_parser("import-case-info", help="set indication, comparison, label, reference report per case "
+                       "from CSV/JSONL (case_key + any of those columns)")
+    p.add_argument("study")
+    p.add_argument("file")
+    p.set_defaults(run=cmd_import_case_info)
+
     p = sub.add_parser("set-template", help="set the normal template text (arm 'template') from a file")
     p.add_argument("study")
     p.add_argument("file")
@@ -164,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the process exit status (0 ok, 1 refused, 2 usage)."""
+    """Run the command line; returns the process exit status (0 ok, 1 refused or some rows/files refused, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = Settings(data_dir=Path(args.data_dir), database_url=args.database or "")
@@ -173,16 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         sessions = open_database(settings.database_url)
+        status = 0
         if args.command is not None:
             with sessions.begin() as session:
-                args.run(session, args)
+                status = args.run(session, args) or 0
         if args.serve:
             return serve(sessions, settings, args)
+        return status
     except (StudyError, OSError, UnicodeDecodeError, SQLAlchemyArgumentError) as error:
         # refused requests, unreadable paths or files the user named, a database URL that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 def serve(sessions, settings: Settings, args) -> int:
@@ -190,11 +220,9 @@ def serve(sessions, settings: Settings, args) -> int:
     from studyapp.ui.app import launch
     from studyapp.ui.context import UIContext
 
-    banner = ""
     if not args.no_demo:
         with sessions.begin() as session:
             info = demo.ensure_demo(session, settings)
         print(demo.describe(info))
-        banner = demo.BANNER
-    launch(UIContext(sessions), host=args.host, port=args.port, banner=banner)
+    launch(UIContext(sessions), host=args.host, port=args.port)
     return 0

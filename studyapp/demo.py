@@ -17,9 +17,10 @@ from studyapp.services import accounts, design, drafts, ingest, studies
 from studyapp.services.errors import NotFound
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-DEMO_STUDY = "Demo: chest radiograph reporting (sample drafts)"
-BANNER = ("**Demo study.** The images are real public DICOM; the starting drafts are hand-written samples, "
-          "not outputs of GPT-4o or MedVersa.")
+DEMO_STUDY = "Demo: radiology reporting (sample drafts)"
+#: Shown to the demo's readers above their worklist (the study description).
+ABOUT = ("**Demo study.** The images are real public DICOM (two chest CR, a veterinary DX thorax and an abdominal "
+         "CT series); the starting drafts are hand-written samples, not outputs of GPT-4o or MedVersa.")
 DEMO_SOURCE = "sample text written for the demo (not a model output)"
 DEMO_READERS = ("reader1", "reader2", "reader3")
 DEMO_COORDINATOR = "coordinator"
@@ -66,7 +67,7 @@ def ensure_demo(session: Session, settings: Settings) -> DemoInfo:
         pass
     content = json.loads((ASSETS / "demo" / "cases.json").read_text(encoding="utf-8"))
     study = studies.create_study(session, DEMO_STUDY, template_text=content["template"], seed=DEMO_SEED,
-                                 description=content["about"])
+                                 description=ABOUT)
     ingest.import_folder(session, study, ASSETS / "dicom")
     arms = {arm.code: arm for arm in study.arms}
     for case in study.cases:

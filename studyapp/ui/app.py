@@ -25,15 +25,11 @@ CSS = """
 """
 
 
-def build_app(ctx: UIContext, banner: str = "") -> gr.Blocks:
-    """The Blocks of the whole application (launch with :func:`launch`).
-
-    Args:
-        banner: Markdown shown at the top, e.g. that the study is a demo with sample drafts.
-    """
+def build_app(ctx: UIContext) -> gr.Blocks:
+    """The Blocks of the whole application (launch with :func:`launch`)."""
     with gr.Blocks(title=TITLE) as blocks:
         with gr.Row():
-            gr.Markdown(f"## {TITLE}\n{banner}")
+            gr.Markdown(f"## {TITLE}")
             who = gr.Markdown(elem_id="signed-in-as")
             gr.Button("Sign out", link="/logout", size="sm", scale=0)
         with gr.Tabs() as tabs:
@@ -86,6 +82,6 @@ def launch_kwargs(ctx: UIContext) -> dict:
     }
 
 
-def launch(ctx: UIContext, host: str = "127.0.0.1", port: int = 7860, banner: str = "") -> None:
+def launch(ctx: UIContext, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve the application with sign-in against the accounts table (Argon2 hashes) until interrupted."""
-    build_app(ctx, banner).launch(server_name=host, server_port=port, **launch_kwargs(ctx))
+    build_app(ctx).launch(server_name=host, server_port=port, **launch_kwargs(ctx))

@@ -43,6 +43,7 @@ class ReadingTab:
         self.ctx = ctx
         self.assignment = gr.State(None)
         self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
+        self.about = gr.Markdown(elem_id="study-about")
         self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")
         with gr.Row():
             with gr.Column(scale=3):
@@ -107,7 +108,7 @@ class ReadingTab:
 
     @property
     def screen_outputs(self) -> list:
-        return [self.study, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
+        return [self.study, self.about, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
                 self.confidence, self.mental_demand, self.save_status, self.timer_start, self.autosave_timer,
                 *self.viewer.open_outputs]
 
@@ -133,6 +134,7 @@ class ReadingTab:
         items = reading.worklist(session, user, study) if study is not None else []
         choices = [(f"{i.position:02d} · {i.case_key} · {STATUS_LABELS[i.status]}", i.assignment_id) for i in items]
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
+                   self.about: study.description if study is not None else "",
                    self.likert_panel: gr.update(visible=False), self.confidence: None, self.mental_demand: None}
         if assignment_id is None:
             done = bool(items) and all(i.status == STATUS_SUBMITTED for i in items)

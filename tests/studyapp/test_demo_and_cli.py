@@ -52,7 +52,8 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     template.write_text("FINDINGS: normal.\nIMPRESSION: normal.")
     assert run("create-study", "S", "--template-file", str(template)) == 0
     assert run("import-dicom", "S", str(shared_data / "dicom" / "cxr")) == 0
-    assert "4 imported" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 imported" in out and "1.3.6.1.4.1.5962.1.2.9.20040826185059.5457" in out  # keys and UIDs listed
     with open_database(url)() as session:
         keys = [c.case_key for c in studies.get_study(session, "S").cases]
     drafts_csv = tmp_path / "drafts.csv"
@@ -63,9 +64,17 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
             writer.writerow([key, "llm", f"LLM draft {key}", "gpt-4o"])
             writer.writerow([key, "model", f"Model draft {key}", "medversa"])
         writer.writerow(["no-such-case", "llm", "x", "gpt-4o"])
-    assert run("import-drafts", "S", str(drafts_csv)) == 0
+    assert run("import-drafts", "S", str(drafts_csv)) == 1  # one row refused: exit 1, the valid rows stored
     out = capsys.readouterr().out
     assert "imported 8" in out and "unknown case" in out.lower()
+    info_csv = tmp_path / "cases.csv"
+    pd.DataFrame({"case_key": [keys[0], "no-such-case"], "indication": ["Cough.", "x"],
+                  "label": ["abnormal", "normal"]}).to_csv(info_csv, index=False)
+    assert run("import-case-info", "S", str(info_csv)) == 1
+    assert "updated 1" in capsys.readouterr().out
+    with open_database(url)() as session:
+        case = studies.get_study(session, "S").cases[0]
+        assert (case.case_key, case.indication, case.label) == (keys[0], "Cough.", "abnormal")
     for reader in ("r1", "r2", "r3"):
         monkeypatch.setenv("PW", f"{reader}-password")
         assert run("add-user", reader, "--study", "S", "--password-env", "PW") == 0

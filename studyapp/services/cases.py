@@ -1,0 +1,90 @@
+"""Clinical context of cases from a CSV/JSONL file: what the DICOM header rarely holds.
+
+One row per case, keyed by ``case_key`` (as printed by the DICOM import); every other column is optional and
+only the columns present are changed:
+
+    indication, comparison        free text shown to readers on the reading screen
+    label                         normal / abnormal (or empty): for the analysis and comparison results
+    reference_report              the original report, a comparison source
+    patient_age, patient_sex      override what the header said (e.g. 062Y, F)
+
+Bad rows are reported with their line numbers; good rows are applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from studyapp.db.models import Case, ReaderStudy
+from studyapp.services.reading import MAX_REPORT_CHARS
+from studyapp.services.rowfiles import read_rows
+
+CONTEXT_COLUMNS = ("indication", "comparison", "label", "reference_report", "patient_age", "patient_sex")
+LABELS = ("normal", "abnormal")
+
+
+@dataclass
+class CaseInfoResult:
+    """Outcome of :func:`import_case_info`: cases changed, rows that changed nothing, ``(line, message)`` errors."""
+
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _values(row: dict) -> dict[str, str | None] | str:
+    values = {}
+    for column in CONTEXT_COLUMNS:
+        if column not in row:
+            continue
+        value = row[column]
+        if value is not None and not isinstance(value, str):
+            return f"{column} must be text"
+        value = (value or "").strip() or None
+        if value is not None and len(value) > MAX_REPORT_CHARS:
+            return f"{column} is longer than {MAX_REPORT_CHARS:,} characters"
+        if column == "label" and value is not None:
+            value = value.lower()
+            if value not in LABELS:
+                return f"label {row[column]!r} is not one of {', '.join(LABELS)} (or empty)"
+        values[column] = value
+    return values
+
+
+def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> CaseInfoResult:
+    """Set the clinical context of ``study``'s cases from a ``.csv`` or ``.jsonl`` file. Does not commit.
+
+    Raises:
+        RowFileError: the file cannot be read at all (see :func:`studyapp.services.rowfiles.read_rows`).
+    """
+    result = CaseInfoResult()
+    cases = {c.case_key: c for c in session.scalars(select(Case).where(Case.study_id == study.id))}
+    seen: dict[str, int] = {}
+    for line, row in read_rows(path, ("case_key",), "case information", result.errors):
+        key = row.get("case_key")
+        case = cases.get(key.strip()) if isinstance(key, str) else None
+        if case is None:
+            result.errors.append((line, f"unknown case_key {key!r}"))
+            continue
+        if case.case_key in seen:
+            result.errors.append((line, f"case_key {case.case_key!r} already on line {seen[case.case_key]}"))
+            continue
+        seen[case.case_key] = line
+        values = _values(row)
+        if isinstance(values, str):
+            result.errors.append((line, values))
+            continue
+        changed = {k: v for k, v in values.items() if getattr(case, k) != v}
+        for column, value in changed.items():
+            setattr(case, column, value)
+        if changed:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+    session.flush()
+    result.errors.sort()
+    return result
