@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
 
 from studyapp import demo
 from studyapp.config import Settings
-from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER, Case
+from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.db.session import open_database
 from studyapp.services import accounts, cases, design, drafts, export, ingest, studies
 from studyapp.services.errors import StudyError
@@ -44,13 +44,9 @@ def cmd_import_dicom(session, args):
     if study.template_text:
         drafts.set_template(session, study, study.template_text)
     print(report.summary())
-    imported = [session.get(Case, case_id) for case_id in report.case_ids]
-    if imported:
+    if report.case_ids:
         print("case_key (use it in drafts and case-information files) | modality | images | StudyInstanceUID")
-        for case in imported:
-            modalities = "/".join(sorted({s.modality or "?" for s in case.series}))
-            images = sum(len(s.instances) for s in case.series)
-            print(f"  {case.case_key} | {modalities} | {images} | {case.study_instance_uid}")
+        print("\n".join("  " + line for line in cases.describe_cases(session, report.case_ids)))
     return 1 if report.counts["failed"] else 0
 
 

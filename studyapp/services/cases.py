@@ -88,3 +88,13 @@ def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> 
     session.flush()
     result.errors.sort()
     return result
+
+
+def describe_cases(session: Session, case_ids: list[int]) -> list[str]:
+    """One line per case for coordinators: ``case_key | modalities | number of images | StudyInstanceUID``."""
+    lines = []
+    for case in (session.get(Case, case_id) for case_id in case_ids):
+        modalities = "/".join(sorted({s.modality or "?" for s in case.series}))
+        images = sum(len(s.instances) for s in case.series)
+        lines.append(f"{case.case_key} | {modalities} | {images} | {case.study_instance_uid}")
+    return lines

@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
-from studyapp.services import accounts, design, drafts, export, ingest, studies
+from studyapp.services import accounts, cases, design, drafts, export, ingest, studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
 
 
@@ -33,6 +33,9 @@ class CoordinatorTab:
                                        file_types=[".csv", ".jsonl", ".ndjson"], elem_id="coord-drafts-file")
             self.replace = gr.Checkbox(label="Replace drafts no reader has opened yet", value=False)
             self.import_drafts = gr.Button("Import drafts")
+            self.case_info_file = gr.File(label="Case information (CSV or JSONL: case_key + indication, comparison, "
+                                                "label, reference_report)", file_types=[".csv", ".jsonl", ".ndjson"])
+            self.import_case_info = gr.Button("Import case information")
             self.template = gr.Textbox(label="Normal template", lines=6)
             self.save_template = gr.Button("Save template for every case")
         with gr.Accordion("Readers and assignment", open=False):
@@ -60,6 +63,7 @@ class CoordinatorTab:
         self.create.click(self.create_study, [self.new_name, self.new_template, self.new_seed], overview, **private)
         self.import_dicom.click(self.import_folder, [self.study, self.folder], overview, **private)
         self.import_drafts.click(self.import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
+        self.import_case_info.click(self.case_info, [self.study, self.case_info_file], overview, **private)
         self.save_template.click(self.set_template, [self.study, self.template], overview, **private)
         self.add_user.click(self.add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
@@ -104,7 +108,9 @@ class CoordinatorTab:
             report = ingest.import_folder(session, study, Path(folder or ""))
             if study.template_text:
                 drafts.set_template(session, study, study.template_text)
-            return self._overview(session, name, report.summary())
+            listing = "\n".join(f"- {line}" for line in cases.describe_cases(session, report.case_ids))
+            return self._overview(session, name, f"{report.summary()}\n\nCases (case_key | modality | images | "
+                                                 f"StudyInstanceUID):\n{listing}")
 
     @shows_errors
     def import_draft_file(self, name, upload, replace, request: gr.Request):
@@ -113,6 +119,16 @@ class CoordinatorTab:
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             result = drafts.import_drafts(session, studies.get_study(session, name or ""), upload, replace=bool(replace))
             return self._overview(session, name, _import_summary(result))
+
+    @shows_errors
+    def case_info(self, name, upload, request: gr.Request):
+        if upload is None:
+            raise gr.Error("choose a CSV or JSONL file first")
+        with user_action(self.ctx, request, coordinator=True) as (session, _):
+            result = cases.import_case_info(session, studies.get_study(session, name or ""), upload)
+            lines = [f"Case information: updated {result.updated}, unchanged {result.unchanged}."]
+            lines += [f"- line {line}: {message}" for line, message in result.errors]
+            return self._overview(session, name, "\n".join(lines))
 
     @shows_errors
     def set_template(self, name, text, request: gr.Request):
