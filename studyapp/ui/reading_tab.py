@@ -14,8 +14,9 @@ from studyapp.ui.viewer import Viewer
 
 #: JavaScript run before autosave/submit handlers: replaces the last input (active seconds) with the timer's total.
 WITH_TIMER_SECONDS = "(...args) => { args[args.length - 1] = window.studyTimer ? window.studyTimer.seconds() : 0; return args; }"
-START_TIMER = "(seconds, idle, status) => { if (status === 'in_progress') window.studyTimer.start(seconds, idle); else window.studyTimer.stop(); }"
-STOP_TIMER = "() => { window.studyTimer.stop(); }"
+#: JavaScript run after a case is shown: start the timer from the stored active time, or show it stopped.
+START_TIMER = ("(t) => { if (t && t.running) window.studyTimer.start(t.seconds, t.idle); "
+               "else window.studyTimer.stop(t ? t.seconds : 0); }")
 STATUS_LABELS = {"new": "to do", "in_progress": "in progress", STATUS_SUBMITTED: "submitted"}
 
 
@@ -99,8 +100,7 @@ class ReadingTab:
 
     @property
     def start_timer(self) -> dict:
-        return {"fn": None, "inputs": [self.timer_start], "outputs": None,
-                "js": "(t) => { if (t && t.running) window.studyTimer.start(t.seconds, t.idle); else window.studyTimer.stop(); }"}
+        return {"fn": None, "inputs": [self.timer_start], "outputs": None, "js": START_TIMER}
 
     @property
     def on_load_outputs(self) -> list:
@@ -141,7 +141,7 @@ class ReadingTab:
             message = note or ("All cases are submitted. Thank you!" if done else "Choose a case from the worklist.")
             updates.update({self.context: message, self.editor: gr.update(value="", interactive=False),
                             self.finish: gr.update(interactive=False, visible=True), self.save_status: "",
-                            self.timer_start: {"running": False}, self.autosave_timer: gr.Timer(active=False)})
+                            self.timer_start: {"running": False, "seconds": 0}, self.autosave_timer: gr.Timer(active=False)})
             updates.update(self.viewer.open(session, user, None))
             return updates
         screen = reading.open_case(session, user, assignment_id)

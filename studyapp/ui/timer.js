@@ -37,7 +37,11 @@
       state.running = true;
       show();
     },
-    stop() { state.running = false; show(); },
+    stop(seconds) {
+      state.running = false;
+      if (seconds !== undefined) state.seconds = Number(seconds) || 0;
+      show();
+    },
     seconds() { return state.seconds; },
   };
 })();
