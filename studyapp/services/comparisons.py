@@ -808,11 +808,11 @@ def candidate_outcome(assignment: ComparisonAssignment, candidate: str) -> str |
     return OUTCOME_BETTER if preferred == candidate else OUTCOME_WORSE
 
 
-def _judgement_row(assignment: ComparisonAssignment, set_name: str, candidate: str, submitted: bool) -> dict:
+def _pair_columns(assignment: ComparisonAssignment, record: str, set_name: str, submitted: bool) -> dict:
+    """The columns every export row of one reader x pair shares."""
     a_source, b_source = side_sources(assignment)
-    judgement = assignment.judgement
     return {
-        "record": "judgement",
+        "record": record,
         "set": set_name,
         "pair_id": assignment.pair_id,
         "case_key": assignment.pair.case.case_key,
@@ -821,31 +821,27 @@ def _judgement_row(assignment: ComparisonAssignment, set_name: str, candidate: s
         "position": assignment.position + 1,
         "report_a_source": a_source,
         "report_b_source": b_source,
+        "submitted": submitted,
+    }
+
+
+def _judgement_row(assignment: ComparisonAssignment, set_name: str, candidate: str, submitted: bool) -> dict:
+    judgement = assignment.judgement
+    return _pair_columns(assignment, "judgement", set_name, submitted) | {
         "choice": judgement.choice,
         "preferred_source": preferred_source(assignment),
         "candidate_outcome": candidate_outcome(assignment, candidate),
         "revisions": judgement.revisions,
         "judged_at": judgement.updated_at.isoformat(),
-        "submitted": submitted,
     }
 
 
 def _comment_row(assignment: ComparisonAssignment, comment: ComparisonComment, set_name: str, submitted: bool) -> dict:
-    a_source, b_source = side_sources(assignment)
-    return {
-        "record": "comment",
-        "set": set_name,
-        "pair_id": assignment.pair_id,
-        "case_key": assignment.pair.case.case_key,
-        "case_label": assignment.pair.case.label,
-        "reader": assignment.reader.username,
-        "position": assignment.position + 1,
-        "report_a_source": a_source,
-        "report_b_source": b_source,
-        "submitted": submitted,
+    row = _pair_columns(assignment, "comment", set_name, submitted)
+    return row | {
         "comment_id": comment.id,
         "comment_side": comment.side,
-        "comment_source": {SIDE_A: a_source, SIDE_B: b_source}.get(comment.side),
+        "comment_source": {SIDE_A: row["report_a_source"], SIDE_B: row["report_b_source"]}.get(comment.side),
         "start": comment.start,
         "end": comment.end,
         "passage": comment.passage,
