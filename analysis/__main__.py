@@ -1,8 +1,8 @@
-"""Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge offline|llm ...]``.
+"""Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge ...] [--ratescore-dir DIR]``.
 
 Runs the whole reader-study analysis (:func:`analysis.pipeline.run_analysis`) and prints where the report is
 and how many items were skipped. Exit status 2 on a bad argument, a missing study or a study without usable
-readings (the message says which).
+readings, or a --ratescore-dir that cannot be loaded (the message says which).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ratescore-dir", type=Path,
+                        help="local folder with RaTEScore's ner/ and encoder/ models (else ROUGE-L F1)")
     return parser
 
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                          max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
     study = int(args.study) if args.study_id else args.study
     try:
-        result = run_analysis(open_database(args.database), study, args.out, judge, args.resamples, args.seed)
+        result = run_analysis(open_database(args.database), study, args.out, judge, args.resamples, args.seed,
+                              args.ratescore_dir)
     except (LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from analysis.consistency import peer_discrepancies
 from analysis.judges import Judge, OfflineJudge
 from analysis.loaders import StudyFrames, load_study
 from analysis.report import write_outputs
-from analysis.similarity import MEASURE, template_use
+from analysis.similarity import template_use_measure
 from analysis.skipped import Skipped, usable_readings
 from analysis.consistency import PAIR_COLUMNS
 from analysis.estimates import ArmEstimates
@@ -132,6 +132,7 @@ def analyse_frames(
     judge: Optional[Judge] = None,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
+    ratescore_dir: Optional[Path] = None,
 ) -> AnalysisResult:
     """Run every step on ``frames``; write outputs to ``out_dir`` when given.
 
@@ -141,11 +142,15 @@ def analyse_frames(
         judge: discrepancy judge; the offline judge when None.
         n_resamples: bootstrap resamples (paper: 1,000).
         seed: bootstrap seed.
+        ratescore_dir: local RaTEScore folder for template use; ROUGE-L F1 when None
+            (:func:`analysis.similarity.template_use_measure`).
 
     Raises:
-        ValueError: the study has no usable reading at all (the message gives the skip reasons' counts).
+        ValueError: the study has no usable reading at all (the message gives the skip reasons' counts), or
+            ``ratescore_dir`` is not a loadable RaTEScore folder.
     """
     judge = judge or OfflineJudge()
+    measure = template_use_measure(ratescore_dir)
     readings, skipped = usable_readings(frames.readings)
     if readings.empty:
         reasons = pd.Series([s.reason for s in skipped]).value_counts().to_dict()
@@ -158,8 +163,9 @@ def analyse_frames(
         skipped.append(Skipped("efficiency", f"arm {REFERENCE_ARM}",
                                f"no usable reading in a {REFERENCE_ARM!r} arm; differences are against {reference_arm!r}"))
     readings = readings.assign(
-        template_use=[template_use(d or "", f) for d, f in zip(readings["draft_text"], readings["final_text"])],
-        similarity_measure=MEASURE,
+        template_use=measure.score([draft or "" for draft in readings["draft_text"]],
+                                   list(readings["final_text"])),
+        similarity_measure=measure.name,
     )
     consistency = peer_discrepancies(readings, judge)
     skipped += consistency.skipped
@@ -190,7 +196,7 @@ def analyse_frames(
     table_columns = [c for c in READINGS_TABLE_COLUMNS if c in readings.columns] + experience.likert_columns(readings)
     result = AnalysisResult(
         study_name=frames.study_name, reference_arm=reference_arm, judge=f"{judge.name} {judge.version}",
-        similarity_measure=MEASURE, skipped=skipped,
+        similarity_measure=measure.name, skipped=skipped,
         tables={
             "readings": readings[table_columns],
             "peer_pairs": consistency.pairs,
@@ -204,7 +210,7 @@ def analyse_frames(
         figures={
             "fig5b_discrepancy_matrix": figures.discrepancy_matrix(readings),
             "fig5c_discrepancy_by_interval": figures.discrepancy_by_interval_figure(intervals),
-            "fig5d_template_use": figures.template_use_matrix(readings, MEASURE),
+            "fig5d_template_use": figures.template_use_matrix(readings, measure.name),
             "fig5e_time_saved": figures.time_saved_figure(stratified, reference_arm),
             "time_by_arm": figures.time_by_arm_figure(readings),
             "likert_by_arm": figures.likert_figure(likert_summary),
@@ -222,11 +228,12 @@ def run_analysis(
     judge: Optional[Judge] = None,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
+    ratescore_dir: Optional[Path] = None,
 ) -> AnalysisResult:
     """Load the study ``study_name`` (name, or id when an int) and run :func:`analyse_frames` on it.
 
     Raises:
         LookupError: no such study.
-        ValueError: no usable reading in the study.
+        ValueError: no usable reading in the study, or ``ratescore_dir`` is not a loadable RaTEScore folder.
     """
-    return analyse_frames(load_study(session_factory, study_name), out_dir, judge, n_resamples, seed)
+    return analyse_frames(load_study(session_factory, study_name), out_dir, judge, n_resamples, seed, ratescore_dir)
