@@ -220,5 +220,5 @@ def serve(sessions, settings: Settings, args) -> int:
         with sessions.begin() as session:
             info = demo.ensure_demo(session, settings)
         print(demo.describe(info))
-    launch(UIContext(sessions), host=args.host, port=args.port)
+    launch(UIContext(sessions, settings), host=args.host, port=args.port)
     return 0

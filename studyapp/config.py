@@ -15,10 +15,15 @@ class Settings:
         data_dir: folder for the embedded SQLite file and caches (``$STUDYAPP_DATA_DIR``, default ``~/.studyapp``).
         database_url: SQLAlchemy URL (``$STUDYAPP_DATABASE_URL``); default ``sqlite:///{data_dir}/study.db``.
             A PostgreSQL URL such as ``postgresql+psycopg://user:pw@host/db`` works the same.
+        ratescore_dir: local RaTEScore models (``$STUDYAPP_RATESCORE_DIR``, folders ``ner/`` and ``encoder/``) for
+            template use in the analysis; ``None`` means ROUGE-L (see ``analysis.similarity``).
     """
 
     data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
     database_url: str = ""
+    ratescore_dir: Path | None = field(
+        default_factory=lambda: Path(os.environ["STUDYAPP_RATESCORE_DIR"]) if os.environ.get("STUDYAPP_RATESCORE_DIR") else None
+    )
 
     def __post_init__(self):
         if not self.database_url:

@@ -51,7 +51,7 @@ class AnalysisTab:
             study = studies.get_study(session, name or "")
         out_dir = Path(tempfile.mkdtemp(prefix="analysis-"))
         try:
-            result = run_analysis(self.ctx.sessions, study.name, out_dir)
+            result = run_analysis(self.ctx.sessions, study.name, out_dir, ratescore_dir=self.ctx.settings.ratescore_dir)
         except (LookupError, ValueError) as error:
             raise gr.Error(str(error)) from error
         lines = [f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "

@@ -3,11 +3,12 @@
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 from sqlalchemy.orm import Session, sessionmaker
 
+from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, User
 from studyapp.services import accounts
 from studyapp.services.errors import PermissionDenied, StudyError
@@ -15,9 +16,10 @@ from studyapp.services.errors import PermissionDenied, StudyError
 
 @dataclass(frozen=True)
 class UIContext:
-    """Shared by all tabs: ``sessions`` is the process's one session factory."""
+    """Shared by all tabs: ``sessions`` is the process's one session factory; ``settings`` where data lives."""
 
     sessions: sessionmaker[Session]
+    settings: Settings = field(default_factory=Settings)
 
 
 def signed_in_user(session: Session, request: gr.Request | None) -> User:
