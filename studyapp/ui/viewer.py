@@ -11,7 +11,8 @@ from studyapp.ui.context import UIContext, shows_errors, user_action
 
 #: Longest side, in pixels, of the image sent to the browser.
 VIEW_MAX_SIDE = 1024
-FILE_DEFAULT = "File default (VOI from the DICOM header)"
+FILE_DEFAULT = "As stored (the file's own VOI)"
+CUSTOM = "Custom"
 
 
 class Viewer:
@@ -43,9 +44,9 @@ class Viewer:
         for slider in (self.slice, self.zoom):
             slider.input(trigger_mode="always_last", **render)
         for number in (self.center, self.width):
-            number.submit(**render)
+            number.submit(**render).then(lambda: CUSTOM, None, self.preset, api_visibility="private")
         self.preset.input(
-            self._on_preset, [self.case_id, self.stack, self.slice, self.preset, self.zoom],
+            self._on_preset, [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom],
             [self.center, self.width, self.image, self.message], api_visibility="private",
         )
 
@@ -72,7 +73,7 @@ class Viewer:
         stack = stacks[index]
         middle = len(stack.slices) // 2 + 1 if len(stack.slices) > 1 else 1
         image, message = self._image(stack, middle, None, 1.0)
-        presets = [FILE_DEFAULT, *self._presets(stack, middle)]
+        presets = [FILE_DEFAULT, *self._presets(stack, middle), CUSTOM]
         return {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=middle,
                                       visible=len(stack.slices) > 1),
                 self.preset: gr.update(choices=presets, value=FILE_DEFAULT), self.center: None, self.width: None,
@@ -96,9 +97,11 @@ class Viewer:
     def _presets(stack: images.ImageStack, slice_number: int) -> dict:
         path, frame = stack.slices[min(max(int(slice_number), 1), len(stack.slices)) - 1]
         try:
-            return display.window_presets(display.load_frame(path, frame))
+            presets = display.window_presets(display.load_frame(path, frame))
         except display.UndecodableImageError:
             return {}
+        presets.pop("default", None)  # the file's own VOI, which FILE_DEFAULT already renders
+        return presets
 
     def _stacks(self, session, user, case_id):
         if case_id is None:
@@ -120,12 +123,15 @@ class Viewer:
         return self._image(stacks[int(index or 0)], slice_number, window, zoom)
 
     @shows_errors
-    def _on_preset(self, case_id, index, slice_number, preset, zoom, request: gr.Request):
+    def _on_preset(self, case_id, index, slice_number, preset, center, width, zoom, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             stacks = self._stacks(session, user, case_id)
         if not stacks:
             return None, None, None, "This case has no images."
         stack = stacks[int(index or 0)]
-        window = self._presets(stack, slice_number).get(preset)
+        if preset == CUSTOM:
+            window = (float(center), float(width)) if center is not None and width else None
+        else:
+            window = self._presets(stack, slice_number).get(preset)
         image, message = self._image(stack, slice_number, window, zoom)
         return (window[0] if window else None), (window[1] if window else None), image, message

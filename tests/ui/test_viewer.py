@@ -35,3 +35,9 @@ def test_invalid_window_gives_a_message(shared_data):
     stack = ImageStack("PA", "CR", [(str(shared_data / "dicom" / "cxr" / "nih_siim_cr_jpegbaseline.dcm"), 0)])
     image, message = Viewer._image(stack, 1, (100.0, 0.0), 1.0)
     assert image is None and "width" in message.lower()
+
+
+def test_presets_offer_named_windows_but_not_the_stored_one_twice(shared_data):
+    ct = ImageStack("CT", "CT", [(str(p), 0) for p in sorted((shared_data / "dicom" / "ct_series").iterdir())])
+    presets = Viewer._presets(ct, 10)
+    assert "default" not in presets and presets["lung"][1] > presets["mediastinum"][1]

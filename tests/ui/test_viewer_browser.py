@@ -1,0 +1,36 @@
+"""The viewer in a real browser on the demo's real CT series: slice navigation and a CT window preset change the
+rendered image the reader sees."""
+
+from studyapp import demo
+from studyapp.config import Settings
+from studyapp.db.models import Assignment, Case
+from tests.browser import sign_in
+
+
+def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    app = serve_app(lambda session: demo.ensure_demo(session, settings))
+    passwords = {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
+    with app.sessions() as session:  # the reader whose worklist holds the CT case
+        ct_reader = session.query(Assignment).join(Case).filter(Case.case_key == "DEMO-4 (CT)").first().reader.username
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    sign_in(page, app.url, ct_reader, passwords[ct_reader])
+    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    page.wait_for_selector("#viewer-message >> text=Slice 11 of 20", timeout=30_000)
+    image = page.locator("#viewer-image img")
+    first = image.get_attribute("src")
+
+    slice_box = page.get_by_label("Slice / frame").first  # the slider's number box
+    slice_box.fill("3")
+    slice_box.press("Enter")
+    page.wait_for_selector("#viewer-message >> text=Slice 3 of 20", timeout=30_000)
+    page.wait_for_function("(old) => document.querySelector('#viewer-image img').src !== old", arg=first)
+    third = image.get_attribute("src")
+
+    page.get_by_label("Window preset").click()
+    page.get_by_role("option", name="lung").click()
+    page.wait_for_function("(old) => document.querySelector('#viewer-image img').src !== old", arg=third,
+                           timeout=30_000)
+    assert page.get_by_label("Window center").input_value() == "-600"
+    assert page.get_by_label("Window width").input_value() == "1500"
+    page.close()
