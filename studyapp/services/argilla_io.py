@@ -35,15 +35,9 @@ from studyapp.db.comparisons import (
     ComparisonJudgement,
 )
 from studyapp.db.models import User
-from studyapp.services.comparisons import (
-    clinical_context,
-    get_comparison_set,
-    require_coordinator,
-    set_assignments,
-    side_texts,
-    submit_comparison_set,
-    submitted_reader_ids,
-)
+from studyapp.services.comparison_results import set_assignments, submitted_reader_ids
+from studyapp.services.comparisons import get_comparison_set, require_coordinator, side_texts
+from studyapp.services.judging import clinical_context, submit_comparison_set
 from studyapp.services.errors import InvalidInput, StudyError
 
 RECORD_PREFIX = "cmp-"

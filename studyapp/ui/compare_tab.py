@@ -3,7 +3,7 @@ clinical context, Report A and Report B side by side, the three-way choice, and 
 passage, a whole report or the pair. :class:`CompareCoordinatorTab`: sets, assignment and unblinded results.
 
 Blinding: every value sent to the browser comes from :mod:`studyapp.services.comparisons`' blinded views
-(:class:`~studyapp.services.comparisons.BlindedPair`); ``gr.State`` holds only the set and pair ids. Judgements
+(:class:`~studyapp.services.judging.BlindedPair`); ``gr.State`` holds only the set and pair ids. Judgements
 are saved as soon as they are chosen and can be revised until the reader submits the set.
 
 Passage selection happens in the browser: selecting text inside Report A or B records the side and the character
@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from studyapp.db.comparisons import CHOICE_EQUIVALENT, COMMENT_SCORES, SIDE_A, SIDE_B
-from studyapp.services import argilla_io, comparisons, studies
+from studyapp.services import argilla_io, comparison_results, comparisons, judging, studies
 from studyapp.services.errors import InvalidInput
 from studyapp.ui.context import UIContext, shows_errors, user_action
 from studyapp.ui.viewer import Viewer
@@ -79,13 +79,13 @@ WITH_SELECTION = ("(...args) => { args[args.length - 1] = window.compareSelectio
                   "JSON.stringify(window.compareSelection) : ''; return args; }")
 
 
-def _reports_value(pair: comparisons.BlindedPair | None) -> dict:
+def _reports_value(pair: judging.BlindedPair | None) -> dict:
     if pair is None:
         return {"a": "", "b": ""}
     return {"a": html.escape(pair.text_a), "b": html.escape(pair.text_b)}
 
 
-def _comment_label(comment: comparisons.BlindedComment) -> str:
+def _comment_label(comment: judging.BlindedComment) -> str:
     where = "the pair" if comment.side is None else f"Report {comment.side}"
     if comment.passage:
         where += f' [{comment.start}-{comment.end}] "{comment.passage}"'
@@ -151,13 +151,13 @@ class CompareTab:
     # -- screen --------------------------------------------------------------------------------------------------
     def on_load(self, session, user) -> dict:
         """Updates for page load: the reader's sets, resuming at the first pair not yet judged."""
-        sets = comparisons.reader_comparison_sets(session, user)
+        sets = judging.reader_comparison_sets(session, user)
         open_sets = [s for s in sets if not s.submitted]
         chosen = (open_sets or sets or [None])[0]
         return self._screen(session, user, chosen.set_id if chosen else None, None)
 
     def _screen(self, session, user, set_id: int | None, pair_id: int | None, status: str = "") -> dict:
-        sets = comparisons.reader_comparison_sets(session, user)
+        sets = judging.reader_comparison_sets(session, user)
         updates = {self.sets: gr.update(choices=[(s.name, s.set_id) for s in sets], value=set_id),
                    self.set_id: set_id, self.comment_text: "", self.score: None}
         summary = next((s for s in sets if s.set_id == set_id), None)
@@ -170,7 +170,7 @@ class CompareTab:
             })
             updates.update(self.viewer.open(session, user, None))
             return updates
-        pairs = comparisons.blinded_pairs(session, user, set_id)
+        pairs = judging.blinded_pairs(session, user, set_id)
         if pair_id is None:
             pair_id = next((p.pair_id for p in pairs if p.choice is None), pairs[0].pair_id)
         pair = next((p for p in pairs if p.pair_id == pair_id), None)
@@ -209,7 +209,7 @@ class CompareTab:
     @shows_errors
     def judge(self, set_id, pair_id, choice, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
-            comparisons.save_judgement(session, user, pair_id, choice)
+            judging.save_judgement(session, user, pair_id, choice)
             return self._screen(session, user, set_id, pair_id, status="Judgement saved.")
 
     @shows_errors
@@ -225,7 +225,7 @@ class CompareTab:
         elif target in (SIDE_A, SIDE_B):
             side = target
         with user_action(self.ctx, request) as (session, user):
-            comment = comparisons.add_comment(session, user, pair_id, int(score), text or "", side, start, end)
+            comment = judging.add_comment(session, user, pair_id, int(score), text or "", side, start, end)
             if target == TARGET_PASSAGE and comment.passage != chosen["text"]:
                 raise InvalidInput("the selected passage does not match the report text; select it again")
             return self._screen(session, user, set_id, pair_id, status="Comment added.")
@@ -235,13 +235,13 @@ class CompareTab:
         if comment_id is None:
             raise gr.Error("Choose one of your comments to delete.")
         with user_action(self.ctx, request) as (session, user):
-            comparisons.delete_comment(session, user, int(comment_id))
+            judging.delete_comment(session, user, int(comment_id))
             return self._screen(session, user, set_id, pair_id, status="Comment deleted.")
 
     @shows_errors
     def submit_set(self, set_id, pair_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
-            comparisons.submit_comparison_set(session, user, set_id)
+            judging.submit_comparison_set(session, user, set_id)
             return self._screen(session, user, set_id, pair_id, status="Set submitted. Thank you!")
 
 
@@ -318,7 +318,7 @@ class CompareCoordinatorTab:
                    self.per_pair: None}
         if set_id is None:
             return updates
-        results = comparisons.comparison_results(session, user, set_id)
+        results = comparison_results.comparison_results(session, user, set_id)
         bias = results.position_bias
         updates.update({
             self.preference: results.preference.round(3).reset_index(names="cases"),
@@ -378,7 +378,7 @@ class CompareCoordinatorTab:
             raise gr.Error("choose a comparison set first")
         with user_action(self.ctx, request, coordinator=True) as (session, user):
             path = Path(tempfile.mkdtemp(prefix="comparison-")) / f"comparison-{int(set_id)}.csv"
-            comparisons.export_comparison_csv(session, user, int(set_id), path)
+            comparison_results.export_comparison_csv(session, user, int(set_id), path)
             return str(path)
 
     @shows_errors

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from studyapp.db.comparisons import ComparisonComment, ComparisonJudgement, ComparisonSubmission
-from studyapp.services import accounts, argilla_io, comparisons
+from studyapp.services import accounts, argilla_io, comparison_results, judging
 from studyapp.services.errors import InvalidInput, PermissionDenied
 
 from .builders import candidate_text, leaked_names
@@ -46,7 +46,7 @@ def test_export_structure(small, tmp_path):
                for r in records)
     with db() as s:
         reader = accounts.get_user(s, ids["readers"][0])
-        views = comparisons.blinded_pairs(s, reader, ids["set"])
+        views = judging.blinded_pairs(s, reader, ids["set"])
     own = [r for r in records if r["metadata"] == {"reader": reader.username}]
     assert [(r["fields"]["report_a"], r["fields"]["report_b"], r["fields"]["context"]) for r in own] == [
         (v.text_a, v.text_b, v.context) for v in views]
@@ -90,7 +90,7 @@ def test_round_trip_reproduces_judgements(small, tmp_path):
         summary = argilla_io.import_argilla_responses(s, accounts.get_user(s, ids["coordinator"]), ids["set"], folder)
     assert summary.judgements == 12 and summary.submitted_readers == tuple(ids["readers"])
     with db() as s:
-        table = comparisons.comparison_table(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
+        table = comparison_results.comparison_table(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
         judged = table[table.record == "judgement"]
         assert len(judged) == 12 and judged.submitted.all()
         expected = ["equivalent" if key == "C000" else "better" for key in judged.case_key]
@@ -129,8 +129,8 @@ def test_bad_responses_save_nothing(small, tmp_path, mutate, message):
     db, ids = small
     with db.begin() as s:
         reader = accounts.get_user(s, ids["readers"][0])
-        kept = comparisons.blinded_pairs(s, reader, ids["set"])[0]
-        comparisons.save_judgement(s, reader, kept.pair_id, "equivalent")
+        kept = judging.blinded_pairs(s, reader, ids["set"])[0]
+        judging.save_judgement(s, reader, kept.pair_id, "equivalent")
     folder = _export(db, ids, tmp_path / "ds")
     records = _answer(json.loads((folder / "records.json").read_text()), lambda r: "A")
     mutate(records)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from studyapp.db.comparisons import ComparisonComment, ComparisonJudgement
-from studyapp.services import accounts, comparisons
+from studyapp.services import accounts, comparison_results, judging
 from studyapp.services.errors import InvalidInput, NotFound, PermissionDenied
 
 from .builders import leaked_names
@@ -21,12 +21,12 @@ def test_blinded_payload_has_no_source_names(small):
     db, ids = small
     with db.begin() as s:
         reader = _reader(s, ids)
-        pair = comparisons.blinded_pairs(s, reader, ids["set"])[0]
-        comparisons.save_judgement(s, reader, pair.pair_id, "B")
-        comparisons.add_comment(s, reader, pair.pair_id, 2, "too vague", side="A", start=0, end=9)
-        payload = json.dumps([dataclasses.asdict(p) for p in comparisons.blinded_pairs(s, reader, ids["set"])],
+        pair = judging.blinded_pairs(s, reader, ids["set"])[0]
+        judging.save_judgement(s, reader, pair.pair_id, "B")
+        judging.add_comment(s, reader, pair.pair_id, 2, "too vague", side="A", start=0, end=9)
+        payload = json.dumps([dataclasses.asdict(p) for p in judging.blinded_pairs(s, reader, ids["set"])],
                              ensure_ascii=False)
-        summaries = json.dumps([dataclasses.asdict(x) for x in comparisons.reader_comparison_sets(s, reader)])
+        summaries = json.dumps([dataclasses.asdict(x) for x in judging.reader_comparison_sets(s, reader)])
     assert set(json.loads(payload)[0]) == {"pair_id", "position", "case_id", "context", "text_a", "text_b",
                                           "choice", "comments"}
     assert leaked_names(payload) == [] and leaked_names(summaries) == []
@@ -38,32 +38,32 @@ def test_revise_comment_submit(small):
     db, ids = small
     with db.begin() as s:
         reader = _reader(s, ids)
-        pairs = comparisons.blinded_pairs(s, reader, ids["set"])
+        pairs = judging.blinded_pairs(s, reader, ids["set"])
         assert [p.position for p in pairs] == list(range(4))  # 6 pairs x 2 readers / 3 readers
         first = pairs[0]
-        comparisons.save_judgement(s, reader, first.pair_id, "A")
-        view = comparisons.save_judgement(s, reader, first.pair_id, "equivalent")
+        judging.save_judgement(s, reader, first.pair_id, "A")
+        view = judging.save_judgement(s, reader, first.pair_id, "equivalent")
         assert view.choice == "equivalent"
-        comment = comparisons.add_comment(s, reader, first.pair_id, 1, " missed opacity ", side="B",
+        comment = judging.add_comment(s, reader, first.pair_id, 1, " missed opacity ", side="B",
                                           start=10, end=25)
         assert comment.passage == first.text_b[10:25] and comment.text == "missed opacity"
-        comparisons.add_comment(s, reader, first.pair_id, 5, "overall clear")
+        judging.add_comment(s, reader, first.pair_id, 5, "overall clear")
     with db.begin() as s:
         reader = _reader(s, ids)
         with pytest.raises(InvalidInput, match=r"position \[2, 3, 4\] have no judgement"):
-            comparisons.submit_comparison_set(s, reader, ids["set"])
+            judging.submit_comparison_set(s, reader, ids["set"])
     with db.begin() as s:
         reader = _reader(s, ids)
-        for pair in comparisons.blinded_pairs(s, reader, ids["set"])[1:]:
-            comparisons.save_judgement(s, reader, pair.pair_id, "A")
-        comparisons.submit_comparison_set(s, reader, ids["set"])
+        for pair in judging.blinded_pairs(s, reader, ids["set"])[1:]:
+            judging.save_judgement(s, reader, pair.pair_id, "A")
+        judging.submit_comparison_set(s, reader, ids["set"])
     with db.begin() as s:
         reader = _reader(s, ids)
         with pytest.raises(InvalidInput, match="already submitted"):
-            comparisons.save_judgement(s, reader, first.pair_id, "B")
+            judging.save_judgement(s, reader, first.pair_id, "B")
         with pytest.raises(InvalidInput, match="already submitted"):
-            comparisons.add_comment(s, reader, first.pair_id, 4)
-        summary = comparisons.reader_comparison_sets(s, reader)
+            judging.add_comment(s, reader, first.pair_id, 4)
+        summary = judging.reader_comparison_sets(s, reader)
         assert [(x.n_pairs, x.n_judged, x.submitted) for x in summary] == [(4, 4, True)]
     with db() as s:
         judgement = s.query(ComparisonJudgement).filter_by(choice="equivalent").one()
@@ -88,13 +88,13 @@ def test_bad_comments_keep_saved_work(small, kwargs, error, message):
     db, ids = small
     with db.begin() as s:
         reader = _reader(s, ids)
-        pair = comparisons.blinded_pairs(s, reader, ids["set"])[0]
-        comparisons.save_judgement(s, reader, pair.pair_id, "A")
-        comparisons.add_comment(s, reader, pair.pair_id, 4, "good", side="A", start=0, end=4)
+        pair = judging.blinded_pairs(s, reader, ids["set"])[0]
+        judging.save_judgement(s, reader, pair.pair_id, "A")
+        judging.add_comment(s, reader, pair.pair_id, 4, "good", side="A", start=0, end=4)
     args = {"score": 2, "side": None, "start": None, "end": None} | kwargs
     with pytest.raises(error, match=message):
         with db.begin() as s:
-            comparisons.add_comment(s, _reader(s, ids), pair.pair_id, args["score"], "x", side=args["side"],
+            judging.add_comment(s, _reader(s, ids), pair.pair_id, args["score"], "x", side=args["side"],
                                     start=args["start"], end=args["end"])
     with db() as s:
         assert [(c.score, c.passage) for c in s.query(ComparisonComment)] == [(4, pair.text_a[:4])]
@@ -105,20 +105,20 @@ def test_unassigned_reader_and_unknown_pair(small):
     db, ids = small
     with db.begin() as s:
         r0, r1 = _reader(s, ids, 0), _reader(s, ids, 1)
-        own = {p.pair_id for p in comparisons.blinded_pairs(s, r0, ids["set"])}
-        theirs = {p.pair_id for p in comparisons.blinded_pairs(s, r1, ids["set"])}
+        own = {p.pair_id for p in judging.blinded_pairs(s, r0, ids["set"])}
+        theirs = {p.pair_id for p in judging.blinded_pairs(s, r1, ids["set"])}
         foreign = sorted(theirs - own)[0]
-        comparisons.save_judgement(s, r0, sorted(own)[0], "B")
+        judging.save_judgement(s, r0, sorted(own)[0], "B")
     with db.begin() as s:
         r0 = _reader(s, ids, 0)
         with pytest.raises(PermissionDenied, match=f"pair {foreign} is not assigned"):
-            comparisons.save_judgement(s, r0, foreign, "A")
+            judging.save_judgement(s, r0, foreign, "A")
         with pytest.raises(NotFound, match="unknown comparison pair 999"):
-            comparisons.save_judgement(s, r0, 999, "A")
+            judging.save_judgement(s, r0, 999, "A")
         with pytest.raises(InvalidInput, match="unknown choice 'C'"):
-            comparisons.save_judgement(s, r0, sorted(own)[0], "C")
+            judging.save_judgement(s, r0, sorted(own)[0], "C")
         with pytest.raises(PermissionDenied, match="not a coordinator"):
-            comparisons.comparison_table(s, r0, ids["set"])
+            comparison_results.comparison_table(s, r0, ids["set"])
     with db() as s:
         assert s.query(ComparisonJudgement).one().choice == "B"
 
@@ -127,11 +127,11 @@ def test_delete_comment(small):
     db, ids = small
     with db.begin() as s:
         reader = _reader(s, ids)
-        pair = comparisons.blinded_pairs(s, reader, ids["set"])[0]
-        keep = comparisons.add_comment(s, reader, pair.pair_id, 4, "keep")
-        drop = comparisons.add_comment(s, reader, pair.pair_id, 1, "drop")
+        pair = judging.blinded_pairs(s, reader, ids["set"])[0]
+        keep = judging.add_comment(s, reader, pair.pair_id, 4, "keep")
+        drop = judging.add_comment(s, reader, pair.pair_id, 1, "drop")
         with pytest.raises(PermissionDenied, match="is not"):
-            comparisons.delete_comment(s, _reader(s, ids, 1), drop.comment_id)
-        comparisons.delete_comment(s, reader, drop.comment_id)
-        assert [c.text for c in comparisons.blinded_pairs(s, reader, ids["set"])[0].comments] == ["keep"]
+            judging.delete_comment(s, _reader(s, ids, 1), drop.comment_id)
+        judging.delete_comment(s, reader, drop.comment_id)
+        assert [c.text for c in judging.blinded_pairs(s, reader, ids["set"])[0].comments] == ["keep"]
         assert keep.comment_id != drop.comment_id

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from studyapp.db.comparisons import ComparisonAssignment
-from studyapp.services import accounts, comparisons, studies
+from studyapp.services import accounts, comparison_results, comparisons, judging, studies
 from studyapp.services.errors import InvalidInput
 
 from .builders import candidate_text, make_study
@@ -75,12 +75,12 @@ def test_stored_order_maps_judgements_back(small):
     with db.begin() as s:
         for username in ids["readers"]:
             reader = accounts.get_user(s, username)
-            for pair in comparisons.blinded_pairs(s, reader, ids["set"]):
+            for pair in judging.blinded_pairs(s, reader, ids["set"]):
                 assert {pair.text_a, pair.text_b} & candidates
                 # this reader always prefers the candidate report, wherever it was shown
-                comparisons.save_judgement(s, reader, pair.pair_id, "A" if pair.text_a in candidates else "B")
+                judging.save_judgement(s, reader, pair.pair_id, "A" if pair.text_a in candidates else "B")
     with db() as s:
-        table = comparisons.comparison_table(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
+        table = comparison_results.comparison_table(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
         judged = table[table.record == "judgement"]
         assert len(judged) == 12
         assert set(judged.preferred_source) == {"draft:model"}

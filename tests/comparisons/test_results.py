@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from studyapp.db.comparisons import ComparisonAssignment
-from studyapp.services import accounts, comparisons
+from studyapp.services import accounts, comparison_results, comparisons, judging
 
 from .builders import candidate_text, make_study
 
@@ -36,16 +36,16 @@ def paper_set(db):
         comparisons.assign_readers(s, cset)
         reader = readers[0]
         case_index = {c.id: int(c.case_key[1:]) for c in study.cases}
-        for pair in comparisons.blinded_pairs(s, reader, cset.id):
-            comparisons.save_judgement(s, reader, pair.pair_id, _choice(pair, PLAN[case_index[pair.case_id]]))
-        comparisons.submit_comparison_set(s, reader, cset.id)
+        for pair in judging.blinded_pairs(s, reader, cset.id):
+            judging.save_judgement(s, reader, pair.pair_id, _choice(pair, PLAN[case_index[pair.case_id]]))
+        judging.submit_comparison_set(s, reader, cset.id)
         return db, cset.id, coordinator.username
 
 
 def test_known_preference_rates(paper_set):
     db, set_id, coordinator = paper_set
     with db() as s:
-        results = comparisons.comparison_results(s, accounts.get_user(s, coordinator), set_id)
+        results = comparison_results.comparison_results(s, accounts.get_user(s, coordinator), set_id)
     pref = results.preference
     assert results.candidate_source == "draft:model"
     assert pref.loc["overall", ["n", "better", "equivalent", "worse"]].tolist() == [58, 22, 19, 17]
@@ -67,17 +67,17 @@ def test_known_preference_rates(paper_set):
 def test_bootstrap_ci_matches_independent_resampling():
     """Our CI equals numpy percentiles of 1,000 resampled means drawn the way scipy draws them."""
     values = np.array([1.0] * 41 + [0.0] * 17)
-    low, high = comparisons.bootstrap_share_ci(values, n_resamples=1000, seed=42)
+    low, high = comparison_results.bootstrap_share_ci(values, n_resamples=1000, seed=42)
     rng = np.random.default_rng(42)
     means = values[rng.integers(0, values.size, size=(1000, values.size))].mean(axis=1)
     assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=1e-12)
-    assert np.isnan(comparisons.bootstrap_share_ci(np.array([1.0]))[0])
+    assert np.isnan(comparison_results.bootstrap_share_ci(np.array([1.0]))[0])
 
 
 def test_tables_and_position_bias(paper_set):
     db, set_id, coordinator = paper_set
     with db() as s:
-        results = comparisons.comparison_results(s, accounts.get_user(s, coordinator), set_id)
+        results = comparison_results.comparison_results(s, accounts.get_user(s, coordinator), set_id)
     bias = results.position_bias
     judgements = results.judgements
     assert bias.n_a + bias.n_b + bias.n_equivalent == 58 and bias.n_equivalent == 19
@@ -99,10 +99,10 @@ def test_position_bias_detected(small):
     with db.begin() as s:
         for username in ids["readers"]:
             reader = accounts.get_user(s, username)
-            for pair in comparisons.blinded_pairs(s, reader, ids["set"]):
-                comparisons.save_judgement(s, reader, pair.pair_id, "A")
+            for pair in judging.blinded_pairs(s, reader, ids["set"]):
+                judging.save_judgement(s, reader, pair.pair_id, "A")
     with db() as s:
-        results = comparisons.comparison_results(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
+        results = comparison_results.comparison_results(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
     assert (results.position_bias.n_a, results.position_bias.share_a) == (12, 1.0)
     assert results.position_bias.p_value == pytest.approx(2 * 0.5 ** 12)
     assert results.per_reader.share_a.tolist() == [1.0, 1.0, 1.0]
@@ -114,17 +114,17 @@ def test_csv_export_with_passage_offsets(small, tmp_path):
     db, ids = small
     with db.begin() as s:
         reader = accounts.get_user(s, ids["readers"][0])
-        pair = comparisons.blinded_pairs(s, reader, ids["set"])[0]
-        comparisons.save_judgement(s, reader, pair.pair_id, "B")
-        comparisons.add_comment(s, reader, pair.pair_id, 1, "wrong side", side="B", start=0, end=9)
-        comparisons.add_comment(s, reader, pair.pair_id, 5, "fine overall")
+        pair = judging.blinded_pairs(s, reader, ids["set"])[0]
+        judging.save_judgement(s, reader, pair.pair_id, "B")
+        judging.add_comment(s, reader, pair.pair_id, 1, "wrong side", side="B", start=0, end=9)
+        judging.add_comment(s, reader, pair.pair_id, 5, "fine overall")
     with db() as s:
-        comparisons.export_comparison_csv(s, accounts.get_user(s, ids["coordinator"]), ids["set"],
+        comparison_results.export_comparison_csv(s, accounts.get_user(s, ids["coordinator"]), ids["set"],
                                           tmp_path / "out.csv")
         a = s.query(ComparisonAssignment).filter_by(pair_id=pair.pair_id, reader_id=reader.id).one()
         assignment_a_source = comparisons.side_sources(a)
     frame = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
-    assert list(frame.columns) == list(comparisons.EXPORT_COLUMNS)
+    assert list(frame.columns) == list(comparison_results.EXPORT_COLUMNS)
     judgement = frame[frame.record == "judgement"]
     assert len(judgement) == 1
     row = judgement.iloc[0]
