@@ -45,8 +45,8 @@ class CoordinatorTab:
                 self.role = gr.Radio([ROLE_READER, ROLE_COORDINATOR], value=ROLE_READER, label="Role")
             self.add_user = gr.Button("Add account (readers join the selected study)")
             with gr.Row():
-                self.seed = gr.Number(label="Seed (empty: draw one)", value=None, precision=0)
-                self.cases_per_reader = gr.Number(label="Cases per reader (empty: all)", value=None, precision=0)
+                self.seed = gr.Number(label="Seed (recorded with the design)", value=0, precision=0)
+                self.cases_per_reader = gr.Number(label="Cases per reader (0: all)", value=0, precision=0)
             self.assign = gr.Button("Generate balanced assignment")
             self.balance = gr.Code(label="Balance report", language=None)
         gr.Markdown("### Progress")

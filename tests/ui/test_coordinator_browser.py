@@ -45,8 +45,8 @@ def test_coordinator_sets_up_study_and_exports(serve_app, browser, shared_data, 
     page.get_by_label("Password (at least 8 characters)").fill("reader-nine-password")
     page.get_by_role("button", name="Add account (readers join the selected study)").click()
     page.wait_for_selector("#coord-status >> text=Reader of Browser study", timeout=30_000)
-    page.get_by_label("Seed (empty: draw one)").fill("5")
-    page.get_by_label("Cases per reader (empty: all)").fill("3")
+    page.get_by_label("Seed (recorded with the design)").fill("5")
+    page.get_by_label("Cases per reader (0: all)").fill("3")
     page.get_by_role("button", name="Generate balanced assignment").click()
     page.wait_for_selector("#coord-status >> text=seed 5", timeout=30_000)
     page.wait_for_function("() => document.querySelector('#coord-progress').innerText.includes('reader9')",
