@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from studyapp.db.models import Case, ReaderStudy
+from studyapp.services import audit
 from studyapp.services.reading import MAX_REPORT_CHARS
 from studyapp.services.rowfiles import read_rows
 
@@ -87,6 +88,8 @@ def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> 
             result.unchanged += 1
     session.flush()
     result.errors.sort()
+    audit.record(session, "case_info_imported", study_id=study.id, file=Path(path).name, updated=result.updated,
+                 refused_rows=len(result.errors))
     return result
 
 

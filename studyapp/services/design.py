@@ -36,7 +36,16 @@ from typing import NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from studyapp.db.models import Arm, Assignment, Case, Draft, ReaderStudy, Report, StudyReader
+from studyapp.db.models import (
+    Arm,
+    Assignment,
+    Case,
+    Draft,
+    ReaderStudy,
+    Report,
+    StudyReader,
+)
+from studyapp.services import audit
 from studyapp.services.errors import StudyError
 
 
@@ -306,6 +315,8 @@ def generate_assignments(
     )
     session.flush()
 
+    audit.record(session, "assignments_generated", study_id=study.id, seed=seed, readers=len(readers),
+                 cases=len(cases), assignments=len(rows))
     case_key = {c.id: c.case_key for c in cases}
     arm_code = {a.id: a.code for a in arms}
     return BalanceReport.from_rows(

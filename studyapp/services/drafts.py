@@ -20,7 +20,16 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from studyapp.db.models import ARM_TEMPLATE, Arm, Assignment, Case, Draft, ReaderStudy, Report
+from studyapp.db.models import (
+    ARM_TEMPLATE,
+    Arm,
+    Assignment,
+    Case,
+    Draft,
+    ReaderStudy,
+    Report,
+)
+from studyapp.services import audit
 from studyapp.services.errors import InvalidInput
 from studyapp.services.reading import MAX_REPORT_CHARS
 from studyapp.services.rowfiles import RowFileError, read_rows
@@ -88,6 +97,8 @@ def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replac
             result.errors.append((line, problem))
     session.flush()
     result.errors.sort()
+    audit.record(session, "drafts_imported", study_id=study.id, file=Path(path).name, imported=result.imported,
+                 unchanged=result.unchanged, replaced=result.replaced, refused_rows=len(result.errors))
     return result
 
 
@@ -130,6 +141,7 @@ def set_template(session: Session, study: ReaderStudy, text: str) -> ImportResul
         else:
             result.unchanged += 1
     session.flush()
+    audit.record(session, "template_set", study_id=study.id, imported=result.imported, replaced=result.replaced)
     return result
 
 

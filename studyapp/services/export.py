@@ -10,7 +10,16 @@ from rapidfuzz.distance import Levenshtein
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from studyapp.db.models import STATUS_NEW, STATUS_SUBMITTED, Assignment, Case, Draft, ReaderStudy, Report
+from studyapp.db.models import (
+    STATUS_NEW,
+    STATUS_SUBMITTED,
+    Assignment,
+    Case,
+    Draft,
+    ReaderStudy,
+    Report,
+)
+from studyapp.services import audit
 
 #: Columns of the reads CSV, in order, with their meaning (documented for analysts).
 READS_COLUMNS = {
@@ -105,6 +114,7 @@ def export_reads_csv(session: Session, study: ReaderStudy, path: str | Path) -> 
     """Write :func:`reads_table` to ``path`` as UTF-8 CSV and return the table."""
     table = reads_table(session, study)
     table.to_csv(path, index=False)
+    audit.record(session, "reads_exported", study_id=study.id, file=str(path), rows=len(table))
     return table
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from studyapp.db.models import Case, Instance, ReaderStudy, Series
 from studyapp.dicom.io import InstanceHeader, group_by_series, scan_folder
+from studyapp.services import audit
 
 IMPORTED = "imported"
 SKIPPED = "skipped"
@@ -187,4 +188,6 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
                 outcomes[path] = FileOutcome(path, IMPORTED, "; ".join(header.notes))
     session.flush()
     report.files = [outcomes[path] for path in sorted(outcomes)]
+    audit.record(session, "dicom_imported", study_id=study.id, folder=str(folder), **report.counts,
+                 cases_created=report.cases_created)
     return report

@@ -26,10 +26,10 @@ from studyapp.db.comparisons import (
     ComparisonSubmission,
 )
 from studyapp.db.models import (
-    AuditEvent,
     Case,
     User,
 )
+from studyapp.services import audit
 from studyapp.services.comparisons import get_comparison_set, side_texts
 from studyapp.services.errors import InvalidInput, NotFound, PermissionDenied
 
@@ -183,12 +183,8 @@ def _own_open_assignment(session: Session, reader: User, pair_id: int) -> Compar
 
 
 def _log(session: Session, kind: str, reader: User, assignment: ComparisonAssignment, **detail) -> None:
-    session.add(
-        AuditEvent(
-            kind=kind, user_id=reader.id, study_id=assignment.pair.comparison_set.study_id,
-            detail={"comparison_set_id": assignment.set_id, "pair_id": assignment.pair_id, **detail},
-        )
-    )
+    audit.record(session, kind, user=reader, study_id=assignment.pair.comparison_set.study_id,
+                 comparison_set_id=assignment.set_id, pair_id=assignment.pair_id, **detail)
 
 
 def save_judgement(session: Session, reader: User, pair_id: int, choice: str) -> BlindedPair:
@@ -300,11 +296,7 @@ def submit_comparison_set(session: Session, reader: User, set_id: int) -> Compar
     submission = ComparisonSubmission(set_id=set_id, reader_id=reader.id)
     session.add(submission)
     comparison_set = get_comparison_set(session, set_id)
-    session.add(
-        AuditEvent(
-            kind="comparison_submitted", user_id=reader.id, study_id=comparison_set.study_id,
-            detail={"comparison_set_id": set_id},
-        )
-    )
+    audit.record(session, "comparison_submitted", user=reader, study_id=comparison_set.study_id,
+                 comparison_set_id=set_id)
     session.flush()
     return submission

@@ -20,7 +20,6 @@ from studyapp.db.models import (
     STATUS_NEW,
     STATUS_SUBMITTED,
     Assignment,
-    AuditEvent,
     Case,
     Draft,
     LikertResponse,
@@ -30,6 +29,7 @@ from studyapp.db.models import (
     StudyReader,
     User,
 )
+from studyapp.services import audit
 from studyapp.services.errors import InvalidInput, NotFound, PermissionDenied
 
 #: Seconds of clock skew and network delay tolerated when checking reported active time.
@@ -128,11 +128,7 @@ def _starting_text(session: Session, assignment: Assignment) -> str:
 
 
 def _log(session: Session, kind: str, reader: User, assignment: Assignment, **detail) -> None:
-    session.add(
-        AuditEvent(
-            kind=kind, user_id=reader.id, study_id=assignment.study_id, assignment_id=assignment.id, detail=detail
-        )
-    )
+    audit.record(session, kind, user=reader, study_id=assignment.study_id, assignment_id=assignment.id, **detail)
 
 
 def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:

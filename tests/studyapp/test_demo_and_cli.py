@@ -8,7 +8,7 @@ import pytest
 from studyapp import demo
 from studyapp.cli import main
 from studyapp.config import Settings
-from studyapp.db.models import Assignment, Draft
+from studyapp.db.models import Assignment, AuditEvent, Draft
 from studyapp.db.session import open_database
 from studyapp.services import studies
 
@@ -85,6 +85,10 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     reads = pd.read_csv(out_csv)
     assert len(reads) == 9 and set(reads.status) == {"new"}
     assert set(reads.draft_source) <= {"gpt-4o", "medversa", "normal template"}
+    with open_database(url)() as session:
+        kinds = [e.kind for e in session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert kinds == ["dicom_imported", "template_set", "drafts_imported", "case_info_imported",
+                     "assignments_generated", "reads_exported"]
     # refusals name the problem and exit 1
     capsys.readouterr()
     assert run("progress", "No such study") == 1
