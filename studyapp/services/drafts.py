@@ -196,7 +196,7 @@ def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) 
     if not replace:
         return (
             f"conflict: a stored draft for this case and arm has a different {', '.join(differ)}; drafts are "
-            "immutable (import with replace to overwrite)"
+            "immutable (re-import with replace: --replace on the command line, or the app's replace box)"
         )
     read = _reports_on(session, draft.arm_id, [draft.case_id])
     if read:
