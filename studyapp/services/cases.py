@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from studyapp.db.models import Case, ReaderStudy
 from studyapp.services import audit
 from studyapp.services.reading import MAX_REPORT_CHARS
-from studyapp.services.rowfiles import read_rows
+from studyapp.services.rowfiles import read_rows, unknown_key_message
 
 CONTEXT_COLUMNS = ("indication", "comparison", "label", "reference_report", "patient_age", "patient_sex")
 LABELS = ("normal", "abnormal")
@@ -69,7 +69,7 @@ def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> 
         key = row.get("case_key")
         case = cases.get(key.strip()) if isinstance(key, str) else None
         if case is None:
-            result.errors.append((line, f"unknown case_key {key!r}"))
+            result.errors.append((line, unknown_key_message(key, list(cases))))
             continue
         if case.case_key in seen:
             result.errors.append((line, f"case_key {case.case_key!r} already on line {seen[case.case_key]}"))

@@ -32,7 +32,7 @@ from studyapp.db.models import (
 from studyapp.services import audit
 from studyapp.services.errors import InvalidInput
 from studyapp.services.reading import MAX_REPORT_CHARS
-from studyapp.services.rowfiles import RowFileError, read_rows
+from studyapp.services.rowfiles import RowFileError, read_rows, unknown_key_message
 
 TEMPLATE_SOURCE = "normal template"
 REQUIRED_COLUMNS = ("case_key", "arm", "text", "source")
@@ -157,7 +157,7 @@ def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft 
         return f"{', '.join(wrong)} must be text"
     case = cases.get(row["case_key"].strip())
     if case is None:
-        return f"unknown case_key {row['case_key']!r}"
+        return unknown_key_message(row["case_key"], list(cases))
     arm = arms.get(row["arm"].strip())
     if arm is None:
         return f"unknown arm {row['arm']!r}; the study's arms are {', '.join(sorted(arms))}"

@@ -233,7 +233,7 @@ def validate_likert(scales: dict, answers: dict[str, int]) -> None:
     """
     missing = sorted(set(scales) - set(answers))
     if missing:
-        raise InvalidInput(f"please answer: {', '.join(scales[q]['question'] for q in missing)}")
+        raise InvalidInput(f"Please answer: {' '.join(scales[q]['question'] for q in missing)}")
     unknown = sorted(set(answers) - set(scales))
     if unknown:
         raise InvalidInput(f"unknown Likert question(s): {unknown}")

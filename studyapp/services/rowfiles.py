@@ -7,6 +7,7 @@ number and the other rows are still returned, so an import stores what is valid 
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 from pathlib import Path
@@ -97,3 +98,14 @@ def _jsonl_rows(content: str, errors: list[tuple[int, str]]) -> list[tuple[int, 
             continue
         rows.append((line, row))
     return rows
+
+
+def unknown_key_message(key: object, known: list[str]) -> str:
+    """``unknown case_key 'x'`` with the closest known key (letter case ignored) when there is one."""
+    message = f"unknown case_key {key!r}"
+    if isinstance(key, str):
+        lowered = {k.lower(): k for k in known}
+        close = difflib.get_close_matches(key.strip().lower(), list(lowered), n=1, cutoff=0.75)
+        if close:
+            message += f"; did you mean {lowered[close[0]]!r}?"
+    return message

@@ -57,7 +57,8 @@ def get_study(session: Session, name: str) -> ReaderStudy:
     """
     study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == name))
     if study is None:
-        raise NotFound(f"unknown study {name!r}")
+        names = list(session.scalars(select(ReaderStudy.name).order_by(ReaderStudy.id)))
+        raise NotFound(f"unknown study {name!r}; studies: {', '.join(repr(n) for n in names) or 'none yet'}")
     return study
 
 

@@ -51,3 +51,11 @@ def test_jsonl_reimport_is_unchanged_and_wrong_types_are_row_errors(study, tmp_p
         bad.write_bytes(b"case_key,indication\nA,caf\xe9\n")
         with study.begin() as s:
             cases.import_case_info(s, studies.get_study(s, "ctx"), bad)
+
+
+def test_unknown_key_suggests_the_near_match(study, tmp_path):
+    path = tmp_path / "info.csv"
+    path.write_text("case_key,indication\na,Fever.\nQ,x\n")
+    with study.begin() as s:
+        result = cases.import_case_info(s, studies.get_study(s, "ctx"), path)
+    assert result.errors == [(2, "unknown case_key 'a'; did you mean 'A'?"), (3, "unknown case_key 'Q'")]

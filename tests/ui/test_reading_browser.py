@@ -95,7 +95,7 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     page.locator("#finish-report").click()
     # confirming without the Likert answers is refused with a message; the screen stays usable
     page.locator("#confirm-submit").click()
-    page.get_by_text("please answer").first.wait_for(timeout=10_000)
+    page.get_by_text("Please answer").first.wait_for(timeout=10_000)
     assert page.locator("#report-editor textarea").input_value().endswith("No pneumothorax.")
     assert page.locator("#viewer-image img").count() == 1
     assert page.get_by_text("Error", exact=True).count() == 0  # no failed-output overlays
