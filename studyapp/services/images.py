@@ -60,6 +60,7 @@ def case_stacks(session: Session, user: User, case_id: int) -> list[ImageStack]:
         if not slices:
             continue
         views = sorted({i.view_position for i in series.instances if i.view_position})
-        parts = [" / ".join(views) or series.series_description or "image", series.modality or "", f"series {series.series_number or '-'}"]
+        number = f"series {series.series_number}" if series.series_number is not None else ""
+        parts = [" / ".join(views) or series.series_description or "image", series.modality or "", number]
         stacks.append(ImageStack(" · ".join(p for p in parts if p), series.modality, slices))
     return stacks
