@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -25,6 +26,7 @@ def discrepancy_matrix(readings: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z.to_numpy(), x=list(z.columns), y=[f"{r} (mean {means[r]:.2f})" for r in z.index],
         customdata=arm.to_numpy(), colorscale="Reds", colorbar={"title": "urgent+emergent"},
+        zmin=0, zmax=max(1.0, float(np.nanmax(z.to_numpy())) if z.size else 1.0),  # zero is always the palest
         hovertemplate="reader %{y}<br>case %{x}<br>arm %{customdata}<br>discrepancies %{z:.2f}<extra></extra>",
     ))
     fig.update_layout(title="Urgent and emergent discrepancies against peers (Fig. 5b)",
