@@ -322,9 +322,10 @@ class CompareCoordinatorTab:
         bias = results.position_bias
         updates.update({
             self.preference: results.preference.round(3).reset_index(names="cases"),
-            self.bias: (f"Candidate: **{results.candidate_source}** · Report A chosen in {bias.n_a} of "
-                        f"{bias.n_a + bias.n_b} non-equivalent judgements (share {bias.share_a:.2f}, binomial "
-                        f"p = {bias.p_value:.3g}); {bias.n_equivalent} equivalent."),
+            self.bias: (f"Candidate: **{results.candidate_source}** · " + (
+                f"Report A chosen in {bias.n_a} of {bias.n_a + bias.n_b} non-equivalent judgements (share "
+                f"{bias.share_a:.2f}, binomial p = {bias.p_value:.3g}); {bias.n_equivalent} equivalent."
+                if bias.n_a + bias.n_b else f"no A or B preference yet; {bias.n_equivalent} equivalent.")),
             self.per_reader: results.per_reader.round(3),
             self.per_pair: results.per_pair,
         })
