@@ -20,6 +20,10 @@ class SwinEncoder2D(nn.Module):
     ``C = settings.out_channels`` (1024 for Swin-B) and ``h = w = H / (patch_size * 2 ** (stages - 1))`` (7 at
     224 px). Paper section 4.2; Liu et al., "Swin Transformer", ICCV 2021.
 
+    A frozen encoder is a fixed feature extractor: its gradients are off, stochastic depth is off
+    (``drop_path_rate=0``; ``SwinConfig`` defaults to 0.1) and it stays in eval mode when the model is put in
+    train mode, so its features are the same in training and inference.
+
     Args:
         settings: Swin hyper-parameters; ``frozen`` turns off gradients of all encoder weights.
     """
@@ -34,10 +38,19 @@ class SwinEncoder2D(nn.Module):
             depths=list(settings.depths),
             num_heads=list(settings.num_heads),
             window_size=settings.window_size,
+            drop_path_rate=0.0,
         )
         self.swin = SwinModel(config, add_pooling_layer=False)
         if settings.frozen:
             self.swin.requires_grad_(False)
+            self.swin.eval()
+
+    def train(self, mode: bool = True) -> SwinEncoder2D:
+        """Set train/eval mode; a frozen encoder stays in eval mode."""
+        super().train(mode)
+        if self.settings.frozen:
+            self.swin.eval()
+        return self
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Encode ``(B, 3, H, W)`` images to a ``(B, C, h, w)`` feature map.
