@@ -8,7 +8,7 @@ Our format (one folder):
 - ``adapter/``: the peft adapter (LoRA on q/v and the trainable added-token rows);
 - ``model.safetensors``: everything else (encoders, adapters, heads).
 
-Loading is strict: a missing or unexpected key in the adapter or the module weights raises
+Loading is strict: a missing, unexpected or reshaped key in the base LM, the adapter or the module weights raises
 :class:`CheckpointError` (the released code loaded LoRA with ``strict=False`` and silently lost it when peft
 renamed keys: defect 4).
 """
@@ -54,15 +54,25 @@ def build_model(config: MedVersaConfig, llm_path: str | Path, tokenizer: PreTrai
                 dtype: torch.dtype | None = None) -> MedVersaModel:
     """Load the base LM from a local folder, resize its embeddings to the tokenizer, attach LoRA, add heads.
 
+    The LM is loaded strictly: every weight its architecture expects must be in the folder, with its shape
+    (``transformers`` would otherwise initialise a missing weight at random and only log it).
+
     Raises:
-        CheckpointError: the LM folder is missing.
+        CheckpointError: the LM folder is missing, or its weights lack, add or reshape keys of the architecture
+            its ``config.json`` describes.
         ValueError: the tokenizer lacks the added tokens or their ids differ from ``config.token_ids``.
     """
     check_tokenizer(tokenizer, config)
     llm_path = Path(llm_path)
     if not (llm_path / "config.json").is_file():
         raise CheckpointError(f"no causal LM (config.json) in {llm_path}")
-    llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
+    # mismatched shapes are reported in ``info`` (and refused below) instead of a bare RuntimeError
+    llm, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, output_loading_info=True,
+                                                     ignore_mismatched_sizes=True)
+    problems = [f"{len(info[kind])} {kind.replace('_', ' ')} {sorted(info[kind])[:5]}"
+                for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs") if info[kind]]
+    if problems:
+        raise CheckpointError(f"causal LM weights in {llm_path} do not match its config: " + "; ".join(problems))
     if llm.get_input_embeddings().num_embeddings < len(tokenizer):
         llm.resize_token_embeddings(len(tokenizer))
     return MedVersaModel(config, attach_lora(llm, config))
@@ -161,10 +171,14 @@ def load_module_weights(model: MedVersaModel, path: str | Path) -> None:
 
 #: Released key -> our key, as (regex, replacement) pairs tried in order; the first match wins. The group
 #: prefixes come from engine-notes.md; the sub-module names inside each group are our reading of the released
-#: layout (segmentation_models_pytorch names for the 2D UNet). Any key that matches no rule, and any key of ours
-#: that receives nothing, is reported and conversion stops.
+#: layout (segmentation_models_pytorch names for the 2D UNet). Targets are ``adapter:``/``llm:`` keys, module keys,
+#: or ``derived:NAME`` for buffers our LM recomputes from its config (:data:`DERIVED_BUFFERS`): those are checked
+#: against the recomputed value and dropped. Any key that matches no rule, and any key of ours that receives
+#: nothing, is reported and conversion stops.
 _LLM = r"llama_model\.base_model\.model\."
 RELEASED_RULES: tuple[tuple[str, str], ...] = (
+    # transformers 4.28-4.30 saved Llama's rotary inverse frequencies as a persistent buffer of every layer
+    (_LLM + r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$", r"derived:rotary_inv_freq"),
     (_LLM + r"(model\.layers\.\d+\.self_attn\.[qv]_proj)\.(lora_[AB])\.weight$", r"adapter:\1.\2.weight"),
     (_LLM + r"lm_head\.0\.weight$", r"llm:lm_head.weight"),
     (_LLM + r"(model\..+)$", r"llm:\1"),
@@ -189,6 +203,23 @@ RELEASED_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
+def derived_buffers(model: MedVersaModel) -> dict[str, torch.Tensor]:
+    """Values of the ``derived:`` targets of :data:`RELEASED_RULES`, recomputed in float32 from the base LM's
+    config: ``rotary_inv_freq`` ``(head_dim / 2,)`` = ``1 / theta ** (2i / head_dim)`` for the configured rope
+    type and theta (the LM's own rotary-embedding class, so scaling variants are included)."""
+    base = model.backbone.llm.get_base_model()
+    rotary = type(base.model.rotary_emb)(config=base.config)
+    return {"rotary_inv_freq": rotary.inv_freq.float()}
+
+
+def _same_value(given: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Equal up to two units in the last place of ``given``'s dtype (the released file may be bf16/fp16)."""
+    if given.shape != expected.shape or not given.is_floating_point():
+        return False
+    tolerance = 2 * torch.finfo(given.dtype).eps
+    return torch.allclose(given.float(), expected.to(given.dtype).float(), rtol=tolerance, atol=0.0)
+
+
 @dataclass
 class ConversionReport:
     """What the converter did.
@@ -200,6 +231,9 @@ class ConversionReport:
         unmatched: released keys that match no rule.
         unused: our keys (modules and adapter) that received no released weight.
         shape_mismatches: ``our key -> (released shape, expected shape)``.
+        derived: released keys that our LM recomputes from its config (rotary inverse frequencies), checked
+            equal to the recomputed value and dropped.
+        derived_mismatches: ``released key -> problem`` for derived keys whose value or shape differs.
     """
 
     llm: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -208,16 +242,20 @@ class ConversionReport:
     unmatched: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     shape_mismatches: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    derived: list[str] = field(default_factory=list)
+    derived_mismatches: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.unmatched or self.unused or self.shape_mismatches)
+        return not (self.unmatched or self.unused or self.shape_mismatches or self.derived_mismatches)
 
     def summary(self) -> str:
         """One line per problem, for the error message."""
         lines = [f"{len(self.unmatched)} released key(s) match no rule: {self.unmatched[:10]}",
                  f"{len(self.unused)} model key(s) received no weight: {self.unused[:10]}",
-                 f"{len(self.shape_mismatches)} shape mismatch(es): {dict(list(self.shape_mismatches.items())[:5])}"]
+                 f"{len(self.shape_mismatches)} shape mismatch(es): {dict(list(self.shape_mismatches.items())[:5])}",
+                 f"{len(self.derived_mismatches)} derived value(s) differ from the LM config: "
+                 f"{dict(list(self.derived_mismatches.items())[:5])}"]
         return "\n".join(lines)
 
 
@@ -225,12 +263,15 @@ def map_released_state_dict(released: dict[str, torch.Tensor], model: MedVersaMo
     """Rename a released MedVersa state dict to our layout and account for every key.
 
     The added-token rows of the embedding and LM head (released ids 32000-32004, in the order of
-    :data:`engine.configuration.ADDED_TOKENS`) are copied into the adapter's trainable-token rows.
+    :data:`engine.configuration.ADDED_TOKENS`) are copied into the adapter's trainable-token rows. Keys mapped to
+    ``derived:`` targets are compared with :func:`derived_buffers` and listed in ``report.derived`` (dropped) or
+    ``report.derived_mismatches``.
 
     Returns:
         A :class:`ConversionReport`; :func:`convert_released` refuses to write anything unless ``report.ok``.
     """
     report = ConversionReport()
+    derived = derived_buffers(model)
     for key, tensor in released.items():
         for pattern, replacement in RELEASED_RULES:
             if re.match(pattern, key):
@@ -240,7 +281,15 @@ def map_released_state_dict(released: dict[str, torch.Tensor], model: MedVersaMo
             report.unmatched.append(key)
             continue
         kind, _, name = target.partition(":") if ":" in target else ("modules", "", target)
-        if kind == "adapter":
+        if kind == "derived":
+            expected_value = derived[name]
+            if _same_value(tensor, expected_value):
+                report.derived.append(key)
+            else:
+                report.derived_mismatches[key] = (
+                    f"{tuple(tensor.shape)} {tensor.dtype} {tensor.flatten()[:4].tolist()} != recomputed "
+                    f"{tuple(expected_value.shape)} {expected_value[:4].tolist()}")
+        elif kind == "adapter":
             report.adapter[f"base_model.model.{name}"] = tensor
         elif kind == "llm":
             report.llm[name] = tensor
@@ -273,8 +322,9 @@ def convert_released(released: dict[str, torch.Tensor] | str | Path, model: MedV
     replaced. The base LM with the released weights is written to ``out/llm``.
 
     Raises:
-        CheckpointError: any released key matched no rule, any model key received no weight, or a shape differs
-            (the message lists them); nothing is written in that case.
+        CheckpointError: any released key matched no rule, any model key received no weight, a shape differs,
+            or a derived buffer (rotary inverse frequencies) differs from the value the LM config gives (the
+            message lists them); nothing is written in that case.
     """
     if not isinstance(released, dict):
         released = torch.load(released, map_location="cpu", weights_only=True)

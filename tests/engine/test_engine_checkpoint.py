@@ -189,3 +189,51 @@ def test_converter_command(tiny_checkpoint, tmp_path, capsys):
     torch.save(released, tmp_path / "released.pth")
     with pytest.raises(SystemExit, match="backbone.adapter_2d.proj.bias"):
         main(argv[:-1] + [str(tmp_path / "out2")])
+
+
+def test_base_llm_weights_are_loaded_strictly(tiny_checkpoint, tmp_path):
+    """A weight missing from llm/ must not be replaced by a random one without a word."""
+    target = _copy(tiny_checkpoint, tmp_path)
+    path = target / "llm" / "model.safetensors"
+    original = load_file(path)
+    weights = dict(original)
+    weights.pop("model.layers.1.self_attn.o_proj.weight")
+    save_file(weights, path)
+    with pytest.raises(CheckpointError, match=r"1 missing keys \['model.layers.1.self_attn.o_proj.weight'\]"):
+        load_checkpoint(target)
+    weights = dict(original)
+    weights["model.layers.1.self_attn.o_proj.weight"] = torch.zeros(3, 3)
+    weights["model.layers.1.self_attn.rotary_scale"] = torch.zeros(2)
+    save_file(weights, path)
+    with pytest.raises(CheckpointError, match=r"(?s)1 unexpected keys.*rotary_scale.*1 mismatched keys.*o_proj"):
+        load_checkpoint(target)
+
+
+def _inv_freq(theta, head_dim, dtype=torch.float32):
+    """RoPE inverse frequencies 1 / theta ** (2i / d) as transformers 4.28-4.30 stored them (Su et al., RoFormer)."""
+    return (1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)).to(dtype)
+
+
+def test_converter_checks_and_drops_2023_rotary_buffers(tiny_checkpoint, tmp_path):
+    model, tokenizer = load_checkpoint(tiny_checkpoint)
+    llm_config = model.backbone.llm.get_base_model().config
+    head_dim = llm_config.hidden_size // llm_config.num_attention_heads  # 32 / 4 = 8 -> 4 frequencies
+    key = "llama_model.base_model.model.model.layers.{}.self_attn.rotary_emb.inv_freq"
+    released = _synthetic_released(model)
+    released[key.format(0)] = _inv_freq(10000.0, head_dim)
+    released[key.format(1)] = _inv_freq(10000.0, head_dim, torch.bfloat16)  # a bf16 state dict
+    report = convert_released(dict(released), model, tokenizer, tmp_path / "converted")
+    assert report.ok and sorted(report.derived) == [key.format(0), key.format(1)]
+    assert not any("inv_freq" in k for k in report.llm)
+    converted, _ = load_checkpoint(tmp_path / "converted")  # strict LM load: nothing extra was written
+    torch.testing.assert_close(converted.backbone.llm.get_base_model().model.rotary_emb.inv_freq,
+                               _inv_freq(10000.0, head_dim))
+
+    fresh, _ = load_checkpoint(tiny_checkpoint)
+    released[key.format(1)] = _inv_freq(500000.0, head_dim)  # another rope theta than the LM config's
+    with pytest.raises(CheckpointError, match=r"1 derived value\(s\) differ.*layers\.1\.self_attn\.rotary_emb"):
+        convert_released(dict(released), fresh, tokenizer, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    released[key.format(1)] = _inv_freq(10000.0, head_dim + 2)
+    with pytest.raises(CheckpointError, match=r"derived value.*\(5,\)"):
+        convert_released(released, fresh, tokenizer, tmp_path / "refused")
