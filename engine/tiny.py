@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
 from engine.checkpoint import build_model, save_checkpoint
@@ -29,7 +29,8 @@ _BASE_TEXTS = (
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 600) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on ``texts`` (plus the instruction templates) in memory, wrapped in
-    ``PreTrainedTokenizerFast`` with ``<s>``/``</s>``/``<unk>``/``<pad>``; the MedVersa tokens are not added here."""
+    ``PreTrainedTokenizerFast`` with ``<s>``/``</s>``/``<unk>``/``<pad>``. Like Llama's tokenizer it prepends BOS
+    when special tokens are added (``encode(text)`` starts with ``<s>``). The MedVersa tokens are not added here."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -37,6 +38,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 600) -> PreTrainedTo
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     corpus = [*texts, *_BASE_TEXTS, *(t for templates in TEMPLATES.values() for t in templates)]
     tokenizer.train_from_iterator(corpus, trainer)
+    bos = tokenizer.token_to_id("<s>")  # Llama's post-processor: BOS before each sequence, no EOS
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                             special_tokens=[("<s>", bos)])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", pad_token="<pad>")
 

@@ -76,6 +76,7 @@ def test_one_bos_in_training_and_inference(tiny_checkpoint):
     inference_ids = encode_prompt(tokenizer, prompt)
     train_ids, labels = encode_example(tokenizer, prompt, "No acute disease.")
     bos = tokenizer.bos_token_id
+    assert tokenizer.encode("No acute disease.")[0] == bos  # adds BOS itself, like Llama's tokenizer
     assert inference_ids.count(bos) == 1 and inference_ids[0] == bos
     assert train_ids.count(bos) == 1
     assert train_ids[: len(inference_ids)] == inference_ids
@@ -153,3 +154,51 @@ def test_clean_answer_drops_control_characters_but_keeps_layout():
     assert clean_answer("FINDINGS:\tclear\x00\x07 lungs.\nIMPRESSION: normal.###junk") == (
         "FINDINGS:\tclear lungs.\nIMPRESSION: normal."
     )
+
+
+def _permutation_affine(order):
+    """``P`` with ``old_index = P @ new_index`` for ``new = np.transpose(old, order)``."""
+    matrix = np.zeros((4, 4))
+    matrix[3, 3] = 1
+    for new_axis, old_axis in enumerate(order):
+        matrix[old_axis, new_axis] = 1
+    return matrix
+
+
+def _flip_affine(shape, axes):
+    """``F`` with ``old_index = F @ new_index`` for ``new = np.flip(old, axes)``."""
+    matrix = np.eye(4)
+    for axis in axes:
+        matrix[axis, axis], matrix[axis, 3] = -1, shape[axis] - 1
+    return matrix
+
+
+def test_mask_content_survives_flipped_and_permuted_storage(shared_data, tmp_path):
+    """Released defect 8: one organ mask (TotalSegmentator label) stored flipped and/or with permuted axes, each
+    with a consistent affine, lands on the same model grid and comes back onto each file's grid (Dice > 0.95)."""
+    seg = nib.load(shared_data / "nifti" / "example_seg.nii.gz")
+    labels = np.asarray(seg.dataobj)
+    values, counts = np.unique(labels[labels > 0], return_counts=True)
+    truth = (labels == values[np.argmax(counts)]).astype(np.float32)  # the largest organ, (122, 101, 30)
+    order = (2, 0, 1)
+    permuted = np.transpose(truth, order)
+    variants = {
+        "as stored": (truth, seg.affine),
+        "y flipped": (np.flip(truth, 1), seg.affine @ _flip_affine(truth.shape, [1])),
+        "axes permuted": (permuted, seg.affine @ _permutation_affine(order)),
+        "permuted, 2 flips": (np.flip(permuted, (0, 2)),
+                              seg.affine @ _permutation_affine(order) @ _flip_affine(permuted.shape, [0, 2])),
+    }
+    reference = None
+    for name, (mask, affine) in variants.items():
+        path = tmp_path / f"{name.replace(' ', '_').replace(',', '')}.nii.gz"
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(mask), affine), path)
+        prepared = prepare_volume(load_volume(path), TINY.unet3d, clip_hu=False)
+        grid = prepared.spatial.as_tensor()[0]  # (16, 48, 48), S-A-R
+        if reference is None:
+            reference = grid
+        torch.testing.assert_close(grid, reference, rtol=0, atol=1e-5, msg=f"{name}: another model grid")
+        restored = restore_volume((grid > 0.5).float()[None], prepared) > 0.5
+        assert restored.shape == mask.shape, name
+        dice = 2 * (restored & (mask > 0.5)).sum() / (restored.sum() + (mask > 0.5).sum())
+        assert dice > 0.95, f"{name}: Dice {dice:.3f}"
