@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
@@ -84,6 +85,41 @@ class Seg2DSettings:
     num_groups: int = 16
 
 
+class BoxActivation(str, Enum):
+    """What the detection head applies to its last layer's four outputs."""
+
+    NONE = "none"  # raw outputs are the box (the released code and weights)
+    SIGMOID = "sigmoid"  # squashed into (0, 1)
+
+
+@dataclass
+class DetectionSettings:
+    """Detection head: LayerNorm(E) -> Linear(E, hidden) -> ReLU -> LayerNorm(hidden) -> Linear(hidden, 4) = one
+    normalized xyxy box per ``<DET>`` (paper section 4.2, Fig. 8; engine-notes.md, "Orchestration").
+
+    Args:
+        hidden: width of the hidden layer (paper: 256).
+        box_activation: ``"none"`` (default): the raw outputs are the box, as in the released code, which trained
+            them with SmoothL1 against targets in [0, 1]; converted released weights need it. ``"sigmoid"``: the
+            outputs are squashed into (0, 1), an option for heads trained from scratch. Either way the loss is
+            taken on the head's output and boxes are clamped to [0, 1] only when returned
+            (:func:`engine.heads.detection.normalized_xyxy`).
+
+    Raises:
+        ValueError: ``box_activation`` is not one of :class:`BoxActivation`'s values.
+    """
+
+    hidden: int = 256
+    box_activation: BoxActivation = BoxActivation.NONE
+
+    def __post_init__(self) -> None:
+        try:
+            self.box_activation = BoxActivation(self.box_activation)
+        except ValueError:
+            choices = [a.value for a in BoxActivation]
+            raise ValueError(f"detection.box_activation must be one of {choices}, got {self.box_activation!r}") from None
+
+
 @dataclass
 class LoraSettings:
     """LoRA on the LLM (paper: r=16, alpha=16, dropout 0.1 on q_proj and v_proj)."""
@@ -96,13 +132,18 @@ class LoraSettings:
 
 @dataclass
 class LossWeights:
-    """Weights of the loss terms (paper section 4.3: focal and Dice with equal weight).
+    """Weights of the loss terms.
 
-    The released code used 100 x SmoothL1 for boxes and 10 x focal - log(Dice); the defaults follow the paper.
+    Args:
+        language: next-token cross-entropy.
+        box: SmoothL1 on normalized xyxy boxes; 100 as in the released code (engine-notes.md, "Losses"; the paper
+            gives no value).
+        focal, dice: segmentation terms; equal weight as in the paper (section 4.3). The released code used
+            10 x focal - log(Dice).
     """
 
     language: float = 1.0
-    box: float = 1.0
+    box: float = 100.0
     focal: float = 1.0
     dice: float = 1.0
 
@@ -117,7 +158,7 @@ class MedVersaConfig:
         hidden_size: width ``E`` of the LLM (4096 for Llama-2-7B).
         visual_grid: adapters pool each image to this grid; ``visual_grid[0] * visual_grid[1]`` visual tokens
             per image (paper: 3 x 3 = 9).
-        detection_hidden: width of the detection head's hidden layer (paper: 256).
+        detection: the detection head (:class:`DetectionSettings`).
         token_ids: ids of the added tokens (:data:`ADDED_TOKENS`) in the tokenizer, filled when the tokenizer is
             built; checked against the tokenizer on load.
         stop_strings: generation stops when the answer ends with one of these (the released prompt format
@@ -135,7 +176,7 @@ class MedVersaConfig:
     swin: SwinSettings = field(default_factory=SwinSettings)
     unet3d: UNet3DSettings = field(default_factory=UNet3DSettings)
     seg2d: Seg2DSettings = field(default_factory=Seg2DSettings)
-    detection_hidden: int = 256
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     losses: LossWeights = field(default_factory=LossWeights)
     token_ids: dict[str, int] = field(default_factory=dict)
@@ -174,7 +215,8 @@ class MedVersaConfig:
 
     @classmethod
     def paper_7b(cls) -> MedVersaConfig:
-        """The paper's configuration: Llama-2-7B-chat (hidden 4096), Swin-B 224, 9 tokens, LoRA r=16 alpha=16."""
+        """The paper's configuration: Llama-2-7B-chat (hidden 4096), Swin-B 224, 9 tokens, LoRA r=16 alpha=16;
+        detection head without box activation and box loss weight 100 (released code and weights)."""
         return cls()
 
     @classmethod
@@ -185,7 +227,7 @@ class MedVersaConfig:
             swin=SwinSettings(image_size=32, patch_size=4, embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=2),
             unet3d=UNet3DSettings(volume_size=(16, 48, 48), channels=(4, 8, 8, 8, 8), num_groups=2),
             seg2d=Seg2DSettings(image_size=32, decoder_channels=(16, 16, 16, 16, 16), num_groups=16),
-            detection_hidden=16,
+            detection=DetectionSettings(hidden=16),
             lora=LoraSettings(r=4, alpha=4, dropout=0.0),
         )
 
@@ -204,8 +246,8 @@ class MedVersaConfig:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown MedVersa config keys: {unknown}")
-        nested = {"swin": SwinSettings, "unet3d": UNet3DSettings, "seg2d": Seg2DSettings, "lora": LoraSettings,
-                  "losses": LossWeights}
+        nested = {"swin": SwinSettings, "unet3d": UNet3DSettings, "seg2d": Seg2DSettings,
+                  "detection": DetectionSettings, "lora": LoraSettings, "losses": LossWeights}
         kwargs = {}
         for name, value in data.items():
             if name in nested:

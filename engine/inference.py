@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from engine.checkpoint import load_checkpoint
 from engine.configuration import DET_TOKEN, IMAGE_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
+from engine.heads import normalized_xyxy
 from engine.modeling import MedVersaModel
 from engine.processing import (
     Modality,
@@ -64,7 +65,8 @@ class PreparedImage:
 
 @dataclass
 class Box:
-    """One detection: ``label`` is the class name written before its ``<DET>``; ``xyxy`` normalized to [0, 1];
+    """One detection: ``label`` is the class name written before its ``<DET>``; ``xyxy`` normalized, ordered and
+    clamped to [0, 1] (:func:`engine.heads.normalized_xyxy`);
     ``xyxy_pixels`` in pixels of the original image (x to the right, y down); ``image_index`` = i of ``<img{i}>``."""
 
     label: str
@@ -346,9 +348,7 @@ class MedVersa:
         states, rows = self._states(hidden, ids, DET_TOKEN)
         if not len(rows):
             return
-        raw = self.model.detection_head(states).float().cpu()
-        xyxy = torch.stack([torch.minimum(raw[:, 0], raw[:, 2]), torch.minimum(raw[:, 1], raw[:, 3]),
-                            torch.maximum(raw[:, 0], raw[:, 2]), torch.maximum(raw[:, 1], raw[:, 3])], dim=1)
+        xyxy = normalized_xyxy(self.model.detection_head(states).float().cpu())
         counts: dict[int, int] = {}
         for box, row in zip(xyxy.tolist(), rows.tolist()):
             images = prepared[row]

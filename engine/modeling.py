@@ -157,10 +157,12 @@ class MedVersaOutput:
     """Attributes:
     loss: scalar total loss (weighted sum of the parts present), ``None`` without targets.
     language_loss: scalar next-token cross-entropy over ``labels != -100``.
-    box_loss: scalar SmoothL1 between predicted and target normalized xyxy boxes.
+    box_loss: scalar SmoothL1 between the head's outputs (unclamped) and the target normalized xyxy boxes; weighted
+        by ``config.losses.box`` in ``loss``.
     seg2d_loss, seg3d_loss: scalar focal + Dice (equal weight by default, paper section 4.3).
     logits: ``(B, L, V)``.
-    boxes: ``(K_det, 4)`` predicted normalized xyxy boxes, one per ``<DET>``, or ``None``.
+    boxes: ``(K_det, 4)`` the detection head's outputs, one normalized xyxy box per ``<DET>``, unclamped (see
+        :class:`engine.heads.DetectionHead`; :func:`engine.heads.normalized_xyxy` makes them valid boxes), or ``None``.
     mask_logits_2d: ``(K_2d, 1, H, W)`` or ``None``; mask_logits_3d: ``(K_3d, 1, D, H, W)`` or ``None``.
     """
 
@@ -269,7 +271,7 @@ class MedVersaModel(nn.Module):
             )
         self.config = config
         self.backbone = MedVersaBackbone(config, llm)
-        self.detection_head = DetectionHead(config.hidden_size, config.detection_hidden)
+        self.detection_head = DetectionHead(config.hidden_size, config.detection)
         self.seg2d_head = SegmentationHead2D(config.hidden_size, config.seg2d)
         self.seg3d_head = SegmentationHead3D(config.hidden_size, config.unet3d)
         self.seg_loss = DiceFocalLoss(sigmoid=True, lambda_dice=config.losses.dice, lambda_focal=config.losses.focal)

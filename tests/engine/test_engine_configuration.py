@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from engine.configuration import MedVersaConfig, UNet3DSettings
+from engine.configuration import BoxActivation, MedVersaConfig, UNet3DSettings
 
 
 def test_paper_7b_values():
@@ -13,6 +13,9 @@ def test_paper_7b_values():
     assert (config.lora.r, config.lora.alpha, config.lora.dropout) == (16, 16, 0.1)
     assert config.lora.target_modules == ("q_proj", "v_proj")
     assert config.unet3d.volume_size == (64, 192, 192)
+    # released code and weights (engine-notes.md): raw box outputs, 100 x SmoothL1
+    assert (config.detection.hidden, config.detection.box_activation) == (256, BoxActivation.NONE)
+    assert config.losses.box == 100.0
 
 
 def test_save_load_round_trip(tmp_path):
@@ -21,7 +24,11 @@ def test_save_load_round_trip(tmp_path):
     config.save(tmp_path)
     loaded = MedVersaConfig.load(tmp_path)
     assert loaded == config
-    assert json.loads((tmp_path / "config.json").read_text())["unet3d"]["volume_size"] == [16, 48, 48]
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["unet3d"]["volume_size"] == [16, 48, 48]
+    assert stored["detection"] == {"hidden": 16, "box_activation": "none"}
+    stored["detection"]["box_activation"] = "sigmoid"
+    assert MedVersaConfig.from_dict(stored).detection.box_activation is BoxActivation.SIGMOID
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,20 @@ def test_two_det_tokens_give_two_boxes_read_at_their_positions(medversa, force, 
     with torch.no_grad():
         raw = medversa.model(MedVersaInputs(ids, mask, pixel_values_2d=image.pixel_values[None])).boxes
     expected = torch.stack([raw[:, [0, 2]].min(1).values, raw[:, [1, 3]].min(1).values,
-                            raw[:, [0, 2]].max(1).values, raw[:, [1, 3]].max(1).values], dim=1)
+                            raw[:, [0, 2]].max(1).values, raw[:, [1, 3]].max(1).values], dim=1).clamp(0, 1)
     torch.testing.assert_close(torch.tensor([b.xyxy for b in result.boxes]), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_returned_boxes_are_clamped_to_the_image(tiny_checkpoint, force, cxr_dicom):
+    """Raw head outputs (no activation, as in the released weights) may leave [0, 1]; returned boxes may not."""
+    mv = MedVersa.from_checkpoint(tiny_checkpoint)
+    last = mv.model.detection_head.mlp[4]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.2, -0.3, 0.4, 0.6]))
+    result = _generate(mv, force, [cxr_dicom], instruction(Task.DETECTION, target="heart"), f"heart {DET_TOKEN}.###")
+    assert result.boxes[0].xyxy == pytest.approx((0.4, 0.0, 1.0, 0.6))
+    assert result.boxes[0].xyxy_pixels == pytest.approx((0.4 * 1024, 0.0, 1024.0, 0.6 * 1024))
 
 
 def test_2dseg_mask_on_the_original_grid(medversa, force, shared_data):

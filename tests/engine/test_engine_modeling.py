@@ -55,7 +55,8 @@ def _grads(model):
 @pytest.mark.parametrize("task", ["report", "detection", "seg2d", "seg3d"])
 def test_forward_each_task_loss_and_gradients(trainable, task, cxr_dicom, nifti_ct):
     model, tokenizer = trainable
-    mv = MedVersa(model, tokenizer)
+    mv = MedVersa(model, tokenizer)  # for prepare_image; it puts the model in eval mode
+    model.train()
     if task == "seg3d":
         volume = mv.prepare_image(nifti_ct).pixel_values[None]
         batch = _batch(model, tokenizer, instruction(Task.SEGMENTATION, target="liver"),
@@ -78,6 +79,9 @@ def test_forward_each_task_loss_and_gradients(trainable, task, cxr_dicom, nifti_
     expected_parts = {"report": [], "detection": ["box_loss"], "seg2d": ["seg2d_loss"], "seg3d": ["seg3d_loss"]}
     for part in expected_parts[task]:
         assert getattr(out, part) is not None and getattr(out, part).item() > 0
+    if task == "detection":  # SmoothL1 on the head's raw outputs, weighted 100 (released code)
+        torch.testing.assert_close(out.box_loss, torch.nn.functional.smooth_l1_loss(out.boxes, batch.boxes))
+        torch.testing.assert_close(out.loss, out.language_loss + 100 * out.box_loss)
     out.loss.backward()
     grads = _grads(model)
     nonzero = {n for n, g in grads.items() if g is not None and g.abs().sum() > 0}
@@ -98,6 +102,7 @@ def test_forward_each_task_loss_and_gradients(trainable, task, cxr_dicom, nifti_
     frozen = [p for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all(p.grad is None for p in frozen)
     assert not any(p.requires_grad for p in model.backbone.encoder_2d.parameters())
+    assert model.training and not model.backbone.encoder_2d.swin.training
     base = model.backbone.llm.get_base_model()
     assert not base.model.layers[0].self_attn.q_proj.base_layer.weight.requires_grad
 
