@@ -68,7 +68,7 @@ def build_model(config: MedVersaConfig, llm_path: str | Path, tokenizer: PreTrai
         raise CheckpointError(f"no causal LM (config.json) in {llm_path}")
     # mismatched shapes are reported in ``info`` (and refused below) instead of a bare RuntimeError
     llm, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, output_loading_info=True,
-                                                     ignore_mismatched_sizes=True)
+                                                     ignore_mismatched_sizes=True, local_files_only=True)
     problems = [f"{len(info[kind])} {kind.replace('_', ' ')} {sorted(info[kind])[:5]}"
                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs") if info[kind]]
     if problems:
@@ -119,7 +119,7 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype | None = None,
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {directory}")
     config = MedVersaConfig.load(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     model = build_model(config, resolve_llm_path(directory, config), tokenizer, dtype=dtype)
     load_adapter_weights(model, directory / ADAPTER_DIR / ADAPTER_WEIGHTS)
     load_module_weights(model, directory / WEIGHTS_NAME)
@@ -362,8 +362,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", choices=["7b", "tiny"], default="7b")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
+    for flag, path, is_folder in (("--released", args.released, False), ("--llm", args.llm, True),
+                                  ("--tokenizer", args.tokenizer, True)):
+        if path is not None and not (path.is_dir() if is_folder else path.is_file()):
+            parser.error(f"{flag} {path}: no such {'folder' if is_folder else 'file'} (weights load from local paths only)")
     config = MedVersaConfig.paper_7b() if args.config == "7b" else MedVersaConfig.tiny()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.llm)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.llm, local_files_only=True)
     add_medversa_tokens(tokenizer, config)
     model = build_model(config, args.llm, tokenizer, dtype=torch.bfloat16 if args.config == "7b" else None)
     try:

@@ -191,6 +191,19 @@ def test_converter_command(tiny_checkpoint, tmp_path, capsys):
         main(argv[:-1] + [str(tmp_path / "out2")])
 
 
+@pytest.mark.parametrize("flag, value", [("--llm", "Llama-2-7b-chat-hf"), ("--released", "missing.pth")])
+def test_converter_refuses_paths_that_are_not_local(tiny_checkpoint, tmp_path, capsys, flag, value):
+    """A hub-like name or a missing file is refused before anything is loaded (nothing is fetched)."""
+    from engine.checkpoint import main
+
+    (tmp_path / "released.pth").write_bytes(b"")
+    args = {"--released": str(tmp_path / "released.pth"), "--llm": str(tiny_checkpoint / "llm"),
+            "--out": str(tmp_path / "out"), flag: value}
+    with pytest.raises(SystemExit):
+        main([item for pair in args.items() for item in pair])
+    assert f"{flag} {value}: no such" in capsys.readouterr().err
+
+
 def test_base_llm_weights_are_loaded_strictly(tiny_checkpoint, tmp_path):
     """A weight missing from llm/ must not be replaced by a random one without a word."""
     target = _copy(tiny_checkpoint, tmp_path)
