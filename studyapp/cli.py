@@ -32,13 +32,13 @@ def _read_password(args) -> str:
         raise StudyError("no password given: run in a terminal, or pass --password-env VARIABLE") from None
 
 
-def cmd_create_study(session, args):
+def _cmd_create_study(session, args):
     template = Path(args.template_file).read_text(encoding="utf-8") if args.template_file else ""
     study = studies.create_study(session, args.name, template_text=template, seed=args.seed)
     print(f"created study {study.name!r} with arms {', '.join(a.code for a in study.arms)}")
 
 
-def cmd_import_dicom(session, args):
+def _cmd_import_dicom(session, args):
     study = studies.get_study(session, args.study)
     report = ingest.import_folder(session, study, Path(args.folder))
     if study.template_text:
@@ -63,23 +63,23 @@ def _print_import(result: drafts.ImportResult) -> int:
     return _print_row_errors(result.errors)
 
 
-def cmd_import_drafts(session, args):
+def _cmd_import_drafts(session, args):
     return _print_import(drafts.import_drafts(session, studies.get_study(session, args.study), Path(args.file),
                                        replace=args.replace))
 
 
-def cmd_set_template(session, args):
+def _cmd_set_template(session, args):
     text = Path(args.file).read_text(encoding="utf-8")
     return _print_import(drafts.set_template(session, studies.get_study(session, args.study), text))
 
 
-def cmd_import_case_info(session, args):
+def _cmd_import_case_info(session, args):
     result = cases.import_case_info(session, studies.get_study(session, args.study), Path(args.file))
     print(f"updated {result.updated}, unchanged {result.unchanged}, errors {len(result.errors)}")
     return _print_row_errors(result.errors)
 
 
-def cmd_add_user(session, args):
+def _cmd_add_user(session, args):
     role = ROLE_COORDINATOR if args.coordinator else ROLE_READER
     study = studies.get_study(session, args.study) if args.study else None
     user = accounts.add_user(session, args.username, _read_password(args), role=role, display_name=args.display_name)
@@ -88,34 +88,35 @@ def cmd_add_user(session, args):
     print(f"added {role} {user.username!r}" + (f", a reader of {study.name!r}" if study else ""))
 
 
-def cmd_add_reader(session, args):
+def _cmd_add_reader(session, args):
     study = studies.get_study(session, args.study)
     accounts.enroll_reader(session, study, accounts.get_user(session, args.username))
     print(f"{args.username!r} is a reader of {study.name!r}")
 
 
-def cmd_assign(session, args):
+def _cmd_assign(session, args):
     report = design.generate_assignments(
         session, studies.get_study(session, args.study), seed=args.seed, cases_per_reader=args.cases_per_reader
     )
     print(report.format())
 
 
-def cmd_progress(session, args):
+def _cmd_progress(session, args):
     table = export.progress_table(session, studies.get_study(session, args.study))
     print(table.to_string(index=False) if not table.empty else "no assignments yet")
 
 
-def cmd_export(session, args):
+def _cmd_export(session, args):
     table = export.export_reads_csv(session, studies.get_study(session, args.study), Path(args.out))
     print(f"wrote {len(table)} rows to {args.out}")
 
 
-def cmd_demo(session, args):
+def _cmd_demo(session, args):
     print(demo.describe(demo.ensure_demo(session, Settings(data_dir=Path(args.data_dir)))))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: ``--serve`` and one sub-command per coordinator action."""
     parser = argparse.ArgumentParser(
         prog="app.py", description="Reader-study platform for AI-assisted radiology reporting (MedVersa)."
     )
@@ -131,29 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--template-file", help="text file with the normal template")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=cmd_create_study)
+    p.set_defaults(run=_cmd_create_study)
 
     p = sub.add_parser("import-dicom", help="import a DICOM folder (recursive) as cases of a study")
     p.add_argument("study")
     p.add_argument("folder")
-    p.set_defaults(run=cmd_import_dicom)
+    p.set_defaults(run=_cmd_import_dicom)
 
     p = sub.add_parser("import-drafts", help="import drafts from CSV/JSONL (case_key, arm, text, source)")
     p.add_argument("study")
     p.add_argument("file")
     p.add_argument("--replace", action="store_true", help="replace drafts no reader has opened")
-    p.set_defaults(run=cmd_import_drafts)
+    p.set_defaults(run=_cmd_import_drafts)
 
     p = sub.add_parser("import-case-info", help="set indication, comparison, label, reference report per case "
                        "from CSV/JSONL (case_key + any of those columns)")
     p.add_argument("study")
     p.add_argument("file")
-    p.set_defaults(run=cmd_import_case_info)
+    p.set_defaults(run=_cmd_import_case_info)
 
     p = sub.add_parser("set-template", help="set the normal template text (arm 'template') from a file")
     p.add_argument("study")
     p.add_argument("file")
-    p.set_defaults(run=cmd_set_template)
+    p.set_defaults(run=_cmd_set_template)
 
     p = sub.add_parser("add-user", help="add a reader or coordinator account (password prompted)")
     p.add_argument("username")
@@ -161,30 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--display-name", default="")
     p.add_argument("--study", help="also make the new reader a reader of this study")
     p.add_argument("--password-env", help="read the password from this environment variable instead of a prompt")
-    p.set_defaults(run=cmd_add_user)
+    p.set_defaults(run=_cmd_add_user)
 
     p = sub.add_parser("add-reader", help="make an existing reader account a reader of a study")
     p.add_argument("study")
     p.add_argument("username")
-    p.set_defaults(run=cmd_add_reader)
+    p.set_defaults(run=_cmd_add_reader)
 
     p = sub.add_parser("assign", help="generate the balanced reader x case x arm assignment and print its balance")
     p.add_argument("study")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--cases-per-reader", type=int, default=None)
-    p.set_defaults(run=cmd_assign)
+    p.set_defaults(run=_cmd_assign)
 
     p = sub.add_parser("progress", help="progress per reader")
     p.add_argument("study")
-    p.set_defaults(run=cmd_progress)
+    p.set_defaults(run=_cmd_progress)
 
     p = sub.add_parser("export", help="export the reads CSV (one row per reader x case)")
     p.add_argument("study")
     p.add_argument("out")
-    p.set_defaults(run=cmd_export)
+    p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("demo", help="create the demo study from the DICOM shipped in assets/ (idempotent)")
-    p.set_defaults(run=cmd_demo)
+    p.set_defaults(run=_cmd_demo)
     return parser
 
 

@@ -33,11 +33,12 @@ class AnalysisTab:
         self.summary = gr.Dataframe(label="Per-arm summary with 95% bootstrap CIs", interactive=False)
         self.plots = {name: gr.Plot(label=title) for name, title in FIGURES.items()}
         self.files = gr.File(label="Report and tables", file_count="multiple", interactive=False, elem_id="analysis-files")
-        self.run.click(self.analyse, [self.study], [self.status, self.summary, *self.plots.values(), self.files],
+        self.run.click(self._analyse, [self.study], [self.status, self.summary, *self.plots.values(), self.files],
                        api_visibility="private")
 
     @property
     def on_load_outputs(self) -> list:
+        """Components :meth:`on_load` updates."""
         return [self.study]
 
     def on_load(self, session, user) -> dict:
@@ -46,7 +47,7 @@ class AnalysisTab:
         return {self.study: gr.update(choices=names, value=names[0] if names else None)}
 
     @shows_errors
-    def analyse(self, name, request: gr.Request):
+    def _analyse(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
         out_dir = Path(tempfile.mkdtemp(prefix="analysis-"))

@@ -131,16 +131,16 @@ class CompareTab:
     def _wire(self):
         private = {"api_visibility": "private"}
         screen = self.on_load_outputs
-        self.sets.input(self.show_set, [self.sets], screen, **private)
-        self.pairs.input(self.show_pair, [self.set_id, self.pairs], screen, **private)
-        self.choice.input(self.judge, [self.set_id, self.pair_id, self.choice], screen, **private)
+        self.sets.input(self._show_set, [self.sets], screen, **private)
+        self.pairs.input(self._show_pair, [self.set_id, self.pairs], screen, **private)
+        self.choice.input(self._judge, [self.set_id, self.pair_id, self.choice], screen, **private)
         self.add.click(
-            self.add_comment,
+            self._add_comment,
             [self.set_id, self.pair_id, self.target, self.score, self.comment_text, self.selection],
             screen, js=WITH_SELECTION, **private,
         )
-        self.delete.click(self.delete_comment, [self.set_id, self.pair_id, self.comments], screen, **private)
-        self.submit.click(self.submit_set, [self.set_id, self.pair_id], screen, **private)
+        self.delete.click(self._delete_comment, [self.set_id, self.pair_id, self.comments], screen, **private)
+        self.submit.click(self._submit_set, [self.set_id, self.pair_id], screen, **private)
 
     @property
     def on_load_outputs(self) -> list:
@@ -197,23 +197,23 @@ class CompareTab:
 
     # -- handlers ------------------------------------------------------------------------------------------------
     @shows_errors
-    def show_set(self, set_id, request: gr.Request):
+    def _show_set(self, set_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, set_id, None)
 
     @shows_errors
-    def show_pair(self, set_id, pair_id, request: gr.Request):
+    def _show_pair(self, set_id, pair_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, set_id, pair_id)
 
     @shows_errors
-    def judge(self, set_id, pair_id, choice, request: gr.Request):
+    def _judge(self, set_id, pair_id, choice, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             judging.save_judgement(session, user, pair_id, choice)
             return self._screen(session, user, set_id, pair_id, status="Judgement saved.")
 
     @shows_errors
-    def add_comment(self, set_id, pair_id, target, score, text, selection, request: gr.Request):
+    def _add_comment(self, set_id, pair_id, target, score, text, selection, request: gr.Request):
         if score is None:
             raise gr.Error("Choose a score (1, 2, 4 or 5) for the comment.")
         side = start = end = None
@@ -231,7 +231,7 @@ class CompareTab:
             return self._screen(session, user, set_id, pair_id, status="Comment added.")
 
     @shows_errors
-    def delete_comment(self, set_id, pair_id, comment_id, request: gr.Request):
+    def _delete_comment(self, set_id, pair_id, comment_id, request: gr.Request):
         if comment_id is None:
             raise gr.Error("Choose one of your comments to delete.")
         with user_action(self.ctx, request) as (session, user):
@@ -239,7 +239,7 @@ class CompareTab:
             return self._screen(session, user, set_id, pair_id, status="Comment deleted.")
 
     @shows_errors
-    def submit_set(self, set_id, pair_id, request: gr.Request):
+    def _submit_set(self, set_id, pair_id, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             judging.submit_comparison_set(session, user, set_id)
             return self._screen(session, user, set_id, pair_id, status="Set submitted. Thank you!")
@@ -288,15 +288,15 @@ class CompareCoordinatorTab:
     def _wire(self):
         private = {"api_visibility": "private"}
         outputs = self.on_load_outputs
-        self.refresh.click(self.overview, [self.study, self.sets], outputs, **private)
-        self.study.input(self.overview, [self.study, self.sets], outputs, **private)
-        self.sets.input(self.overview, [self.study, self.sets], outputs, **private)
+        self.refresh.click(self._refresh, [self.study, self.sets], outputs, **private)
+        self.study.input(self._refresh, [self.study, self.sets], outputs, **private)
+        self.sets.input(self._refresh, [self.study, self.sets], outputs, **private)
         options = [self.study, self.name, self.candidate, self.seed, self.readers_per_pair]
-        self.create.click(self.create_set, [*options, self.source_1, self.source_2], outputs, **private)
-        self.import_.click(self.import_set, [*options, self.upload], outputs, **private)
-        self.assign.click(self.assign_readers, [self.study, self.sets, self.readers_per_pair], outputs, **private)
-        self.export.click(self.export_csv, [self.sets], [self.export_file], **private)
-        self.export_argilla.click(self.export_dataset, [self.sets], [self.export_file], **private)
+        self.create.click(self._create_set, [*options, self.source_1, self.source_2], outputs, **private)
+        self.import_.click(self._import_set, [*options, self.upload], outputs, **private)
+        self.assign.click(self._assign_readers, [self.study, self.sets, self.readers_per_pair], outputs, **private)
+        self.export.click(self._export_csv, [self.sets], [self.export_file], **private)
+        self.export_argilla.click(self._export_dataset, [self.sets], [self.export_file], **private)
 
     @property
     def on_load_outputs(self) -> list:
@@ -332,7 +332,7 @@ class CompareCoordinatorTab:
         return updates
 
     @shows_errors
-    def overview(self, study_name, set_id, request: gr.Request):
+    def _refresh(self, study_name, set_id, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, user):
             return self._overview(session, user, study_name, set_id, "")
 
@@ -341,7 +341,7 @@ class CompareCoordinatorTab:
         return None if seed is None else int(seed)
 
     @shows_errors
-    def create_set(self, study_name, name, candidate, seed, per_pair, source_1, source_2, request: gr.Request):
+    def _create_set(self, study_name, name, candidate, seed, per_pair, source_1, source_2, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, user):
             cset = comparisons.create_comparison_set(
                 session, studies.get_study(session, study_name or ""), name or "", (source_1 or "").strip(),
@@ -352,7 +352,7 @@ class CompareCoordinatorTab:
             return self._overview(session, user, study_name, cset.id, message)
 
     @shows_errors
-    def import_set(self, study_name, name, candidate, seed, per_pair, upload, request: gr.Request):
+    def _import_set(self, study_name, name, candidate, seed, per_pair, upload, request: gr.Request):
         if upload is None:
             raise gr.Error("choose a CSV or JSONL file first")
         with user_action(self.ctx, request, coordinator=True) as (session, user):
@@ -364,7 +364,7 @@ class CompareCoordinatorTab:
             return self._overview(session, user, study_name, cset.id, message)
 
     @shows_errors
-    def assign_readers(self, study_name, set_id, per_pair, request: gr.Request):
+    def _assign_readers(self, study_name, set_id, per_pair, request: gr.Request):
         if set_id is None:
             raise gr.Error("choose a comparison set first")
         with user_action(self.ctx, request, coordinator=True) as (session, user):
@@ -374,7 +374,7 @@ class CompareCoordinatorTab:
                                   f"Assigned {len(assigned)} reader x pair judgements (seed {cset.seed}).")
 
     @shows_errors
-    def export_csv(self, set_id, request: gr.Request):
+    def _export_csv(self, set_id, request: gr.Request):
         if set_id is None:
             raise gr.Error("choose a comparison set first")
         with user_action(self.ctx, request, coordinator=True) as (session, user):
@@ -383,7 +383,7 @@ class CompareCoordinatorTab:
             return str(path)
 
     @shows_errors
-    def export_dataset(self, set_id, request: gr.Request):
+    def _export_dataset(self, set_id, request: gr.Request):
         if set_id is None:
             raise gr.Error("choose a comparison set first")
         with user_action(self.ctx, request, coordinator=True) as (session, user):

@@ -58,21 +58,22 @@ class CoordinatorTab:
     def _wire(self):
         private = {"api_visibility": "private"}
         overview = self.on_load_outputs
-        self.refresh.click(self.overview, [self.study], overview, **private)
-        self.study.input(self.overview, [self.study], overview, **private)
-        self.create.click(self.create_study, [self.new_name, self.new_template, self.new_seed], overview, **private)
-        self.import_dicom.click(self.import_folder, [self.study, self.folder], overview, **private)
-        self.import_drafts.click(self.import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
-        self.import_case_info.click(self.case_info, [self.study, self.case_info_file], overview, **private)
-        self.save_template.click(self.set_template, [self.study, self.template], overview, **private)
-        self.add_user.click(self.add_account, [self.study, self.username, self.password, self.role],
+        self.refresh.click(self._refresh, [self.study], overview, **private)
+        self.study.input(self._refresh, [self.study], overview, **private)
+        self.create.click(self._create_study, [self.new_name, self.new_template, self.new_seed], overview, **private)
+        self.import_dicom.click(self._import_folder, [self.study, self.folder], overview, **private)
+        self.import_drafts.click(self._import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
+        self.import_case_info.click(self._case_info, [self.study, self.case_info_file], overview, **private)
+        self.save_template.click(self._set_template, [self.study, self.template], overview, **private)
+        self.add_user.click(self._add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
-        self.assign.click(self.generate, [self.study, self.seed, self.cases_per_reader], overview + [self.balance],
+        self.assign.click(self._generate, [self.study, self.seed, self.cases_per_reader], overview + [self.balance],
                           **private)
-        self.export.click(self.export_csv, [self.study], [self.export_file], **private)
+        self.export.click(self._export_csv, [self.study], [self.export_file], **private)
 
     @property
     def on_load_outputs(self) -> list:
+        """Components :meth:`on_load` and the overview refreshes update."""
         return [self.study, self.progress, self.template, self.status]
 
     def on_load(self, session, user) -> dict:
@@ -91,18 +92,18 @@ class CoordinatorTab:
         }
 
     @shows_errors
-    def overview(self, name, request: gr.Request):
+    def _refresh(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             return self._overview(session, name, "")
 
     @shows_errors
-    def create_study(self, name, template, seed, request: gr.Request):
+    def _create_study(self, name, template, seed, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.create_study(session, name or "", template_text=template or "", seed=int(seed or 0))
             return self._overview(session, study.name, f"Created study **{study.name}**.")
 
     @shows_errors
-    def import_folder(self, name, folder, request: gr.Request):
+    def _import_folder(self, name, folder, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
             report = ingest.import_folder(session, study, Path(folder or ""))
@@ -113,7 +114,7 @@ class CoordinatorTab:
                                                  f"StudyInstanceUID):\n{listing}")
 
     @shows_errors
-    def import_draft_file(self, name, upload, replace, request: gr.Request):
+    def _import_draft_file(self, name, upload, replace, request: gr.Request):
         if upload is None:
             raise gr.Error("choose a CSV or JSONL file first")
         with user_action(self.ctx, request, coordinator=True) as (session, _):
@@ -121,7 +122,7 @@ class CoordinatorTab:
             return self._overview(session, name, _import_summary(result))
 
     @shows_errors
-    def case_info(self, name, upload, request: gr.Request):
+    def _case_info(self, name, upload, request: gr.Request):
         if upload is None:
             raise gr.Error("choose a CSV or JSONL file first")
         with user_action(self.ctx, request, coordinator=True) as (session, _):
@@ -131,13 +132,13 @@ class CoordinatorTab:
             return self._overview(session, name, "\n".join(lines))
 
     @shows_errors
-    def set_template(self, name, text, request: gr.Request):
+    def _set_template(self, name, text, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             result = drafts.set_template(session, studies.get_study(session, name or ""), text or "")
             return self._overview(session, name, _import_summary(result))
 
     @shows_errors
-    def add_account(self, name, username, password, role, request: gr.Request):
+    def _add_account(self, name, username, password, role, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             user = accounts.add_user(session, username or "", password or "", role=role)
             message = f"Added {role} **{user.username}**."
@@ -149,7 +150,7 @@ class CoordinatorTab:
             return updates
 
     @shows_errors
-    def generate(self, name, seed, cases_per_reader, request: gr.Request):
+    def _generate(self, name, seed, cases_per_reader, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             report = design.generate_assignments(
                 session, studies.get_study(session, name or ""),
@@ -161,7 +162,7 @@ class CoordinatorTab:
             return updates
 
     @shows_errors
-    def export_csv(self, name, request: gr.Request):
+    def _export_csv(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
             path = Path(tempfile.mkdtemp(prefix="reads-")) / f"{_safe_filename(study.name)}-reads.csv"

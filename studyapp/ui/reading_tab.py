@@ -73,41 +73,44 @@ class ReadingTab:
     def _wire(self):
         private = {"api_visibility": "private"}
         screen = self.screen_outputs
-        self.study.input(self.show_worklist, [self.study], screen, **private).then(**self.start_timer)
+        self.study.input(self._show_worklist, [self.study], screen, **private).then(**self.start_timer)
         self.worklist.input(
-            self.switch_case, [self.study, self.worklist, self.assignment, self.editor, self.active_seconds], screen,
+            self._switch_case, [self.study, self.worklist, self.assignment, self.editor, self.active_seconds], screen,
             js=WITH_TIMER_SECONDS, **private,
         ).then(**self.start_timer)
         self.autosave_timer.tick(
-            self.autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
+            self._autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
             js=WITH_TIMER_SECONDS, trigger_mode="always_last", **private,
         )
         self.editor.blur(
-            self.autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
+            self._autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
             js=WITH_TIMER_SECONDS, **private,
         )
         self.finish.click(
-            self.ask_likert, [self.assignment, self.editor, self.active_seconds],
+            self._ask_likert, [self.assignment, self.editor, self.active_seconds],
             [self.save_status, self.likert_panel, self.finish], js=WITH_TIMER_SECONDS, **private,
         )
         self.back.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
                         [self.likert_panel, self.finish], **private)
         self.confirm.click(
-            self.submit,
+            self._submit,
             [self.study, self.assignment, self.editor, self.confidence, self.mental_demand, self.active_seconds],
             screen, js=WITH_TIMER_SECONDS, **private,
         ).then(**self.start_timer)
 
     @property
     def start_timer(self) -> dict:
+        """Keyword arguments of a ``.then(...)`` that starts or stops the browser timer from ``timer_start``."""
         return {"fn": None, "inputs": [self.timer_start], "outputs": None, "js": START_TIMER}
 
     @property
     def on_load_outputs(self) -> list:
+        """Components :meth:`on_load` updates."""
         return self.screen_outputs
 
     @property
     def screen_outputs(self) -> list:
+        """Every component a case switch updates (worklist, context, editor, Likert, timer, viewer)."""
         return [self.study, self.about, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
                 self.confidence, self.mental_demand, self.save_status, self.timer_start, self.autosave_timer,
                 *self.viewer.open_outputs]
@@ -163,19 +166,19 @@ class ReadingTab:
         return updates
 
     @shows_errors
-    def show_worklist(self, study_name, request: gr.Request):
+    def _show_worklist(self, study_name, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, self._study(session, user, study_name), None)
 
     @shows_errors
-    def switch_case(self, study_name, target, assignment_id, text, seconds, request: gr.Request):
+    def _switch_case(self, study_name, target, assignment_id, text, seconds, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             if assignment_id is not None:
                 self._autosave_status(session, user, assignment_id, text, seconds)
             return self._screen(session, user, self._study(session, user, study_name), target)
 
     @shows_errors
-    def autosave(self, assignment_id, text, seconds, request: gr.Request):
+    def _autosave(self, assignment_id, text, seconds, request: gr.Request):
         if assignment_id is None:
             return gr.update()
         with user_action(self.ctx, request) as (session, user):
@@ -189,7 +192,7 @@ class ReadingTab:
         return f"Saved {report.last_saved_at:%H:%M:%S} UTC"
 
     @shows_errors
-    def ask_likert(self, assignment_id, text, seconds, request: gr.Request):
+    def _ask_likert(self, assignment_id, text, seconds, request: gr.Request):
         if assignment_id is None:
             raise gr.Error("open a case first")
         with user_action(self.ctx, request) as (session, user):
@@ -197,7 +200,7 @@ class ReadingTab:
         return status, gr.update(visible=True), gr.update(visible=False)
 
     @shows_errors
-    def submit(self, study_name, assignment_id, text, confidence, mental_demand, seconds, request: gr.Request):
+    def _submit(self, study_name, assignment_id, text, confidence, mental_demand, seconds, request: gr.Request):
         answers = {k: int(v) for k, v in (("confidence", confidence), ("mental_demand", mental_demand)) if v is not None}
         with user_action(self.ctx, request) as (session, user):
             study = self._study(session, user, study_name)
