@@ -144,6 +144,7 @@ class CompareTab:
 
     @property
     def on_load_outputs(self) -> list:
+        """Components :meth:`on_load` updates."""
         return [self.sets, self.progress, self.pairs, self.set_id, self.pair_id, self.context, self.reports,
                 self.choice, self.comments, self.comment_text, self.score, self.status, self.submit, self.add,
                 *self.viewer.open_outputs]
@@ -300,6 +301,7 @@ class CompareCoordinatorTab:
 
     @property
     def on_load_outputs(self) -> list:
+        """Components :meth:`on_load` and the overview refreshes update."""
         return [self.study, self.sets, self.status, self.preference, self.bias, self.per_reader, self.per_pair]
 
     def on_load(self, session, user) -> dict:
