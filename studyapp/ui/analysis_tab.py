@@ -30,7 +30,7 @@ class AnalysisTab:
             self.study = gr.Dropdown(label="Study", choices=[], scale=3, elem_id="analysis-study")
             self.run = gr.Button("Run analysis", variant="primary", scale=1, elem_id="analysis-run")
         self.status = gr.Markdown(elem_id="analysis-status")
-        self.summary = gr.Dataframe(label="Per-arm summary with 95% bootstrap CIs", interactive=False)
+        self.summary = gr.Dataframe(label="Per-arm summary with 95% bootstrap CIs", interactive=False, visible=False)
         self.plots = {name: gr.Plot(label=title) for name, title in FIGURES.items()}
         self.files = gr.File(label="Report and tables", file_count="multiple", interactive=False, elem_id="analysis-files")
         self.run.click(self._analyse, [self.study], [self.status, self.summary, *self.plots.values(), self.files],
@@ -61,5 +61,6 @@ class AnalysisTab:
             lines.append(f"Left out ({len(result.skipped)}):")
             lines += [f"- {s.step}: {s.item}: {s.reason}" for s in result.skipped]
         plots = [result.figures.get(name) for name in FIGURES]
-        return ("\n".join(lines), result.tables.get("arm_summary"), *plots,
+        summary = result.tables.get("arm_summary")
+        return ("\n".join(lines), gr.update(value=None if summary is None else summary.round(3), visible=True), *plots,
                 [str(path) for path in result.files.values() if Path(path).is_file()])

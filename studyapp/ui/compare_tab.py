@@ -276,10 +276,10 @@ class CompareCoordinatorTab:
             self.import_ = gr.Button("Create from the file")
         self.assign = gr.Button("Assign all readers of the study", elem_id="cmp-coord-assign")
         gr.Markdown("### Preference for the candidate source (95% percentile bootstrap CI, 1,000 resamples)")
-        self.preference = gr.Dataframe(interactive=False, elem_id="cmp-coord-preference")
+        self.preference = gr.Dataframe(interactive=False, elem_id="cmp-coord-preference", visible=False)
         self.bias = gr.Markdown(elem_id="cmp-coord-bias")
-        self.per_reader = gr.Dataframe(label="Per reader", interactive=False)
-        self.per_pair = gr.Dataframe(label="Per pair", interactive=False)
+        self.per_reader = gr.Dataframe(label="Per reader", interactive=False, visible=False)
+        self.per_pair = gr.Dataframe(label="Per pair", interactive=False, visible=False)
         with gr.Row():
             self.export = gr.Button("Export judgements and comments (CSV)", elem_id="cmp-coord-export")
             self.export_argilla = gr.Button("Export Argilla dataset (zip)")
@@ -316,20 +316,21 @@ class CompareCoordinatorTab:
         set_id = set_id if set_id in ids else (ids[-1] if ids else None)
         updates = {self.study: gr.update(choices=names, value=study_name),
                    self.sets: gr.update(choices=[(s.name, s.id) for s in sets], value=set_id),
-                   self.status: message, self.preference: None, self.bias: "", self.per_reader: None,
-                   self.per_pair: None}
+                   self.status: message, self.bias: "",
+                   **{table: gr.update(value=None, visible=False)
+                      for table in (self.preference, self.per_reader, self.per_pair)}}
         if set_id is None:
             return updates
         results = comparison_results.comparison_results(session, user, set_id)
         bias = results.position_bias
         updates.update({
-            self.preference: results.preference.round(3).reset_index(names="cases"),
+            self.preference: gr.update(value=results.preference.round(3).reset_index(names="cases"), visible=True),
             self.bias: (f"Candidate: **{results.candidate_source}** · " + (
                 f"Report A chosen in {bias.n_a} of {bias.n_a + bias.n_b} non-equivalent judgements (share "
                 f"{bias.share_a:.2f}, binomial p = {bias.p_value:.3g}); {bias.n_equivalent} equivalent."
                 if bias.n_a + bias.n_b else f"no A or B preference yet; {bias.n_equivalent} equivalent.")),
-            self.per_reader: results.per_reader.round(3),
-            self.per_pair: results.per_pair,
+            self.per_reader: gr.update(value=results.per_reader.round(3), visible=True),
+            self.per_pair: gr.update(value=results.per_pair, visible=True),
         })
         return updates
 
