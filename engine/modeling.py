@@ -282,6 +282,25 @@ class MedVersaModel(nn.Module):
         where = torch.nonzero(input_ids == self.config.token_ids[token])
         return hidden[where[:, 0], where[:, 1]], where[:, 0]
 
+    def _segment(self, hidden, ids, token, head, image_input, image_rows, kind, targets, target_name):
+        """Mask logits for every ``token`` (2D or 3D head) and, when ``targets`` are given, their focal + Dice loss.
+
+        Returns:
+            ``(mask logits or None, loss or None)``.
+
+        Raises:
+            ValueError: the number of targets differs from the number of ``token`` tokens.
+        """
+        logits = loss = None
+        states, rows = self.task_states(hidden, ids, token)
+        if states.shape[0]:
+            logits = head(image_input, states, self.first_image_of_rows(rows, image_rows, kind))
+        if targets is not None:
+            _check_count(target_name, targets.shape[0], token, states.shape[0])
+            if logits is not None:
+                loss = self.seg_loss(logits.float(), targets.float())
+        return logits, loss
+
     @staticmethod
     def first_image_of_rows(rows: torch.Tensor, image_rows: torch.Tensor, kind: str) -> torch.Tensor:
         """Index (among images of one kind) of the first image in each of ``rows``.
@@ -322,25 +341,12 @@ class MedVersaModel(nn.Module):
             if boxes is not None:
                 box_loss = F.smooth_l1_loss(boxes.float(), inputs.boxes.float())
 
-        mask_logits_2d = seg2d_loss = None
-        states, rows = self.task_states(hidden, ids, SEG2D_TOKEN)
-        if states.shape[0]:
-            index = self.first_image_of_rows(rows, out.image_rows[~image_is_3d], "2D")
-            mask_logits_2d = self.seg2d_head(inputs.pixel_values_2d, states, index)
-        if inputs.masks_2d is not None:
-            _check_count("masks_2d", inputs.masks_2d.shape[0], SEG2D_TOKEN, states.shape[0])
-            if mask_logits_2d is not None:
-                seg2d_loss = self.seg_loss(mask_logits_2d.float(), inputs.masks_2d.float())
-
-        mask_logits_3d = seg3d_loss = None
-        states, rows = self.task_states(hidden, ids, SEG3D_TOKEN)
-        if states.shape[0]:
-            index = self.first_image_of_rows(rows, out.image_rows[image_is_3d], "3D")
-            mask_logits_3d = self.seg3d_head(out.features_3d, states, index)
-        if inputs.masks_3d is not None:
-            _check_count("masks_3d", inputs.masks_3d.shape[0], SEG3D_TOKEN, states.shape[0])
-            if mask_logits_3d is not None:
-                seg3d_loss = self.seg_loss(mask_logits_3d.float(), inputs.masks_3d.float())
+        mask_logits_2d, seg2d_loss = self._segment(
+            hidden, ids, SEG2D_TOKEN, self.seg2d_head, inputs.pixel_values_2d,
+            out.image_rows[~image_is_3d], "2D", inputs.masks_2d, "masks_2d")
+        mask_logits_3d, seg3d_loss = self._segment(
+            hidden, ids, SEG3D_TOKEN, self.seg3d_head, out.features_3d,
+            out.image_rows[image_is_3d], "3D", inputs.masks_3d, "masks_3d")
 
         parts = [(language_loss, weights.language), (box_loss, weights.box), (seg2d_loss, 1.0), (seg3d_loss, 1.0)]
         present = [w * part for part, w in parts if part is not None]
