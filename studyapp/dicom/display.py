@@ -30,6 +30,7 @@ from pydicom.pixels.processing import apply_windowing
 from pydicom.pixels.utils import get_nr_frames
 
 from studyapp.dicom import codecs
+from studyapp.dicom.geometry import frame_size_problem
 
 codecs.register()
 
@@ -62,6 +63,10 @@ _PROJECTION_MODALITIES = ("CR", "DX", "DR", "RG", "MG", "PX")
 
 class UndecodableImageError(Exception):
     """The pixel data of a file cannot be decoded or displayed; the message names the file and transfer syntax."""
+
+
+class FrameTooLargeError(UndecodableImageError):
+    """A frame declares more than ``geometry.MAX_FRAME_PIXELS`` pixels; it is refused before anything is allocated."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,7 @@ def decode_frame(ds: Dataset, frame: int = 0) -> DecodedFrame:
 
     Raises:
         IndexError: ``frame`` is outside 0..NumberOfFrames-1.
+        FrameTooLargeError: Rows x Columns is above ``geometry.MAX_FRAME_PIXELS`` (nothing is decoded).
         UndecodableImageError: no decoder handles the pixel data, the data is truncated or corrupt, the
             (0028,0004) Photometric Interpretation is not displayable (e.g. PALETTE COLOR), or the pixel data is
             floating point.
@@ -318,6 +324,9 @@ def decode_frame(ds: Dataset, frame: int = 0) -> DecodedFrame:
             f"Cannot display {source}: (0028,0004) Photometric Interpretation {photometric or '(missing)'} "
             "is not supported"
         )
+    too_large = frame_size_problem(ds)
+    if too_large is not None:
+        raise FrameTooLargeError(f"Cannot display {source}: {too_large}; the viewer does not decode such frames")
     arr = _decode(ds, frame)
     if photometric in _COLOUR:
         if arr.dtype != np.uint8:

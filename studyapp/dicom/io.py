@@ -7,6 +7,7 @@ Files that are not DICOM, or are DICOM without pixel data, are *skipped*; DICOM 
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections import defaultdict
@@ -18,9 +19,11 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels.utils import get_expected_length, get_nr_frames
+from pydicom.pixels.utils import get_nr_frames
 from pydicom.uid import generate_uid
 from pydicom.valuerep import DA
+
+from studyapp.dicom.geometry import pixel_data_problem
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _STUDY_IDENTITY = (
@@ -104,8 +107,26 @@ class ScanResult:
     failed: list[DicomFileError] = field(default_factory=list)
 
 
-def find_files(folder: str | os.PathLike) -> list[Path]:
-    """All regular files under ``folder``, recursively, in sorted path order.
+def _link_problem(path: Path) -> str | None:
+    """Why the symbolic link ``path`` cannot be followed (a loop, a missing target), or ``None``."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop: {path} -> {os.readlink(path)} never reaches a file"
+        return f"broken symbolic link: {path} -> {os.readlink(path)} ({exc.strerror})"
+    return None
+
+
+def find_files(folder: str | os.PathLike) -> tuple[list[Path], list[NotAnImageError]]:
+    """All regular files under ``folder``, recursively and following symbolic links, in sorted path order.
+
+    Symbolic links that cannot be followed are left out and reported: links in a loop (a link to itself, or a
+    folder link to a folder that contains it), broken links, folders that cannot be listed. A file or folder reached
+    a second time through another link is listed once.
+
+    Returns:
+        (files, skipped): the files, and one ``NotAnImageError`` per left-out path with the reason.
 
     Raises:
         NotADirectoryError: ``folder`` is not a directory.
@@ -113,7 +134,33 @@ def find_files(folder: str | os.PathLike) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"DICOM import folder not found or not a folder: {root}")
-    return sorted(path for path in root.rglob("*") if path.is_file())
+    files: dict[Path, Path] = {}  # real path -> path as found
+    skipped: list[NotAnImageError] = []
+    seen_folders = {root.resolve(): root}
+    pending = [(root, (root.resolve(),))]  # folder, real paths of it and its ancestors
+    while pending:
+        directory, ancestors = pending.pop()
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError as exc:
+            skipped.append(NotAnImageError(directory, f"folder cannot be listed: {exc.strerror}"))
+            continue
+        for entry in entries:
+            problem = _link_problem(entry) if entry.is_symlink() else None
+            if problem is not None:
+                skipped.append(NotAnImageError(entry, problem))
+                continue
+            real = entry.resolve()
+            if entry.is_dir():
+                if real in ancestors:
+                    skipped.append(NotAnImageError(
+                        entry, f"symbolic link loop: {entry} -> {real}, a folder that contains the link"))
+                elif real not in seen_folders:
+                    seen_folders[real] = entry
+                    pending.append((entry, ancestors + (real,)))
+            elif entry.is_file():
+                files.setdefault(real, entry)
+    return sorted(files.values()), skipped
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
@@ -215,12 +262,12 @@ def _check_pixel_data(path: Path, ds: Dataset, read_warnings: list[str]) -> None
         sop_class = ds.get("SOPClassUID")
         name = sop_class.name if sop_class else "unknown SOP Class"
         raise NotAnImageError(path, f"DICOM without (7FE0,0010) Pixel Data ({name})")
-    if "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_compressed:
-        expected, actual = get_expected_length(ds), len(ds.PixelData)
-        if actual < expected:
-            raise UnreadableDicomError(
-                path, f"truncated (7FE0,0010) Pixel Data: {actual} of {expected} bytes expected from the image size"
-            )
+    try:
+        problem = pixel_data_problem(ds)
+    except ValueError as exc:
+        raise UnreadableDicomError(path, f"encapsulated (7FE0,0010) Pixel Data cannot be parsed: {exc}") from exc
+    if problem is not None:
+        raise UnreadableDicomError(path, problem)
 
 
 def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> InstanceHeader:
@@ -237,7 +284,9 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
     Raises:
         NotAnImageError: not a DICOM file (no ``DICM`` prefix) or DICOM without pixel data.
         UnreadableDicomError: truncated or corrupt file, no SOP Instance UID (see ``identifying_uids``), Rows,
-            Columns or Bits Allocated below 1, or a file name that is not valid UTF-8.
+            Columns or Bits Allocated below 1, a file name that is not valid UTF-8, or (``verify_pixel_data``)
+            a header whose geometry does not match the pixel data or declares more than
+            ``studyapp.dicom.geometry.MAX_FRAME_PIXELS`` pixels per frame (``geometry.pixel_data_problem``).
     """
     path = Path(path).resolve()
     try:
@@ -292,14 +341,16 @@ def scan_folder(folder: str | os.PathLike, verify_pixel_data: bool = True) -> Sc
     """Read every file under ``folder`` (recursively) with ``read_instance``.
 
     Returns:
-        A ``ScanResult``: images in path order; skipped (not DICOM / no pixel data) and failed (unreadable) files
-        with their reasons.
+        A ``ScanResult``: images in path order; skipped (not DICOM / no pixel data, symbolic link loops and broken
+        links, see ``find_files``) and failed (unreadable, header not matching the pixel data) files with their
+        reasons.
 
     Raises:
         NotADirectoryError: ``folder`` is not a directory.
     """
-    result = ScanResult()
-    for path in find_files(folder):
+    paths, unfollowed = find_files(folder)
+    result = ScanResult(skipped=list(unfollowed))
+    for path in paths:
         try:
             result.instances.append(read_instance(path, verify_pixel_data))
         except NotAnImageError as exc:
