@@ -48,6 +48,7 @@ class Task(str, enum.Enum):
     LONGITUDINAL = "longitudinal"
     DETECTION = "detection"
     SEGMENTATION = "segmentation"
+    VQA = "vqa"
 
 
 #: Paper Table 5. ``{image}``: the main image identifier(s) (e.g. ``<img0>``); ``{target}``: detection or
@@ -177,21 +178,25 @@ def instruction(task: Task | str, *, image: str = "<img0>", index: int | None = 
         fields: ``target`` (detection/segmentation), ``region`` (region captioning), ``reference`` (longitudinal).
 
     Raises:
-        ValueError: unknown task, index out of range, or a field the template needs is missing.
+        ValueError: unknown task, a task without templates (VQA: its questions are used as written, paper Table 5
+            note), index out of range, or a field the template needs is missing.
     """
     try:
-        templates = TEMPLATES[Task(task)]
+        task = Task(task)
     except ValueError as err:
         raise ValueError(f"unknown task {task!r}; known: {[t.value for t in Task]}") from err
+    if task not in TEMPLATES:
+        raise ValueError(f"task {task.value} has no instruction templates: its questions are used as written")
+    templates = TEMPLATES[task]
     if index is None:
         index = rng.randrange(len(templates)) if rng is not None else 0
     if not 0 <= index < len(templates):
-        raise ValueError(f"template index {index} out of range for task {Task(task).value} ({len(templates)} templates)")
+        raise ValueError(f"template index {index} out of range for task {task.value} ({len(templates)} templates)")
     template = templates[index]
     values = {"image": image, **fields}
     missing = sorted(set(_FIELDS.findall(template)) - set(values))
     if missing:
-        raise ValueError(f"instruction for task {Task(task).value} needs the field(s) {missing}")
+        raise ValueError(f"instruction for task {task.value} needs the field(s) {missing}")
     return template.format(**values)
 
 
@@ -225,6 +230,18 @@ def build_prompt(question: str, num_images: int, config: MedVersaConfig, context
         raise ValueError(f"a prompt needs 1 to {config.max_images} images, got {num_images}")
     if IMAGE_TOKEN in question or (context and IMAGE_TOKEN in context):
         raise ValueError(f"the question or context contains the reserved image placeholder {IMAGE_TOKEN}")
+    check_image_references(question, num_images)
+    blocks = "".join(image_block(i, config) for i in range(num_images))
+    context_block = f"<context>{context}</context>" if context else ""
+    return f"{HUMAN}{blocks}{context_block}{question}{ASSISTANT}"
+
+
+def check_image_references(question: str, num_images: int) -> None:
+    """Check that ``question`` refers to exactly the identifiers ``<img0>`` .. ``<img{num_images-1}>``.
+
+    Raises:
+        ValueError: an identifier without an image, or an image never referred to.
+    """
     referred = {int(i) for i in _IMAGE_ID.findall(question)}
     unknown = sorted(referred - set(range(num_images)))
     if unknown:
@@ -232,9 +249,6 @@ def build_prompt(question: str, num_images: int, config: MedVersaConfig, context
     unused = sorted(set(range(num_images)) - referred)
     if unused:
         raise ValueError(f"image <img{unused[0]}> is given but the prompt never refers to it")
-    blocks = "".join(image_block(i, config) for i in range(num_images))
-    context_block = f"<context>{context}</context>" if context else ""
-    return f"{HUMAN}{blocks}{context_block}{question}{ASSISTANT}"
 
 
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, config: MedVersaConfig) -> None:

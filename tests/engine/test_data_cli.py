@@ -1,0 +1,41 @@
+"""``python -m engine.data check`` on real files: counts per imaging type x task, errors, exit status."""
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from engine.data.__main__ import main
+from engine.data.manifest import write_manifest
+from tests.engine.data_samples import derm, det_2d, seg_2d, seg_3d  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_check_counts_and_errors(derm, shared_data, capsys):  # noqa: F811
+    path = write_manifest([seg_2d("a"), seg_2d("b"), det_2d(shared_data), seg_3d(shared_data)], derm / "m.jsonl")
+    result = subprocess.run([sys.executable, "-m", "engine.data", "check", str(path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{path}: 4 valid sample(s), 0 invalid row(s)"
+    assert [line.split() for line in lines[2:]] == [["chest_xray", "detection", "1"], ["ct", "segmentation", "1"],
+                                                     ["dermoscopy", "segmentation", "2"]]
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(asdict(seg_2d("c")) | {"task": "captioning"}) + "\n")
+    assert main(["check", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "4 valid sample(s), 1 invalid row(s)" in out
+    assert f"{path}:5: unknown task 'captioning'" in err
+
+
+def test_check_missing_manifest_and_unknown_dataset(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(tmp_path / "none.jsonl")])
+    assert info.value.code == 2 and "manifest not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "no-such-set", str(tmp_path), str(tmp_path / "o.jsonl")])
+    assert info.value.code == 2 and "unknown dataset 'no-such-set'" in capsys.readouterr().err
