@@ -46,6 +46,8 @@ REPORTS_CSS = """
 .compare-selection { font-size: 0.9em; color: #4b5563; margin-top: 4px; }
 """
 #: Records the reader's text selection inside a report as {side, start, end, text} (offsets into the text).
+#: It follows the document's selection, so a mouse drag released outside the reports still counts (clipped to the
+#: report it started in); a selection elsewhere (typing the comment) keeps it, a click inside a report clears it.
 REPORTS_JS = """
 const show = () => {
   const box = element.querySelector('#compare-selection');
@@ -53,25 +55,30 @@ const show = () => {
   if (box) box.textContent = s ? `Selected in Report ${s.side} [${s.start}-${s.end}]: "${s.text}"`
                                : 'Select text in Report A or B to comment on it.';
 };
+const reportOf = (node) => {
+  const el = node && (node.nodeType === 1 ? node : node.parentElement);
+  return el ? el.closest('pre[data-side]') : null;
+};
+const offsetIn = (pre, container, offset) => {
+  const before = document.createRange();
+  before.selectNodeContents(pre);
+  before.setEnd(container, offset);
+  return before.toString().length;
+};
 const record = () => {
   const sel = window.getSelection();
-  window.compareSelection = null;
-  if (sel && sel.rangeCount && !sel.isCollapsed) {
-    const range = sel.getRangeAt(0);
-    const pre = range.startContainer.parentElement && range.startContainer.parentElement.closest('pre[data-side]');
-    if (pre && pre.contains(range.endContainer)) {
-      const before = document.createRange();
-      before.selectNodeContents(pre);
-      before.setEnd(range.startContainer, range.startOffset);
-      const start = before.toString().length;
-      const text = range.toString();
-      window.compareSelection = {side: pre.dataset.side, start: start, end: start + text.length, text: text};
-    }
-  }
+  if (!sel || !sel.rangeCount) return;
+  const range = sel.getRangeAt(0);
+  const pre = reportOf(range.startContainer) || reportOf(range.endContainer);
+  if (!pre || !element.contains(pre)) return;
+  const text = pre.textContent;
+  const start = pre.contains(range.startContainer) ? offsetIn(pre, range.startContainer, range.startOffset) : 0;
+  const end = pre.contains(range.endContainer) ? offsetIn(pre, range.endContainer, range.endOffset) : text.length;
+  window.compareSelection = end > start ? {side: pre.dataset.side, start: start, end: end,
+                                           text: text.slice(start, end)} : null;
   show();
 };
-element.addEventListener('mouseup', record);
-element.addEventListener('keyup', record);
+document.addEventListener('selectionchange', record);
 watch('value', () => { window.compareSelection = null; show(); });
 """
 #: Puts the recorded selection (JSON) into the last input of the "Add comment" handler.

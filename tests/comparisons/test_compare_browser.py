@@ -39,6 +39,28 @@ def _fill(shared_data, tmp_path):
     return fill
 
 
+def _drag_select(page, selector: str, start: int, end: int, overshoot: float = 0) -> None:
+    """Select characters ``start:end`` of the element's text with a real mouse drag (press, move, release); with
+    ``overshoot`` the button is released that many pixels below the last character, as a hasty reader does."""
+    boxes = page.evaluate(
+        """([selector, start, end]) => {
+            const node = document.querySelector(selector).firstChild;
+            const at = (offset) => {
+                const range = document.createRange();
+                range.setStart(node, offset); range.setEnd(node, offset + 1);
+                return range.getBoundingClientRect();
+            };
+            const first = at(start), last = at(end - 1);
+            return [first.left + 1, first.top + first.height / 2, last.right - 1, last.top + last.height / 2];
+        }""",
+        [selector, start, end],
+    )
+    page.mouse.move(boxes[0], boxes[1])
+    page.mouse.down()
+    page.mouse.move(boxes[2], boxes[3] + overshoot, steps=8)
+    page.mouse.up()
+
+
 def _choose(page, label: str) -> None:
     page.locator("#compare-choice").get_by_text(label).click()
     page.wait_for_selector("#compare-status >> text=Judgement saved", timeout=30_000)
@@ -56,20 +78,12 @@ def test_reader_judges_comments_reloads_revises_submits(serve_app, browser, shar
     page.wait_for_selector("#viewer-image img", timeout=30_000)  # the shared viewer shows the case's DICOM image
     first_b = page.locator("#report-b").inner_text()
 
-    # pair 1: Report A better, then a score-1 comment on a passage selected in Report B
+    # pair 1: Report A better, then a score-1 comment on a passage selected in Report B by dragging the mouse from
+    # "Impression:" to the end of the report, released below it (outside the reports)
     _choose(page, "Report A is better")
-    passage = "Impression:"
-    start = first_b.index(passage)
-    page.evaluate(
-        """([start, end]) => {
-            const node = document.querySelector('#report-b').firstChild;
-            const range = document.createRange();
-            range.setStart(node, start); range.setEnd(node, end);
-            const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
-        }""",
-        [start, start + len(passage)],
-    )
-    page.locator("#report-b").dispatch_event("mouseup")
+    start = first_b.index("Impression:")
+    passage = first_b[start:]
+    _drag_select(page, "#report-b", start, len(first_b), overshoot=250)
     page.wait_for_selector(f"#compare-selection >> text=Selected in Report B [{start}-{start + len(passage)}]")
     page.locator("#comment-score").get_by_text("1 -").click()
     page.locator("#comment-text textarea").fill("impression does not match the findings")
