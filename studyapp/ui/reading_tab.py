@@ -14,9 +14,11 @@ from studyapp.ui.viewer import Viewer
 
 #: JavaScript run before autosave/submit handlers: replaces the last input (active seconds) with the timer's total.
 WITH_TIMER_SECONDS = "(...args) => { args[args.length - 1] = window.studyTimer ? window.studyTimer.seconds() : 0; return args; }"
-#: JavaScript run after a case is shown: start the timer from the stored active time, or show it stopped.
-START_TIMER = ("(t) => { if (t && t.running) window.studyTimer.start(t.seconds, t.idle); "
-               "else window.studyTimer.stop(t ? t.seconds : 0); }")
+#: JavaScript run after a case is shown: start the timer from the stored active time, or show it stopped. For the
+#: case already on screen (a refused submission) it keeps counting from the larger of the two totals.
+START_TIMER = ("(t) => { const timer = window.studyTimer; if (t && t.running) { "
+               "timer.start(timer.assignment === t.assignment ? Math.max(t.seconds, timer.seconds()) : t.seconds, t.idle); "
+               "timer.assignment = t.assignment; } else { timer.stop(t ? t.seconds : 0); timer.assignment = null; } }")
 STATUS_LABELS = {"new": "to do", "in_progress": "in progress", STATUS_SUBMITTED: "submitted"}
 
 
@@ -61,6 +63,7 @@ class ReadingTab:
                     self.mental_demand = gr.Radio(label=DEFAULT_LIKERT["mental_demand"]["question"],
                                                   elem_id="likert-mental-demand",
                                                   choices=_likert_choices(DEFAULT_LIKERT["mental_demand"]))
+                    self.submit_message = gr.Markdown(elem_id="submit-message")
                     with gr.Row():
                         self.back = gr.Button("Back to editing")
                         self.confirm = gr.Button("Confirm submission", variant="primary", elem_id="confirm-submit")
@@ -112,7 +115,7 @@ class ReadingTab:
     def screen_outputs(self) -> list:
         """Every component a case switch updates (worklist, context, editor, Likert, timer, viewer)."""
         return [self.study, self.about, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
-                self.confidence, self.mental_demand, self.save_status, self.timer_start, self.autosave_timer,
+                self.confidence, self.mental_demand, self.submit_message, self.save_status, self.timer_start, self.autosave_timer,
                 *self.viewer.open_outputs]
 
     # -- handlers ------------------------------------------------------------------------------------------------
@@ -134,12 +137,14 @@ class ReadingTab:
         raise NotFound(f"you are not a reader of study {name!r}")
 
     def _screen(self, session, user, study, assignment_id, note: str = "") -> dict:
-        items = reading.worklist(session, user, study) if study is not None else []
+        screen = reading.open_case(session, user, assignment_id) if assignment_id is not None else None
+        items = reading.worklist(session, user, study) if study is not None else []  # after opening: status shown
         choices = [(f"{i.position:02d} · {i.case_key} · {STATUS_LABELS[i.status]}", i.assignment_id) for i in items]
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
                    self.about: study.description if study is not None else "",
-                   self.likert_panel: gr.update(visible=False), self.confidence: None, self.mental_demand: None}
-        if assignment_id is None:
+                   self.likert_panel: gr.update(visible=False), self.confidence: None, self.mental_demand: None,
+                   self.submit_message: ""}
+        if screen is None:
             done = bool(items) and all(i.status == STATUS_SUBMITTED for i in items)
             message = note or ("All cases are submitted. Thank you!" if done else "Choose a case from the worklist.")
             updates.update({self.context: message, self.editor: gr.update(value="", interactive=False),
@@ -147,7 +152,6 @@ class ReadingTab:
                             self.timer_start: {"running": False, "seconds": 0}, self.autosave_timer: gr.Timer(active=False)})
             updates.update(self.viewer.open(session, user, None))
             return updates
-        screen = reading.open_case(session, user, assignment_id)
         editable = screen.status != STATUS_SUBMITTED
         scales = screen.likert_scales
         updates.update({
@@ -159,7 +163,8 @@ class ReadingTab:
                                        choices=_likert_choices(scales["confidence"])),
             self.mental_demand: gr.update(value=None, label=scales["mental_demand"]["question"],
                                           choices=_likert_choices(scales["mental_demand"])),
-            self.timer_start: {"running": editable, "seconds": screen.active_seconds, "idle": screen.idle_seconds},
+            self.timer_start: {"running": editable, "seconds": screen.active_seconds, "idle": screen.idle_seconds,
+                               "assignment": screen.assignment_id},
             self.autosave_timer: gr.Timer(value=screen.autosave_seconds, active=editable),
         })
         updates.update(self.viewer.open(session, user, screen.case_id))
@@ -199,13 +204,17 @@ class ReadingTab:
             status = self._autosave_status(session, user, assignment_id, text, seconds)
         return status, gr.update(visible=True), gr.update(visible=False)
 
-    @shows_errors
     def _submit(self, study_name, assignment_id, text, confidence, mental_demand, seconds, request: gr.Request):
+        """Submit; a refusal (unanswered question) is shown beside the confirm button, not as a lasting toast, and
+        the next screen replaces it, so a later successful submission does not read as a failure."""
         answers = {k: int(v) for k, v in (("confidence", confidence), ("mental_demand", mental_demand)) if v is not None}
-        with user_action(self.ctx, request) as (session, user):
-            study = self._study(session, user, study_name)
-            reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers)
-            updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
-            updates[self.save_status] = "Report submitted. " + (
-                "Next case opened." if updates[self.assignment] is not None else "")
-            return updates
+        try:
+            with user_action(self.ctx, request) as (session, user):
+                study = self._study(session, user, study_name)
+                reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers)
+                updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
+        except gr.Error as error:
+            return {self.submit_message: f"**Not submitted:** {error.message}"}
+        updates[self.save_status] = "Report submitted. " + (
+            "Next case opened." if updates[self.assignment] is not None else "")
+        return updates

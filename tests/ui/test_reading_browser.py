@@ -48,9 +48,13 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     worklist.first.wait_for(timeout=30_000)
     assert worklist.count() == 3
     first_label = worklist.first.inner_text()
+    assert "to do" in first_label
     worklist.first.click()
     editor = page.locator("#report-editor textarea")
     page.wait_for_function("() => document.querySelector('#report-editor textarea').value.length > 0", timeout=30_000)
+    # the case is open and timed: the worklist says so at once
+    page.wait_for_function("() => document.querySelector('#worklist label').innerText.includes('in progress')",
+                           timeout=10_000)
     draft_text = editor.input_value()
     assert draft_text.startswith(("Draft ", "TEMPLATE"))
     # the viewer shows a rendered DICOM image
@@ -94,8 +98,11 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     editor.type(" No pneumothorax.")
     page.locator("#finish-report").click()
     # confirming without the Likert answers is refused with a message; the screen stays usable
+    before_confirm = float(page.locator("#case-timer").get_attribute("data-seconds"))
     page.locator("#confirm-submit").click()
-    page.get_by_text("Please answer").first.wait_for(timeout=10_000)
+    page.wait_for_selector("#submit-message >> text=Please answer", timeout=10_000)
+    page.wait_for_timeout(300)  # the timer restart that follows the refused submission has run
+    assert float(page.locator("#case-timer").get_attribute("data-seconds")) >= before_confirm  # not reset
     assert page.locator("#report-editor textarea").input_value().endswith("No pneumothorax.")
     assert page.locator("#viewer-image img").count() == 1
     assert page.get_by_text("Error", exact=True).count() == 0  # no failed-output overlays
@@ -103,6 +110,10 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     page.locator("#likert-mental-demand").get_by_text("2 -").click()
     page.locator("#confirm-submit").click()
     page.wait_for_selector("#save-status >> text=Report submitted", timeout=30_000)
+    # the refusal belonged to the first confirm: after the successful one no warning is left on screen
+    page.wait_for_timeout(500)
+    assert page.get_by_text("Please answer").count() == 0
+    assert page.get_by_text("Not submitted").count() == 0
     page.screenshot(path=str(tmp_path.parent / "after-submit.png"), full_page=True)
     final_text = draft_text + " Small left pleural effusion. No pneumothorax."
 
