@@ -1,8 +1,9 @@
 """Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge ...] [--ratescore-dir DIR]``.
 
 Runs the whole reader-study analysis (:func:`analysis.pipeline.run_analysis`) and prints where the report is
-and how many items were skipped. Exit status 2 on a bad argument, a missing study or a study without usable
-readings, or a --ratescore-dir that cannot be loaded (the message says which).
+and how many items were skipped. Exit status as for the app's commands (README, "Exit status"): 0 done, 1 refused
+(a missing study, a study without usable readings, a --ratescore-dir that cannot be loaded; the message says
+which), 2 a usage error (a bad or missing argument).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                               args.ratescore_dir)
     except (LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     finally:
         if isinstance(judge, LLMJudge):
             judge.close()

@@ -97,7 +97,9 @@ def test_command_line(small, tmp_path, capsys):
     assert main(["--database", url, "--study", "small study", "--out", str(out), "--resamples", "50"]) == 0
     assert (out / "report.html").stat().st_size > 10_000 and (out / "figures" / "fig5e_time_saved.png").is_file()
     assert "skipped items: 0" in capsys.readouterr().out
-    assert main(["--database", url, "--study", "other", "--out", str(out)]) == 2
+    # exit status as the app's commands: 1 for a refused action, 2 for a usage error
+    assert main(["--database", url, "--study", "other", "--out", str(out)]) == 1
     assert "no reader study 'other'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as usage:
         main(["--database", url, "--study", "small study", "--out", str(out), "--judge", "llm"])
+    assert usage.value.code == 2
