@@ -20,10 +20,14 @@ class Viewer:
 
     ``case_id`` is a ``gr.State`` holding the id of the case on screen; ``open_outputs`` and :meth:`open`
     let a tab show a case as part of its own handler's return value.
+
+    The last view of each case (series, slice, preset, window, zoom) is kept per user in this process, so a reader
+    who returns to a case finds it as left (not kept across server restarts).
     """
 
     def __init__(self, ctx: UIContext):
         self.ctx = ctx
+        self._last_view: dict[tuple[int, int], dict] = {}  # (user id, case id) -> view
         self.case_id = gr.State(None)
         with gr.Column():
             self.image = gr.Image(label="Image", type="numpy", interactive=False, height=560, elem_id="viewer-image")
@@ -38,20 +42,21 @@ class Viewer:
                 self.width = gr.Number(label="Window width", value=None, minimum=1, scale=1)
         self.open_outputs = [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom,
                              self.image, self.message]
-        view_inputs = [self.case_id, self.stack, self.slice, self.center, self.width, self.zoom]
+        view_inputs = [self.case_id, self.stack, self.slice, self.center, self.width, self.zoom, self.preset]
         self.stack.input(self._on_stack, [self.case_id, self.stack], self.open_outputs[2:], api_visibility="private")
         render = dict(fn=self._render, inputs=view_inputs, outputs=[self.image, self.message], api_visibility="private")
         for slider in (self.slice, self.zoom):
             slider.input(trigger_mode="always_last", **render)
         for number in (self.center, self.width):
-            number.submit(**render).then(lambda: CUSTOM, None, self.preset, api_visibility="private")
+            number.submit(**{**render, "fn": self._render_typed}).then(lambda: CUSTOM, None, self.preset,
+                                                                       api_visibility="private")
         self.preset.input(
             self._on_preset, [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom],
             [self.center, self.width, self.image, self.message], api_visibility="private",
         )
 
     def open(self, session, user, case_id: int | None) -> dict:
-        """Updates showing the first series of ``case_id`` (or an empty viewer for ``None``).
+        """Updates showing ``case_id`` as this user last left it, else its first series (an empty viewer for ``None``).
 
         Raises:
             PermissionDenied: the user has no assignment for the case.
@@ -61,22 +66,32 @@ class Viewer:
                     self.message: "", self.slice: gr.update(value=1, visible=False), self.preset: FILE_DEFAULT,
                     self.center: None, self.width: None, self.zoom: 1}
         stacks = images.case_stacks(session, user, case_id)
-        updates = {self.case_id: case_id, self.zoom: 1,
-                   self.stack: gr.update(choices=[(s.label, i) for i, s in enumerate(stacks)], value=0 if stacks else None)}
-        updates.update(self._stack_updates(stacks, 0))
+        view = self._last_view.get((user.id, case_id), {})
+        index = view.get("stack", 0) if view.get("stack", 0) < len(stacks) else 0
+        updates = {self.case_id: case_id, self.zoom: view.get("zoom", 1),
+                   self.stack: gr.update(choices=[(s.label, i) for i, s in enumerate(stacks)],
+                                         value=index if stacks else None)}
+        updates.update(self._stack_updates(stacks, index, view))
         return updates
 
-    def _stack_updates(self, stacks: list[images.ImageStack], index: int) -> dict:
+    def _remember(self, user, case_id, **view) -> None:
+        self._last_view[(user.id, case_id)] = view
+
+    def _stack_updates(self, stacks: list[images.ImageStack], index: int, view: dict | None = None) -> dict:
+        """Updates showing series ``index``: the middle slice at the file's VOI, or the remembered ``view``."""
         if not stacks:
             return {self.image: None, self.message: "This case has no images.", self.slice: gr.update(value=1, visible=False),
                     self.preset: FILE_DEFAULT, self.center: None, self.width: None}
-        stack = stacks[index]
+        stack, view = stacks[index], view or {}
         middle = len(stack.slices) // 2 + 1 if len(stack.slices) > 1 else 1
-        image, message = self._image(stack, middle, None, 1.0)
-        presets = [FILE_DEFAULT, *self._presets(stack, middle), CUSTOM]
-        return {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=middle,
+        slice_number = min(max(int(view.get("slice", middle)), 1), len(stack.slices))
+        window = view.get("window")
+        image, message = self._image(stack, slice_number, window, view.get("zoom", 1.0))
+        presets = [FILE_DEFAULT, *self._presets(stack, slice_number), CUSTOM]
+        return {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=slice_number,
                                       visible=len(stack.slices) > 1),
-                self.preset: gr.update(choices=presets, value=FILE_DEFAULT), self.center: None, self.width: None,
+                self.preset: gr.update(choices=presets, value=view.get("preset", FILE_DEFAULT)),
+                self.center: window[0] if window else None, self.width: window[1] if window else None,
                 self.image: image, self.message: message}
 
     @staticmethod
@@ -111,27 +126,37 @@ class Viewer:
     @shows_errors
     def _on_stack(self, case_id, index, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
-            return self._stack_updates(self._stacks(session, user, case_id), int(index or 0))
+            stacks = self._stacks(session, user, case_id)
+            self._remember(user, case_id, stack=int(index or 0))
+            return self._stack_updates(stacks, int(index or 0))
 
     @shows_errors
-    def _render(self, case_id, index, slice_number, center, width, zoom, request: gr.Request):
+    def _render(self, case_id, index, slice_number, center, width, zoom, preset, request: gr.Request):
+        window = (float(center), float(width)) if center is not None and width else None
         with user_action(self.ctx, request) as (session, user):
             stacks = self._stacks(session, user, case_id)
+            self._remember(user, case_id, stack=int(index or 0), slice=int(slice_number or 1), window=window,
+                           zoom=float(zoom or 1), preset=(preset or FILE_DEFAULT) if window else FILE_DEFAULT)
         if not stacks:
             return None, "This case has no images."
-        window = (float(center), float(width)) if center is not None and width else None
         return self._image(stacks[int(index or 0)], slice_number, window, zoom)
+
+    def _render_typed(self, case_id, index, slice_number, center, width, zoom, preset, request: gr.Request):
+        """:meth:`_render` for a typed window center/width (remembered as the Custom preset)."""
+        return self._render(case_id, index, slice_number, center, width, zoom, CUSTOM, request)
 
     @shows_errors
     def _on_preset(self, case_id, index, slice_number, preset, center, width, zoom, request: gr.Request):
         with user_action(self.ctx, request) as (session, user):
             stacks = self._stacks(session, user, case_id)
-        if not stacks:
-            return None, None, None, "This case has no images."
-        stack = stacks[int(index or 0)]
-        if preset == CUSTOM:
-            window = (float(center), float(width)) if center is not None and width else None
-        else:
-            window = self._presets(stack, slice_number).get(preset)
+            if not stacks:
+                return None, None, None, "This case has no images."
+            stack = stacks[int(index or 0)]
+            if preset == CUSTOM:
+                window = (float(center), float(width)) if center is not None and width else None
+            else:
+                window = self._presets(stack, slice_number).get(preset)
+            self._remember(user, case_id, stack=int(index or 0), slice=int(slice_number or 1), window=window,
+                           zoom=float(zoom or 1), preset=preset if window else FILE_DEFAULT)
         image, message = self._image(stack, slice_number, window, zoom)
         return (window[0] if window else None), (window[1] if window else None), image, message

@@ -1,5 +1,5 @@
 """The viewer in a real browser on the demo's real CT series: slice navigation and a CT window preset change the
-rendered image the reader sees."""
+rendered image the reader sees; returning to the case after another one finds the same slice and window."""
 
 from studyapp import demo
 from studyapp.config import Settings
@@ -33,4 +33,17 @@ def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
                            timeout=30_000)
     assert page.get_by_label("Window center").input_value() == "-600"
     assert page.get_by_label("Window width").input_value() == "1500"
+    lung = image.get_attribute("src")
+
+    # another case, then back: slice 3 at the lung window, as left
+    page.locator("#worklist label").filter(has_not_text="DEMO-4 (CT)").first.click()
+    page.wait_for_function("(old) => document.querySelector('#viewer-image img').src !== old", arg=lung,
+                           timeout=30_000)
+    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    page.wait_for_selector("#viewer-message >> text=Slice 3 of 20", timeout=30_000)
+    assert page.get_by_label("Window center").input_value() == "-600"
+    assert page.get_by_label("Window width").input_value() == "1500"
+    assert page.get_by_label("Window preset").input_value() == "lung"
+    page.wait_for_function("(old) => document.querySelector('#viewer-image img').src === old", arg=lung,
+                           timeout=30_000)
     page.close()
