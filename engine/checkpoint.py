@@ -171,7 +171,9 @@ def load_module_weights(model: MedVersaModel, path: str | Path) -> None:
 
 #: Released key -> our key, as (regex, replacement) pairs tried in order; the first match wins. The group
 #: prefixes come from engine-notes.md; the sub-module names inside each group are our reading of the released
-#: layout (segmentation_models_pytorch names for the 2D UNet). Targets are ``adapter:``/``llm:`` keys, module keys,
+#: layout: the 2D UNet is a ``segmentation_models_pytorch`` ``Unet`` (torchvision ResNet-18 encoder names, decoder
+#: ``blocks.{i}.conv{1,2}.{0: conv, 1: norm}``, ``segmentation_head.0``), which our
+#: :class:`engine.heads.SegmentationHead2D` mirrors name for name. Targets are ``adapter:``/``llm:`` keys, module keys,
 #: or ``derived:NAME`` for buffers our LM recomputes from its config (:data:`DERIVED_BUFFERS`): those are checked
 #: against the recomputed value and dropped. Any key that matches no rule, and any key of ours that receives
 #: nothing, is reported and conversion stops.
@@ -190,14 +192,7 @@ RELEASED_RULES: tuple[tuple[str, str], ...] = (
     (r"text_det\.(\d)\.(weight|bias)$", r"detection_head.mlp.\1.\2"),
     (r"text2seg_2d\.(\d)\.(weight|bias)$", r"seg2d_head.prompt.\1.\2"),
     (r"text2seg_3d\.(\d)\.(weight|bias)$", r"seg3d_head.prompt.\1.\2"),
-    (r"model_seg_2d\.encoder\.(.+)$", r"seg2d_head.encoder.\1"),
-    (r"model_seg_2d\.bottleneck_norm\.(weight|bias)$", r"seg2d_head.bottleneck_norm.\1"),
-    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv1\.0\.weight$", r"seg2d_head.decoder.blocks.\1.convs.conv_0.conv.weight"),
-    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv1\.1\.(weight|bias)$", r"seg2d_head.decoder.blocks.\1.convs.conv_0.adn.N.\2"),
-    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv2\.0\.weight$", r"seg2d_head.decoder.blocks.\1.convs.conv_1.conv.weight"),
-    (r"model_seg_2d\.decoder\.blocks\.(\d)\.conv2\.1\.(weight|bias)$", r"seg2d_head.decoder.blocks.\1.convs.conv_1.adn.N.\2"),
-    (r"model_seg_2d\.decoder\.blocks\.(\d)\.preconv\.(weight|bias)$", r"seg2d_head.decoder.blocks.\1.upsample.preconv.\2"),
-    (r"model_seg_2d\.segmentation_head\.0\.(weight|bias)$", r"seg2d_head.head.0.\1"),
+    (r"model_seg_2d\.(encoder|bottleneck_norm|decoder|segmentation_head)\.(.+)$", r"seg2d_head.\1.\2"),
     (r"model_seg_3d\.encoder\.(.+)$", r"backbone.encoder_3d.\1"),
     (r"model_seg_3d\.decoder\.(.+)$", r"seg3d_head.\1"),
 )

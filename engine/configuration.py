@@ -72,11 +72,13 @@ class UNet3DSettings:
 
 @dataclass
 class Seg2DSettings:
-    """2D segmentation UNet with a MONAI ResNet-18 encoder and GroupNorm (no BatchNorm).
+    """2D segmentation UNet (paper Fig. 8b): the standard ResNet-18 encoder and a ``segmentation_models_pytorch``
+    style UNet decoder, GroupNorm instead of BatchNorm (:class:`engine.heads.SegmentationHead2D`).
 
     Args:
-        image_size: input side in pixels (paper: 224).
-        decoder_channels: UNet decoder channels, one per level (5 levels).
+        image_size: input side in pixels (paper: 224; a multiple of 32).
+        decoder_channels: UNet decoder channels, one per level (5 levels; ``segmentation_models_pytorch``'s
+            default 256-128-64-32-16).
         num_groups: GroupNorm groups in encoder and decoder (paper: 16).
     """
 

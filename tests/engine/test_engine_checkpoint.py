@@ -19,6 +19,7 @@ from engine.configuration import DET_TOKEN, MedVersaConfig
 from engine.modeling import MedVersaInputs
 from engine.processing import build_prompt, encode_prompt, pad_sequences
 from engine.tiny import train_tokenizer
+from tests.engine.published_layouts import smp_unet_2d_layout
 
 
 def _inputs(model, tokenizer):
@@ -91,27 +92,20 @@ def test_missing_parts_and_wrong_tokenizer_are_refused(tiny_checkpoint, tmp_path
         load_checkpoint(target)
 
 
-# Released layout, written independently of the converter's rules (engine-notes.md key groups).
+# Released layout, written independently of the converter's rules (engine-notes.md key groups); the 2D UNet from
+# the segmentation_models_pytorch layout description (tests/engine/published_layouts.py), not from our modules.
 _RELEASED_PREFIXES = [
     ("backbone.encoder_2d.swin.", "visual_encoder."),
     ("backbone.adapter_2d.norm.", "llama_proj_2d.0."), ("backbone.adapter_2d.proj.", "llama_proj_2d.1."),
     ("backbone.adapter_3d.norm.", "llama_proj_3d.0."), ("backbone.adapter_3d.proj.", "llama_proj_3d.1."),
     ("detection_head.mlp.", "text_det."),
     ("seg2d_head.prompt.", "text2seg_2d."), ("seg3d_head.prompt.", "text2seg_3d."),
-    ("seg2d_head.encoder.", "model_seg_2d.encoder."), ("seg2d_head.bottleneck_norm.", "model_seg_2d.bottleneck_norm."),
-    ("seg2d_head.head.", "model_seg_2d.segmentation_head."),
     ("backbone.encoder_3d.", "model_seg_3d.encoder."), ("seg3d_head.", "model_seg_3d.decoder."),
 ]
-_SMP_DECODER = [(".convs.conv_0.conv.", ".conv1.0."), (".convs.conv_0.adn.N.", ".conv1.1."),
-                (".convs.conv_1.conv.", ".conv2.0."), (".convs.conv_1.adn.N.", ".conv2.1."),
-                (".upsample.preconv.", ".preconv."), ("seg2d_head.decoder.", "model_seg_2d.decoder.")]
+_UNET_2D = ("seg2d_head.encoder.", "seg2d_head.bottleneck_norm.", "seg2d_head.decoder.", "seg2d_head.segmentation_head.")
 
 
 def _released_name(key):
-    if key.startswith("seg2d_head.decoder."):
-        for ours, theirs in _SMP_DECODER:
-            key = key.replace(ours, theirs)
-        return key
     for ours, theirs in _RELEASED_PREFIXES:
         if key.startswith(ours):
             return theirs + key[len(ours):]
@@ -121,7 +115,9 @@ def _released_name(key):
 def _synthetic_released(model):
     torch.manual_seed(3)
     released = {_released_name(k): torch.randn_like(v.float()) for k, v in module_state_dict(model).items()
-                if not k.endswith("num_batches_tracked")}
+                if not k.startswith(_UNET_2D)}
+    released.update({k: torch.randn(shape) for k, shape in
+                     smp_unet_2d_layout(model.config.seg2d.decoder_channels).items()})
     plain = AutoModelForCausalLM.from_config(model.backbone.llm.get_base_model().config)
     for key, value in plain.state_dict().items():
         name = "lm_head.0.weight" if key == "lm_head.weight" else key
@@ -144,8 +140,9 @@ def test_converter_maps_released_layout_and_refuses_mismatches(tiny_checkpoint, 
     det = converted.config.token_ids[DET_TOKEN]
     state = converted.state_dict()
     torch.testing.assert_close(state["detection_head.mlp.4.weight"], released["text_det.4.weight"])
-    torch.testing.assert_close(state["seg2d_head.decoder.blocks.1.convs.conv_1.adn.N.weight"],
-                               released["model_seg_2d.decoder.blocks.1.conv2.1.weight"])
+    for key in ("decoder.blocks.1.conv2.1.weight", "decoder.blocks.0.conv1.0.weight", "encoder.layer2.0.downsample.0.weight",
+                "encoder.layer4.1.bn2.bias", "segmentation_head.0.bias", "bottleneck_norm.weight"):
+        torch.testing.assert_close(state[f"seg2d_head.{key}"], released[f"model_seg_2d.{key}"])
     lora_b = "backbone.llm.base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight"
     torch.testing.assert_close(state[lora_b],
                                released["llama_model.base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"])
