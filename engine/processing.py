@@ -450,14 +450,20 @@ def load_volume(source: str | Path) -> MetaTensor:
     return volume
 
 
+def volume_transform(settings: UNet3DSettings, mode: str = "trilinear") -> Compose:
+    """The spatial transform of :func:`prepare_volume`: reorient so that the axes ``(D, H, W)`` point to (S, A, R),
+    then resize to ``settings.volume_size`` with ``mode`` (``"nearest-exact"`` for label masks)."""
+    return Compose([
+        Orientation(axcodes="SAR", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        Resize(settings.volume_size, mode=mode),
+    ])
+
+
 def prepare_volume(volume: MetaTensor, settings: UNet3DSettings, clip_hu: bool = True) -> PreparedVolume:
     """Reorient so that the axes ``(D, H, W)`` point to (S, A, R) (RAS+ world, axes reversed), resample (trilinear) to ``settings.volume_size``,
     clip to ``settings.hu_window`` (CT) and z-normalise with the mean/std of the voxels above the mean
     (engine-notes.md, "CT preprocessing")."""
-    transform = Compose([
-        Orientation(axcodes="SAR", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        Resize(settings.volume_size, mode="trilinear"),
-    ])
+    transform = volume_transform(settings)
     spatial = transform(volume.float())
     values = spatial.as_tensor().clone()
     if clip_hu:

@@ -1,0 +1,197 @@
+"""A manifest :class:`~engine.data.schema.Sample` -> model-ready tensors, with the paper's augmentations (4.5).
+
+Images go through the engine's own preprocessing (:mod:`engine.processing`), so training sees what inference
+sees; masks go through the same spatial transform as their image (2D: resize to the model size, nearest; 3D:
+orientation + resize as :func:`engine.processing.prepare_volume`, nearest).
+
+Augmentations (``augment=True``; paper 4.5, all drawn from the given ``random.Random``):
+
+- random crop of 50-100% of the image area (aspect 3/4-4/3), then the usual resize: 2D report, findings,
+  impression, classification, VQA and longitudinal samples (each image its own crop);
+- horizontal flip with probability 0.5: 2D segmentation and detection (each image its own coin; its boxes
+  ``x0' = 1 - x1``, ``x1' = 1 - x0`` and masks flip with it);
+- flip along one axis (D, H or W, uniform) with probability 0.5: 3D segmentation and detection (masks with it).
+
+Region captioning is never cropped or flipped (its box coordinates are in the instruction text). Flips change
+geometry only: laterality words ("left", "right") in instructions and answers are not rewritten.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from engine.configuration import MedVersaConfig
+from engine.data.schema import MaskTarget, Sample, Task
+from engine.processing import build_prompt, load_rgb, load_volume, prepare_volume, preprocess_2d, volume_transform
+
+#: Tasks whose 2D images are randomly cropped (text answers without targets; paper 4.5).
+CROP_TASKS = frozenset({Task.REPORT, Task.FINDINGS, Task.IMPRESSION, Task.CLASSIFICATION, Task.VQA, Task.LONGITUDINAL})
+#: Tasks whose images are randomly flipped, targets with them (paper 4.5).
+FLIP_TASKS = frozenset({Task.SEGMENTATION, Task.DETECTION})
+CROP_SCALE = (0.5, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+FLIP_PROBABILITY = 0.5
+
+
+@dataclass
+class Example:
+    """One sample ready for :func:`engine.data.collate.collate`.
+
+    Attributes:
+        sample_id, task, imaging: from the sample (for per-task loss logging).
+        prompt: :func:`engine.processing.build_prompt` of the instruction with the context block.
+        answer: the answer text with its task tokens.
+        pixel_values_2d: ``(N2, 3, S, S)`` float32 CLIP-normalised images, ``S = config.swin.image_size``, or ``None``.
+        pixel_values_3d: ``(N3, 1, D, H, W)`` float32 z-normalised volumes on ``config.unet3d.volume_size``, or ``None``.
+        image_is_3d: ``(N,)`` bool, per image in prompt order.
+        boxes: ``(K, 4)`` float32 normalized xyxy, one per ``<DET>``, or ``None``.
+        masks_2d: ``(K2, 1, S, S)`` float32 in {0, 1}, one per ``<2DSEG>``, or ``None``.
+        masks_3d: ``(K3, 1, D, H, W)`` float32 in {0, 1}, one per ``<3DSEG>``, or ``None``.
+    """
+
+    sample_id: str
+    task: str
+    imaging: str
+    prompt: str
+    answer: str
+    pixel_values_2d: torch.Tensor | None
+    pixel_values_3d: torch.Tensor | None
+    image_is_3d: torch.Tensor
+    boxes: torch.Tensor | None
+    masks_2d: torch.Tensor | None
+    masks_3d: torch.Tensor | None
+
+
+def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | None = None,
+                 augment: bool = False) -> Example:
+    """Read the images and targets of ``sample`` and build its prompt; augment when ``augment`` (see module doc).
+
+    Raises:
+        ValueError: ``augment`` without ``rng``; a mask of an image other than the first (the segmentation heads
+            segment the first image of a prompt, :class:`engine.modeling.MedVersaInputs`); a mask whose shape differs
+            from its image's; unreadable files (from :mod:`engine.processing`).
+        FileNotFoundError: a missing image or mask.
+    """
+    if augment and rng is None:
+        raise ValueError("augment=True needs a seeded random.Random")
+    if any(m.image_index != 0 for m in sample.masks):
+        raise ValueError(f"sample {sample.sample_id}: masks must belong to image 0 (the segmented image of a prompt)")
+    task = Task(sample.task)
+    prompt = build_prompt(sample.instruction, len(sample.images), config, sample.context)
+    boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
+    load = _load_3d if sample.is_3d else _load_2d
+    pixels, masks = load(sample, config, rng if augment else None, task, boxes)
+    return Example(
+        sample_id=sample.sample_id, task=sample.task, imaging=sample.imaging, prompt=prompt, answer=sample.answer,
+        pixel_values_2d=None if sample.is_3d else pixels, pixel_values_3d=pixels if sample.is_3d else None,
+        image_is_3d=torch.full((len(sample.images),), sample.is_3d, dtype=torch.bool),
+        boxes=boxes if len(sample.boxes) else None,
+        masks_2d=torch.stack(masks) if masks and not sample.is_3d else None,
+        masks_3d=torch.stack(masks) if masks and sample.is_3d else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- 2D
+
+
+def _load_2d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, task: Task,
+             boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(N, 3, S, S)`` images and ``(1, S, S)`` masks; ``boxes`` are flipped in place with their image."""
+    size = config.swin.image_size
+    images, masks = [], [None] * len(sample.masks)
+    for index, ref in enumerate(sample.images):
+        rgb = load_rgb(ref.path)
+        crop = rng is not None and task in CROP_TASKS and not sample.boxes and not sample.masks
+        if crop:
+            rgb = random_crop(rgb, rng)
+        image = preprocess_2d(rgb, config)
+        own = [k for k, m in enumerate(sample.masks) if m.image_index == index]
+        for k in own:
+            masks[k] = resize_mask_2d(read_mask_2d(sample.masks[k], rgb.shape[:2]), size)
+        if rng is not None and task in FLIP_TASKS and rng.random() < FLIP_PROBABILITY:
+            image = image.flip(-1)
+            for k in own:
+                masks[k] = masks[k].flip(-1)
+            mine = torch.tensor([b.image_index == index for b in sample.boxes], dtype=torch.bool)
+            boxes[mine] = torch.stack([1 - boxes[mine, 2], boxes[mine, 1], 1 - boxes[mine, 0], boxes[mine, 3]], dim=1)
+        images.append(image)
+    return torch.stack(images), masks
+
+
+def random_crop(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A random crop of ``rgb`` ``(H, W, 3)`` covering 50-100% of its area with aspect 3/4-4/3 (the
+    ``RandomResizedCrop(scale=(0.5, 1))`` recipe; paper 4.5); the whole image when 10 draws do not fit."""
+    height, width = rgb.shape[:2]
+    for _ in range(10):
+        area = height * width * rng.uniform(*CROP_SCALE)
+        ratio = math.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
+        w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+            return rgb[top : top + h, left : left + w]
+    return rgb
+
+
+def read_mask_2d(mask: MaskTarget, shape: tuple[int, int]) -> np.ndarray:
+    """A PNG mask as ``(H, W)`` bool (``== mask.value``, or nonzero); ``shape`` is its image's ``(H, W)``.
+
+    Raises:
+        ValueError: the mask's shape differs from ``shape``.
+    """
+    with Image.open(mask.path) as img:
+        values = np.asarray(img)
+    if values.ndim == 3:  # RGB(A) masks: any channel
+        values = values.max(axis=2)
+    if values.shape != tuple(shape):
+        raise ValueError(f"mask {mask.path} has shape {list(values.shape)} but its image has {list(shape)}")
+    return values != 0 if mask.value is None else values == mask.value
+
+
+def resize_mask_2d(mask: np.ndarray, size: int) -> torch.Tensor:
+    """``(H, W)`` bool -> ``(1, S, S)`` float32 {0, 1}, nearest (pixel centres, ``nearest-exact``)."""
+    x = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return F.interpolate(x, size=(size, size), mode="nearest-exact")[0]
+
+
+# ---------------------------------------------------------------------------------------------- 3D
+
+
+def _load_3d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, task: Task,
+             boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(N, 1, D, H, W)`` volumes and ``(1, D, H, W)`` masks on the model grid."""
+    volumes, masks = [], [None] * len(sample.masks)
+    for index, ref in enumerate(sample.images):
+        volume = load_volume(ref.path)
+        values = prepare_volume(volume, config.unet3d).pixel_values
+        own = [k for k, m in enumerate(sample.masks) if m.image_index == index]
+        for k in own:
+            masks[k] = prepare_mask_3d(sample.masks[k], tuple(volume.shape[1:]), config)
+        if rng is not None and task in FLIP_TASKS and rng.random() < FLIP_PROBABILITY:
+            axis = 1 + rng.randrange(3)
+            values = values.flip(axis)
+            for k in own:
+                masks[k] = masks[k].flip(axis)
+        volumes.append(values)
+    return torch.stack(volumes), masks
+
+
+def prepare_mask_3d(mask: MaskTarget, shape: tuple[int, ...], config: MedVersaConfig) -> torch.Tensor:
+    """A NIfTI mask on its volume's grid -> ``(1, D, H, W)`` float32 {0, 1} on the model grid: the volume's
+    orientation and resize (:func:`engine.processing.volume_transform`, ``nearest-exact``).
+
+    Raises:
+        ValueError: the mask's voxel shape differs from its volume's ``shape``.
+    """
+    labels = load_volume(mask.path)
+    if tuple(labels.shape[1:]) != tuple(shape):
+        raise ValueError(f"mask {mask.path} has shape {list(labels.shape[1:])} but its volume has {list(shape)}")
+    binary = labels != 0 if mask.value is None else labels == mask.value
+    grid = volume_transform(config.unet3d, mode="nearest-exact")(binary.float())
+    return grid.as_tensor().float()
