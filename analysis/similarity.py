@@ -2,7 +2,8 @@
 
 The paper used RaTEScore (:mod:`analysis.ratescore`), whose NER and encoder weights come from a model hub; when a
 local folder with those weights is configured, :func:`template_use_measure` returns it. Otherwise the measure is
-ROUGE-L F1 (longest common subsequence of words, ``rouge-score``, no stemming), which needs no weights: 1.0 when the
+ROUGE-L F1 (longest common subsequence of words, ``rouge-score``, no stemming; the engine's evaluation
+metric :func:`engine.evaluation.text.rouge_l`, one implementation for both), which needs no weights: 1.0 when the
 final report keeps the draft's wording, near 0 when it was rewritten. The measure's name is recorded with every
 value (``similarity_measure`` column) so results from different measures are never mixed silently.
 """
@@ -14,11 +15,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from rouge_score import rouge_scorer
+from engine.evaluation.text import rouge_l
 
 MEASURE = f"rouge-l-f1 (rouge-score {version('rouge-score')})"
-
-_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def template_use(draft: str, final: str) -> float:
@@ -27,9 +26,7 @@ def template_use(draft: str, final: str) -> float:
     Raises:
         TypeError: an argument is not a string.
     """
-    if not isinstance(draft, str) or not isinstance(final, str):
-        raise TypeError(f"draft and final must be str, got {type(draft).__name__}, {type(final).__name__}")
-    return float(_SCORER.score(draft, final)["rougeL"].fmeasure)
+    return rouge_l(draft, final)
 
 
 @dataclass(frozen=True)
