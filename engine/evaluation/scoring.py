@@ -80,29 +80,29 @@ class Score:
     n_resamples: int = N_RESAMPLES
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean())
+
+
 @dataclass(frozen=True)
 class TextMetric:
-    """A report-text metric, either per report (``per_report(references, predictions) -> one value per pair``,
-    averaged; computed once, then resampled) or over a corpus (``corpus(references, predictions) -> float``,
-    recomputed on every resample).
+    """A report-text metric computed once per report and combined over any subset of reports, so bootstrap
+    resamples only recombine.
 
-    Raises:
-        ValueError: not exactly one of ``per_report`` and ``corpus`` given.
+    Attributes:
+        per_report: ``(references, predictions) -> (N, ...)`` values or sufficient statistics, one row per pair.
+        combine: rows of a subset -> the metric (default: their mean; BLEU-4 sums n-gram counts).
     """
 
     name: str
     backend: str
-    per_report: Callable[[Sequence[str], Sequence[str]], Sequence[float]] | None = None
-    corpus: Callable[[Sequence[str], Sequence[str]], float] | None = None
-
-    def __post_init__(self) -> None:
-        if (self.per_report is None) == (self.corpus is None):
-            raise ValueError(f"text metric {self.name}: give exactly one of per_report and corpus")
+    per_report: Callable[[Sequence[str], Sequence[str]], Sequence]
+    combine: Callable[[np.ndarray], float] = _mean
 
 
 OFFLINE_TEXT_METRICS = (
-    TextMetric("bleu4", text.BLEU_BACKEND, corpus=text.bleu4),
-    TextMetric("rouge_l", text.ROUGE_BACKEND, per_report=text.rouge_l_scores),
+    TextMetric("bleu4", text.BLEU_BACKEND, text.bleu4_statistics, text.bleu4_from_statistics),
+    TextMetric("rouge_l", text.ROUGE_BACKEND, text.rouge_l_scores),
 )
 
 
@@ -122,12 +122,9 @@ def with_ci(task: str, metric: str, backend: str, n: int, statistic: Callable[[n
 
 def _text_score(task: str, metric: TextMetric, references: list[str], answers: list[str], n_resamples: int,
                 seed: int) -> Score:
-    if metric.per_report is not None:
-        values = np.asarray(metric.per_report(references, answers), dtype=np.float64)
-        statistic = lambda idx: values[idx].mean()
-    else:
-        statistic = lambda idx: metric.corpus([references[i] for i in idx], [answers[i] for i in idx])
-    return with_ci(task, metric.name, metric.backend, len(references), statistic, n_resamples, seed)
+    values = np.asarray(metric.per_report(references, answers))
+    return with_ci(task, metric.name, metric.backend, len(references), lambda idx: metric.combine(values[idx]),
+                   n_resamples, seed)
 
 
 def _answer_text(answer: str) -> str:

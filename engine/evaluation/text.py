@@ -6,14 +6,18 @@ The paper reports BLEU-4 and ROUGE-L for report generation (section 4.6, after J
 
 from __future__ import annotations
 
+import math
 import re
 from importlib.metadata import version
 from typing import Sequence
 
-from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+import numpy as np
+from nltk.translate.bleu_score import brevity_penalty, closest_ref_length, modified_precision
 from rouge_score import rouge_scorer
 
-BLEU_BACKEND = f"nltk {version('nltk')} corpus_bleu, uniform 4-gram weights, smoothing method1"
+BLEU_BACKEND = (f"nltk {version('nltk')} corpus BLEU-4 (modified_precision, brevity_penalty), uniform weights, "
+                "smoothing method1 (epsilon 0.1)")
+_EPSILON = 0.1  # nltk SmoothingFunction().method1
 ROUGE_BACKEND = f"rouge-score {version('rouge-score')} rougeL F1, no stemming"
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -36,24 +40,53 @@ def _pairs(references: Sequence[str], predictions: Sequence[str]) -> None:
         raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
 
 
-def bleu4(references: Sequence[str], predictions: Sequence[str]) -> float:
-    """Corpus BLEU-4 in [0, 1] of ``predictions`` against one reference each (uniform 1-4-gram weights, brevity
-    penalty, Chen & Cherry smoothing method 1 so that a missing 4-gram gives a small value, not 0).
+def bleu4_statistics(references: Sequence[str], predictions: Sequence[str]) -> np.ndarray:
+    """Per-report sufficient statistics of corpus BLEU-4: ``(N, 10)`` int64 columns = clipped n-gram matches for
+    n = 1..4, prediction n-gram counts for n = 1..4, prediction length, reference length (nltk's
+    ``modified_precision`` and ``closest_ref_length``, Papineni et al. 2002). Sums over any subset give that subset's
+    corpus BLEU-4 (:func:`bleu4_from_statistics`), so bootstrap resamples need no re-tokenisation.
 
-    Identical non-empty texts of at least 4 words give 1.0.
+    Raises:
+        ValueError: the sequences differ in length.
+        TypeError: a report is not a string.
+    """
+    _pairs(references, predictions)
+    rows = []
+    for reference, prediction in zip(references, predictions):
+        ref, hyp = [words(reference)], words(prediction)
+        precisions = [modified_precision(ref, hyp, n) for n in range(1, 5)]
+        rows.append([p.numerator for p in precisions] + [p.denominator for p in precisions]
+                    + [len(hyp), closest_ref_length(ref, len(hyp))])
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 10)
+
+
+def bleu4_from_statistics(statistics: np.ndarray) -> float:
+    """Corpus BLEU-4 in [0, 1] from summed :func:`bleu4_statistics` rows: brevity penalty x geometric mean of the
+    1-4-gram precisions, a zero count smoothed to 0.1 (Chen & Cherry method 1), 0.0 without unigram matches; equal
+    to nltk's ``corpus_bleu`` with ``SmoothingFunction().method1``.
+
+    Raises:
+        ValueError: no rows.
+    """
+    if len(statistics) == 0:
+        raise ValueError("BLEU-4 needs at least one (reference, prediction) pair")
+    total = np.asarray(statistics).sum(axis=0)
+    matches, counts, hyp_length, ref_length = total[:4], total[4:8], int(total[8]), int(total[9])
+    if matches[0] == 0:
+        return 0.0
+    logs = [math.log((m if m else _EPSILON) / c) for m, c in zip(matches, counts) if c]
+    return float(brevity_penalty(ref_length, hyp_length) * math.exp(math.fsum(logs) / 4))
+
+
+def bleu4(references: Sequence[str], predictions: Sequence[str]) -> float:
+    """Corpus BLEU-4 of ``predictions`` against one reference each (see :func:`bleu4_from_statistics`); identical
+    texts of at least 4 words give 1.0.
 
     Raises:
         ValueError: the sequences differ in length or are empty.
         TypeError: a report is not a string.
     """
-    _pairs(references, predictions)
-    if not references:
-        raise ValueError("BLEU-4 needs at least one (reference, prediction) pair")
-    refs = [[words(r)] for r in references]
-    hyps = [words(p) for p in predictions]
-    if not any(hyps):
-        return 0.0
-    return float(corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method1))
+    return bleu4_from_statistics(bleu4_statistics(references, predictions))
 
 
 def rouge_l(reference: str, prediction: str) -> float:

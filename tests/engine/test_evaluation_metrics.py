@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.evaluation import geometry, labels, text
-from engine.evaluation.scoring import Prediction, TextMetric, score_task
+from engine.evaluation.scoring import Prediction, score_task
 from engine.data.schema import BoxTarget, ImageRef, MaskTarget, Sample
 from tests.engine.conftest import iu_reports
 
@@ -113,6 +113,16 @@ def test_score_task_refuses_misaligned_predictions(reports):
         score_task("report", samples, [Prediction("a", "")])
 
 
-def test_text_metric_needs_exactly_one_scoring_function():
-    with pytest.raises(ValueError, match="exactly one"):
-        TextMetric("x", "y")
+def test_bleu_from_statistics_equals_nltk_corpus_bleu_on_subsets(reports):
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+    predictions = [" ".join(r.split()[:-3]) if i % 3 else reports[(i + 5) % len(reports)]
+                   for i, r in enumerate(reports)]
+    statistics = text.bleu4_statistics(reports, predictions)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        idx = rng.integers(0, len(reports), len(reports))
+        expected = corpus_bleu([[text.words(reports[i])] for i in idx], [text.words(predictions[i]) for i in idx],
+                               smoothing_function=SmoothingFunction().method1)
+        assert text.bleu4_from_statistics(statistics[idx]) == pytest.approx(expected, rel=1e-12)
+    assert text.bleu4(["no acute process"], ["pleural effusion"]) == 0.0
