@@ -97,7 +97,8 @@ def chexbert_metric(metrics_dir: Path | None, batch_size: int = 16) -> TextMetri
         if not needed.exists():
             raise MetricUnavailable(f"chexbert: {needed} is missing")
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = CheXbertEncoder(BertConfig.from_pretrained(base, local_files_only=True))
+    config = BertConfig.from_pretrained(base, local_files_only=True)
+    model = CheXbertEncoder(config)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     state = state.get("model_state_dict", state)
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -113,7 +114,7 @@ def chexbert_metric(metrics_dir: Path | None, batch_size: int = 16) -> TextMetri
         parts = []
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                              max_length=512, return_tensors="pt")
+                              max_length=min(512, config.max_position_embeddings), return_tensors="pt")
             parts.append(model(batch["input_ids"], batch["attention_mask"]))
         return torch.cat(parts)
 

@@ -80,7 +80,7 @@ def test_unavailable_metric_is_reported_and_exit_status_one(tmp_path, tiny_check
 def test_bad_manifest_and_unknown_metric_are_refused(tmp_path, tiny_checkpoint):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"sample_id": "x"}\n')
-    with pytest.raises(SystemExit, match=r"error: .*bad.jsonl.*line 1"):
+    with pytest.raises(SystemExit, match=r"(?s)error: .*bad.jsonl:1: the row lacks the field"):
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(bad), "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="unknown metric"):
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(bad), "--out", str(tmp_path / "o"),
