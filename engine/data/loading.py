@@ -49,7 +49,8 @@ class Example:
         prompt: :func:`engine.processing.build_prompt` of the instruction with the context block.
         answer: the answer text with its task tokens.
         pixel_values_2d: ``(N2, 3, S, S)`` float32 CLIP-normalised images, ``S = config.swin.image_size``, or ``None``.
-        pixel_values_3d: ``(N3, 1, D, H, W)`` float32 z-normalised volumes on ``config.unet3d.volume_size``, or ``None``.
+        pixel_values_3d: ``(N3, 1, D, H, W)`` float32 z-normalised volumes, ``(D, H, W) = config.unet3d.volume_size``,
+            or ``None``.
         image_is_3d: ``(N,)`` bool, per image in prompt order.
         boxes: ``(K, 4)`` float32 normalized xyxy, one per ``<DET>``, or ``None``.
         masks_2d: ``(K2, 1, S, S)`` float32 in {0, 1}, one per ``<2DSEG>``, or ``None``.

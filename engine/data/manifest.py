@@ -93,7 +93,8 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
                 sample = _resolve(sample_from_dict(_parse_json(line)), base)
                 validate_sample(sample)
                 if sample.sample_id in first_line:
-                    raise _Invalid(f"duplicate sample_id {sample.sample_id!r} (first on line {first_line[sample.sample_id]})")
+                    first = first_line[sample.sample_id]
+                    raise _Invalid(f"duplicate sample_id {sample.sample_id!r} (first on line {first})")
                 if files is not None:
                     files.check(sample)
             except _Invalid as err:
@@ -174,7 +175,8 @@ def sample_from_dict(row: dict) -> Sample:
 def _image(row: dict, i: int) -> ImageRef:
     where = f"images[{i}]"
     _fields(row, ImageRef, where)
-    return ImageRef(path=_typed(row["path"], str, f"{where}.path"), modality=_typed(row["modality"], str, f"{where}.modality"),
+    return ImageRef(path=_typed(row["path"], str, f"{where}.path"),
+                    modality=_typed(row["modality"], str, f"{where}.modality"),
                     role=_typed(row.get("role", "current"), str, f"{where}.role"))
 
 
@@ -227,7 +229,8 @@ def validate_sample(sample: Sample) -> None:
         raise _Invalid("no images")
     for i, image in enumerate(sample.images):
         if image.modality != imaging.value:
-            raise _Invalid(f"images[{i}].modality {image.modality!r} differs from the sample's imaging {imaging.value!r}")
+            raise _Invalid(f"images[{i}].modality {image.modality!r} differs from the sample's imaging "
+                           f"{imaging.value!r}")
         if image.role not in ROLES:
             raise _Invalid(f"images[{i}].role {image.role!r} is not one of {list(ROLES)}")
     try:
@@ -237,7 +240,8 @@ def validate_sample(sample: Sample) -> None:
     for kind, targets in (("boxes", sample.boxes), ("masks", sample.masks)):
         for i, target in enumerate(targets):
             if not 0 <= target.image_index < len(sample.images):
-                raise _Invalid(f"{kind}[{i}].image_index {target.image_index} out of range for {len(sample.images)} image(s)")
+                raise _Invalid(f"{kind}[{i}].image_index {target.image_index} out of range for "
+                               f"{len(sample.images)} image(s)")
     for i, box in enumerate(sample.boxes):
         x0, y0, x1, y1 = box.xyxy
         if not all(0.0 <= v <= 1.0 for v in box.xyxy):
@@ -261,13 +265,14 @@ class _FileChecker:
         self.shapes: dict[tuple[str, bool], tuple[int, ...] | str] = {}
 
     def check(self, sample: Sample) -> None:
-        image_shapes = [self.shape(r.path, sample.is_3d, f"images[{i}]", image=True) for i, r in enumerate(sample.images)]
+        image_shapes = [self.shape(r.path, sample.is_3d, f"images[{i}]", image=True)
+                        for i, r in enumerate(sample.images)]
         for i, mask in enumerate(sample.masks):
             shape = self.shape(mask.path, sample.is_3d, f"masks[{i}]", image=False)
             expected = image_shapes[mask.image_index]
             if shape != expected:
-                raise _Invalid(f"masks[{i}] ({mask.label!r}) has shape {list(shape)} but images[{mask.image_index}] has "
-                               f"{list(expected)}: {mask.path}")
+                raise _Invalid(f"masks[{i}] ({mask.label!r}) has shape {list(shape)} but images[{mask.image_index}] "
+                               f"has {list(expected)}: {mask.path}")
 
     def shape(self, path: str, is_3d: bool, where: str, image: bool) -> tuple[int, ...]:
         key = (path, image)
