@@ -129,7 +129,7 @@ def _transfer_syntax(ds: Dataset) -> str:
     return f"{uid.name} ({uid})" if uid else "an unknown transfer syntax"
 
 
-def _functional_group_items(ds: Dataset, frame: int) -> list[Dataset]:
+def functional_group_items(ds: Dataset, frame: int) -> list[Dataset]:
     """Shared then per-frame functional group items of ``frame`` (PS3.3 C.7.6.16), least specific first."""
     items = []
     for keyword, index in (("SharedFunctionalGroupsSequence", 0), ("PerFrameFunctionalGroupsSequence", frame)):
@@ -176,7 +176,7 @@ def lut_dataset(ds: Dataset, frame: int = 0) -> Dataset:
         if keyword in ds:
             setattr(ctx, keyword, ds[keyword].value)
 
-    groups = _functional_group_items(ds, frame)
+    groups = functional_group_items(ds, frame)
     for keywords, sequence_keyword in (
         (_MODALITY_KEYWORDS, "PixelValueTransformationSequence"),
         (_VOI_KEYWORDS, "FrameVOILUTSequence"),
@@ -232,10 +232,20 @@ def _voi_output_range(ctx: Dataset) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _is_inverted(ctx: Dataset) -> bool:
+def is_inverted(ctx: Dataset) -> bool:
     """MONOCHROME1 (C.7.6.3.1.2) or Presentation LUT Shape INVERSE (C.11.6): minimum value displays white."""
     shape = str(ctx.get("PresentationLUTShape", "")).strip().upper()
     return ctx.get("PhotometricInterpretation") == "MONOCHROME1" or shape == "INVERSE"
+
+
+def modality_values(stored: np.ndarray, ctx: Dataset) -> np.ndarray:
+    """Stored values -> modality values (PS3.3 C.11.1: Modality LUT Sequence or Rescale Slope/Intercept; the
+    identity without either), pydicom's ``apply_modality_lut``; ``ctx`` is not modified.
+
+    Returns:
+        float64 (rescaled) or integer (LUT or identity) array of the shape of ``stored``.
+    """
+    return apply_modality_lut(stored, _copy(ctx))
 
 
 def display_values(stored: np.ndarray, ctx: Dataset) -> np.ndarray:
@@ -255,13 +265,13 @@ def display_values(stored: np.ndarray, ctx: Dataset) -> np.ndarray:
         ValueError: invalid window (e.g. width < 1 for LINEAR) or VOI LUT Function, from pydicom.
     """
     ctx = _copy(ctx)  # pydicom normalises attribute types in place
-    modality = apply_modality_lut(stored, ctx)
+    modality = modality_values(stored, ctx)
     if ctx.get("VOILUTSequence") and not np.issubdtype(modality.dtype, np.integer):
         modality = np.rint(modality).astype(np.int64)
     voi = apply_voi_lut(modality, ctx)
     low, high = _voi_output_range(ctx)
     scaled = (np.asarray(voi, dtype=np.float64) - low) * (255.0 / (high - low))
-    if _is_inverted(ctx):
+    if is_inverted(ctx):
         scaled = 255.0 - scaled
     return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 

@@ -1,18 +1,42 @@
-"""The server-rendered DICOM viewer shared by the reading and comparison screens.
+"""The DICOM viewer shared by the reading and comparison screens.
 
-Pixels are rendered to 8-bit on the server (``studyapp.dicom.display``); the browser receives only the
-display image. Controls: image (series) choice, slice/frame, window preset, window center/width, zoom.
+Two views of the same pipeline (``studyapp.dicom.display``):
+
+* the browser viewer (``static/viewer.js`` in a ``gr.HTML``): the page receives the case's stack list, then
+  fetches each frame's values once through the component's server function ``frame``
+  (``studyapp.dicom.browser.frame_payload``) and does window/level, inversion, zoom, pan, slice scrolling and
+  the ruler on a canvas;
+* the server-rendered view below it (8-bit image from the server, slice/zoom sliders, preset and window boxes),
+  the fallback when the browser cannot draw and the reference the browser tests compare against.
 """
 
+import json
+from pathlib import Path
+
 import gradio as gr
-from studyapp.dicom import display
+from studyapp.dicom import browser, display
 from studyapp.services import images
-from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.services.errors import StudyError
+from studyapp.ui.context import UIContext, shows_errors, signed_in_user, user_action
 
 #: Longest side, in pixels, of the image sent to the browser.
 VIEW_MAX_SIDE = 1024
 FILE_DEFAULT = "As stored (the file's own VOI)"
 CUSTOM = "Custom"
+VIEWER_JS = (Path(__file__).parent / "static" / "viewer.js").read_text()
+VIEWER_CSS = (Path(__file__).parent / "static" / "viewer.css").read_text()
+EMPTY_MANIFEST = json.dumps({"case": None, "stacks": []})
+
+
+def cookie_username(request) -> str | None:
+    """The signed-in username of a component-server call (Gradio passes the raw Starlette request there, without
+    ``username``): the session cookie looked up in the Gradio app's tokens, as Gradio's own ``/user`` route does."""
+    app = request.scope.get("app")
+    cookie_id = getattr(app, "cookie_id", None)
+    tokens = getattr(app, "tokens", {})
+    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+        f"access-token-unsecure-{cookie_id}")
+    return tokens.get(token)
 
 
 class Viewer:
@@ -30,6 +54,17 @@ class Viewer:
         self._last_view: dict[tuple[int, int], dict] = {}  # (user id, case id) -> view
         self.case_id = gr.State(None)
         with gr.Column():
+            self.client = gr.HTML(EMPTY_MANIFEST, html_template='<div class="sv-root" tabindex="0"></div>',
+                                  css_template=VIEWER_CSS, js_on_load=VIEWER_JS, apply_default_css=False,
+                                  server_functions=[self._frame_function()], elem_classes="study-viewer")
+            with gr.Accordion("Server-rendered view (fallback and reference)", open=False):
+                self._server_view()
+        self.open_outputs = [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom,
+                             self.image, self.message, self.client]
+        self._wire()
+
+    def _server_view(self):
+        with gr.Column():
             self.image = gr.Image(label="Image", type="numpy", interactive=False, height=560, elem_id="viewer-image")
             self.message = gr.Markdown(elem_id="viewer-message")
             with gr.Row():
@@ -40,8 +75,8 @@ class Viewer:
                 self.preset = gr.Dropdown(label="Window preset", choices=[FILE_DEFAULT], value=FILE_DEFAULT, scale=2)
                 self.center = gr.Number(label="Window center", value=None, scale=1)
                 self.width = gr.Number(label="Window width", value=None, minimum=1, scale=1)
-        self.open_outputs = [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom,
-                             self.image, self.message]
+
+    def _wire(self):
         view_inputs = [self.case_id, self.stack, self.slice, self.center, self.width, self.zoom, self.preset]
         self.stack.input(self._on_stack, [self.case_id, self.stack], self.open_outputs[2:], api_visibility="private")
         render = dict(fn=self._render, inputs=view_inputs, outputs=[self.image, self.message], api_visibility="private")
@@ -55,6 +90,24 @@ class Viewer:
             [self.center, self.width, self.image, self.message], api_visibility="private",
         )
 
+    def _frame_function(self):
+        ctx = self.ctx
+
+        def frame(data: dict, request: gr.Request) -> dict:
+            """Server function of the browser viewer: ``{"case", "stack", "slice"}`` (0-based indices) -> the
+            frame's ``browser.frame_payload``, or ``{"error": message}`` (not signed in, no assignment for the case,
+            no such slice, undecodable frame)."""
+            try:
+                with ctx.sessions.begin() as session:
+                    user = signed_in_user(session, gr.Request(username=cookie_username(request)))
+                    stacks = images.case_stacks(session, user, int(data["case"]))
+                path, index = stacks[int(data["stack"])].slices[int(data["slice"])]
+                return browser.frame_payload(path, index)
+            except (StudyError, display.UndecodableImageError, ValueError, IndexError, KeyError, TypeError) as error:
+                return {"error": f"Cannot display this image: {error}"}
+
+        return frame
+
     def open(self, session, user, case_id: int | None) -> dict:
         """Updates showing ``case_id`` as this user last left it, else its first series (an empty viewer for ``None``).
 
@@ -64,11 +117,13 @@ class Viewer:
         if case_id is None:
             return {self.case_id: None, self.stack: gr.update(choices=[], value=None), self.image: None,
                     self.message: "", self.slice: gr.update(value=1, visible=False), self.preset: FILE_DEFAULT,
-                    self.center: None, self.width: None, self.zoom: 1}
+                    self.center: None, self.width: None, self.zoom: 1, self.client: EMPTY_MANIFEST}
         stacks = images.case_stacks(session, user, case_id)
+        manifest = {"case": case_id, "stacks": [{"label": s.label, "modality": s.modality, "slices": len(s.slices)}
+                                                for s in stacks]}
         view = self._last_view.get((user.id, case_id), {})
         index = view.get("stack", 0) if view.get("stack", 0) < len(stacks) else 0
-        updates = {self.case_id: case_id, self.zoom: view.get("zoom", 1),
+        updates = {self.case_id: case_id, self.zoom: view.get("zoom", 1), self.client: json.dumps(manifest),
                    self.stack: gr.update(choices=[(s.label, i) for i, s in enumerate(stacks)],
                                          value=index if stacks else None)}
         updates.update(self._stack_updates(stacks, index, view))

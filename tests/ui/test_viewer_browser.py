@@ -1,4 +1,4 @@
-"""The viewer in a real browser on the demo's real CT series: slice navigation and a CT window preset change the
+"""The server-rendered view (the viewer's fallback) in a real browser on the demo's real CT series: slice navigation and a CT window preset change the
 rendered image the reader sees; returning to the case after another one finds the same slice and window."""
 
 from studyapp import demo
@@ -16,6 +16,7 @@ def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     sign_in(page, app.url, ct_reader, passwords[ct_reader])
     page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    page.get_by_text("Server-rendered view (fallback and reference)").click()
     page.wait_for_selector("#viewer-message >> text=Slice 11 of 20", timeout=30_000)
     image = page.locator("#viewer-image img")
     first = image.get_attribute("src")

@@ -1,0 +1,114 @@
+"""A frame as the browser viewer receives it: values once, then window/level on the client.
+
+The browser gets, per frame, the index image of ``studyapp.dicom.display.DecodedFrame`` (stored value minus
+``values_offset``, little-endian uint8/uint16) and, per index, the modality value (PS3.3 C.11.1, Modality LUT or
+Rescale Slope/Intercept, as float64) and the display value under the file's own VOI (``display.display_lut``: VOI
+LUT Sequence or Window Center/Width, Presentation LUT Shape and MONOCHROME1 applied). A window the reader sets is
+applied by the client with the VOI LUT Function of the file (C.11.2.1.2.1 LINEAR, C.11.2.1.3.2 LINEAR_EXACT,
+C.11.2.1.3.1 SIGMOID) and inverted for MONOCHROME1 / INVERSE, the same arithmetic as ``display.display_values``,
+so the canvas equals ``display.render_file(path, frame, window)`` within rounding (one grey level).
+
+Colour frames are sent as RGB bytes without a table; frames whose stored values span more than
+``display.MAX_LUT_ENTRIES`` are refused (the server-rendered view shows them).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import numpy as np
+from pydicom.dataset import Dataset
+import pydicom
+
+from studyapp.dicom import display
+
+WL_STEPS_PER_RANGE = 1000.0
+"""A window/level drag of one screen pixel changes the width or center by (modality range) / this."""
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def _positive_pair(value) -> tuple[float, float] | None:
+    try:
+        row, column = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (row, column) if row > 0 and column > 0 else None
+
+
+def pixel_spacing(ds: Dataset, frame: int = 0) -> dict:
+    """The spacing the viewer's ruler uses, and which attribute it comes from (PS3.3 10.7.1.3).
+
+    Pixel Spacing (0028,0030) (from the Pixel Measures functional group for enhanced objects) is the spacing in
+    the patient; without it, Imager Pixel Spacing (0018,1164) is the spacing at the detector plane, not corrected
+    for geometric magnification. Zero, missing or malformed values leave the image uncalibrated.
+
+    Returns:
+        ``{"row_mm": float, "column_mm": float, "source": str}`` with ``source`` "Pixel Spacing" or "Imager
+        Pixel Spacing (at the detector)", or ``{"source": None}`` when uncalibrated.
+    """
+    candidates = [ds.get("PixelSpacing")]
+    for item in reversed(display.functional_group_items(ds, frame)):
+        measures = item.get("PixelMeasuresSequence")
+        if measures:
+            candidates.insert(0, measures[0].get("PixelSpacing"))
+    for value in candidates:
+        spacing = _positive_pair(value)
+        if spacing:
+            return {"row_mm": spacing[0], "column_mm": spacing[1], "source": "Pixel Spacing"}
+    spacing = _positive_pair(ds.get("ImagerPixelSpacing"))
+    if spacing:
+        return {"row_mm": spacing[0], "column_mm": spacing[1], "source": "Imager Pixel Spacing (at the detector)"}
+    return {"source": None}
+
+
+def frame_payload(path: str | os.PathLike, frame: int = 0) -> dict:
+    """Everything the browser viewer needs to show ``frame`` of ``path`` and window it locally.
+
+    Args:
+        path: DICOM file (decoded once through ``display.load_frame``'s cache).
+        frame: 0-based frame index.
+
+    Returns:
+        A JSON-able dict: ``rows``, ``columns``; ``kind`` "grayscale" or "colour"; ``values`` (base64,
+        little-endian; grayscale: uint8 or uint16 table indices, ``bytes_per_value`` 1 or 2; colour: RGB uint8
+        row-major); grayscale only: ``modality`` (base64 float64, modality value per index), ``stored_lut``
+        (base64 uint8, display value per index under the file's VOI), ``window`` (the file's center, width, or the
+        estimate), ``voi_function``, ``invert``, ``presets`` (name -> [center, width], ``display.window_presets``
+        order), ``wl_per_pixel`` (modality units per pixel of window/level drag); ``spacing`` (``pixel_spacing``).
+
+    Raises:
+        IndexError, UndecodableImageError: as ``display.load_frame``.
+        ValueError: the stored values span more than ``display.MAX_LUT_ENTRIES`` (no table to send).
+    """
+    decoded = display.load_frame(path, frame)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)  # decoding succeeded, so the header reads
+    rows, columns = decoded.values.shape[:2]
+    payload = {"rows": int(rows), "columns": int(columns), "spacing": pixel_spacing(ds, frame)}
+    if decoded.is_colour:
+        return {**payload, "kind": "colour", "values": _b64(decoded.values.astype(np.uint8))}
+    if decoded.lut_size is None:
+        raise ValueError(f"{decoded.source}: stored values span more than {display.MAX_LUT_ENTRIES} levels")
+    ctx = decoded.lut_dataset
+    index = np.arange(decoded.lut_size, dtype=np.int64)
+    modality = np.asarray(display.modality_values(index + decoded.values_offset, ctx), dtype=np.float64)
+    values = decoded.values.astype("<u2" if decoded.lut_size > 256 else np.uint8)
+    presets = display.window_presets(decoded)
+    sample = decoded.modality_sample
+    span = float(sample.max() - sample.min()) if sample.size else 1.0
+    return {
+        **payload,
+        "kind": "grayscale",
+        "values": _b64(values),
+        "bytes_per_value": values.itemsize,
+        "modality": _b64(modality.astype("<f8")),
+        "stored_lut": _b64(display.display_lut(decoded)),
+        "window": list(decoded.default_window),
+        "voi_function": str(ctx.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR",
+        "invert": display.is_inverted(ctx),
+        "presets": {name: list(window) for name, window in presets.items() if name != "default"},
+        "wl_per_pixel": max(span, 1.0) / WL_STEPS_PER_RANGE,
+    }

@@ -1,0 +1,442 @@
+// Browser DICOM viewer: the body of a gr.HTML js_on_load (element, props, server, watch are Gradio's).
+// The page gets the case's stack list in props.value (JSON); each frame's values come once from server.frame
+// (studyapp.dicom.browser.frame_payload) and are windowed here on a canvas, with the same arithmetic as
+// studyapp.dicom.display (PS3.3 C.11.2 VOI LUT Functions, MONOCHROME1 / INVERSE after the VOI).
+// Mouse: left-drag window/level (right = wider, down = higher center), wheel slice, right/middle-drag pan,
+// ctrl-wheel zoom, double-click fit. Keys (viewer focused): 1-5 presets, I invert, R reset, arrows slice,
+// M ruler. Ruler tool: left-drag measures in mm from the spacing the server names, else in pixels.
+const root = element.querySelector(".sv-root");
+root.innerHTML = `<div class="sv-bar"><select class="sv-series" aria-label="Series"></select>
+  <span class="sv-presets"></span><button class="sv-invert" aria-pressed="false" title="I">Invert</button>
+  <button class="sv-ruler" aria-pressed="false" title="M">Ruler</button><button class="sv-reset" title="R">Reset</button>
+  <span class="sv-help">drag W/L · wheel slice · right-drag pan · ctrl-wheel zoom · dbl-click fit</span></div>
+  <div class="sv-stage"><canvas class="sv-canvas"></canvas><div class="sv-info"></div>
+  <div class="sv-message" role="status"></div></div>`;
+const $ = (selector) => root.querySelector(selector);
+const canvas = $(".sv-canvas");
+const context = canvas.getContext("2d");
+const image = document.createElement("canvas"); // the frame at full resolution, one canvas pixel per image pixel
+const imageContext = image.getContext("2d", { willReadFrequently: true });
+
+const state = { manifest: { case: null, stacks: [] }, stack: 0, slice: 0, frame: null, window: null, invert: false,
+  zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
+const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
+const views = new Map(); // case id -> the view the reader left it at (this page only)
+const stats = { lastLatencyMs: null, latencies: [], firstImageAt: null, manifestAt: null };
+let pendingEventTime = null;
+let drawScheduled = false;
+let imageData = null;
+let rgba = null;
+
+function bytesOf(base64) {
+  if (Uint8Array.fromBase64) return Uint8Array.fromBase64(base64);
+  const text = atob(base64);
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+  return out;
+}
+
+function decodePayload(payload) {
+  if (payload.error) throw new Error(payload.error);
+  const raw = bytesOf(payload.values);
+  const frame = { ...payload, values: null };
+  if (payload.kind === "colour") {
+    frame.rgb = raw;
+    return frame;
+  }
+  frame.values = payload.bytes_per_value === 2 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2) : raw;
+  const modality = bytesOf(payload.modality);
+  frame.modality = new Float64Array(modality.buffer, modality.byteOffset, modality.length / 8);
+  frame.storedLut = bytesOf(payload.stored_lut);
+  frame.presetList = [["as stored", null], ...Object.entries(payload.presets)];
+  return frame;
+}
+
+function fetchFrame(stack, slice) {
+  const key = `${stack}:${slice}`;
+  if (!frames.has(key)) {
+    const caseId = state.manifest.case;
+    const promise = server.frame({ case: caseId, stack, slice }).then(decodePayload).then((frame) => {
+      if (state.manifest.case === caseId) frames.set(key, frame);
+      return frame;
+    }, (error) => { frames.delete(key); throw error; });
+    frames.set(key, promise);
+  }
+  return Promise.resolve(frames.get(key));
+}
+
+// Display value (0..255, before inversion) of one modality value x for window (c, w), as pydicom's
+// apply_windowing followed by display.display_values' scaling of the VOI output range to 0..255.
+function voi(x, c, w, fn) {
+  if (fn === "SIGMOID") return 255 / (1 + Math.exp((-4 * (x - c)) / w));
+  if (fn === "LINEAR") { c -= 0.5; w -= 1; }
+  if (x <= c - w / 2) return 0;
+  if (x > c + w / 2) return 255;
+  return ((x - c) / w + 0.5) * 255;
+}
+
+function lookupTable(frame) { // RGBA (little-endian Uint32) per table index
+  const n = frame.storedLut.length;
+  const table = new Uint32Array(n);
+  const invert = frame.invert !== state.invert; // file inversion, flipped by the reader's I
+  for (let i = 0; i < n; i++) {
+    let v;
+    if (state.window === null) {
+      v = state.invert ? 255 - frame.storedLut[i] : frame.storedLut[i];
+    } else {
+      v = voi(frame.modality[i], state.window[0], state.window[1], frame.voi_function);
+      if (invert) v = 255 - v;
+      v = Math.round(Math.min(255, Math.max(0, v)));
+    }
+    table[i] = 0xff000000 | (v << 16) | (v << 8) | v;
+  }
+  return table;
+}
+
+function paintImage() { // values -> full-resolution canvas
+  const frame = state.frame;
+  if (image.width !== frame.columns || image.height !== frame.rows) {
+    image.width = frame.columns;
+    image.height = frame.rows;
+  }
+  if (!imageData || imageData.width !== frame.columns || imageData.height !== frame.rows) {
+    imageData = imageContext.createImageData(frame.columns, frame.rows);
+    rgba = new Uint32Array(imageData.data.buffer);
+  }
+  if (frame.kind === "colour") {
+    const rgb = frame.rgb;
+    for (let p = 0, q = 0; p < rgba.length; p++, q += 3) {
+      let r = rgb[q], g = rgb[q + 1], b = rgb[q + 2];
+      if (state.invert) { r = 255 - r; g = 255 - g; b = 255 - b; }
+      rgba[p] = 0xff000000 | (b << 16) | (g << 8) | r;
+    }
+  } else {
+    const table = lookupTable(frame);
+    const values = frame.values;
+    for (let p = 0; p < values.length; p++) rgba[p] = table[values[p]];
+  }
+  imageContext.putImageData(imageData, 0, 0);
+}
+
+function fitScale() {
+  const frame = state.frame;
+  return Math.min(canvas.width / frame.columns, canvas.height / frame.rows);
+}
+
+function transform() { // image pixel -> canvas pixel: x * s + ox
+  const s = fitScale() * state.zoom;
+  const ox = (canvas.width - state.frame.columns * s) / 2 + state.panX;
+  const oy = (canvas.height - state.frame.rows * s) / 2 + state.panY;
+  return { s, ox, oy };
+}
+
+function toImage(event) {
+  const box = canvas.getBoundingClientRect();
+  const ratio = canvas.width / box.width;
+  const { s, ox, oy } = transform();
+  return { x: ((event.clientX - box.left) * ratio - ox) / s, y: ((event.clientY - box.top) * ratio - oy) / s };
+}
+
+function rulerText() {
+  const r = state.ruler;
+  const dx = r.x1 - r.x0, dy = r.y1 - r.y0;
+  const spacing = state.frame.spacing || {};
+  if (!spacing.source) return `${Math.hypot(dx, dy).toFixed(1)} px (uncalibrated: no pixel spacing)`;
+  const mm = Math.hypot(dx * spacing.column_mm, dy * spacing.row_mm);
+  return `${mm.toFixed(1)} mm (${spacing.source})`;
+}
+
+function composite() { // full-resolution canvas -> screen, then the ruler and the text
+  const box = canvas.getBoundingClientRect();
+  const width = Math.max(1, Math.round(box.width * devicePixelRatio));
+  const height = Math.max(1, Math.round(box.height * devicePixelRatio));
+  if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  context.fillStyle = "#000";
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  if (!state.frame) return;
+  const { s, ox, oy } = transform();
+  context.imageSmoothingEnabled = s < 1;
+  context.setTransform(s, 0, 0, s, ox, oy);
+  context.drawImage(image, 0, 0);
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  if (state.ruler) {
+    const r = state.ruler;
+    context.strokeStyle = "#facc15";
+    context.lineWidth = 2 * devicePixelRatio;
+    context.beginPath();
+    context.moveTo(r.x0 * s + ox, r.y0 * s + oy);
+    context.lineTo(r.x1 * s + ox, r.y1 * s + oy);
+    context.stroke();
+    context.fillStyle = "#facc15";
+    context.font = `${13 * devicePixelRatio}px system-ui, sans-serif`;
+    context.fillText(rulerText(), r.x1 * s + ox + 6, r.y1 * s + oy - 6);
+  }
+}
+
+function showInfo() {
+  const stack = state.manifest.stacks[state.stack];
+  const frame = state.frame;
+  const lines = [];
+  if (stack && stack.slices > 1) lines.push(`Slice ${state.slice + 1} of ${stack.slices}`);
+  if (frame && frame.kind === "grayscale") {
+    const [c, w] = state.window || frame.window;
+    lines.push(`C ${Math.round(c)} W ${Math.round(w)}${state.window ? "" : " (as stored)"}`);
+  }
+  if (frame) lines.push(`Zoom ${Math.round(fitScale() * state.zoom * 100 / devicePixelRatio)}%`);
+  if (state.ruler) lines.push(`Ruler ${rulerText()}`);
+  $(".sv-info").textContent = lines.join("\n");
+  $(".sv-message").textContent = state.error;
+  root.dataset.status = state.status;
+  root.dataset.slice = String(state.slice + 1);
+  const current = frame && frame.kind === "grayscale" ? (state.window || frame.window) : null;
+  root.dataset.center = current ? String(current[0]) : "";
+  root.dataset.width = current ? String(current[1]) : "";
+  $(".sv-invert").setAttribute("aria-pressed", String(state.invert));
+  $(".sv-ruler").setAttribute("aria-pressed", String(state.rulerMode));
+}
+
+function draw(repaint) {
+  if (state.frame && repaint) paintImage();
+  composite();
+  showInfo();
+  if (pendingEventTime !== null) {
+    const eventTime = pendingEventTime;
+    pendingEventTime = null;
+    requestAnimationFrame(() => { // the frame is on screen once the next frame starts
+      stats.lastLatencyMs = performance.now() - eventTime;
+      stats.latencies.push(stats.lastLatencyMs);
+    });
+  }
+}
+
+let repaintWanted = false;
+function schedule(repaint, eventTime) {
+  repaintWanted = repaintWanted || repaint;
+  if (eventTime !== undefined && pendingEventTime === null) pendingEventTime = eventTime;
+  if (drawScheduled) return;
+  drawScheduled = true;
+  requestAnimationFrame(() => {
+    drawScheduled = false;
+    const repaintNow = repaintWanted;
+    repaintWanted = false;
+    draw(repaintNow);
+  });
+}
+
+function fail(message) {
+  state.status = "error";
+  state.error = message;
+  showInfo();
+}
+
+function showPresets() {
+  const frame = state.frame;
+  const holder = $(".sv-presets");
+  holder.textContent = "";
+  if (!frame || frame.kind !== "grayscale") return;
+  frame.presetList.slice(0, 5).forEach(([name, window], i) => {
+    const button = document.createElement("button");
+    button.textContent = `${i + 1} ${name}`;
+    button.addEventListener("click", () => { setWindow(window); root.focus(); });
+    holder.appendChild(button);
+  });
+}
+
+async function showSlice(stack, slice) {
+  const stacks = state.manifest.stacks;
+  if (!stacks[stack]) return;
+  slice = Math.max(0, Math.min(stacks[stack].slices - 1, slice));
+  state.stack = stack;
+  state.slice = slice;
+  state.status = "loading";
+  showInfo();
+  const caseId = state.manifest.case;
+  let frame;
+  try {
+    frame = await fetchFrame(stack, slice);
+  } catch (error) {
+    if (state.manifest.case === caseId && state.stack === stack && state.slice === slice) {
+      state.frame = null;
+      imageData = null;
+      composite();
+      fail(`${error.message || error} The server-rendered view below still works.`);
+    }
+    return;
+  }
+  if (state.manifest.case !== caseId || state.stack !== stack || state.slice !== slice) return;
+  const newStack = !state.frame || state.frame.rows !== frame.rows || state.frame.columns !== frame.columns;
+  const hadPresets = state.frame && state.frame.kind === frame.kind;
+  state.frame = frame;
+  if (newStack && !state.keepView) { state.zoom = 1; state.panX = 0; state.panY = 0; state.ruler = null; }
+  state.keepView = false;
+  state.status = "ready";
+  state.error = "";
+  if (!hadPresets) showPresets();
+  draw(true);
+  if (stats.firstImageAt === null) stats.firstImageAt = performance.now();
+  prefetch(stack, slice);
+}
+
+function prefetch(stack, slice) { // neighbours first, one request at a time
+  const count = state.manifest.stacks[stack].slices;
+  const caseId = state.manifest.case;
+  const order = [];
+  for (let d = 1; d < count; d++) {
+    if (slice + d < count) order.push(slice + d);
+    if (slice - d >= 0) order.push(slice - d);
+  }
+  (async () => {
+    for (const s of order) {
+      if (state.manifest.case !== caseId) return;
+      try { await fetchFrame(stack, s); } catch (error) { /* shown when the reader goes there */ }
+    }
+  })();
+}
+
+function setWindow(window) {
+  state.window = window ? [window[0], window[1]] : null;
+  schedule(true);
+}
+
+function reset() {
+  state.window = null; state.invert = false; state.zoom = 1; state.panX = 0; state.panY = 0; state.ruler = null;
+  schedule(true);
+}
+
+function load(manifestText) {
+  let manifest;
+  try { manifest = JSON.parse(manifestText || "{}"); } catch (error) { manifest = { case: null, stacks: [] }; }
+  if (manifest.case === state.manifest.case && JSON.stringify(manifest) === JSON.stringify(state.manifest)) return;
+  if (state.manifest.case !== null) {
+    const { stack, slice, window, invert, zoom, panX, panY } = state;
+    views.set(state.manifest.case, { stack, slice, window, invert, zoom, panX, panY });
+  }
+  state.manifest = { case: manifest.case ?? null, stacks: manifest.stacks || [] };
+  frames.clear();
+  Object.assign(state, { frame: null, window: null, invert: false, zoom: 1, panX: 0, panY: 0, ruler: null,
+    error: "", status: "empty" });
+  const left = views.get(state.manifest.case);
+  stats.firstImageAt = null;
+  stats.manifestAt = performance.now();
+  imageData = null;
+  const select = $(".sv-series");
+  select.textContent = "";
+  state.manifest.stacks.forEach((stack, i) => select.add(new Option(`${stack.label} (${stack.slices})`, String(i))));
+  select.hidden = state.manifest.stacks.length < 2;
+  showPresets();
+  composite();
+  if (state.manifest.case === null) { showInfo(); return; }
+  if (!state.manifest.stacks.length) { fail("This case has no images."); return; }
+  if (left && state.manifest.stacks[left.stack]) {
+    Object.assign(state, left, { keepView: true });
+    showSlice(left.stack, left.slice);
+    return;
+  }
+  const first = state.manifest.stacks[0];
+  showSlice(0, first.slices > 1 ? Math.floor(first.slices / 2) : 0);
+}
+
+// -- input ------------------------------------------------------------------------------------------------------
+let drag = null;
+canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+canvas.addEventListener("pointerdown", (event) => {
+  if (!state.frame) return;
+  root.focus({ preventScroll: true });
+  canvas.setPointerCapture(event.pointerId);
+  const kind = event.button === 0 ? (state.rulerMode ? "ruler" : "window") : "pan";
+  drag = { kind, x: event.clientX, y: event.clientY, panX: state.panX, panY: state.panY,
+    window: (state.window || state.frame.window || [0, 1]).slice() };
+  if (kind === "ruler") {
+    const p = toImage(event);
+    state.ruler = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+  }
+  event.preventDefault();
+});
+canvas.addEventListener("pointermove", (event) => {
+  if (!drag || !state.frame) return;
+  const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+  if (drag.kind === "window" && state.frame.kind === "grayscale") {
+    const k = state.frame.wl_per_pixel;
+    const least = state.frame.voi_function === "LINEAR" ? 1 : 1e-3; // C.11.2.1.2.1: LINEAR needs width >= 1
+    state.window = [drag.window[0] + dy * k, Math.max(least, drag.window[1] + dx * k)];
+    schedule(true, event.timeStamp);
+  } else if (drag.kind === "pan") {
+    const ratio = canvas.width / canvas.getBoundingClientRect().width;
+    state.panX = drag.panX + dx * ratio;
+    state.panY = drag.panY + dy * ratio;
+    schedule(false, event.timeStamp);
+  } else if (drag.kind === "ruler") {
+    const p = toImage(event);
+    Object.assign(state.ruler, { x1: p.x, y1: p.y });
+    schedule(false, event.timeStamp);
+  }
+});
+const endDrag = () => { drag = null; };
+canvas.addEventListener("pointerup", endDrag);
+canvas.addEventListener("pointercancel", endDrag);
+canvas.addEventListener("dblclick", () => { state.zoom = 1; state.panX = 0; state.panY = 0; schedule(false); });
+canvas.addEventListener("wheel", (event) => {
+  if (!state.frame) return;
+  event.preventDefault();
+  root.focus({ preventScroll: true });
+  if (event.ctrlKey) { // zoom about the pointer
+    const box = canvas.getBoundingClientRect();
+    const ratio = canvas.width / box.width;
+    const px = (event.clientX - box.left) * ratio, py = (event.clientY - box.top) * ratio;
+    const before = transform();
+    const factor = Math.exp(-event.deltaY * 0.002);
+    state.zoom = Math.min(32, Math.max(0.1, state.zoom * factor));
+    const s = fitScale() * state.zoom;
+    const ix = (px - before.ox) / before.s, iy = (py - before.oy) / before.s;
+    state.panX += px - (ix * s + (canvas.width - state.frame.columns * s) / 2 + state.panX);
+    state.panY += py - (iy * s + (canvas.height - state.frame.rows * s) / 2 + state.panY);
+    schedule(false, event.timeStamp);
+  } else if (event.deltaY) {
+    showSlice(state.stack, state.slice + Math.sign(event.deltaY));
+  }
+}, { passive: false });
+root.addEventListener("keydown", (event) => {
+  if (event.target.tagName === "SELECT" || event.ctrlKey || event.metaKey || event.altKey) return;
+  const key = event.key;
+  const frame = state.frame;
+  if (key >= "1" && key <= "5" && frame && frame.kind === "grayscale") {
+    const preset = frame.presetList[Number(key) - 1];
+    if (preset) setWindow(preset[1]);
+  } else if (key === "i" || key === "I") { state.invert = !state.invert; schedule(true); }
+  else if (key === "r" || key === "R") reset();
+  else if (key === "m" || key === "M") { state.rulerMode = !state.rulerMode; showInfo(); }
+  else if (key === "ArrowUp" || key === "ArrowLeft") showSlice(state.stack, state.slice - 1);
+  else if (key === "ArrowDown" || key === "ArrowRight") showSlice(state.stack, state.slice + 1);
+  else return;
+  event.preventDefault();
+});
+$(".sv-series").addEventListener("change", (event) => {
+  const stack = Number(event.target.value);
+  const count = state.manifest.stacks[stack].slices;
+  showSlice(stack, count > 1 ? Math.floor(count / 2) : 0);
+});
+$(".sv-invert").addEventListener("click", () => { state.invert = !state.invert; schedule(true); });
+$(".sv-ruler").addEventListener("click", () => { state.rulerMode = !state.rulerMode; showInfo(); });
+$(".sv-reset").addEventListener("click", reset);
+new ResizeObserver(() => schedule(false)).observe($(".sv-stage"));
+
+if (!context || !imageContext) {
+  fail("This browser cannot draw on a canvas; use the server-rendered view below.");
+} else {
+  // for tests and bench/viewer.py: state, timings and the full-resolution grey values
+  root.studyViewer = {
+    state, stats,
+    greys(step = 1) {
+      const { width, height } = image;
+      const data = imageContext.getImageData(0, 0, width, height).data;
+      const out = [];
+      for (let y = 0; y < height; y += step) {
+        for (let x = 0; x < width; x += step) out.push(data[(y * width + x) * 4]);
+      }
+      return { width, height, step, values: out };
+    },
+  };
+  watch("value", () => load(props.value));
+  load(props.value);
+}
