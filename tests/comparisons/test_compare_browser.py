@@ -75,7 +75,7 @@ def test_reader_judges_comments_reloads_revises_submits(serve_app, browser, shar
     pairs = page.locator("#compare-pairs label")
     pairs.first.wait_for(timeout=30_000)
     assert pairs.count() == 2
-    page.wait_for_selector("#viewer-image img", timeout=30_000)  # the shared viewer shows the case's DICOM image
+    page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)  # the shared viewer shows the image
     first_b = page.locator("#report-b").inner_text()
 
     # pair 1: Report A better, then a score-1 comment on a passage selected in Report B by dragging the mouse from

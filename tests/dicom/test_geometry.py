@@ -119,16 +119,20 @@ def test_server_shows_a_message_and_keeps_serving_other_cases(serve_app, browser
     page = browser.new_page()
     sign_in(page, app.url, "reader1", "reader1-password")
     page.locator("#worklist label", has_text=state["huge"]).click()
+    page.wait_for_selector('.sv-root:visible[data-status="error"]', timeout=30_000)  # the browser viewer
+    assert "pixels per frame" in page.locator(".sv-root:visible .sv-message").inner_text()
+    page.get_by_text("Server-rendered view (fallback and reference)").click()
     page.wait_for_selector("#viewer-message >> text=Cannot display this image", timeout=30_000)
     assert "pixels per frame" in page.locator("#viewer-message").inner_text()
     assert page.locator("#viewer-image img").count() == 0
     page.locator("#worklist label", has_text=state["good"]).click()
     page.wait_for_selector("#viewer-image img", timeout=30_000)
     assert page.locator("#viewer-message").inner_text().strip() == ""
+    page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
 
     other = browser.new_page()  # another reader is served meanwhile
     sign_in(other, app.url, "reader2", "reader2-password")
     other.locator("#worklist label").first.click()
-    other.wait_for_selector("#viewer-image img", timeout=30_000)
+    other.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
     page.close()
     other.close()

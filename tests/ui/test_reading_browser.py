@@ -57,8 +57,8 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
                            timeout=10_000)
     draft_text = editor.input_value()
     assert draft_text.startswith(("Draft ", "TEMPLATE"))
-    # the viewer shows a rendered DICOM image
-    page.wait_for_selector("#viewer-image img", timeout=30_000)
+    # the browser viewer shows the DICOM image
+    page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
 
     editor.click()
     editor.press("End")
@@ -104,7 +104,7 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     page.wait_for_timeout(300)  # the timer restart that follows the refused submission has run
     assert float(page.locator("#case-timer").get_attribute("data-seconds")) >= before_confirm  # not reset
     assert page.locator("#report-editor textarea").input_value().endswith("No pneumothorax.")
-    assert page.locator("#viewer-image img").count() == 1
+    assert page.locator('.sv-root:visible[data-status="ready"]').count() == 1
     assert page.get_by_text("Error", exact=True).count() == 0  # no failed-output overlays
     page.locator("#likert-confidence").get_by_text("4 -").click()
     page.locator("#likert-mental-demand").get_by_text("2 -").click()

@@ -95,6 +95,14 @@ def test_wheel_and_arrows_move_through_the_ct_and_presets_apply(serve_app, brows
     page.keyboard.press("i")
     page.wait_for_timeout(150)
     assert np.abs(_greys(page, 4) - (255 - lung.astype(np.int16))).max() <= 1
+
+    page.locator("#worklist label").filter(has_not_text="DEMO-4 (CT)").first.click()  # away and back: as left
+    page.wait_for_function("(root) => root.dataset.slice !== '13'", arg=page.locator(VIEWER).element_handle())
+    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    _wait_ready(page, 13)
+    page.wait_for_timeout(150)
+    assert _window(page) == (-600.0, 1500.0)
+    assert np.abs(_greys(page, 4) - (255 - lung.astype(np.int16))).max() <= 1
     page.close()
 
 
