@@ -15,6 +15,7 @@ from pathlib import Path
 from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
 from analysis.statistics import N_RESAMPLES
+from analysis.skipped import practice_reads_left_out
 from studyapp.db.session import open_database
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             judge.close()
     print(f"report: {result.files['report.html']}")
     print(f"tables: {len(result.tables)}, figures: {len(result.figures)}, skipped items: {len(result.skipped)}"
-          f" (see {result.files['skipped.csv']})")
+          f" (practice reads left out: {practice_reads_left_out(result.skipped)}; see {result.files['skipped.csv']})")
     return 0
 
 

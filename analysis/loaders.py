@@ -32,6 +32,7 @@ READING_COLUMNS: dict[str, str] = {
     "case_label": "Case.label: normal / abnormal / <NA>",
     "arm": "Arm.code: template / llm / model / ...",
     "position": "position in the reader's worklist",
+    "practice": "Case.is_practice: a practice read (never counted; analysis.skipped leaves it out)",
     "status": "Report.status (new / in_progress / submitted); 'new' when no report exists",
     "draft_text": "starting text the reader was given",
     "final_text": "submitted text; <NA> unless submitted",
@@ -87,7 +88,7 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
         found = _find_study(session, study)
         arms = tuple(session.scalars(select(Arm.code).where(Arm.study_id == found.id).order_by(Arm.id)))
         rows = session.execute(
-            select(Assignment, User.username, Case.case_key, Case.label, Arm.code, Report)
+            select(Assignment, User.username, Case.case_key, Case.label, Case.is_practice, Arm.code, Report)
             .join(User, Assignment.reader_id == User.id)
             .join(Case, Assignment.case_id == Case.id)
             .join(Arm, Assignment.arm_id == Arm.id)
@@ -105,6 +106,7 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
                     "case_label": label,
                     "arm": arm,
                     "position": a.position,
+                    "practice": practice,
                     "status": r.status if r else "new",
                     "draft_text": r.draft_text if r else None,
                     "final_text": r.final_text if r and r.status == STATUS_SUBMITTED else None,
@@ -112,7 +114,7 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
                     "opened_at": r.opened_at if r else None,
                     "submitted_at": r.submitted_at if r else None,
                 }
-                for a, username, case_key, label, arm, r in rows
+                for a, username, case_key, label, practice, arm, r in rows
             ],
             columns=list(READING_COLUMNS),
         )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.figures import write_figures
+from analysis.skipped import practice_reads_left_out
 
 if TYPE_CHECKING:
     from analysis.pipeline import AnalysisResult
@@ -64,7 +65,8 @@ def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[st
         "<p>" + html.escape(
             f"Reference arm: {result.reference_arm}. Discrepancy judge: {result.judge}. Template use: "
             f"{result.similarity_measure}. CIs: 1,000 bootstrap resamples of readers and cases, 2.5th/97.5th "
-            f"percentiles. Skipped items: {len(result.skipped)} (listed at the end).") + "</p>",
+            f"percentiles. Skipped items: {len(result.skipped)} (listed at the end), of which practice reads left "
+            f"out: {practice_reads_left_out(result.skipped)}.") + "</p>",
     ]
     for index, (name, fig) in enumerate(result.figures.items()):
         parts.append(_section(name, fig.to_html(full_html=False, include_plotlyjs=index == 0)))

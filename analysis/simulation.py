@@ -116,7 +116,7 @@ def simulate_study(
             readings.append({
                 "assignment_id": assignment_id, "report_id": assignment_id, "reader": f"reader{reader:02d}",
                 "case": f"case{case:03d}", "case_label": "abnormal" if truth[case] else "normal", "arm": arm,
-                "position": case, "status": STATUS_SUBMITTED, "draft_text": draft, "final_text": final,
+                "position": case, "practice": False, "status": STATUS_SUBMITTED, "draft_text": draft, "final_text": final,
                 "active_seconds": float(seconds), "opened_at": opened,
                 "submitted_at": opened + timedelta(seconds=float(seconds)),
             })

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 
+#: reason of every practice reading left out (paper section 4.3: the practice cases did not count)
+PRACTICE_REASON = "practice case: read for practice, never counted"
+
+
 @dataclass(frozen=True)
 class Skipped:
     """One left-out item.
@@ -29,7 +33,7 @@ def reading_label(row) -> str:
 
 
 def usable_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
-    """Submitted readings with a non-empty final report and a non-negative active time.
+    """Counted (not practice) submitted readings with a non-empty final report and a non-negative active time.
 
     Args:
         readings: frame with the columns of :data:`analysis.loaders.READING_COLUMNS`.
@@ -40,7 +44,10 @@ def usable_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]
     skipped = []
     keep = []
     for row in readings.itertuples():
-        if row.status != "submitted":
+        practice = getattr(row, "practice", False)
+        if pd.notna(practice) and bool(practice):
+            reason = PRACTICE_REASON
+        elif row.status != "submitted":
             reason = f"not submitted (status {row.status})"
         elif not isinstance(row.final_text, str) or not row.final_text.strip():
             reason = "submitted without a final report text"
@@ -52,3 +59,8 @@ def usable_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]
         keep.append(False)
         skipped.append(Skipped("readings", reading_label(row), reason))
     return readings[keep].reset_index(drop=True), skipped
+
+
+def practice_reads_left_out(skipped: list[Skipped]) -> int:
+    """How many practice readings :func:`usable_readings` left out."""
+    return sum(s.step == "readings" and s.reason == PRACTICE_REASON for s in skipped)

@@ -16,7 +16,7 @@ from studyapp import demo
 from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.db.session import open_database
-from studyapp.services import accounts, cases, design, drafts, export, ingest, studies
+from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
 from studyapp.services.errors import StudyError
 
 
@@ -77,6 +77,20 @@ def _cmd_import_case_info(session, args):
     result = cases.import_case_info(session, studies.get_study(session, args.study), Path(args.file))
     print(f"updated {result.updated}, unchanged {result.unchanged}, errors {len(result.errors)}")
     return _print_row_errors(result.errors)
+
+
+def _cmd_mark_practice(session, args):
+    if args.file and (args.case_keys or args.unmark):
+        raise StudyError("give either case keys or --file (a file only marks cases as practice), not both")
+    study = studies.get_study(session, args.study)
+    if args.file:
+        result = practice.import_practice_list(session, study, Path(args.file))
+    else:
+        result = practice.set_practice(session, study, [(0, key) for key in args.case_keys], practice=not args.unmark)
+    print(result.summary())
+    for line, message in result.errors:
+        print(f"  {'line ' + str(line) if line else 'argument'}: {message}")
+    return 1 if result.errors else 0
 
 
 def _cmd_add_user(session, args):
@@ -155,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("file")
     p.set_defaults(run=_cmd_set_template)
+
+    p = sub.add_parser("mark-practice", help="mark cases as practice cases (read first by every reader, never "
+                       "counted); before generating assignments")
+    p.add_argument("study")
+    p.add_argument("case_keys", nargs="*", metavar="CASE_KEY")
+    p.add_argument("--file", help="CSV (with a case_key column) or JSONL listing the practice cases")
+    p.add_argument("--unmark", action="store_true", help="make the named cases counted cases again")
+    p.set_defaults(run=_cmd_mark_practice)
 
     p = sub.add_parser("add-user", help="add a reader or coordinator account (password prompted)")
     p.add_argument("username")

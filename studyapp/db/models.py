@@ -125,6 +125,8 @@ class Case(Base):
     comparison: Mapped[Optional[str]] = mapped_column(Text)
     label: Mapped[Optional[str]] = mapped_column(String(16))
     reference_report: Mapped[Optional[str]] = mapped_column(Text)
+    #: a practice case: every reader reads the practice cases first; their reads are stored but never counted
+    is_practice: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     study: Mapped[ReaderStudy] = relationship(back_populates="cases")
     series: Mapped[list[Series]] = relationship(
@@ -233,12 +235,17 @@ class Report(Base):
     submitted_at: Mapped[Optional[datetime]] = mapped_column()
     last_saved_at: Mapped[Optional[datetime]] = mapped_column()
     active_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    #: save counter (SQLAlchemy ``version_id_col``): every UPDATE checks and increments it, so two concurrent
+    #: saves cannot both win; a tab's save based on an older version is refused (``reading.StaleSave``)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
 
     assignment: Mapped[Assignment] = relationship(back_populates="report")
     versions: Mapped[list[ReportVersion]] = relationship(
         back_populates="report", order_by="ReportVersion.id"
     )
     likert: Mapped[list[LikertResponse]] = relationship(back_populates="report")
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class ReportVersion(Base):

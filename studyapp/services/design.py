@@ -15,6 +15,9 @@ The design rules, proven by ``tests/services/test_design.py``:
    bipartite graphs: de Werra, 1971). With 10 readers x 75 cases x 3 arms every case is read 3/3/4 times.
 4. Each reader's worklist order is a shuffle seeded from the study seed and the reader index, so the same seed
    always gives the same design.
+5. Practice cases (``Case.is_practice``, :mod:`studyapp.services.practice`) are outside the design: every reader
+   reads all of them first (positions ``1..P``, in case order, the ``j``-th under arm ``(j + r) mod k`` so readers
+   practise every starting condition) and the balanced design of rules 1-4 covers the other cases only.
 
 Construction: the cases are put in a seeded random cycle and reader ``r`` reads the ``m`` consecutive cases
 starting at ``r * m`` (cyclic blocks give rule 3's coverage); the ``j``-th case of a reader's block starts under arm
@@ -30,7 +33,7 @@ import random
 import secrets
 from collections import Counter, defaultdict, deque
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from sqlalchemy import delete, func, select
@@ -185,13 +188,15 @@ class BalanceReport:
         seed: the study seed the design was drawn from.
         arms: arm codes in column order.
         per_reader: reader name -> arm code -> number of cases.
-        per_case: case key -> arm code -> number of readers.
+        per_case: case key -> arm code -> number of readers (counted cases only).
+        practice: practice case keys, read first by every reader and not part of the balance.
     """
 
     seed: int
     arms: list[str]
     per_reader: dict[str, dict[str, int]]
     per_case: dict[str, dict[str, int]]
+    practice: list[str] = field(default_factory=list)
 
     @classmethod
     def from_rows(
@@ -250,6 +255,8 @@ class BalanceReport:
                 "",
                 f"max arm imbalance per reader: {self.reader_imbalance}",
                 f"max arm imbalance per case:   {self.case_imbalance}",
+                f"practice cases (read first by every reader, not counted): {len(self.practice)}"
+                + (f" ({', '.join(self.practice)})" if self.practice else ""),
             ]
         )
 
@@ -259,14 +266,16 @@ def generate_assignments(
 ) -> BalanceReport:
     """Write the study's Assignment rows from :func:`balanced_design` and record the seed on the study.
 
-    Readers (``StudyReader``, ordered by user id), cases and arms (ordered by id) are read from the database.
+    Readers (``StudyReader``, ordered by user id), cases and arms (ordered by id) are read from the database;
+    practice cases come first in every worklist and stay out of the balance (module docstring, rule 5).
     Assignments left from an earlier design are replaced when no reader has opened any of them. Does not commit.
 
     Args:
         session: the caller's session (one transaction per user action).
         study: the reader study.
         seed: design seed; ``None`` draws a new one. Stored in ``study.seed``.
-        cases_per_reader: cases per reader; ``None`` means every reader reads every case.
+        cases_per_reader: counted cases per reader (practice cases come on top); ``None`` means every reader
+            reads every counted case.
 
     Returns:
         The balance of the written design, readers named by username and cases by case key.
@@ -286,19 +295,25 @@ def generate_assignments(
         select(StudyReader).where(StudyReader.study_id == study.id).order_by(StudyReader.user_id)
     ).all()
     readers = [m.user for m in memberships]
-    cases = session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)).all()
+    all_cases = session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)).all()
+    cases = [c for c in all_cases if not c.is_practice]
+    practice = [c for c in all_cases if c.is_practice]
     arms = session.scalars(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).all()
     if not readers or not cases or not arms:
         raise DesignError(
             f"study {study.name!r} needs readers, cases and arms before assignments "
-            f"(has {len(readers)} readers, {len(cases)} cases, {len(arms)} arms)"
+            f"(has {len(readers)} readers, {len(cases)} cases, {len(arms)} arms"
+            + (f"; {len(practice)} more cases are practice cases, which are not counted)" if practice else ")")
         )
     seed = secrets.randbelow(2**31) if seed is None else seed
-    rows = balanced_design(len(readers), [c.id for c in cases], [a.id for a in arms], cases_per_reader, seed)
+    counted = balanced_design(len(readers), [c.id for c in cases], [a.id for a in arms], cases_per_reader, seed)
+    rows = [DesignRow(r, c.id, arms[(j + r) % len(arms)].id, j + 1)
+            for r in range(len(readers)) for j, c in enumerate(practice)]
+    rows += [row._replace(position=row.position + len(practice)) for row in counted]
     drafted = set(session.execute(select(Draft.case_id, Draft.arm_id).join(Case).where(Case.study_id == study.id)))
     missing = sorted({(row.case, row.arm) for row in rows} - drafted)
     if missing:
-        case_keys, arm_codes = {c.id: c.case_key for c in cases}, {a.id: a.code for a in arms}
+        case_keys, arm_codes = {c.id: c.case_key for c in all_cases}, {a.id: a.code for a in arms}
         shown = ", ".join(f"{case_keys[c]} x {arm_codes[a]}" for c, a in missing[:5])
         raise DesignError(
             f"{len(missing)} assigned case x arm pair(s) have no draft (e.g. {shown}); import drafts (and set the "
@@ -316,12 +331,14 @@ def generate_assignments(
     session.flush()
 
     audit.record(session, "assignments_generated", study_id=study.id, seed=seed, readers=len(readers),
-                 cases=len(cases), assignments=len(rows))
+                 cases=len(cases), practice_cases=len(practice), assignments=len(rows))
     case_key = {c.id: c.case_key for c in cases}
     arm_code = {a.id: a.code for a in arms}
-    return BalanceReport.from_rows(
-        [(readers[row.reader_index].username, case_key[row.case], arm_code[row.arm]) for row in rows],
+    report = BalanceReport.from_rows(
+        [(readers[row.reader_index].username, case_key[row.case], arm_code[row.arm]) for row in counted],
         [a.code for a in arms],
         seed,
         [c.case_key for c in cases],
     )
+    report.practice = [c.case_key for c in practice]
+    return report

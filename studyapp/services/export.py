@@ -1,4 +1,5 @@
 """Coordinator views: progress per reader and the reads table (one row per reader x case), exported as CSV.
+Practice reads are rows like the others, flagged in the ``practice`` column; progress counts them apart.
 
 These views are unblinded (arm and draft source) and only for coordinators.
 """
@@ -29,6 +30,7 @@ READS_COLUMNS = {
     "study_instance_uid": "DICOM StudyInstanceUID (0020,000D) of the case",
     "case_label": "normal / abnormal label of the case, if known",
     "position": "position of the case in the reader's worklist (1-based)",
+    "practice": "true for a practice case (read first by every reader): not a counted read, leave it out of analyses",
     "arm": "arm code (starting condition)",
     "draft_source": "who or what wrote the starting draft",
     "draft_is_sample": "true for demo sample drafts",
@@ -80,6 +82,7 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
             "study_instance_uid": a.case.study_instance_uid,
             "case_label": a.case.label,
             "position": a.position,
+            "practice": a.case.is_practice,
             "arm": a.arm.code,
             "draft_source": draft.source if draft else None,
             "draft_is_sample": draft.is_sample if draft else None,
@@ -119,11 +122,14 @@ def export_reads_csv(session: Session, study: ReaderStudy, path: str | Path) -> 
 
 
 def progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
-    """Per reader: assigned, new, in progress, submitted counts and active minutes so far."""
+    """Per reader: counted cases assigned, new, in progress, submitted, their active minutes so far, and practice
+    cases submitted."""
     reads = reads_table(session, study)
     if reads.empty:
-        return pd.DataFrame(columns=["reader", "assigned", "new", "in_progress", "submitted", "active_minutes"])
-    grouped = reads.groupby("reader")
+        return pd.DataFrame(columns=["reader", "assigned", "new", "in_progress", "submitted", "active_minutes",
+                                     "practice_submitted"])
+    practice_done = reads[reads["practice"] & (reads["status"] == STATUS_SUBMITTED)].groupby("reader").size()
+    grouped = reads[~reads["practice"]].groupby("reader")
     table = pd.DataFrame(
         {
             "assigned": grouped.size(),
@@ -133,4 +139,5 @@ def progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
             "active_minutes": (grouped["active_seconds"].sum() / 60).round(1),
         }
     )
+    table["practice_submitted"] = practice_done.reindex(table.index, fill_value=0).astype(int)
     return table.reset_index()

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from studyapp.clock import utcnow
 from studyapp.db.models import (
@@ -38,6 +39,22 @@ ACTIVE_TIME_SLACK_S = 2.0
 MAX_REPORT_CHARS = 100_000
 
 
+class StaleSave(InvalidInput):
+    """A save from a tab whose text is older than the stored one (the case was saved from another tab since).
+
+    Attributes:
+        version: the stored version, newer than the one the refused save was based on.
+    """
+
+    def __init__(self, case_key: str, version: int, saved_at: datetime | None):
+        when = f" at {saved_at:%H:%M:%S} UTC" if saved_at else ""
+        super().__init__(
+            f"Not saved: case {case_key} was saved from another tab or window{when} (version {version}). "
+            "The text in this tab is older and is no longer saved; copy what you need from it, then reload the "
+            "page to continue from the saved text.")
+        self.version = version
+
+
 @dataclass(frozen=True)
 class WorklistItem:
     """One row of a reader's worklist (blinded: no arm, no source)."""
@@ -46,6 +63,7 @@ class WorklistItem:
     position: int
     case_key: str
     status: str
+    practice: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,8 @@ class CaseScreen:
         active_seconds: active time already recorded, so the timer resumes from it.
         text: the latest saved text (the draft on first open).
         likert_scales: question code -> {"min", "max", "question", "labels"}.
+        practice: a practice case (read first, never counted).
+        version: the report's save version the text belongs to; send it back with :func:`autosave`.
     """
 
     assignment_id: int
@@ -72,6 +92,8 @@ class CaseScreen:
     autosave_seconds: float
     idle_seconds: float
     likert_scales: dict
+    practice: bool = False
+    version: int = 1
 
 
 def reader_studies(session: Session, reader: User) -> list[ReaderStudy]:
@@ -89,14 +111,15 @@ def reader_studies(session: Session, reader: User) -> list[ReaderStudy]:
 def worklist(session: Session, reader: User, study: ReaderStudy) -> list[WorklistItem]:
     """The reader's assignments in ``study`` in reading order, with status new / in_progress / submitted."""
     rows = session.execute(
-        select(Assignment, Case.case_key, Report.status)
+        select(Assignment, Case.case_key, Case.is_practice, Report.status)
         .join(Case, Case.id == Assignment.case_id)
         .outerjoin(Report, Report.assignment_id == Assignment.id)
         .where(Assignment.study_id == study.id, Assignment.reader_id == reader.id)
         .order_by(Assignment.position)
     )
     return [
-        WorklistItem(a.id, a.position, case_key, status or STATUS_NEW) for a, case_key, status in rows
+        WorklistItem(a.id, a.position, case_key, status or STATUS_NEW, practice)
+        for a, case_key, practice, status in rows
     ]
 
 
@@ -136,8 +159,15 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
 
     Raises:
         NotFound, PermissionDenied: see :func:`own_assignment`; NotFound also when the case has no draft.
+        InvalidInput: a counted case while practice cases of the study are not submitted yet (practice comes first).
     """
     assignment = own_assignment(session, reader, assignment_id)
+    case, study = assignment.case, session.get(ReaderStudy, assignment.study_id)
+    if not case.is_practice:
+        left = [i for i in worklist(session, reader, study) if i.practice and i.status != STATUS_SUBMITTED]
+        if left:
+            raise InvalidInput(f"read the practice cases first: {len(left)} practice case(s) not submitted yet "
+                               f"({', '.join(i.case_key for i in left)})")
     report = assignment.report
     if report is None:
         text = _starting_text(session, assignment)
@@ -147,7 +177,6 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
         _log(session, "opened", reader, assignment)
     else:
         _log(session, "resumed", reader, assignment, active_seconds=report.active_seconds)
-    case, study = assignment.case, session.get(ReaderStudy, assignment.study_id)
     return CaseScreen(
         assignment_id=assignment.id,
         case_id=case.id,
@@ -163,6 +192,8 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
         autosave_seconds=study.autosave_seconds,
         idle_seconds=study.idle_seconds,
         likert_scales=study.likert_scales,
+        practice=case.is_practice,
+        version=report.version,
     )
 
 
@@ -201,27 +232,42 @@ def _open_report(session: Session, reader: User, assignment_id: int) -> Report:
     return report
 
 
-def autosave(session: Session, reader: User, assignment_id: int, text: str, active_seconds: float) -> Report:
+def autosave(session: Session, reader: User, assignment_id: int, text: str, active_seconds: float,
+             base_version: int | None = None) -> Report:
     """Store the current text as a new version (only when it changed) and the active time.
+
+    Two tabs of one reader on one case must not overwrite each other silently: a save names the
+    ``base_version`` its text grew from (``CaseScreen.version``, then ``Report.version`` after each save; every
+    save increments it) and one that changes the text is refused when the stored version has moved on since.
 
     Args:
         text: the editor's full text.
         active_seconds: the browser's running total of active seconds for this case.
+        base_version: the version the tab's text is based on; ``None`` skips the check (command line, tests).
+
+    Returns:
+        The report; ``report.version`` is the version the tab's text now is (send it with the next save).
 
     Raises:
+        StaleSave: ``text`` differs from the stored text and ``base_version`` is older than the stored version.
         InvalidInput: the report is not open or already submitted, ``text`` is not text or longer than
             :data:`MAX_REPORT_CHARS`, or ``active_seconds`` is not a finite non-negative number.
         NotFound, PermissionDenied: see :func:`own_assignment`.
     """
     _check_text(text)
     report = _open_report(session, reader, assignment_id)
+    if text != report.current_text and base_version is not None and base_version != report.version:
+        raise StaleSave(report.assignment.case.case_key, report.version, report.last_saved_at)
     now = utcnow()
     report.active_seconds = _accept_active_seconds(report, active_seconds, now)
     report.last_saved_at = now
     if text != report.current_text:
         report.current_text = text
         report.versions.append(ReportVersion(saved_at=now, text=text, active_seconds=report.active_seconds))
-    session.flush()
+    try:
+        session.flush()  # UPDATE ... WHERE version = the version read above: a concurrent save makes it match 0 rows
+    except StaleDataError:
+        raise StaleSave(report.assignment.case.case_key, report.version + 1, None) from None
     return report
 
 
@@ -252,12 +298,14 @@ def submit(
     text: str,
     active_seconds: float,
     likert: dict[str, int],
+    base_version: int | None = None,
 ) -> Report:
     """Submit the final report with the Likert answers (paper section 4.3: confidence and mental demand).
 
     Validation runs before anything is written, so a refused submission leaves the autosaved text as it was.
 
     Raises:
+        StaleSave: see :func:`autosave` (``base_version`` as there).
         InvalidInput: empty report, Likert answers missing or off the scale, or already submitted.
         NotFound, PermissionDenied: see :func:`own_assignment`.
     """
@@ -268,7 +316,7 @@ def submit(
         raise InvalidInput("Likert answers are missing")
     study = session.get(ReaderStudy, own_assignment(session, reader, assignment_id).study_id)
     validate_likert(study.likert_scales, likert)
-    report = autosave(session, reader, assignment_id, text, active_seconds)
+    report = autosave(session, reader, assignment_id, text, active_seconds, base_version)
     report.final_text = text
     report.submitted_at = utcnow()
     report.status = STATUS_SUBMITTED

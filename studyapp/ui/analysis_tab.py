@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from analysis.pipeline import run_analysis
+from analysis.skipped import practice_reads_left_out
 from studyapp.services import studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
 
@@ -57,6 +58,7 @@ class AnalysisTab:
             raise gr.Error(str(error)) from error
         lines = [f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
                  f"reference arm `{result.reference_arm}`."]
+        lines.append(f"Practice reads left out: {practice_reads_left_out(result.skipped)}.")
         if result.skipped:
             lines.append(f"Left out ({len(result.skipped)}):")
             lines += [f"- {s.step}: {s.item}: {s.reason}" for s in result.skipped]

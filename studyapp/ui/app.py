@@ -17,7 +17,7 @@ from studyapp.ui.coordinator_tab import CoordinatorTab
 from studyapp.ui.reading_tab import ReadingTab
 
 TITLE = "Reader study"
-HEAD = f"<script>{(Path(__file__).parent / 'timer.js').read_text()}</script>"
+HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("timer.js", "autosave.js"))
 CSS = """
 .case-timer-box { font-size: 1.1rem; padding: 4px 0; }
 #case-timer { font-family: monospace; font-weight: bold; }

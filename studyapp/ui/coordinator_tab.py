@@ -1,13 +1,14 @@
 """The coordinator's tab: create a study, import DICOM and drafts, set the template, add readers,
 generate the balanced assignment, watch progress and export the reads CSV. Unblinded; coordinators only."""
 
+import re
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
-from studyapp.services import accounts, cases, design, drafts, export, ingest, studies
+from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
 
 
@@ -38,6 +39,16 @@ class CoordinatorTab:
             self.import_case_info = gr.Button("Import case information")
             self.template = gr.Textbox(label="Normal template", lines=6)
             self.save_template = gr.Button("Save template for every case")
+        with gr.Accordion("Practice cases", open=False):
+            gr.Markdown("Every reader reads the practice cases first; they are stored but never counted. "
+                        "Set them before generating the assignment.")
+            self.practice_keys = gr.Textbox(label="Case keys (separated by commas or new lines)", lines=2,
+                                            elem_id="coord-practice-keys")
+            self.practice_file = gr.File(label="...or a list (CSV with a case_key column, or JSONL)",
+                                         file_types=[".csv", ".jsonl", ".ndjson"])
+            with gr.Row():
+                self.mark_practice = gr.Button("Mark as practice", elem_id="coord-mark-practice")
+                self.unmark_practice = gr.Button("Make counted again")
         with gr.Accordion("Readers and assignment", open=False):
             with gr.Row():
                 self.username = gr.Textbox(label="Username")
@@ -65,6 +76,10 @@ class CoordinatorTab:
         self.import_drafts.click(self._import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
         self.import_case_info.click(self._case_info, [self.study, self.case_info_file], overview, **private)
         self.save_template.click(self._set_template, [self.study, self.template], overview, **private)
+        self.mark_practice.click(self._set_practice(True), [self.study, self.practice_keys, self.practice_file],
+                                 overview, **private)
+        self.unmark_practice.click(self._set_practice(False), [self.study, self.practice_keys, self.practice_file],
+                                   overview, **private)
         self.add_user.click(self._add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
         self.assign.click(self._generate, [self.study, self.seed, self.cases_per_reader], overview + [self.balance],
@@ -136,6 +151,22 @@ class CoordinatorTab:
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             result = drafts.set_template(session, studies.get_study(session, name or ""), text or "")
             return self._overview(session, name, _import_summary(result))
+
+    def _set_practice(self, mark: bool):
+        @shows_errors
+        def handler(name, keys, upload, request: gr.Request):
+            typed = [(0, key.strip()) for key in re.split(r"[,\n]", keys or "") if key.strip()]
+            if upload is not None and (typed or not mark):
+                raise gr.Error("give either case keys or a file (a file only marks cases as practice), not both")
+            with user_action(self.ctx, request, coordinator=True) as (session, _):
+                study = studies.get_study(session, name or "")
+                result = (practice.import_practice_list(session, study, upload) if upload is not None
+                          else practice.set_practice(session, study, typed, practice=mark))
+                lines = [result.summary().capitalize() + "."]
+                lines += [f"- {'line ' + str(line) if line else 'typed key'}: {message}" for line, message in result.errors]
+                return self._overview(session, name, "\n".join(lines))
+
+        return handler
 
     @shows_errors
     def _add_account(self, name, username, password, role, request: gr.Request):

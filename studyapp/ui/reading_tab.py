@@ -19,6 +19,8 @@ WITH_TIMER_SECONDS = "(...args) => { args[args.length - 1] = window.studyTimer ?
 START_TIMER = ("(t) => { const timer = window.studyTimer; if (t && t.running) { "
                "timer.start(timer.assignment === t.assignment ? Math.max(t.seconds, timer.seconds()) : t.seconds, t.idle); "
                "timer.assignment = t.assignment; } else { timer.stop(t ? t.seconds : 0); timer.assignment = null; } }")
+#: ``version`` of a tab whose save was refused as stale (reading.StaleSave): it saves nothing more until reopened.
+STALE = -1
 STATUS_LABELS = {"new": "to do", "in_progress": "in progress", STATUS_SUBMITTED: "submitted"}
 
 
@@ -29,7 +31,8 @@ def _likert_choices(scale: dict) -> list[tuple[str, int]]:
 
 
 def _context_markdown(screen: reading.CaseScreen) -> str:
-    rows = [
+    rows = [("PRACTICE CASE", "for practice only, not counted in the study")] if screen.practice else []
+    rows += [
         ("Case", f"{screen.position} · {screen.case_key}"),
         ("Age", screen.patient_age or "not given"),
         ("Sex", screen.patient_sex or "not given"),
@@ -45,6 +48,7 @@ class ReadingTab:
     def __init__(self, ctx: UIContext):
         self.ctx = ctx
         self.assignment = gr.State(None)
+        self.version = gr.State(None)  # Report.version this tab's text is based on (two tabs: reading.StaleSave)
         self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
         self.about = gr.Markdown(elem_id="study-about")
         self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")
@@ -70,6 +74,7 @@ class ReadingTab:
         self.timer_start = gr.JSON(visible=False)
         self.active_seconds = gr.Number(visible=False)
         self.autosave_timer = gr.Timer(5.0, active=False)
+        self.save_now = gr.Button("Save now", visible="hidden", elem_id="autosave-now")  # clicked by timer.js on typing
         self._wire()
 
     # -- event wiring --------------------------------------------------------------------------------------------
@@ -78,26 +83,24 @@ class ReadingTab:
         screen = self.screen_outputs
         self.study.input(self._show_worklist, [self.study], screen, **private).then(**self.start_timer)
         self.worklist.input(
-            self._switch_case, [self.study, self.worklist, self.assignment, self.editor, self.active_seconds], screen,
+            self._switch_case, [self.study, self.worklist, self.assignment, self.version, self.editor,
+                                self.active_seconds], screen,
             js=WITH_TIMER_SECONDS, **private,
         ).then(**self.start_timer)
-        self.autosave_timer.tick(
-            self._autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
-            js=WITH_TIMER_SECONDS, trigger_mode="always_last", **private,
-        )
-        self.editor.blur(
-            self._autosave, [self.assignment, self.editor, self.active_seconds], [self.save_status],
-            js=WITH_TIMER_SECONDS, **private,
-        )
+        saving = [self.assignment, self.version, self.editor, self.active_seconds]
+        for trigger in (self.autosave_timer.tick, self.save_now.click, self.editor.blur):
+            trigger(self._autosave, saving, [self.save_status, self.version], js=WITH_TIMER_SECONDS,
+                    trigger_mode="always_last", **private)
         self.finish.click(
-            self._ask_likert, [self.assignment, self.editor, self.active_seconds],
-            [self.save_status, self.likert_panel, self.finish], js=WITH_TIMER_SECONDS, **private,
+            self._ask_likert, saving, [self.save_status, self.version, self.likert_panel, self.finish],
+            js=WITH_TIMER_SECONDS, **private,
         )
         self.back.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
                         [self.likert_panel, self.finish], **private)
         self.confirm.click(
             self._submit,
-            [self.study, self.assignment, self.editor, self.confidence, self.mental_demand, self.active_seconds],
+            [self.study, self.assignment, self.version, self.editor, self.confidence, self.mental_demand,
+             self.active_seconds],
             screen, js=WITH_TIMER_SECONDS, **private,
         ).then(**self.start_timer)
 
@@ -114,8 +117,9 @@ class ReadingTab:
     @property
     def screen_outputs(self) -> list:
         """Every component a case switch updates (worklist, context, editor, Likert, timer, viewer)."""
-        return [self.study, self.about, self.worklist, self.assignment, self.context, self.editor, self.finish, self.likert_panel,
-                self.confidence, self.mental_demand, self.submit_message, self.save_status, self.timer_start, self.autosave_timer,
+        return [self.study, self.about, self.worklist, self.assignment, self.version, self.context, self.editor,
+                self.finish, self.likert_panel, self.confidence, self.mental_demand, self.submit_message,
+                self.save_status, self.timer_start, self.autosave_timer,
                 *self.viewer.open_outputs]
 
     # -- handlers ------------------------------------------------------------------------------------------------
@@ -139,8 +143,10 @@ class ReadingTab:
     def _screen(self, session, user, study, assignment_id, note: str = "") -> dict:
         screen = reading.open_case(session, user, assignment_id) if assignment_id is not None else None
         items = reading.worklist(session, user, study) if study is not None else []  # after opening: status shown
-        choices = [(f"{i.position:02d} · {i.case_key} · {STATUS_LABELS[i.status]}", i.assignment_id) for i in items]
+        choices = [(f"{i.position:02d} · {'practice · ' if i.practice else ''}{i.case_key} · {STATUS_LABELS[i.status]}",
+                    i.assignment_id) for i in items]
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
+                   self.version: None,
                    self.about: study.description if study is not None else "",
                    self.likert_panel: gr.update(visible=False), self.confidence: None, self.mental_demand: None,
                    self.submit_message: ""}
@@ -155,6 +161,7 @@ class ReadingTab:
         editable = screen.status != STATUS_SUBMITTED
         scales = screen.likert_scales
         updates.update({
+            self.version: screen.version,
             self.context: _context_markdown(screen),
             self.editor: gr.update(value=screen.text, interactive=editable),
             self.finish: gr.update(interactive=editable, visible=True),
@@ -176,42 +183,53 @@ class ReadingTab:
             return self._screen(session, user, self._study(session, user, study_name), None)
 
     @shows_errors
-    def _switch_case(self, study_name, target, assignment_id, text, seconds, request: gr.Request):
-        with user_action(self.ctx, request) as (session, user):
-            if assignment_id is not None:
-                self._autosave_status(session, user, assignment_id, text, seconds)
-            return self._screen(session, user, self._study(session, user, study_name), target)
+    def _switch_case(self, study_name, target, assignment_id, version, text, seconds, request: gr.Request):
+        try:
+            with user_action(self.ctx, request) as (session, user):
+                if assignment_id is not None and version != STALE:
+                    self._autosave_status(session, user, assignment_id, version, text, seconds)
+                return self._screen(session, user, self._study(session, user, study_name), target)
+        except gr.Error as error:
+            if not isinstance(error.__cause__, reading.StaleSave):
+                raise
+            gr.Warning(error.message)  # stay on the case; the next switch goes ahead (the reader was told)
+            return {self.save_status: f"**{error.message}**", self.version: STALE,
+                    self.worklist: gr.update(value=assignment_id)}
 
-    @shows_errors
-    def _autosave(self, assignment_id, text, seconds, request: gr.Request):
-        if assignment_id is None:
-            return gr.update()
-        with user_action(self.ctx, request) as (session, user):
-            return self._autosave_status(session, user, assignment_id, text, seconds)
+    def _autosave(self, assignment_id, version, text, seconds, request: gr.Request):
+        if assignment_id is None or version == STALE:
+            return gr.update(), gr.update()
+        try:
+            with user_action(self.ctx, request) as (session, user):
+                return self._autosave_status(session, user, assignment_id, version, text, seconds)
+        except gr.Error as error:  # shown on the screen too, not only as a passing toast
+            gr.Warning(error.message)
+            return f"**{error.message}**", STALE if isinstance(error.__cause__, reading.StaleSave) else gr.update()
 
-    def _autosave_status(self, session, user, assignment_id, text, seconds) -> str | dict:
+    def _autosave_status(self, session, user, assignment_id, version, text, seconds) -> tuple:
         report = reading.own_assignment(session, user, assignment_id).report
         if report is None or report.status == STATUS_SUBMITTED:
-            return gr.update()
-        report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0))
-        return f"Saved {report.last_saved_at:%H:%M:%S} UTC"
+            return gr.update(), gr.update()
+        report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0), version)
+        return f"Saved {report.last_saved_at:%H:%M:%S} UTC", report.version
 
     @shows_errors
-    def _ask_likert(self, assignment_id, text, seconds, request: gr.Request):
+    def _ask_likert(self, assignment_id, version, text, seconds, request: gr.Request):
         if assignment_id is None:
             raise gr.Error("open a case first")
         with user_action(self.ctx, request) as (session, user):
-            status = self._autosave_status(session, user, assignment_id, text, seconds)
-        return status, gr.update(visible=True), gr.update(visible=False)
+            status, version = self._autosave_status(session, user, assignment_id, version, text, seconds)
+        return status, version, gr.update(visible=True), gr.update(visible=False)
 
-    def _submit(self, study_name, assignment_id, text, confidence, mental_demand, seconds, request: gr.Request):
+    def _submit(self, study_name, assignment_id, version, text, confidence, mental_demand, seconds,
+                request: gr.Request):
         """Submit; a refusal (unanswered question) is shown beside the confirm button, not as a lasting toast, and
         the next screen replaces it, so a later successful submission does not read as a failure."""
         answers = {k: int(v) for k, v in (("confidence", confidence), ("mental_demand", mental_demand)) if v is not None}
         try:
             with user_action(self.ctx, request) as (session, user):
                 study = self._study(session, user, study_name)
-                reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers)
+                reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers, version)
                 updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
         except gr.Error as error:
             return {self.submit_message: f"**Not submitted:** {error.message}"}

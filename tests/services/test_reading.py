@@ -147,3 +147,43 @@ def test_boolean_likert_answer_is_refused(setup):
             reading.submit(s, r1, ids["assignment"], "Final.", 1.0, {"confidence": True, "mental_demand": 2})
         with pytest.raises(InvalidInput, match="missing"):
             reading.submit(s, r1, ids["assignment"], "Final.", 1.0, None)
+
+
+def test_two_tabs_cannot_overwrite_each_other(setup):
+    db, ids = setup
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        first_tab = reading.open_case(s, r1, ids["assignment"]).version
+        second_tab = reading.open_case(s, r1, ids["assignment"]).version
+    with db.begin() as s:
+        first_tab = reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Tab one text.", 0.0,
+                                     first_tab).version
+    assert first_tab == second_tab + 1
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        # the second tab still unchanged: its save of the same text is fine and brings it up to date
+        assert reading.autosave(s, r1, ids["assignment"], "Tab one text.", 0.0, second_tab).version == first_tab + 1
+        with pytest.raises(reading.StaleSave, match=r"Not saved: case C1 was saved from another tab .* \(version 3\)"):
+            reading.autosave(s, r1, ids["assignment"], "Tab two text.", 0.0, second_tab)
+        with pytest.raises(reading.StaleSave):
+            reading.submit(s, r1, ids["assignment"], "Tab two text.", 0.0, {"confidence": 1, "mental_demand": 1},
+                           second_tab)
+    with db() as s:
+        report = s.query(Report).one()
+        assert report.current_text == "Tab one text." and report.version == 3
+        assert [v.text for v in report.versions] == ["Tab one text."]
+
+
+def test_concurrent_saves_of_one_version_cannot_both_win(setup):
+    db, ids = setup
+    with db.begin() as s:
+        reading.open_case(s, accounts.get_user(s, "reader1"), ids["assignment"])
+    with db() as late:
+        reader = accounts.get_user(late, "reader1")
+        assert reading.own_assignment(late, reader, ids["assignment"]).report.version == 1  # read before the save
+        with db.begin() as s:
+            reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "first", 0.0, 1)
+        with pytest.raises(reading.StaleSave):  # its UPDATE ... WHERE version = 1 matches no row any more
+            reading.autosave(late, reader, ids["assignment"], "second", 0.0, 1)
+    with db() as s:
+        assert s.query(Report).one().current_text == "first"
