@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.data.adapters import ADAPTERS, get_adapter
+from engine.data.adapters import ADAPTERS, adapter_kwargs, get_adapter
+from engine.data.adapters.common import AdapterError
 from engine.data.manifest import read_manifest
 
 
@@ -27,10 +28,15 @@ def check(path: Path, check_files: bool, decode: bool) -> int:
     return 1 if errors else 0
 
 
-def convert(builder: Callable[..., int], root: Path, out: Path, seed: int, options: list[str]) -> int:
-    """Run an adapter's ``builder`` with ``KEY=VALUE`` ``options`` as extra keyword arguments (strings)."""
-    kwargs = dict(option.split("=", 1) for option in options)
-    count = builder(root, out, seed=seed, **kwargs)
+def convert(builder: Callable[..., int], root: Path, out: Path, seed: int, kwargs: dict[str, object]) -> int:
+    """Run an adapter's ``builder`` with extra keyword arguments (from ``--option KEY=VALUE``, typed by
+    :func:`engine.data.adapters.adapter_kwargs`); a dataset folder without the published layout returns 1 after
+    printing the adapter's message."""
+    try:
+        count = builder(root, out, seed=seed, **kwargs)
+    except AdapterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"wrote {count} sample(s) to {out}")
     return 0
 
@@ -58,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--option needs KEY=VALUE, got {bad[0]!r}")
     try:
         builder = get_adapter(args.dataset)
+        kwargs = adapter_kwargs(builder, dict(option.split("=", 1) for option in args.option))
     except ValueError as err:
         parser.error(str(err))
-    return convert(builder, args.root, args.out, args.seed, args.option)
+    return convert(builder, args.root, args.out, args.seed, kwargs)
 
 
 if __name__ == "__main__":

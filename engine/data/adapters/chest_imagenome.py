@@ -1,0 +1,131 @@
+"""Chest ImaGenome scene graphs on MIMIC-CXR-JPG -> anatomy and pathology detection samples (paper 4.1).
+
+Expected layout (PhysioNet Chest ImaGenome 1.0.0, unpacked; images from MIMIC-CXR-JPG, see
+:mod:`engine.data.adapters.mimic_cxr`)::
+
+    ROOT/
+      silver_dataset/scene_graph/<dicom_id>_SceneGraph.json
+          {"image_id": dicom_id, "study_id": ..., "objects": [{"bbox_name": "right lung",
+            "original_x1", "original_y1", "original_x2", "original_y2" (pixels of the original image)
+            or "x1", "y1", "x2", "y2" (pixels of the 224 x 224 resized image)}, ...],
+           "attributes": [{"bbox_name": "right lung", "attributes": [["anatomicalfinding|yes|lung opacity", ...], ...]}]}
+    IMAGES_ROOT/                            MIMIC-CXR-JPG (metadata csv, split csv, files/...)
+
+Boxes become normalized xyxy: original pixel coordinates over the JPG's width and height (224-space ones over 224),
+clipped to [0, 1]. Anatomy detection: the image's anatomies, up to 9 per sample, each "name <DET>.". Pathology
+detection (anatomical findings and diseases): the boxes of the anatomies where a pathology is marked ``yes`` are
+its boxes ("lung opacity <DET>." once per anatomy, at most 9); a pathology only marked ``no`` is answered
+"lung opacity <N/A>.". Studies follow the MIMIC-CXR split (paper: ``train`` and ``validate`` for training).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+from engine.data.adapters.common import (MAX_DETECTION_CLASSES, AdapterError, detection_answer, finish,
+                                         manifest_path)
+from engine.data.adapters.mimic_cxr import MimicCxrJpg
+from engine.data.schema import ImageRef, ImagingType, Sample
+from engine.processing import Task, instruction
+
+SOURCE = "chest-imagenome"
+SCENE_GRAPHS = Path("silver_dataset") / "scene_graph"
+PATHOLOGY_CATEGORIES = ("anatomicalfinding", "disease")
+RESIZED = 224.0
+
+Box = tuple[float, float, float, float]
+
+
+def object_boxes(graph: dict, width: int, height: int) -> dict[str, Box]:
+    """bbox_name -> normalized xyxy of a scene graph's objects (see the module docstring); objects without
+    coordinates or with an empty box are left out."""
+    boxes = {}
+    for obj in graph.get("objects", []):
+        if all(f"original_{k}" in obj for k in ("x1", "y1", "x2", "y2")):
+            x0, y0, x1, y1 = (obj[f"original_{k}"] for k in ("x1", "y1", "x2", "y2"))
+            scale = (width, height)
+        elif all(k in obj for k in ("x1", "y1", "x2", "y2")):
+            x0, y0, x1, y1 = (obj[k] for k in ("x1", "y1", "x2", "y2"))
+            scale = (RESIZED, RESIZED)
+        else:
+            continue
+        box = tuple(min(max(float(v) / scale[i % 2], 0.0), 1.0) for i, v in enumerate((x0, y0, x1, y1)))
+        if box[2] > box[0] and box[3] > box[1] and obj.get("bbox_name"):
+            boxes[obj["bbox_name"]] = box
+    return boxes
+
+
+def pathology_anatomies(graph: dict) -> dict[str, tuple[set[str], set[str]]]:
+    """pathology name -> (anatomies where it is marked ``yes``, anatomies where it is marked ``no``), from the
+    scene graph's ``category|polarity|name`` attribute labels of :data:`PATHOLOGY_CATEGORIES`."""
+    found: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    for entry in graph.get("attributes", []):
+        anatomy = entry.get("bbox_name")
+        for phrase_labels in entry.get("attributes", []):
+            for label in phrase_labels:
+                parts = label.split("|", 2) if isinstance(label, str) else []
+                if len(parts) == 3 and parts[0] in PATHOLOGY_CATEGORIES and anatomy:
+                    found[parts[2]][0 if parts[1] == "yes" else 1].add(anatomy)
+    return dict(found)
+
+
+def _detection(sample_id: str, images: tuple[ImageRef, ...], target: str,
+               entries: list[tuple[str, Box | None]], rng: random.Random) -> Sample:
+    answer, boxes = detection_answer(entries)
+    return Sample(sample_id=sample_id, source=SOURCE, task=Task.DETECTION.value, imaging=ImagingType.CHEST_XRAY.value,
+                  images=images, instruction=instruction(Task.DETECTION, target=target, rng=rng), answer=answer,
+                  boxes=boxes)
+
+
+def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
+                          splits: tuple[str, ...] = ("train", "validate"), seed: int = 0) -> int:
+    """Write the Chest ImaGenome detection samples of the images in ``splits`` to ``out_manifest``; returns the count.
+
+    Raises:
+        AdapterError: no scene graphs under ``ROOT/silver_dataset/scene_graph``, a malformed scene graph, a missing
+            MIMIC-CXR-JPG metadata/split csv or image (path named).
+    """
+    root, out_manifest = Path(root), Path(out_manifest)
+    graphs = sorted((root / SCENE_GRAPHS).glob("*_SceneGraph.json"))
+    if not graphs:
+        raise AdapterError(f"Chest ImaGenome scene graphs not found: {root / SCENE_GRAPHS}/*_SceneGraph.json")
+    mimic = MimicCxrJpg(Path(images_root))
+    split_of = mimic.splits()
+    rng = random.Random(seed)
+    samples: list[Sample] = []
+    skipped: dict[str, int] = defaultdict(int)
+    for path in graphs:
+        try:
+            graph = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise AdapterError(f"malformed Chest ImaGenome scene graph {path}: {err}") from err
+        dicom_id = graph.get("image_id") or path.name.removesuffix("_SceneGraph.json")
+        if split_of.get(mimic.study_of.get(dicom_id, "")) not in splits:
+            skipped["other split or not in MIMIC-CXR-JPG"] += 1
+            continue
+        image = mimic.image_path(dicom_id)
+        with Image.open(image) as img:
+            width, height = img.size
+        images = (ImageRef(path=manifest_path(image, out_manifest.parent), modality=ImagingType.CHEST_XRAY.value),)
+        boxes = object_boxes(graph, width, height)
+        if not boxes:
+            skipped["no boxes"] += 1
+            continue
+        names = sorted(boxes)
+        for start in range(0, len(names), MAX_DETECTION_CLASSES):
+            chunk = names[start:start + MAX_DETECTION_CLASSES]
+            samples.append(_detection(f"{SOURCE}:{dicom_id}:anatomy{start // MAX_DETECTION_CLASSES}", images,
+                                      ", ".join(chunk), [(n, boxes[n]) for n in chunk], rng))
+        for pathology, (positive, negative) in sorted(pathology_anatomies(graph).items()):
+            located = [(pathology, boxes[a]) for a in sorted(positive) if a in boxes][:MAX_DETECTION_CLASSES]
+            if positive and not located:
+                skipped["pathology without anatomy box"] += 1
+                continue
+            entries = located or ([(pathology, None)] if negative else [])
+            samples.append(_detection(f"{SOURCE}:{dicom_id}:{pathology}", images, pathology, entries, rng))
+    return finish(samples, out_manifest, SOURCE, dict(skipped))
