@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.data.__main__ import main
 from engine.data.adapters.common import AdapterError
 from engine.data.adapters.ham10000 import build_ham10000
 from engine.data.adapters.iu_xray import build_iu_xray
@@ -107,3 +108,19 @@ def test_ham10000_bad_layouts(ham, tmp_path):
     (ham / "HAM10000_metadata.csv").unlink()
     with pytest.raises(AdapterError, match=r"metadata csv not found: .*HAM10000_metadata\.csv"):
         build_ham10000(ham, out)
+
+
+def test_convert_command(iu, ham, tmp_path, capsys):
+    root, _ = iu
+    out = tmp_path / "cli" / "iu.jsonl"
+    assert main(["convert", "iu-xray", str(root), str(out), "--seed", "2"]) == 0
+    assert f"wrote 7 sample(s) to {out}" in capsys.readouterr().out
+    assert main(["check", str(out)]) == 0
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "ham10000", str(ham), str(out), "--option", "splits=train"])
+    assert info.value.code == 2 and "build_ham10000 takes no option 'splits'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "chexmask", str(ham), str(out), "--option", "detection=maybe"])
+    assert info.value.code == 2 and "option detection needs true or false, got 'maybe'" in capsys.readouterr().err
+    assert main(["convert", "ham10000", str(tmp_path / "nowhere"), str(out)]) == 1
+    assert "error: HAM10000 metadata csv not found" in capsys.readouterr().err
