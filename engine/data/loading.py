@@ -70,6 +70,13 @@ class Example:
     masks_3d: torch.Tensor | None
 
 
+def example_rng(seed: int, step: int, slot: int) -> random.Random:
+    """The augmentation generator of the example in position ``slot`` of batch ``step``: a function of the three
+    numbers only (string seeds hash with SHA-512, the same in every process), so a resumed run or a different
+    number of loader workers augments identically."""
+    return random.Random(f"medversa-augment:{seed}:{step}:{slot}")
+
+
 def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | None = None,
                  augment: bool = False) -> Example:
     """Read the images and targets of ``sample`` and build its prompt; augment when ``augment`` (see module doc).

@@ -1,6 +1,9 @@
 """load_example on the real files: masks follow their image through resize, flips and 3D reorientation; crops."""
 
+import os
 import random
+import subprocess
+import sys
 from dataclasses import replace
 
 import nibabel
@@ -10,7 +13,7 @@ import torch
 from PIL import Image
 
 from engine.configuration import MedVersaConfig
-from engine.data.loading import load_example, random_crop
+from engine.data.loading import example_rng, load_example, random_crop
 from engine.data.schema import BoxTarget, ImageRef, MaskTarget, Sample
 from engine.processing import Task, instruction, load_rgb, load_volume, prepare_volume, preprocess_2d
 
@@ -147,3 +150,15 @@ def test_bad_inputs(derm_paths, tmp_path):
         load_example(replace(sample, masks=(MaskTarget(str(small), "lesion"),)), TINY)
     with pytest.raises(FileNotFoundError):
         load_example(replace(sample, images=(ImageRef(str(tmp_path / "none.jpg"), "dermoscopy"),)), TINY)
+
+
+def test_example_rng_depends_only_on_seed_step_and_slot():
+    draws = [example_rng(0, 5, 1).random() for _ in range(2)]
+    assert draws[0] == draws[1]
+    others = {example_rng(*key).random() for key in [(0, 5, 1), (1, 5, 1), (0, 6, 1), (0, 5, 2)]}
+    assert len(others) == 4
+    # the same in another interpreter with another hash seed
+    code = "import random; print(repr(random.Random('medversa-augment:3:7:2').random()))"
+    other = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "123"},
+                           capture_output=True, text=True, check=True, timeout=60)
+    assert float(other.stdout) == example_rng(3, 7, 2).random()
