@@ -2,6 +2,7 @@
 built from the real NIH chest image; boxes and masks come from real dermoscopy lesion masks resized to the image."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,10 @@ from engine.data.manifest import read_manifest
 from tests.engine.adapter_layouts import extent, mimic_cxr_jpg, real_mask, write_csv
 
 SIZE = (512, 512)
+# report sentences of the real IU report 10.xml
+GRANULOMA = "Stable calcified granuloma within the right upper lung."
+INFLATED = ("The lungs are normally inflated without evidence of focal airspace disease, pleural effusion, or "
+            "pneumothorax.")
 MASKS = {"right lung": "ISIC_0024311", "left lung": "ISIC_0027001", "heart": "ISIC_0027287"}
 
 
@@ -70,9 +75,11 @@ def scene_graph(masks, dicom_id):
              **{f"original_{k}": v for k, v in zip(("x1", "y1", "x2", "y2"), heart)}},
         ],
         "attributes": [
-            {"bbox_name": "right lung", "attributes": [["anatomicalfinding|yes|lung opacity", "disease|no|pneumonia"]]},
+            {"bbox_name": "right lung", "attributes": [["anatomicalfinding|yes|lung opacity", "disease|no|pneumonia"]],
+             "phrases": [GRANULOMA]},
             {"bbox_name": "left lung", "attributes": [["anatomicalfinding|yes|lung opacity"],
-                                                     ["technicalassessment|yes|low lung volumes"]]},
+                                                     ["technicalassessment|yes|low lung volumes"]],
+             "phrases": [INFLATED, f"  {INFLATED}"]},  # the same sentence twice (two labels lists)
             {"bbox_name": "cardiac silhouette", "attributes": [["anatomicalfinding|no|enlarged cardiac silhouette"]]},
         ],
     }
@@ -84,8 +91,10 @@ def test_chest_imagenome_boxes(tmp_path, mimic, masks):
     for dicom_id in ("d-pa-1", "d-pa-4"):  # d-pa-4 is a test-split study
         (graphs / f"{dicom_id}_SceneGraph.json").write_text(json.dumps(scene_graph(masks, dicom_id)))
     out = tmp_path / "imagenome.jsonl"
-    assert build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic) == 4
+    assert build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic) == 7
     samples = {s.sample_id: s for s in read_manifest(out)}
+    assert Counter(s.task for s in samples.values()) == {"detection": 4, "classification": 1, "region_caption": 2}
+    assert samples["chest-imagenome:d-pa-1:classification"].answer == "lung opacity"
     anatomy = samples["chest-imagenome:d-pa-1:anatomy0"]
     assert anatomy.answer == "cardiac silhouette <DET>. left lung <DET>. right lung <DET>."
     expected = {o: normalized(extent(masks[o])) for o in masks}
@@ -95,6 +104,10 @@ def test_chest_imagenome_boxes(tmp_path, mimic, masks):
     assert_boxes(opacity.boxes, [expected["left lung"], expected["right lung"]])
     assert samples["chest-imagenome:d-pa-1:pneumonia"].answer == "pneumonia <N/A>."
     assert samples["chest-imagenome:d-pa-1:enlarged cardiac silhouette"].boxes == ()
+    left = samples["chest-imagenome:d-pa-1:region:left lung"]
+    assert left.answer == INFLATED and samples["chest-imagenome:d-pa-1:region:right lung"].answer == GRANULOMA
+    x0, y0, x1, y1 = expected["left lung"]
+    assert f"[{x0:.2f}, {y0:.2f}, {x1:.2f}, {y1:.2f}]" in left.instruction and "<img0>" in left.instruction
     (graphs / "d-pa-1_SceneGraph.json").write_text("{")
     with pytest.raises(AdapterError, match=r"malformed Chest ImaGenome scene graph .*d-pa-1_SceneGraph\.json"):
         build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic)

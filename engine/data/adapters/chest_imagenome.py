@@ -1,4 +1,5 @@
-"""Chest ImaGenome scene graphs on MIMIC-CXR-JPG -> anatomy and pathology detection samples (paper 4.1).
+"""Chest ImaGenome scene graphs on MIMIC-CXR-JPG -> anatomy and pathology detection, pathology classification and
+region-captioning samples (paper 4.1).
 
 Expected layout (PhysioNet Chest ImaGenome 1.0.0, unpacked; images from MIMIC-CXR-JPG, see
 :mod:`engine.data.adapters.mimic_cxr`)::
@@ -8,14 +9,23 @@ Expected layout (PhysioNet Chest ImaGenome 1.0.0, unpacked; images from MIMIC-CX
           {"image_id": dicom_id, "study_id": ..., "objects": [{"bbox_name": "right lung",
             "original_x1", "original_y1", "original_x2", "original_y2" (pixels of the original image)
             or "x1", "y1", "x2", "y2" (pixels of the 224 x 224 resized image)}, ...],
-           "attributes": [{"bbox_name": "right lung", "attributes": [["anatomicalfinding|yes|lung opacity", ...], ...]}]}
+           "attributes": [{"bbox_name": "right lung", "attributes": [["anatomicalfinding|yes|lung opacity", ...], ...],
+                           "phrases": ["Right lower lobe opacity is seen.", ...]}]}   (one label list per phrase)
     IMAGES_ROOT/                            MIMIC-CXR-JPG (metadata csv, split csv, files/...)
 
 Boxes become normalized xyxy: original pixel coordinates over the JPG's width and height (224-space ones over 224),
-clipped to [0, 1]. Anatomy detection: the image's anatomies, up to 9 per sample, each "name <DET>.". Pathology
-detection (anatomical findings and diseases): the boxes of the anatomies where a pathology is marked ``yes`` are
-its boxes ("lung opacity <DET>." once per anatomy, at most 9); a pathology only marked ``no`` is answered
-"lung opacity <N/A>.". Studies follow the MIMIC-CXR split (paper: ``train`` and ``validate`` for training).
+clipped to [0, 1]. Samples per image (paper 4.1, "Chest ImaGenome"):
+
+- anatomy detection: the image's anatomies, up to 9 per sample, each "name <DET>.";
+- pathology detection (anatomical findings and diseases): the boxes of the anatomies where a pathology is marked
+  ``yes`` are its boxes ("lung opacity <DET>." once per anatomy, at most 9); a pathology only marked ``no`` is
+  answered "lung opacity <N/A>.";
+- classification: the pathologies marked ``yes`` anywhere, sorted and comma-separated ("no finding" when the graph
+  marks pathologies but none ``yes``);
+- region captioning: an anatomy's box as ``{region}`` (:func:`region_text`), answered by the report sentences the
+  graph grounds on that anatomy (its ``phrases``, each once, in order).
+
+Studies follow the MIMIC-CXR split (paper: ``train`` and ``validate`` for training).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ SOURCE = "chest-imagenome"
 SCENE_GRAPHS = Path("silver_dataset") / "scene_graph"
 PATHOLOGY_CATEGORIES = ("anatomicalfinding", "disease")
 RESIZED = 224.0
+NO_FINDING = "no finding"
 
 Box = tuple[float, float, float, float]
 
@@ -74,6 +85,23 @@ def pathology_anatomies(graph: dict) -> dict[str, tuple[set[str], set[str]]]:
     return dict(found)
 
 
+def region_text(box: Box) -> str:
+    """A box as written in a region-captioning instruction: normalized xyxy with two decimals,
+    ``"[0.12, 0.05, 0.48, 0.71]"``."""
+    return "[" + ", ".join(f"{v:.2f}" for v in box) + "]"
+
+
+def anatomy_phrases(graph: dict) -> dict[str, list[str]]:
+    """bbox_name -> the report sentences the scene graph grounds on it (``phrases``), whitespace-collapsed, each once."""
+    phrases: dict[str, list[str]] = defaultdict(list)
+    for entry in graph.get("attributes", []):
+        for phrase in entry.get("phrases", []):
+            text = " ".join(str(phrase).split())
+            if entry.get("bbox_name") and text and text not in phrases[entry["bbox_name"]]:
+                phrases[entry["bbox_name"]].append(text)
+    return dict(phrases)
+
+
 def _detection(sample_id: str, images: tuple[ImageRef, ...], target: str,
                entries: list[tuple[str, Box | None]], rng: random.Random) -> Sample:
     answer, boxes = detection_answer(entries)
@@ -84,7 +112,7 @@ def _detection(sample_id: str, images: tuple[ImageRef, ...], target: str,
 
 def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
                           splits: tuple[str, ...] = ("train", "validate"), seed: int = 0) -> int:
-    """Write the Chest ImaGenome detection samples of the images in ``splits`` to ``out_manifest``; returns the count.
+    """Write the Chest ImaGenome detection, classification and region-captioning samples of the images in ``splits`` to ``out_manifest``; returns the count.
 
     Raises:
         AdapterError: no scene graphs under ``ROOT/silver_dataset/scene_graph``, a malformed scene graph, a missing
@@ -121,7 +149,21 @@ def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
             chunk = names[start:start + MAX_DETECTION_CLASSES]
             samples.append(_detection(f"{SOURCE}:{dicom_id}:anatomy{start // MAX_DETECTION_CLASSES}", images,
                                       ", ".join(chunk), [(n, boxes[n]) for n in chunk], rng))
-        for pathology, (positive, negative) in sorted(pathology_anatomies(graph).items()):
+        pathologies = pathology_anatomies(graph)
+        if pathologies:
+            found = sorted(p for p, (positive, _) in pathologies.items() if positive)
+            samples.append(Sample(sample_id=f"{SOURCE}:{dicom_id}:classification", source=SOURCE,
+                                  task=Task.CLASSIFICATION.value, imaging=ImagingType.CHEST_XRAY.value, images=images,
+                                  instruction=instruction(Task.CLASSIFICATION, rng=rng),
+                                  answer=", ".join(found) if found else NO_FINDING))
+        for anatomy, phrases in sorted(anatomy_phrases(graph).items()):
+            if anatomy in boxes:
+                samples.append(Sample(sample_id=f"{SOURCE}:{dicom_id}:region:{anatomy}", source=SOURCE,
+                                      task=Task.REGION_CAPTION.value, imaging=ImagingType.CHEST_XRAY.value,
+                                      images=images, instruction=instruction(Task.REGION_CAPTION,
+                                                                             region=region_text(boxes[anatomy]), rng=rng),
+                                      answer=" ".join(phrases)))
+        for pathology, (positive, negative) in sorted(pathologies.items()):
             located = [(pathology, boxes[a]) for a in sorted(positive) if a in boxes][:MAX_DETECTION_CLASSES]
             if positive and not located:
                 skipped["pathology without anatomy box"] += 1
