@@ -5,10 +5,18 @@ Images enter the prompt as ``<img{i}>`` + ``num_visual_tokens`` placeholder toke
 placeholder embeddings are replaced by adapter outputs (row-major over the 3 x 3 grid). Task tokens (``<DET>``,
 ``<2DSEG>``, ``<3DSEG>``) are read at their own positions in the token sequence: the last-layer hidden state
 where the input token is the task token prompts the matching head. Training and inference use the same rule.
+
+Outputs are ``transformers`` ``ModelOutput`` dataclasses (attribute, key and tuple access). Activation
+checkpointing has one switch, :meth:`MedVersaModel.activation_checkpointing_enable` (the name ``transformers``
+5.24's ``Trainer`` calls). The model is a plain ``nn.Module`` around a ``PreTrainedModel`` (the LLM), not a
+``PreTrainedModel`` itself: its checkpoint is a base-LM folder, a peft adapter and the module weights
+(:mod:`engine.checkpoint`, needed to read the released weights and to keep the 14 GB base LM out of every save),
+which ``from_pretrained``/``save_pretrained`` and ``device_map`` placement do not describe.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -16,8 +24,11 @@ import torch.nn.functional as F
 from monai.losses import DiceFocalLoss
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
 
+from engine.checkpointing import CheckpointedBlocks
 from engine.configuration import (
     ADDED_TOKENS,
     DET_TOKEN,
@@ -138,7 +149,7 @@ class MedVersaInputs:
 
 
 @dataclass
-class BackboneOutput:
+class BackboneOutput(ModelOutput):
     """Attributes:
     last_hidden_state: ``(B, L, E)`` after the LLM's final norm.
     logits: ``(B, L, V)`` next-token logits.
@@ -146,15 +157,18 @@ class BackboneOutput:
     features_3d: per-level 3D UNet encoder maps of the ``N3`` volumes (deepest last), or ``None``.
     """
 
-    last_hidden_state: torch.Tensor
-    logits: torch.Tensor
-    image_rows: torch.Tensor
-    features_3d: list[torch.Tensor] | None
+    last_hidden_state: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    image_rows: torch.Tensor | None = None
+    features_3d: list[torch.Tensor] | None = None
 
 
 @dataclass
-class MedVersaOutput:
-    """Attributes:
+class MedVersaOutput(ModelOutput):
+    """A ``transformers`` ``ModelOutput``: ``out.loss``, ``out["loss"]``, ``out.to_tuple()`` (``None`` parts left
+    out of keys and tuples).
+
+    Attributes:
     loss: scalar total loss (weighted sum of the parts present), ``None`` without targets.
     language_loss: scalar next-token cross-entropy over ``labels != -100``.
     box_loss: scalar SmoothL1 between the head's outputs (unclamped) and the target normalized xyxy boxes; weighted
@@ -166,15 +180,15 @@ class MedVersaOutput:
     mask_logits_2d: ``(K_2d, 1, H, W)`` or ``None``; mask_logits_3d: ``(K_3d, 1, D, H, W)`` or ``None``.
     """
 
-    loss: torch.Tensor | None
-    language_loss: torch.Tensor | None
-    box_loss: torch.Tensor | None
-    seg2d_loss: torch.Tensor | None
-    seg3d_loss: torch.Tensor | None
-    logits: torch.Tensor
-    boxes: torch.Tensor | None
-    mask_logits_2d: torch.Tensor | None
-    mask_logits_3d: torch.Tensor | None
+    loss: torch.Tensor | None = None
+    language_loss: torch.Tensor | None = None
+    box_loss: torch.Tensor | None = None
+    seg2d_loss: torch.Tensor | None = None
+    seg3d_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    mask_logits_2d: torch.Tensor | None = None
+    mask_logits_3d: torch.Tensor | None = None
 
 
 class MedVersaBackbone(nn.Module):
@@ -247,7 +261,8 @@ class MedVersaBackbone(nn.Module):
         """Run encoders, splice visual tokens, run the LLM; see :class:`BackboneOutput`."""
         visual, features_3d = self.encode_images(inputs.pixel_values_2d, inputs.pixel_values_3d, inputs.image_is_3d)
         embeds = self.embed(inputs.input_ids, visual)
-        hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=inputs.attention_mask).last_hidden_state
+        hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=inputs.attention_mask,
+                                        use_cache=False).last_hidden_state
         logits = self.llm.get_output_embeddings()(hidden)
         return BackboneOutput(hidden, logits, self.image_rows(inputs.input_ids), features_3d)
 
@@ -275,6 +290,39 @@ class MedVersaModel(nn.Module):
         self.seg2d_head = SegmentationHead2D(config.hidden_size, config.seg2d)
         self.seg3d_head = SegmentationHead3D(config.hidden_size, config.unet3d)
         self.seg_loss = DiceFocalLoss(sigmoid=True, lambda_dice=config.losses.dice, lambda_focal=config.losses.focal)
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None,
+                                        every_n_layers: int = 1, offload: bool = False) -> None:
+        """Recompute activations in the backward pass instead of storing them, in training mode: the LLM's decoder
+        layers (``transformers`` ``PreTrainedModel.activation_checkpointing_enable``, with ``every_n_layers`` and
+        ``offload`` as documented there) and the levels of the 3D UNet encoder/decoder and of the 2D UNet
+        decoder. The frozen Swin stores no activations for the backward pass, so it is left as it is. Losses and
+        gradients are those without checkpointing.
+
+        Args:
+            activation_checkpointing_kwargs: passed to ``torch.utils.checkpoint.checkpoint`` (default
+                ``{"use_reentrant": False}``).
+        """
+        kwargs = dict(activation_checkpointing_kwargs or {"use_reentrant": False})
+        self.backbone.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs,
+                                                          every_n_layers=every_n_layers, offload=offload)
+        self._set_vision_checkpointing(True, functools.partial(checkpoint, **kwargs))
+
+    def activation_checkpointing_disable(self) -> None:
+        """Store activations again (the default)."""
+        self.backbone.llm.activation_checkpointing_disable()
+        self._set_vision_checkpointing(False, None)
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        """Whether :meth:`activation_checkpointing_enable` is in effect."""
+        return self.backbone.llm.is_activation_checkpointing
+
+    def _set_vision_checkpointing(self, enable: bool, func) -> None:
+        for module in self.modules():
+            if isinstance(module, CheckpointedBlocks):
+                module.gradient_checkpointing = enable
+                module._gradient_checkpointing_func = func
 
     def task_states(self, hidden: torch.Tensor, input_ids: torch.Tensor, token: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states ``(K, E)`` at every position where ``input_ids`` holds ``token``, and their rows ``(K,)``,

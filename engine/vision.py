@@ -10,6 +10,7 @@ from monai.networks.blocks import UnetBasicBlock
 from torch import nn
 from transformers import SwinConfig, SwinModel
 
+from engine.checkpointing import CheckpointedBlocks
 from engine.configuration import SwinSettings, UNet3DSettings
 
 
@@ -66,13 +67,14 @@ class SwinEncoder2D(nn.Module):
         return hidden.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[2], side, side)
 
 
-class UNetEncoder3D(nn.Module):
+class UNetEncoder3D(CheckpointedBlocks, nn.Module):
     """Encoder half of the 3D UNet: DoubleConv blocks (Conv3d 3x3x3 -> GroupNorm -> LeakyReLU, twice) with a 2x
     max-pool before each deeper level.
 
     Input ``(B, 1, D, H, W)`` z-normalised CT on the model grid; output the feature map of every level, shallow
     to deep, level ``i`` of shape ``(B, channels[i], D / 2**i, H / 2**i, W / 2**i)`` (deepest ``256 x 4 x 12 x 12``
-    at 64 x 192 x 192). Paper section 4.2; Cicek et al., "3D U-Net", MICCAI 2016.
+    at 64 x 192 x 192). Paper section 4.2; Cicek et al., "3D U-Net", MICCAI 2016. Each level's DoubleConv is
+    checkpointed when activation checkpointing is on (:mod:`engine.checkpointing`).
     """
 
     def __init__(self, settings: UNet3DSettings):
@@ -100,6 +102,6 @@ class UNetEncoder3D(nn.Module):
         for level, block in enumerate(self.blocks):
             if level:
                 x = self.pool(x)
-            x = block(x)
+            x = self.run_block(block, x)
             features.append(x)
         return features

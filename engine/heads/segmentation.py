@@ -22,6 +22,7 @@ from monai.networks.nets.resnet import ResNet, ResNetFeatures, get_inplanes
 from monai.networks.utils import replace_modules
 from torch import nn
 
+from engine.checkpointing import CheckpointedBlocks
 from engine.configuration import Seg2DSettings, UNet3DSettings
 
 RESNET18_CHANNELS = (64, 64, 128, 256, 512)
@@ -72,7 +73,7 @@ class UNetDecoderBlock(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-class UNetDecoder2D(nn.Module):
+class UNetDecoder2D(CheckpointedBlocks, nn.Module):
     """The ``segmentation_models_pytorch`` ``Unet`` decoder for a 5-stage encoder (no centre block, as for
     ResNet encoders): level ``i`` upsamples the previous output and joins the encoder map 4 - i levels up; the last
     level has no skip and reaches the input resolution.
@@ -93,7 +94,7 @@ class UNetDecoder2D(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x, skips = features[-1], features[-2::-1]
         for level, block in enumerate(self.blocks):
-            x = block(x, skips[level] if level < len(skips) else None)
+            x = self.run_block(block, x, skips[level] if level < len(skips) else None)
         return x
 
 
@@ -126,7 +127,7 @@ class SegmentationHead2D(nn.Module):
         return self.segmentation_head(self.decoder(features))
 
 
-class SegmentationHead3D(nn.Module):
+class SegmentationHead3D(CheckpointedBlocks, nn.Module):
     """Decoder half of the 3D UNet prompted by ``<3DSEG>`` states.
 
     ``forward(features, states (K, E), image_index (K,)) -> (K, 1, D, H, W)`` mask logits, where ``features`` is
@@ -150,5 +151,5 @@ class SegmentationHead3D(nn.Module):
         features = [_expand(f, image_index) for f in features]
         x = features[-1] + self.prompt(states.to(self.prompt[1].weight.dtype))[:, :, None, None, None]
         for block, skip in zip(self.up, features[-2::-1]):
-            x = block(x, skip)
+            x = self.run_block(block, x, skip)
         return self.out(x)

@@ -48,6 +48,17 @@ def test_placeholder_count_must_match_images(medversa):
         backbone.embed(ids, torch.zeros(2, 9, 32))
 
 
+def _seg_batch(model, tokenizer, task, mv, cxr_dicom, nifti_ct):
+    if task == "seg3d":
+        volume = mv.prepare_image(nifti_ct).pixel_values[None]
+        return _batch(model, tokenizer, instruction(Task.SEGMENTATION, target="liver"),
+                      f"The segmentation mask of liver is {SEG3D_TOKEN}.", images_3d=volume,
+                      masks_3d=(volume > 0.5).float())
+    image = mv.prepare_image(cxr_dicom).pixel_values[None]
+    return _batch(model, tokenizer, instruction(Task.SEGMENTATION, target="lung"),
+                  f"The segmentation mask of lung is {SEG2D_TOKEN}.", image, masks_2d=(image[:, :1] > 0).float())
+
+
 def _grads(model):
     return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 
@@ -57,23 +68,16 @@ def test_forward_each_task_loss_and_gradients(trainable, task, cxr_dicom, nifti_
     model, tokenizer = trainable
     mv = MedVersa(model, tokenizer)  # for prepare_image; it puts the model in eval mode
     model.train()
-    if task == "seg3d":
-        volume = mv.prepare_image(nifti_ct).pixel_values[None]
-        batch = _batch(model, tokenizer, instruction(Task.SEGMENTATION, target="liver"),
-                       f"The segmentation mask of liver is {SEG3D_TOKEN}.", images_3d=volume,
-                       masks_3d=(volume > 0.5).float())
+    if task in ("seg2d", "seg3d"):
+        batch = _seg_batch(model, tokenizer, task, mv, cxr_dicom, nifti_ct)
     else:
         image = mv.prepare_image(cxr_dicom).pixel_values[None]
         if task == "report":
             batch = _batch(model, tokenizer, "Please report <img0>.", "FINDINGS: Clear lungs.", image)
-        elif task == "detection":
+        else:
             batch = _batch(model, tokenizer, instruction(Task.DETECTION, target="heart, lung"),
                            f"heart {DET_TOKEN}. lung {DET_TOKEN}. nodule <N/A>.", image,
                            boxes=torch.tensor([[0.3, 0.4, 0.7, 0.8], [0.1, 0.1, 0.5, 0.9]]))
-        else:
-            batch = _batch(model, tokenizer, instruction(Task.SEGMENTATION, target="lung"),
-                           f"The segmentation mask of lung is {SEG2D_TOKEN}.", image,
-                           masks_2d=(image[:, :1] > 0).float())
     out = model(batch)
     assert torch.isfinite(out.loss)
     expected_parts = {"report": [], "detection": ["box_loss"], "seg2d": ["seg2d_loss"], "seg3d": ["seg3d_loss"]}
@@ -133,3 +137,50 @@ def test_training_steps_on_real_image_and_report_lower_the_loss(trainable, cxr_d
     # only LoRA (r=4 on q/v), adapters and new-token rows train, so at tiny size the loss falls slowly but steadily
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[0] - losses[-1] > 0.05, losses
+
+
+@pytest.mark.parametrize("task", ["seg2d", "seg3d"])
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(trainable, task, cxr_dicom, nifti_ct):
+    model, tokenizer = trainable
+    batch = _seg_batch(model, tokenizer, task, MedVersa(model, tokenizer), cxr_dicom, nifti_ct)
+    model.train()
+
+    def step():
+        model.zero_grad()
+        out = model(batch)
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    calls = []
+    llm_mlp = model.backbone.llm.get_base_model().model.layers[0].mlp  # inside the checkpointed layer
+    vision_block = model.seg3d_head.up[0] if task == "seg3d" else model.seg2d_head.decoder.blocks[0]
+
+    def counted(forward):  # forward hooks do not fire in checkpoint recomputation; the forward itself does
+        def run(*args, **kwargs):
+            calls.append(type(forward.__self__).__name__)
+            return forward(*args, **kwargs)
+        return run
+
+    for module in (llm_mlp, vision_block):
+        module.forward = counted(module.forward)
+
+    plain, plain_grads = step()
+    assert len(calls) == 2  # each block ran once
+    assert not model.is_activation_checkpointing
+    model.activation_checkpointing_enable()
+    assert model.is_activation_checkpointing
+    assert model.backbone.llm.get_base_model().model.layers[0].gradient_checkpointing
+    assert model.seg3d_head.gradient_checkpointing and model.backbone.encoder_3d.gradient_checkpointing
+    calls.clear()
+    checkpointed, checkpointed_grads = step()
+    assert len(calls) == 4  # each block ran again in the backward pass: its activations were not stored
+    model.activation_checkpointing_disable()
+    assert not model.is_activation_checkpointing and not model.seg2d_head.decoder.gradient_checkpointing
+
+    torch.testing.assert_close(checkpointed.loss, plain.loss, rtol=1e-5, atol=1e-6)
+    assert checkpointed_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # a transformers ModelOutput: key and tuple access, None parts left out
+    assert checkpointed["loss"] is checkpointed.loss and "box_loss" not in checkpointed.keys()
+    assert checkpointed.to_tuple()[0] is checkpointed.loss
