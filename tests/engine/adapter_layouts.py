@@ -94,3 +94,21 @@ def extent(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Pixel-edge extent ``(xmin, ymin, xmax + 1, ymax + 1)`` of a mask, by numpy directly."""
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def assert_loadable(samples) -> None:
+    """Every sample turns into model inputs (engine.data.loading, tiny config, augmentations on): one image tensor per
+    image, one box per <DET>, one non-empty mask per <2DSEG>/<3DSEG>."""
+    import random
+
+    from engine.configuration import MedVersaConfig
+    from engine.data.loading import load_example
+
+    config = MedVersaConfig.tiny()
+    for sample in samples:
+        example = load_example(sample, config, random.Random(0), augment=True)
+        assert len(example.image_is_3d) == len(sample.images)
+        assert (0 if example.boxes is None else len(example.boxes)) == len(sample.boxes)
+        masks = example.masks_3d if sample.is_3d else example.masks_2d
+        assert (0 if masks is None else len(masks)) == len(sample.masks)
+        assert masks is None or all(m.sum() > 0 for m in masks), sample.sample_id

@@ -13,7 +13,7 @@ from engine.data.adapters.msd import build_msd
 from engine.data.adapters.totalsegmentator import build_totalsegmentator
 from engine.data.manifest import read_manifest
 from engine.processing import load_volume
-from tests.engine.adapter_layouts import write_csv
+from tests.engine.adapter_layouts import assert_loadable, write_csv
 
 LIVER, SPLEEN = 5, 1
 
@@ -51,6 +51,7 @@ def test_msd_samples(msd, tmp_path, ct):
     out = tmp_path / "msd.jsonl"
     assert build_msd(root, out) == 3  # case 0: liver, spleen; case 1: spleen only
     samples = {s.sample_id: s for s in read_manifest(out)}
+    assert_loadable(samples.values())
     liver = samples["msd:liver_0:liver"]
     assert liver.answer == "The segmentation mask of liver is <3DSEG>." and liver.imaging == "ct"
     assert (liver.masks[0].label, liver.masks[0].value) == ("liver", 1)
@@ -91,6 +92,7 @@ def test_totalsegmentator_samples(tmp_path, ct):
     out = tmp_path / "ts.jsonl"
     assert build_totalsegmentator(root, out) == 3
     samples = {s.sample_id: s for s in read_manifest(out)}
+    assert_loadable(samples.values())
     assert set(samples) == {"totalsegmentator:s0001:liver", "totalsegmentator:s0001:spleen",
                             "totalsegmentator:s0001:right kidney"}
     kidney = samples["totalsegmentator:s0001:right kidney"]

@@ -14,7 +14,7 @@ from engine.data.adapters.chexmask import build_chexmask
 from engine.data.adapters.common import AdapterError, rle_decode
 from engine.data.adapters.medical_diff_vqa import build_medical_diff_vqa
 from engine.data.manifest import read_manifest
-from tests.engine.adapter_layouts import extent, mimic_cxr_jpg, real_mask, write_csv
+from tests.engine.adapter_layouts import assert_loadable, extent, mimic_cxr_jpg, real_mask, write_csv
 
 SIZE = (512, 512)
 # report sentences of the real IU report 10.xml
@@ -93,6 +93,7 @@ def test_chest_imagenome_boxes(tmp_path, mimic, masks):
     out = tmp_path / "imagenome.jsonl"
     assert build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic) == 7
     samples = {s.sample_id: s for s in read_manifest(out)}
+    assert_loadable(samples.values())
     assert Counter(s.task for s in samples.values()) == {"detection": 4, "classification": 1, "region_caption": 2}
     assert samples["chest-imagenome:d-pa-1:classification"].answer == "lung opacity"
     anatomy = samples["chest-imagenome:d-pa-1:anatomy0"]
@@ -128,6 +129,7 @@ def test_chexmask_masks_and_boxes(tmp_path, shared_data, masks):
     out = tmp_path / "manifest" / "chexmask.jsonl"
     assert build_chexmask(root, out, images_root=nih, source="chestx-ray8") == 3  # no heart mask in this row
     samples = {s.sample_id: s for s in read_manifest(out, decode=True)}
+    assert_loadable(samples.values())
     left = samples["chexmask:00000001_000:left lung"]
     assert left.answer == "The segmentation mask of left lung is <2DSEG>." and left.masks[0].label == "left lung"
     assert left.masks[0].path == str(out.parent / "chexmask_masks" / "00000001_000_left_lung.png")
@@ -172,6 +174,7 @@ def test_medical_diff_vqa(tmp_path, mimic):
     out = tmp_path / "vqa.jsonl"
     assert build_medical_diff_vqa(root, out, images_root=mimic) == 2
     vqa, difference = read_manifest(out)
+    assert_loadable([vqa, difference])
     assert (vqa.task, vqa.instruction, vqa.answer) == ("vqa", "<img0> what abnormalities are seen in this image?",
                                                       "pleural effusion")
     assert [Path(i.path).name for i in vqa.images] == ["d-ap-2.jpg"]

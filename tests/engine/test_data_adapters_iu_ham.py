@@ -15,7 +15,7 @@ from engine.data.adapters.ham10000 import build_ham10000
 from engine.data.adapters.iu_xray import build_iu_xray
 from engine.data.manifest import read_manifest
 from engine.processing import load_rgb
-from tests.engine.adapter_layouts import iu_sections, iu_xml, write_csv
+from tests.engine.adapter_layouts import assert_loadable, iu_sections, iu_xml, write_csv
 
 IU_FILES = ["1.xml", "3.xml", "42.xml", "156.xml"]  # F+I, 2 images; impression only; 3 images; no images
 HAM = [("ISIC_0024311", "nv", "80.0", "male", "scalp"), ("ISIC_0027001", "mel", "55.0", "female", "back"),
@@ -38,6 +38,7 @@ def test_iu_xray_samples(iu, tmp_path):
     out = tmp_path / "iu.jsonl"
     assert build_iu_xray(root, out) == 7
     samples = {s.sample_id: s for s in read_manifest(out)}
+    assert_loadable(samples.values())
     assert Counter(s.task for s in samples.values()) == {"findings": 2, "impression": 3, "report": 2}
     first = samples["iu-xray:1:findings"]
     assert first.answer == iu_sections(xml["1.xml"])["FINDINGS"]
@@ -83,6 +84,7 @@ def test_ham10000_samples(ham, tmp_path, shared_data):
     out = tmp_path / "ham.jsonl"
     assert build_ham10000(ham, out, seed=1) == 6
     samples = {s.sample_id: s for s in read_manifest(out, decode=True)}
+    assert_loadable(samples.values())
     nevus = samples["ham10000:ISIC_0024311:classification"]
     assert nevus.answer == "melanocytic nevus" and nevus.imaging == "dermoscopy"
     assert nevus.context == "Age:80.Gender:male.Location:scalp."

@@ -12,7 +12,7 @@ from engine.data.adapters.common import AdapterError, report_sections
 from engine.data.adapters.mimic_cxr import build_mimic_cxr
 from engine.data.manifest import read_manifest
 from engine.processing import load_rgb
-from tests.engine.adapter_layouts import iu_sections, iu_xml, mimic_cxr_jpg, mimic_report
+from tests.engine.adapter_layouts import assert_loadable, iu_sections, iu_xml, mimic_cxr_jpg, mimic_report
 
 
 @pytest.fixture()
@@ -39,6 +39,7 @@ def test_mimic_cxr_samples(mimic, tmp_path, shared_data):
     out = tmp_path / "out" / "mimic.jsonl"
     assert build_mimic_cxr(root, out, seed=3) == 7
     samples = {s.sample_id: s for s in read_manifest(out)}  # validates every row and file
+    assert_loadable(samples.values())
     assert Counter(s.task for s in samples.values()) == {"findings": 2, "impression": 2, "report": 2,
                                                          "longitudinal": 1}
     first = samples["mimic-cxr:s50000001:findings"]
