@@ -2,7 +2,7 @@
 
 Two views of the same pipeline (``studyapp.dicom.display``):
 
-* the browser viewer (``static/viewer.js`` in a ``gr.HTML``): the page receives the case's stack list, then
+* the browser viewer (``static/renderers.js`` + ``static/viewer.js`` in a ``gr.HTML``): the page receives the case's stack list, then
   fetches each frame's values once through the component's server function ``frame``
   (``studyapp.dicom.browser.frame_payload``) and does window/level, inversion, zoom, pan, slice scrolling and
   the ruler on a canvas;
@@ -23,7 +23,7 @@ from studyapp.ui.context import UIContext, shows_errors, signed_in_user, user_ac
 VIEW_MAX_SIDE = 1024
 FILE_DEFAULT = "As stored (the file's own VOI)"
 CUSTOM = "Custom"
-VIEWER_JS = (Path(__file__).parent / "static" / "viewer.js").read_text()
+VIEWER_JS = "\n".join((Path(__file__).parent / "static" / name).read_text() for name in ("renderers.js", "viewer.js"))
 VIEWER_CSS = (Path(__file__).parent / "static" / "viewer.css").read_text()
 EMPTY_MANIFEST = json.dumps({"case": None, "stacks": []})
 

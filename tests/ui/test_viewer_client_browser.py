@@ -14,7 +14,13 @@ from tests.browser import sign_in
 VIEWER = ".sv-root:visible"
 
 
-def _open_case(serve_app, browser, tmp_path, case_key: str, fill=None):
+FORCE_WEBGL = "window.studyViewerForceWebGL = true;"  # WebGL2 also on chromium's software rasteriser
+NO_WEBGL = """const original = HTMLCanvasElement.prototype.getContext;
+HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+  return kind === "webgl2" ? null : original.call(this, kind, ...rest); };"""
+
+
+def _open_case(serve_app, browser, tmp_path, case_key: str, fill=None, init_script=None):
     settings = Settings(data_dir=tmp_path)
     app = serve_app(fill or (lambda session: demo.ensure_demo(session, settings)))
     passwords = {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
@@ -24,6 +30,8 @@ def _open_case(serve_app, browser, tmp_path, case_key: str, fill=None):
         files = [[(i.file_path, f) for i in s.instances for f in range(i.number_of_frames or 1)]
                  for s in assignment.case.series]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    if init_script:
+        page.add_init_script(init_script)
     sign_in(page, app.url, reader, passwords[reader])
     page.locator("#worklist label", has_text=case_key).click()
     return page, files, app, reader
@@ -44,9 +52,12 @@ def _window(page):
     return float(root.get_attribute("data-center")), float(root.get_attribute("data-width"))
 
 
-def test_drag_changes_the_window_by_the_expected_amount_and_matches_the_server(serve_app, browser, tmp_path):
-    page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-2 (CR)")  # RG1_J2KI: 1955 x 1841, MONOCHROME1
-    _wait_ready(page)
+@pytest.mark.parametrize("renderer, init_script", [("canvas 2D", None), ("WebGL2", FORCE_WEBGL)])
+def test_drag_changes_the_window_by_the_expected_amount_and_matches_the_server(serve_app, browser, tmp_path,
+                                                                               renderer, init_script):
+    page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-2 (CR)", init_script=init_script)
+    _wait_ready(page)  # RG1_J2KI: 1955 x 1841, MONOCHROME1
+    assert page.locator(VIEWER).get_attribute("data-renderer") == renderer
     path, frame = files[0][0]
     assert _window(page) == (15000.0, 30000.0)  # the file's Window Center/Width
     stored = _greys(page, 9)
@@ -54,7 +65,7 @@ def test_drag_changes_the_window_by_the_expected_amount_and_matches_the_server(s
     assert stored.shape == server.shape and np.abs(stored - server).max() <= 1
 
     per_pixel = page.locator(VIEWER).evaluate("(root) => root.studyViewer.state.frame.wl_per_pixel")
-    box = page.locator(f"{VIEWER} canvas").bounding_box()
+    box = page.locator(f"{VIEWER} canvas.sv-overlay").bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
     page.mouse.down()
@@ -71,11 +82,13 @@ def test_drag_changes_the_window_by_the_expected_amount_and_matches_the_server(s
 
 
 def test_wheel_and_arrows_move_through_the_ct_and_presets_apply(serve_app, browser, tmp_path):
-    page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)")
+    page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)", init_script=NO_WEBGL)
     _wait_ready(page, 11)  # the middle of 20 slices
+    assert page.locator(VIEWER).get_attribute("data-renderer") == "canvas 2D"
+    assert "no WebGL2 in this browser; drawing with canvas 2D" in page.locator(f"{VIEWER} .sv-info").inner_text()
     stack = files[0]
     assert len(stack) == 20
-    box = page.locator(f"{VIEWER} canvas").bounding_box()
+    box = page.locator(f"{VIEWER} canvas.sv-overlay").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for _ in range(3):
         page.mouse.wheel(0, 100)

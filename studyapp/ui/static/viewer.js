@@ -10,13 +10,28 @@ root.innerHTML = `<div class="sv-bar"><select class="sv-series" aria-label="Seri
   <span class="sv-presets"></span><button class="sv-invert" aria-pressed="false" title="I">Invert</button>
   <button class="sv-ruler" aria-pressed="false" title="M">Ruler</button><button class="sv-reset" title="R">Reset</button>
   <span class="sv-help">drag W/L · wheel slice · right-drag pan · ctrl-wheel zoom · dbl-click fit</span></div>
-  <div class="sv-stage"><canvas class="sv-canvas"></canvas><div class="sv-info"></div>
+  <div class="sv-stage"><canvas class="sv-canvas"></canvas><canvas class="sv-overlay"></canvas><div class="sv-info"></div>
   <div class="sv-message" role="status"></div></div>`;
 const $ = (selector) => root.querySelector(selector);
-const canvas = $(".sv-canvas");
-const context = canvas.getContext("2d");
-const image = document.createElement("canvas"); // the frame at full resolution, one canvas pixel per image pixel
-const imageContext = image.getContext("2d", { willReadFrequently: true });
+let canvas = $(".sv-canvas"); // the image (WebGL2, else canvas 2D)
+const overlay = $(".sv-overlay"); // ruler and text on top; takes the pointer
+const context = overlay.getContext("2d");
+let renderer = null;
+let rendererNote = "";
+try {
+  renderer = createGLRenderer(canvas);
+} catch (error) {
+  rendererNote = `WebGL2 not used: ${error.message}; `;
+}
+if (!renderer) {
+  if (!rendererNote) rendererNote = "no WebGL2 in this browser; ";
+  const fresh = document.createElement("canvas"); // a canvas that had a WebGL context cannot give a 2D one
+  fresh.className = "sv-canvas";
+  canvas.replaceWith(fresh);
+  canvas = fresh;
+  renderer = create2DRenderer(canvas);
+  rendererNote += "drawing with canvas 2D (slower window/level)";
+}
 
 const state = { manifest: { case: null, stacks: [] }, stack: 0, slice: 0, frame: null, window: null, invert: false,
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
@@ -25,8 +40,6 @@ const views = new Map(); // case id -> the view the reader left it at (this page
 const stats = { lastLatencyMs: null, latencies: [], firstImageAt: null, manifestAt: null };
 let pendingEventTime = null;
 let drawScheduled = false;
-let imageData = null;
-let rgba = null;
 
 function bytesOf(base64) {
   if (Uint8Array.fromBase64) return Uint8Array.fromBase64(base64);
@@ -75,9 +88,9 @@ function voi(x, c, w, fn) {
   return ((x - c) / w + 0.5) * 255;
 }
 
-function lookupTable(frame) { // RGBA (little-endian Uint32) per table index
+function displayTable(frame) { // grey value per table index for the current window and inversion
   const n = frame.storedLut.length;
-  const table = new Uint32Array(n);
+  const table = new Uint8Array(n);
   const invert = frame.invert !== state.invert; // file inversion, flipped by the reader's I
   for (let i = 0; i < n; i++) {
     let v;
@@ -88,34 +101,9 @@ function lookupTable(frame) { // RGBA (little-endian Uint32) per table index
       if (invert) v = 255 - v;
       v = Math.round(Math.min(255, Math.max(0, v)));
     }
-    table[i] = 0xff000000 | (v << 16) | (v << 8) | v;
+    table[i] = v;
   }
   return table;
-}
-
-function paintImage() { // values -> full-resolution canvas
-  const frame = state.frame;
-  if (image.width !== frame.columns || image.height !== frame.rows) {
-    image.width = frame.columns;
-    image.height = frame.rows;
-  }
-  if (!imageData || imageData.width !== frame.columns || imageData.height !== frame.rows) {
-    imageData = imageContext.createImageData(frame.columns, frame.rows);
-    rgba = new Uint32Array(imageData.data.buffer);
-  }
-  if (frame.kind === "colour") {
-    const rgb = frame.rgb;
-    for (let p = 0, q = 0; p < rgba.length; p++, q += 3) {
-      let r = rgb[q], g = rgb[q + 1], b = rgb[q + 2];
-      if (state.invert) { r = 255 - r; g = 255 - g; b = 255 - b; }
-      rgba[p] = 0xff000000 | (b << 16) | (g << 8) | r;
-    }
-  } else {
-    const table = lookupTable(frame);
-    const values = frame.values;
-    for (let p = 0; p < values.length; p++) rgba[p] = table[values[p]];
-  }
-  imageContext.putImageData(imageData, 0, 0);
 }
 
 function fitScale() {
@@ -146,20 +134,15 @@ function rulerText() {
   return `${mm.toFixed(1)} mm (${spacing.source})`;
 }
 
-function composite() { // full-resolution canvas -> screen, then the ruler and the text
-  const box = canvas.getBoundingClientRect();
+function composite() { // the frame on screen, then the ruler
+  const box = overlay.getBoundingClientRect();
   const width = Math.max(1, Math.round(box.width * devicePixelRatio));
   const height = Math.max(1, Math.round(box.height * devicePixelRatio));
-  if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
-  context.setTransform(1, 0, 0, 1, 0, 0);
-  context.fillStyle = "#000";
-  context.fillRect(0, 0, canvas.width, canvas.height);
-  if (!state.frame) return;
+  for (const c of [canvas, overlay]) if (c.width !== width || c.height !== height) { c.width = width; c.height = height; }
+  context.clearRect(0, 0, overlay.width, overlay.height);
+  if (!state.frame) { renderer.clear(); return; }
   const { s, ox, oy } = transform();
-  context.imageSmoothingEnabled = s < 1;
-  context.setTransform(s, 0, 0, s, ox, oy);
-  context.drawImage(image, 0, 0);
-  context.setTransform(1, 0, 0, 1, 0, 0);
+  renderer.draw(s, ox, oy, state.invert);
   if (state.ruler) {
     const r = state.ruler;
     context.strokeStyle = "#facc15";
@@ -184,10 +167,12 @@ function showInfo() {
     lines.push(`C ${Math.round(c)} W ${Math.round(w)}${state.window ? "" : " (as stored)"}`);
   }
   if (frame) lines.push(`Zoom ${Math.round(fitScale() * state.zoom * 100 / devicePixelRatio)}%`);
+  if (rendererNote) lines.push(rendererNote);
   if (state.ruler) lines.push(`Ruler ${rulerText()}`);
   $(".sv-info").textContent = lines.join("\n");
   $(".sv-message").textContent = state.error;
   root.dataset.status = state.status;
+  root.dataset.renderer = renderer ? renderer.kind : "";
   root.dataset.slice = String(state.slice + 1);
   const current = frame && frame.kind === "grayscale" ? (state.window || frame.window) : null;
   root.dataset.center = current ? String(current[0]) : "";
@@ -197,7 +182,7 @@ function showInfo() {
 }
 
 function draw(repaint) {
-  if (state.frame && repaint) paintImage();
+  if (state.frame && repaint && state.frame.kind === "grayscale") renderer.setLut(displayTable(state.frame));
   composite();
   showInfo();
   if (pendingEventTime !== null) {
@@ -258,7 +243,6 @@ async function showSlice(stack, slice) {
   } catch (error) {
     if (state.manifest.case === caseId && state.stack === stack && state.slice === slice) {
       state.frame = null;
-      imageData = null;
       composite();
       fail(`${error.message || error} The server-rendered view below still works.`);
     }
@@ -267,6 +251,14 @@ async function showSlice(stack, slice) {
   if (state.manifest.case !== caseId || state.stack !== stack || state.slice !== slice) return;
   const newStack = !state.frame || state.frame.rows !== frame.rows || state.frame.columns !== frame.columns;
   const hadPresets = state.frame && state.frame.kind === frame.kind;
+  try {
+    renderer.setFrame(frame);
+  } catch (error) {
+    state.frame = null;
+    composite();
+    fail(`Cannot display this image: ${error.message}. The server-rendered view below still works.`);
+    return;
+  }
   state.frame = frame;
   if (newStack && !state.keepView) { state.zoom = 1; state.panX = 0; state.panY = 0; state.ruler = null; }
   state.keepView = false;
@@ -319,7 +311,6 @@ function load(manifestText) {
   const left = views.get(state.manifest.case);
   stats.firstImageAt = null;
   stats.manifestAt = performance.now();
-  imageData = null;
   const select = $(".sv-series");
   select.textContent = "";
   state.manifest.stacks.forEach((stack, i) => select.add(new Option(`${stack.label} (${stack.slices})`, String(i))));
@@ -339,11 +330,11 @@ function load(manifestText) {
 
 // -- input ------------------------------------------------------------------------------------------------------
 let drag = null;
-canvas.addEventListener("contextmenu", (event) => event.preventDefault());
-canvas.addEventListener("pointerdown", (event) => {
+overlay.addEventListener("contextmenu", (event) => event.preventDefault());
+overlay.addEventListener("pointerdown", (event) => {
   if (!state.frame) return;
   root.focus({ preventScroll: true });
-  canvas.setPointerCapture(event.pointerId);
+  overlay.setPointerCapture(event.pointerId);
   const kind = event.button === 0 ? (state.rulerMode ? "ruler" : "window") : "pan";
   drag = { kind, x: event.clientX, y: event.clientY, panX: state.panX, panY: state.panY,
     window: (state.window || state.frame.window || [0, 1]).slice() };
@@ -353,7 +344,7 @@ canvas.addEventListener("pointerdown", (event) => {
   }
   event.preventDefault();
 });
-canvas.addEventListener("pointermove", (event) => {
+overlay.addEventListener("pointermove", (event) => {
   if (!drag || !state.frame) return;
   const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
   if (drag.kind === "window" && state.frame.kind === "grayscale") {
@@ -373,10 +364,10 @@ canvas.addEventListener("pointermove", (event) => {
   }
 });
 const endDrag = () => { drag = null; };
-canvas.addEventListener("pointerup", endDrag);
-canvas.addEventListener("pointercancel", endDrag);
-canvas.addEventListener("dblclick", () => { state.zoom = 1; state.panX = 0; state.panY = 0; schedule(false); });
-canvas.addEventListener("wheel", (event) => {
+overlay.addEventListener("pointerup", endDrag);
+overlay.addEventListener("pointercancel", endDrag);
+overlay.addEventListener("dblclick", () => { state.zoom = 1; state.panX = 0; state.panY = 0; schedule(false); });
+overlay.addEventListener("wheel", (event) => {
   if (!state.frame) return;
   event.preventDefault();
   root.focus({ preventScroll: true });
@@ -421,15 +412,14 @@ $(".sv-ruler").addEventListener("click", () => { state.rulerMode = !state.rulerM
 $(".sv-reset").addEventListener("click", reset);
 new ResizeObserver(() => schedule(false)).observe($(".sv-stage"));
 
-if (!context || !imageContext) {
+if (!renderer || !context) {
   fail("This browser cannot draw on a canvas; use the server-rendered view below.");
 } else {
   // for tests and bench/viewer.py: state, timings and the full-resolution grey values
   root.studyViewer = {
-    state, stats,
+    state, stats, renderer: renderer.kind,
     greys(step = 1) {
-      const { width, height } = image;
-      const data = imageContext.getImageData(0, 0, width, height).data;
+      const { width, height, data } = renderer.greys(step, state.invert);
       const out = [];
       for (let y = 0; y < height; y += step) {
         for (let x = 0; x < width; x += step) out.push(data[(y * width + x) * 4]);
