@@ -3,6 +3,7 @@ the NIH chest PNG stands in for MIMIC-CXR-JPG images, real IU reports supply rep
 supply real mask shapes (and hence box extents)."""
 
 import csv
+import gzip
 import shutil
 import tarfile
 import textwrap
@@ -56,7 +57,7 @@ MIMIC_STUDIES = [
 
 
 def mimic_cxr_jpg(shared_data: Path, root: Path, studies=MIMIC_STUDIES) -> Path:
-    """A MIMIC-CXR-JPG folder: metadata and split csvs and ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``."""
+    """A MIMIC-CXR-JPG folder: gzipped metadata and split csvs and ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``."""
     source = cxr_jpeg(shared_data, root / "source.jpg")
     meta, split = [], []
     for subject, study, date, time, name, images in studies:
@@ -67,9 +68,13 @@ def mimic_cxr_jpg(shared_data: Path, root: Path, studies=MIMIC_STUDIES) -> Path:
             meta.append([dicom_id, subject, study, "CHEST (PA AND LAT)", view, 512, 512, date, time])
             split.append([dicom_id, study, subject, name])
     source.unlink()
-    write_csv(root / "mimic-cxr-2.0.0-metadata.csv", ["dicom_id", "subject_id", "study_id",
-              "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns", "StudyDate", "StudyTime"], meta)
-    write_csv(root / "mimic-cxr-2.0.0-split.csv", ["dicom_id", "study_id", "subject_id", "split"], split)
+    for name, header, rows in (
+            ("metadata", ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
+                          "Rows", "Columns", "StudyDate", "StudyTime"], meta),
+            ("split", ["dicom_id", "study_id", "subject_id", "split"], split)):
+        plain = write_csv(root / f"mimic-cxr-2.0.0-{name}.csv", header, rows)
+        Path(f"{plain}.gz").write_bytes(gzip.compress(plain.read_bytes()))  # published gzipped
+        plain.unlink()
     return root
 
 

@@ -80,7 +80,8 @@ def test_mimic_cxr_bad_layouts(mimic, tmp_path):
     image.unlink()
     with pytest.raises(AdapterError, match=r"MIMIC-CXR-JPG image not found: .*d-lat-1\.jpg"):
         build_mimic_cxr(root, out)
-    (root / "mimic-cxr-2.0.0-metadata.csv").unlink()
-    with pytest.raises(AdapterError, match=r"metadata csv not found: .*mimic-cxr-2\.0\.0-metadata\.csv"):
+    (root / "mimic-cxr-2.0.0-metadata.csv.gz").unlink()
+    with pytest.raises(AdapterError, match=r"metadata csv not found: tried .*mimic-cxr-2\.0\.0-metadata\.csv, "
+                                           r".*mimic-cxr-2\.0\.0-metadata\.csv\.gz"):
         build_mimic_cxr(root, out)
     assert not out.exists()

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from engine.data.adapters.common import (AdapterError, detection_answer, finish, first_existing, manifest_path,
-                                         mask_box, read_csv, require_file, rle_decode, segmentation_sample)
+                                         iter_csv, mask_box, require_file, rle_decode, segmentation_sample)
 from engine.data.adapters.mimic_cxr import MimicCxrJpg
 from engine.data.schema import ImageRef, ImagingType, MaskTarget, Sample
 from engine.processing import Task, instruction
@@ -54,7 +54,7 @@ def build_chexmask(root: Path, out_manifest: Path, images_root: Path, source: st
     name, id_column = SOURCES[source]
     csv_path = first_existing([root / "OriginalResolution" / name, root / "OriginalResolution" / f"{name}.gz"],
                               "CheXmask csv")
-    rows = read_csv(csv_path, (id_column, *ORGANS, "Height", "Width"), "CheXmask csv")
+    rows = iter_csv(csv_path, (id_column, *ORGANS, "Height", "Width"), "CheXmask csv")
     mimic = MimicCxrJpg(images_root) if source == "mimic-cxr-jpg" else None
     mask_dir = out_manifest.parent / MASK_DIR
     mask_dir.mkdir(parents=True, exist_ok=True)

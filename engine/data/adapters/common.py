@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import logging
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,23 +52,30 @@ def first_existing(candidates: Sequence[Path], what: str) -> Path:
     raise AdapterError(f"{what} not found: tried {', '.join(str(p) for p in candidates)}")
 
 
-def read_csv(path: Path, required: Iterable[str], what: str, delimiter: str = ",") -> list[dict[str, str]]:
-    """Rows of a CSV file (plain or ``.gz``) as dicts of strings (empty cells ``""``).
+def iter_csv(path: Path, required: Iterable[str], what: str, delimiter: str = ",") -> Iterator[dict[str, str]]:
+    """Rows of a CSV file (plain or ``.gz``), streamed, as dicts of stripped strings (empty cells ``""``); large
+    tables (CheXmask's RLE columns) never sit in memory whole.
 
     Raises:
         AdapterError: the file is missing, unreadable, or lacks one of the ``required`` columns (named).
     """
     require_file(path, what)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=delimiter)
-        rows = list(reader)
+        with (gzip.open(path, "rt", encoding="utf-8-sig", newline="") if path.name.endswith(".gz")
+              else open(path, encoding="utf-8-sig", newline="")) as f:
+            reader = csv.DictReader(f, delimiter=delimiter)
+            missing = [c for c in required if c not in (reader.fieldnames or ())]
+            if missing:
+                raise AdapterError(f"{what} {path} lacks the column(s) {missing}; it has {reader.fieldnames}")
+            for row in reader:
+                yield {k: (v or "").strip() for k, v in row.items() if k is not None}
     except (OSError, UnicodeDecodeError, csv.Error, EOFError) as err:
         raise AdapterError(f"cannot read {what} {path}: {err}") from err
-    missing = [c for c in required if c not in (reader.fieldnames or ())]
-    if missing:
-        raise AdapterError(f"{what} {path} lacks the column(s) {missing}; it has {reader.fieldnames}")
-    return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in rows]
+
+
+def read_csv(path: Path, required: Iterable[str], what: str, delimiter: str = ",") -> list[dict[str, str]]:
+    """All rows of :func:`iter_csv` as a list (same errors)."""
+    return list(iter_csv(path, required, what, delimiter))
 
 
 def manifest_path(path: Path, manifest_dir: Path) -> str:
