@@ -16,7 +16,9 @@ from studyapp import demo
 from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.db.session import open_database
-from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
+from studyapp.services import (
+    accounts, cases, design, drafts, export, ingest, pacs, practice, structured_reports, studies,
+)
 from studyapp.services.errors import StudyError
 
 
@@ -125,6 +127,89 @@ def _cmd_export(session, args):
     print(f"wrote {len(table)} rows to {args.out}")
 
 
+def _connection(args, url: str | None = None) -> pacs.PacsConnection:
+    """The PACS of ``--url``/``url`` with the credentials of --username (password from --password-env or a prompt)
+    or --token-env."""
+    password = token = None
+    if args.username:
+        password = _read_password(args)
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise StudyError(f"environment variable {args.token_env} is not set")
+    return pacs.PacsConnection(url or "", args.username, password, token, timeout=args.timeout)
+
+
+def _criteria(args) -> pacs.SearchCriteria:
+    accessions = pacs.read_accession_numbers(args.accessions_csv) if args.accessions_csv else ()
+    return pacs.SearchCriteria(accessions, args.date_from or "", args.date_to or "", args.modality or "",
+                               args.description or "")
+
+
+def _cmd_pacs_search(session, args):
+    result = pacs.search_studies(_connection(args, args.url), _criteria(args))
+    print(result.summary())
+
+
+def _cmd_pacs_import(session, args):
+    study = studies.get_study(session, args.study)
+    connection = _connection(args, args.url)
+    uids = args.study_uid or []
+    if not uids:
+        criteria = _criteria(args)
+        if criteria == pacs.SearchCriteria():
+            raise StudyError("name the studies: --study-uid UID, or search criteria (--accessions-csv, --date-from, "
+                             "--date-to, --modality, --description)")
+        result = pacs.search_studies(connection, criteria)
+        print(result.summary())
+        uids = [hit.study_instance_uid for hit in result.hits if not hit.problem]
+        if not uids:
+            raise StudyError("no importable study matches the search")
+    report = pacs.import_studies(session, study, connection, uids, Path(args.data_dir))
+    if study.template_text:
+        drafts.set_template(session, study, study.template_text)
+    print(report.summary())
+    return 1 if report.failed or any(o.report and o.report.counts["failed"] for o in report.studies) else 0
+
+
+def _cmd_export_sr(session, args):
+    study = studies.get_study(session, args.study)
+    report = structured_reports.export_srs(session, study, Path(args.folder), case_keys=args.case,
+                                           unblinded=args.unblinded)
+    print(report.summary())
+    status = 1 if report.problems else 0
+    if args.send:
+        sent = pacs.send_to_origin(session, study, [w.path for w in report.written], _connection(args))
+        print(sent.summary())
+        status = status or (1 if sent.errors else 0)
+    return status
+
+
+def _cmd_send_to_pacs(session, args):
+    paths = []
+    for name in args.paths:
+        path = Path(name)
+        paths += sorted(p for p in path.rglob("*.dcm") if p.is_file()) if path.is_dir() else [path]
+    report = pacs.send_to_origin(session, studies.get_study(session, args.study), paths, _connection(args))
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+def _add_pacs_auth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--username", help="basic authentication user (password from --password-env or a prompt)")
+    p.add_argument("--password-env", help="environment variable holding the password")
+    p.add_argument("--token-env", help="environment variable holding a bearer token (instead of a username)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
+
+
+def _add_pacs_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accessions-csv", help="CSV with an accession_number column (or a single column)")
+    p.add_argument("--date-from", help="first study date, YYYYMMDD")
+    p.add_argument("--date-to", help="last study date, YYYYMMDD")
+    p.add_argument("--modality", help="modality in the study, e.g. CR, CT")
+    p.add_argument("--description", help="part of the study description (case-insensitive)")
+
+
 def _cmd_demo(session, args):
     print(demo.describe(demo.ensure_demo(session, Settings(data_dir=Path(args.data_dir)))))
 
@@ -205,6 +290,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("out")
     p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("pacs-search", help="search a PACS over DICOMweb (QIDO-RS) and list the studies found")
+    p.add_argument("url", help="DICOMweb base URL, e.g. http://pacs:8042/dicom-web")
+    _add_pacs_search(p)
+    _add_pacs_auth(p)
+    p.set_defaults(run=_cmd_pacs_search)
+
+    p = sub.add_parser("pacs-import", help="retrieve studies from a PACS (WADO-RS) into the data folder and import "
+                       "them as cases; re-running resumes")
+    p.add_argument("study")
+    p.add_argument("url", help="DICOMweb base URL")
+    p.add_argument("--study-uid", action="append", help="StudyInstanceUID to import (repeatable); without it, "
+                   "every study the search criteria find")
+    _add_pacs_search(p)
+    _add_pacs_auth(p)
+    p.set_defaults(run=_cmd_pacs_import)
+
+    p = sub.add_parser("export-sr", help="write submitted final reports as DICOM SR files; --send stores those of "
+                       "PACS cases back in their PACS (STOW-RS)")
+    p.add_argument("study")
+    p.add_argument("folder")
+    p.add_argument("--case", action="append", help="case_key to export (repeatable; default every case)")
+    p.add_argument("--unblinded", action="store_true", help="research export: also write the arm and draft source")
+    p.add_argument("--send", action="store_true", help="send the SRs of cases imported from a PACS back to it")
+    _add_pacs_auth(p)
+    p.set_defaults(run=_cmd_export_sr)
+
+    p = sub.add_parser("send-to-pacs", help="send DICOM files (e.g. the engine's SEG) to the PACS their case came "
+                       "from (STOW-RS), matched by StudyInstanceUID")
+    p.add_argument("study")
+    p.add_argument("paths", nargs="+", help="DICOM files or folders (*.dcm inside, recursively)")
+    _add_pacs_auth(p)
+    p.set_defaults(run=_cmd_send_to_pacs)
 
     p = sub.add_parser("demo", help="create the demo study from the DICOM shipped in assets/ (idempotent)")
     p.set_defaults(run=_cmd_demo)

@@ -127,6 +127,8 @@ class Case(Base):
     reference_report: Mapped[Optional[str]] = mapped_column(Text)
     #: a practice case: every reader reads the practice cases first; their reads are stored but never counted
     is_practice: Mapped[bool] = mapped_column(default=False, server_default="0")
+    pacs_url: Mapped[Optional[str]] = mapped_column(String(1024))
+    """DICOMweb base URL the case was retrieved from (``studyapp.services.pacs``); reports go back there."""
 
     study: Mapped[ReaderStudy] = relationship(back_populates="cases")
     series: Mapped[list[Series]] = relationship(
