@@ -71,6 +71,12 @@ def test_msd_bad_layouts(msd, tmp_path, ct):
     (root / "imagesTr" / "liver_1.nii.gz").unlink()
     with pytest.raises(AdapterError, match=r"MSD image not found: .*imagesTr/liver_1\.nii\.gz"):
         build_msd(root, out)
+    (root / "dataset.json").write_text(json.dumps({**meta, "labels": {"background": 0, "liver": 1, "spleen": 2}}))
+    with pytest.raises(AdapterError, match=r"MSD image not found"):  # nnU-Net v2 label form read as well
+        build_msd(root, out)
+    (root / "dataset.json").write_text(json.dumps({**meta, "labels": {"1": ["liver"]}}))
+    with pytest.raises(AdapterError, match=r"label '1': \['liver'\] is not value -> name"):
+        build_msd(root, out)
     (root / "dataset.json").write_text(json.dumps({**meta, "modality": {"0": "T2", "1": "ADC"}}))
     with pytest.raises(AdapterError, match=r"modality \['ADC', 'T2'\] is not CT"):
         build_msd(root, out)

@@ -112,11 +112,13 @@ def test_ham10000_bad_layouts(ham, tmp_path):
         build_ham10000(ham, out)
 
 
-def test_convert_command(iu, ham, tmp_path, capsys):
+def test_convert_command(iu, ham, tmp_path, capsys, caplog):
     root, _ = iu
     out = tmp_path / "cli" / "iu.jsonl"
-    assert main(["convert", "iu-xray", str(root), str(out), "--seed", "2"]) == 0
+    with caplog.at_level("INFO", logger="engine.data.adapters"):
+        assert main(["convert", "iu-xray", str(root), str(out), "--seed", "2"]) == 0
     assert f"wrote 7 sample(s) to {out}" in capsys.readouterr().out
+    assert "skipped {'no images': 1}" in caplog.text
     assert main(["check", str(out)]) == 0
     with pytest.raises(SystemExit) as info:
         main(["convert", "ham10000", str(ham), str(out), "--option", "splits=train"])

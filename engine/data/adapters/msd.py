@@ -46,6 +46,24 @@ def read_dataset_json(root: Path) -> dict:
     return meta
 
 
+def label_names(labels: dict, path: Path) -> dict[int, str]:
+    """Label value -> target name from ``dataset.json`` ``labels``: MSD's ``{"1": "liver"}`` or nnU-Net v2's
+    ``{"liver": 1}``; names lower-cased; the background (0) left out.
+
+    Raises:
+        AdapterError: a label that is neither form (file named).
+    """
+    names = {}
+    for key, value in labels.items():
+        value_first = str(key).strip().isdigit()
+        number, name = (key, value) if value_first else (value, key)
+        if not str(number).strip().isdigit() or not isinstance(name, str):
+            raise AdapterError(f"MSD dataset.json {path}: label {key!r}: {value!r} is not value -> name")
+        if int(number) != 0:
+            names[int(number)] = name.strip().lower()
+    return names
+
+
 def build_msd(root: Path, out_manifest: Path, seed: int = 0) -> int:
     """Write the 3D segmentation samples of an MSD CT task's training cases to ``out_manifest``; returns the count.
 
@@ -55,7 +73,7 @@ def build_msd(root: Path, out_manifest: Path, seed: int = 0) -> int:
     """
     root, out_manifest = Path(root), Path(out_manifest)
     meta = read_dataset_json(root)
-    names = {int(k): v.strip().lower() for k, v in meta["labels"].items()}
+    names = label_names(meta["labels"], root / "dataset.json")
     rng = random.Random(seed)
     samples: list[Sample] = []
     for case in meta["training"]:
