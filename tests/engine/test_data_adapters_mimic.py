@@ -34,6 +34,11 @@ def test_report_sections_of_a_mimic_report(shared_data, tmp_path):
     assert parsed["INDICATION"] == sections["INDICATION"] and parsed["EXAMINATION"] == "CHEST (PA AND LAT)"
 
 
+def test_report_sub_headings_stay_in_their_section():
+    text = " FINDINGS:\n LUNGS: Clear.\n HEART: Normal size.\n \n IMPRESSION:\n No acute process.\n"
+    assert report_sections(text) == {"FINDINGS": "LUNGS: Clear. HEART: Normal size.", "IMPRESSION": "No acute process."}
+
+
 def test_mimic_cxr_samples(mimic, tmp_path, shared_data):
     root, texts = mimic
     out = tmp_path / "out" / "mimic.jsonl"

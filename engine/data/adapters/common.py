@@ -107,16 +107,24 @@ def finish(samples: list[Sample], out_manifest: Path, source: str, skipped: dict
 
 # ------------------------------------------------------------------------------------------------ reports
 
-_HEADING = re.compile(r"^[ \t]*([A-Z][A-Z &/()-]*?)[ \t]*:", re.MULTILINE)
+#: Top-level headings of free-text chest X-ray reports (MIMIC-CXR). Other upper-case labels ("LUNGS:", "HEART:")
+#: are sub-headings and stay inside their section.
+REPORT_HEADINGS = ("ADDENDUM", "CLINICAL HISTORY", "CLINICAL INFORMATION", "COMPARISON", "COMPARISONS", "CONCLUSION",
+                   "EXAM", "EXAMINATION", "FINDINGS", "HISTORY", "IMPRESSION", "INDICATION", "NOTIFICATION",
+                   "PROCEDURE", "REASON FOR EXAM", "REASON FOR EXAMINATION", "RECOMMENDATION", "RECOMMENDATIONS",
+                   "TECHNIQUE", "WET READ")
+_HEADING = re.compile(r"^[ \t]*(" + "|".join(h.replace(" ", r"\s+") for h in sorted(REPORT_HEADINGS, key=len, reverse=True))
+                      + r")[ \t]*:", re.MULTILINE)
 
 
 def report_sections(text: str) -> dict[str, str]:
-    """Sections of a free-text radiology report by their upper-case headings (``FINDINGS:``, ``IMPRESSION:``,
-    ``INDICATION:``, ``COMPARISON:``...), keyword matching as in CXR-RePair (paper 4.1, MIMIC-CXR).
+    """Sections of a free-text radiology report by their top-level headings at a line start (:data:`REPORT_HEADINGS`,
+    e.g. ``FINDINGS:``, ``IMPRESSION:``, ``INDICATION:``, ``COMPARISON:``), keyword matching as in CXR-RePair
+    (paper 4.1, MIMIC-CXR).
 
     Returns:
         heading (upper case, single spaces) -> section text with whitespace collapsed; empty sections are left out.
-        A heading given twice keeps its first non-empty text.
+        A heading given twice keeps its first non-empty text. Text before the first heading is dropped.
     """
     sections: dict[str, str] = {}
     matches = list(_HEADING.finditer(text))

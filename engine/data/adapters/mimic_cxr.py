@@ -91,8 +91,12 @@ class MimicCxrJpg:
 
     def study_images(self, study_id: str, manifest_dir: Path, role: str = "current",
                      lateral: bool = True) -> tuple[ImageRef, ...]:
-        """The study's first frontal image and (if ``lateral``) first lateral image; ``()`` without a frontal image
-        or for an unknown study."""
+        """The study's first frontal image and (if ``lateral``) first lateral image, paths as written into a manifest
+        in ``manifest_dir``; ``()`` without a frontal image or for an unknown study.
+
+        Raises:
+            AdapterError: a chosen image's JPG file is missing (path named).
+        """
         study = self.studies.get(study_id)
         frontal = study.first_view(FRONTAL_VIEWS) if study else None
         if frontal is None:
