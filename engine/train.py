@@ -1,0 +1,50 @@
+"""``python -m engine.train --config train.json [--resume DIR]``: train MedVersa (see :mod:`engine.training`).
+
+One process: ``python -m engine.train ...``. Several GPUs or nodes: ``accelerate launch [--num_processes N]
+-m engine.train ...`` or ``torchrun --nproc_per_node N -m engine.train ...``. The config keys and their defaults
+are those of :class:`engine.training_config.TrainConfig`; ``--print-defaults`` prints them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from engine.training_config import TrainConfig
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train MedVersa from a JSON/YAML training config.")
+    parser.add_argument("--config", type=Path, help="training config (.json, .yaml or .yml)")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="a checkpoint-STEP folder written by a run of the same config: continue from it")
+    parser.add_argument("--print-defaults", action="store_true", help="print every config key with its default")
+    args = parser.parse_args(argv)
+    if args.print_defaults:
+        defaults = {f.name: (None if f.default is dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(TrainConfig)}
+        print(json.dumps(defaults, indent=2))
+        return
+    if args.config is None:
+        parser.error("--config is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = TrainConfig.load(args.config)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+
+    from engine.training import ResumeError, train
+
+    try:
+        result = train(config, resume=args.resume)
+    except (ResumeError, FileExistsError) as err:
+        raise SystemExit(f"error: {err}") from err
+    if result.checkpoints:
+        print(f"last checkpoint: {result.checkpoints[-1]}")
+
+
+if __name__ == "__main__":
+    main()
