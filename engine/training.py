@@ -15,13 +15,13 @@ A checkpoint (``OUTPUT_DIR/checkpoint-STEP``) is the engine's own format (:func:
 loadable by :func:`engine.checkpoint.load_checkpoint` and ``engine.drafts``) plus ``train_config.json``,
 ``training_state.pt`` (step, optimizer, scheduler, process count) and ``rank_state_R.pt`` per process (its
 sampler state and the python/numpy/torch RNG states). Resuming from it continues exactly: on CPU the losses are
-bit for bit those of a run that never stopped. Augmentation draws come from a ``random.Random`` seeded by (seed,
-rank, batch number, position in the batch), so they do not depend on data-loader workers or prefetching.
+bit for bit those of a run that never stopped. Augmentation draws come from
+:func:`engine.data.loading.example_rng` of (seed, batch number, slot in the batch), so they do not depend on
+data-loader workers or prefetching; the sampler state saved is that after the last minibatch trained on.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -43,7 +43,7 @@ from engine.checkpoint import (ADAPTER_DIR, ADAPTER_WEIGHTS, WEIGHTS_NAME, load_
                                load_module_weights, resolve_llm_path, save_checkpoint)
 from engine.configuration import MedVersaConfig
 from engine.data.collate import collate
-from engine.data.loading import load_example
+from engine.data.loading import Example, example_rng, load_example
 from engine.data.manifest import read_manifest
 from engine.data.sampler import DomainBatchSampler
 from engine.data.schema import Sample
@@ -110,9 +110,9 @@ def configure_stage(model: MedVersaModel, stage: str) -> None:
 
 
 def enable_gradient_checkpointing(model: MedVersaModel) -> None:
-    """Recompute the LLM's layer activations in the backward pass instead of storing them (transformers'
-    ``gradient_checkpointing_enable``, non-reentrant so that frozen inputs need no ``requires_grad``)."""
-    model.backbone.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    """Recompute activations in the backward pass instead of storing them: the LLM's layers and the UNet levels
+    (:meth:`engine.modeling.MedVersaModel.activation_checkpointing_enable`, non-reentrant)."""
+    model.activation_checkpointing_enable()
 
 
 def build_optimizer(model: MedVersaModel, config: TrainConfig) -> torch.optim.AdamW:
@@ -169,98 +169,46 @@ def load_samples(config: TrainConfig) -> list[Sample]:
 
 
 class NumberedBatches:
-    """The sampler's batches, numbered from ``start``; yields ``(batch_number, indices)``.
+    """The sampler's batches as data-loader keys: ``[(batch_number, slot, index), ...]`` where ``batch_number``
+    is the sampler step of the batch (it continues after a resume)."""
 
-    The sampler's state before each batch is kept until :meth:`state_before` is asked for it, so a checkpoint
-    records where the sampler stood after the last batch *trained on*, however far the data loader has read ahead.
-    """
-
-    def __init__(self, sampler: DomainBatchSampler, start: int = 0):
+    def __init__(self, sampler: DomainBatchSampler):
         self.sampler = sampler
-        self.next_number = start
-        self._states: dict[int, dict] = {}
 
-    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
-        while True:
-            drawn = False
-            iterator = iter(self.sampler)
-            while True:
-                self._states[self.next_number] = copy.deepcopy(self.sampler.state_dict())
-                try:
-                    indices = next(iterator)
-                except StopIteration:
-                    del self._states[self.next_number]
-                    break
-                drawn = True
-                self.next_number += 1
-                yield self.next_number - 1, list(indices)
-            if not drawn:
-                raise ValueError("the batch sampler yields no batch (fewer samples than one batch?)")
-
-    def state_before(self, number: int) -> dict:
-        """The sampler state from which batch ``number`` is the next one drawn (the current state when the data
-        loader has not drawn it yet); older states are dropped."""
-        for old in [n for n in self._states if n < number]:
-            del self._states[old]
-        if number == self.next_number:
-            return copy.deepcopy(self.sampler.state_dict())
-        return self._states[number]
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for indices in self.sampler:
+            number = self.sampler.step - 1  # the sampler counts the batch once it has yielded it
+            yield [(number, slot, index) for slot, index in enumerate(indices)]
 
 
 class ManifestDataset(Dataset):
-    """Loads one sample per key ``(batch_number, position, index)`` with augmentation draws from
-    ``random.Random`` seeded by ``(seed, rank, batch_number, position)`` (independent of workers and prefetch)."""
+    """Loads the sample of key ``(batch_number, slot, index)``, augmenting with
+    :func:`engine.data.loading.example_rng` of ``(seed, batch_number, slot)``: the same draws whatever the
+    number of workers, the prefetching or a resume."""
 
-    def __init__(self, samples: list[Sample], config: MedVersaConfig, seed: int, rank: int, augment: bool):
-        self.samples, self.config, self.seed, self.rank, self.augment = samples, config, seed, rank, augment
+    def __init__(self, samples: list[Sample], config: MedVersaConfig, seed: int, augment: bool):
+        self.samples, self.config, self.seed, self.augment = samples, config, seed, augment
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, int, int]):
-        number, position, index = key
-        rng = random.Random(f"{self.seed}:{self.rank}:{number}:{position}")
-        return number, index, load_example(self.samples[index], self.config, rng, self.augment)
+    def __getitem__(self, key: tuple[int, int, int]) -> Example:
+        number, slot, index = key
+        return load_example(self.samples[index], self.config, example_rng(self.seed, number, slot), self.augment)
 
 
-class _KeyedBatches:
-    """Batch sampler for ``DataLoader``: ``(number, indices)`` -> ``[(number, position, index), ...]``."""
-
-    def __init__(self, numbered: NumberedBatches):
-        self.numbered = numbered
-
-    def __iter__(self):
-        for number, indices in self.numbered:
-            yield [(number, position, index) for position, index in enumerate(indices)]
-
-
-@dataclass
-class Batch:
-    """A collated minibatch with its batch number and the task/imaging type of its samples."""
-
-    number: int
-    task: str
-    imaging: str
-    inputs: MedVersaInputs
-
-    def __len__(self) -> int:
-        return self.inputs.input_ids.shape[0]
-
-
-def _collate_batch(items, samples: list[Sample], tokenizer, config: MedVersaConfig) -> Batch:
-    number = items[0][0]
-    first = samples[items[0][1]]
-    return Batch(number, first.task, first.imaging, collate([example for _, _, example in items], tokenizer, config))
-
-
-def build_loader(samples: list[Sample], numbered: NumberedBatches, tokenizer, model_config: MedVersaConfig,
-                 config: TrainConfig, rank: int) -> DataLoader:
-    """A ``DataLoader`` over :class:`ManifestDataset` with the domain-aware batches of ``numbered``; its own
-    generator, so starting it draws nothing from the global torch RNG (dropout stays reproducible)."""
-    dataset = ManifestDataset(samples, model_config, config.seed, rank, config.augment)
-    return DataLoader(dataset, batch_sampler=_KeyedBatches(numbered), num_workers=config.num_workers,
-                      collate_fn=partial(_collate_batch, samples=samples, tokenizer=tokenizer, config=model_config),
+def build_loader(samples: list[Sample], sampler: DomainBatchSampler, tokenizer, model_config: MedVersaConfig,
+                 config: TrainConfig) -> DataLoader:
+    """A ``DataLoader`` of ``(task, imaging, MedVersaInputs)`` over the domain-aware batches of ``sampler``, with
+    its own generator, so starting it draws nothing from the global torch RNG (dropout stays reproducible)."""
+    dataset = ManifestDataset(samples, model_config, config.seed, config.augment)
+    return DataLoader(dataset, batch_sampler=NumberedBatches(sampler), num_workers=config.num_workers,
+                      collate_fn=partial(_collate_with_group, tokenizer=tokenizer, config=model_config),
                       generator=torch.Generator().manual_seed(config.seed))
+
+
+def _collate_with_group(examples: list[Example], tokenizer, config: MedVersaConfig) -> tuple[str, str, MedVersaInputs]:
+    return examples[0].task, examples[0].imaging, collate(examples, tokenizer, config)
 
 
 def _to_device(inputs: MedVersaInputs, device: torch.device) -> MedVersaInputs:
@@ -413,9 +361,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
         rank_state = torch.load(resume / rank_state_name(rank), map_location="cpu", weights_only=False)
         sampler.load_state_dict(rank_state["sampler"])
     accumulation = config.gradient_accumulation_steps
-    numbered = NumberedBatches(sampler, start=step * accumulation)
-    loader = build_loader(samples, numbered, tokenizer, unwrapped.config, config, rank)
-    batches = iter(loader)
+    batches = iter(build_loader(samples, sampler, tokenizer, unwrapped.config, config))
     if rank_state is not None:
         _set_rng_state(rank_state["rng"])  # last: nothing after this draws from the global RNGs before step k+1
 
@@ -433,11 +379,11 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
         totals: dict[str, float] = {}
         kinds, n_samples = [], 0
         for _ in range(accumulation):
-            batch: Batch = next(batches)
-            kinds.append((batch.task, batch.imaging))
-            n_samples += len(batch)
+            task, imaging, inputs = next(batches)
+            kinds.append((task, imaging))
+            n_samples += inputs.input_ids.shape[0]
             with accelerator.accumulate(model):
-                out = model(_to_device(batch.inputs, accelerator.device))
+                out = model(_to_device(inputs, accelerator.device))
                 loss = _stage_loss(out, config.stage)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
@@ -462,7 +408,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
                              | {"samples/s": f"{record['samples_per_s']:.1f}"})
         if step % config.save_every == 0 or step == max_steps:
             result.checkpoints.append(save_training_checkpoint(
-                accelerator, unwrapped, tokenizer, optimizer, scheduler, numbered.state_before(step * accumulation),
+                accelerator, unwrapped, tokenizer, optimizer, scheduler, sampler.state_dict(step=step * accumulation),
                 step, config))
     progress.close()
     accelerator.end_training()
