@@ -304,12 +304,17 @@ def test_bad_manifest_row_is_refused_before_training_or_skipped_with_a_count(tra
 
 
 def test_two_processes_under_accelerate_launch_write_one_checkpoint(train_setup, tmp_path):
+    """Two CPU processes (gloo), with bf16 autocast and activation checkpointing (a fresh process: accelerate
+    fixes the precision once per process). ``--cpu`` in accelerate 1.15 starts one process (several need
+    mpirun); ``--multi_gpu`` uses the torchrun launcher, and without CUDA the trainer asks for gloo."""
     config_file = tmp_path / "train.json"
-    config_file.write_text(json.dumps(make_config(train_setup, tmp_path / "ddp", max_steps=2, batch_size=1).to_dict()))
+    config = make_config(train_setup, tmp_path / "ddp", max_steps=2, batch_size=1, mixed_precision="bf16",
+                         gradient_checkpointing=True)
+    config_file.write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         "--mixed_precision", "bf16", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
          "-m", "engine.train", "--config", str(config_file)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -319,5 +324,9 @@ def test_two_processes_under_accelerate_launch_write_one_checkpoint(train_setup,
     state = torch.load(folder / "training_state.pt", weights_only=False)
     assert state["world_size"] == 2 and state["step"] == 2
     assert (folder / "rank_state_0.pt").is_file() and (folder / "rank_state_1.pt").is_file()
+    sampler_states = [torch.load(folder / f"rank_state_{r}.pt", weights_only=False)["sampler"] for r in (0, 1)]
+    assert [s["rank"] for s in sampler_states] == [0, 1] and all(s["step"] == 2 for s in sampler_states)
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
     model, _ = load_checkpoint(folder)
     assert model.config.token_ids
