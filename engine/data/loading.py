@@ -12,8 +12,9 @@ Augmentations (``augment=True``; paper 4.5, all drawn from the given ``random.Ra
   ``x0' = 1 - x1``, ``x1' = 1 - x0`` and masks flip with it);
 - flip along one axis (D, H or W, uniform) with probability 0.5: 3D segmentation and detection (masks with it).
 
-Region captioning is never cropped or flipped (its box coordinates are in the instruction text). Flips change
-geometry only: laterality words ("left", "right") in instructions and answers are not rewritten.
+Region captioning is never cropped or flipped (its box coordinates are in the instruction text), nor is a
+sample with box or mask targets cropped; 3D samples of text tasks are not augmented. Flips change geometry only:
+laterality words ("left", "right") in instructions and answers are not rewritten.
 """
 
 from __future__ import annotations
@@ -113,17 +114,18 @@ def _load_2d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, 
              boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``(N, 3, S, S)`` images and ``(1, S, S)`` masks; ``boxes`` are flipped in place with their image."""
     size = config.swin.image_size
+    crop = rng is not None and task in CROP_TASKS and not sample.boxes and not sample.masks
+    flip = rng is not None and task in FLIP_TASKS
     images, masks = [], [None] * len(sample.masks)
     for index, ref in enumerate(sample.images):
         rgb = load_rgb(ref.path)
-        crop = rng is not None and task in CROP_TASKS and not sample.boxes and not sample.masks
         if crop:
             rgb = random_crop(rgb, rng)
         image = preprocess_2d(rgb, config)
         own = [k for k, m in enumerate(sample.masks) if m.image_index == index]
         for k in own:
             masks[k] = resize_mask_2d(read_mask_2d(sample.masks[k], rgb.shape[:2]), size)
-        if rng is not None and task in FLIP_TASKS and rng.random() < FLIP_PROBABILITY:
+        if flip and rng.random() < FLIP_PROBABILITY:
             image = image.flip(-1)
             for k in own:
                 masks[k] = masks[k].flip(-1)
@@ -174,6 +176,7 @@ def resize_mask_2d(mask: np.ndarray, size: int) -> torch.Tensor:
 def _load_3d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, task: Task,
              boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``(N, 1, D, H, W)`` volumes and ``(1, D, H, W)`` masks on the model grid."""
+    flip = rng is not None and task in FLIP_TASKS
     volumes, masks = [], [None] * len(sample.masks)
     for index, ref in enumerate(sample.images):
         volume = load_volume(ref.path)
@@ -181,7 +184,7 @@ def _load_3d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, 
         own = [k for k, m in enumerate(sample.masks) if m.image_index == index]
         for k in own:
             masks[k] = prepare_mask_3d(sample.masks[k], tuple(volume.shape[1:]), config)
-        if rng is not None and task in FLIP_TASKS and rng.random() < FLIP_PROBABILITY:
+        if flip and rng.random() < FLIP_PROBABILITY:
             axis = 1 + rng.randrange(3)
             values = values.flip(axis)
             for k in own:
