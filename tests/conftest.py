@@ -43,6 +43,7 @@ def serve_app(tmp_path) -> Iterator[Callable[[Callable[[Session], None]], LiveAp
     import uvicorn
     from fastapi import FastAPI
 
+    from studyapp.config import Settings
     from studyapp.db.session import open_database
     from studyapp.ui.app import build_app, launch_kwargs
     from studyapp.ui.context import UIContext
@@ -53,7 +54,7 @@ def serve_app(tmp_path) -> Iterator[Callable[[Callable[[Session], None]], LiveAp
         sessions = open_database(f"sqlite:///{tmp_path / 'ui.db'}")
         with sessions.begin() as session:
             fill(session)
-        ctx = UIContext(sessions)
+        ctx = UIContext(sessions, Settings(data_dir=tmp_path / "data"))  # PACS imports write there, not to ~
         recorder = ResponseRecorder(gr.mount_gradio_app(FastAPI(), build_app(ctx), path="/", **launch_kwargs(ctx)))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning"))

@@ -1,4 +1,4 @@
-"""The coordinator's tab: create a study, import DICOM and drafts, set the template, add readers,
+"""The coordinator's tab: create a study, import DICOM (folder or PACS) and drafts, set the template, add readers,
 generate the balanced assignment, watch progress and export the reads CSV. Unblinded; coordinators only."""
 
 import re
@@ -10,6 +10,7 @@ import gradio as gr
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.pacs_panel import PacsPanel
 
 
 class CoordinatorTab:
@@ -29,6 +30,7 @@ class CoordinatorTab:
         with gr.Accordion("Import DICOM folder", open=False):
             self.folder = gr.Textbox(label="Folder on the server (searched recursively)")
             self.import_dicom = gr.Button("Import")
+        self.pacs = PacsPanel(ctx, self.study)
         with gr.Accordion("Drafts and template", open=False):
             self.drafts_file = gr.File(label="Drafts (CSV or JSONL: case_key, arm, text, source)",
                                        file_types=[".csv", ".jsonl", ".ndjson"], elem_id="coord-drafts-file")
@@ -73,6 +75,7 @@ class CoordinatorTab:
         self.study.input(self._refresh, [self.study], overview, **private)
         self.create.click(self._create_study, [self.new_name, self.new_template, self.new_seed], overview, **private)
         self.import_dicom.click(self._import_folder, [self.study, self.folder], overview, **private)
+        self.pacs.imported.then(self._refresh, [self.study], overview, **private)
         self.import_drafts.click(self._import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
         self.import_case_info.click(self._case_info, [self.study, self.case_info_file], overview, **private)
         self.save_template.click(self._set_template, [self.study, self.template], overview, **private)
