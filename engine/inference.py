@@ -5,7 +5,10 @@ Task-token hidden states are read at the positions of those tokens in the genera
 over prompt + answer after generation; this does not depend on what ``generate`` returns in a given
 transformers version (released defect 3). Every box and mask of an answer is returned (defect 5), boxes in
 normalized xyxy and in pixels of the original image (defect 7), 3D masks as a volume on the input's own grid
-and orientation (defects 7-8). The object holds no per-request state, so one instance can serve several users.
+and orientation (defects 7-8). Each box and mask belongs to the image its task token refers to: the nearest
+``<img{i}>`` of the head's kind before the token in question + answer (:func:`engine.processing.referred_images`;
+paper 4.3, referring image instructions), not simply the first image. The object holds no per-request state, so
+one instance can serve several users.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from engine.configuration import DET_TOKEN, IMAGE_TOKEN, NA_TOKEN, SEG2D_TOKEN, 
 from engine.heads import normalized_xyxy
 from engine.modeling import MedVersaModel
 from engine.processing import (
+    HEAD_TOKEN_IS_3D,
     Modality,
     PreparedVolume,
     build_prompt,
@@ -36,6 +40,7 @@ from engine.processing import (
     pad_sequences,
     prepare_volume,
     preprocess_2d,
+    referred_images,
     restore_volume,
 )
 
@@ -315,9 +320,11 @@ class MedVersa:
         valid[:, prompt_ids.shape[1]:] = answer_mask.bool().to(device)
         task_ids = full_ids.masked_fill(~valid, pad_id)
 
-        self._boxes(hidden, task_ids, prepared, results)
-        self._masks_2d(hidden, task_ids, image_rows[~is_3d.to(device)], values_2d, prepared, results)
-        self._masks_3d(hidden, task_ids, image_rows[is_3d.to(device)], features_3d, prepared, results)
+        references = [referred_images(r.prompt + res.raw_text, [im.is_3d for im in ims])
+                      for r, res, ims in zip(requests, results, prepared)]
+        self._boxes(hidden, task_ids, prepared, references, results)
+        self._masks_2d(hidden, task_ids, image_rows, is_3d, values_2d, prepared, references, results)
+        self._masks_3d(hidden, task_ids, image_rows, is_3d, features_3d, prepared, references, results)
         return results
 
     def _trim(self, ids: list[int], pad_id: int, stop_strings: Sequence[str]) -> list[int]:
@@ -333,60 +340,60 @@ class MedVersa:
             ids = ids[:-1]
         return ids
 
-    def _states(self, hidden: torch.Tensor, ids: torch.Tensor, token: str, image_rows: torch.Tensor | None = None):
-        """Task-token states and rows; with ``image_rows``, tokens in rows without an image of the head's kind
-        are dropped with a warning (the model answered with a task token that its inputs cannot serve)."""
+    def _head_inputs(self, hidden, ids, token, prepared, references):
+        """For every ``token`` in the answers: its state ``(K, E)``, row ``(K,)``, the ``i`` of the ``<img{i}>`` it
+        refers to ``(K,)`` (:func:`engine.processing.referred_images`; without a reference, the row's first image
+        of the head's kind) and its occurrence number within its row. Tokens in rows without an image of the
+        head's kind are dropped with a warning (the model answered with a task token its inputs cannot serve)."""
         states, rows = self.model.task_states(hidden, ids, token)
-        if image_rows is not None and len(rows):
-            served = (rows[:, None] == image_rows[None, :]).any(dim=1)
-            if not bool(served.all()):
-                warnings.warn(f"{token} generated for a prompt without a matching image; no mask returned for it")
-                states, rows = states[served], rows[served]
-        return states, rows
+        is_3d = HEAD_TOKEN_IS_3D[token]
+        image_ids, occurrences, counts = [], [], {}
+        for row in rows.tolist():
+            n = counts[row] = counts.get(row, -1) + 1
+            refs = [i for t, i in references[row] if t == token]
+            ref = refs[n] if n < len(refs) else -1
+            if ref < 0:
+                ref = next((i for i, im in enumerate(prepared[row]) if im.is_3d == is_3d), -1)
+            image_ids.append(ref)
+            occurrences.append(n)
+        served = torch.tensor([i >= 0 for i in image_ids], dtype=torch.bool)
+        if not bool(served.all()):
+            warnings.warn(f"{token} generated for a prompt without a matching image; no result returned for it")
+        keep = torch.nonzero(served).flatten()
+        return (states[keep.to(states.device)], rows[keep.to(rows.device)],
+                torch.tensor(image_ids, dtype=torch.long)[keep], [occurrences[k] for k in keep.tolist()])
 
-    def _boxes(self, hidden, ids, prepared, results) -> None:
-        states, rows = self._states(hidden, ids, DET_TOKEN)
+    def _boxes(self, hidden, ids, prepared, references, results) -> None:
+        states, rows, image_ids, occurrences = self._head_inputs(hidden, ids, DET_TOKEN, prepared, references)
         if not len(rows):
             return
         xyxy = normalized_xyxy(self.model.detection_head(states).float().cpu())
-        counts: dict[int, int] = {}
-        for box, row in zip(xyxy.tolist(), rows.tolist()):
-            images = prepared[row]
-            index = next((i for i, im in enumerate(images) if not im.is_3d), 0)
-            height, width = images[index].original_size[:2]
-            n = counts[row] = counts.get(row, -1) + 1
+        for box, row, index, n in zip(xyxy.tolist(), rows.tolist(), image_ids.tolist(), occurrences):
+            height, width = prepared[row][index].original_size[:2]
             label = _label_before(results[row].raw_text, DET_TOKEN, n)
             pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
             results[row].boxes.append(Box(label, tuple(box), pixels, index))
 
-    def _masks_2d(self, hidden, ids, image_rows, values_2d, prepared, results) -> None:
-        states, rows = self._states(hidden, ids, SEG2D_TOKEN, image_rows)
+    def _masks_2d(self, hidden, ids, image_rows, image_is_3d, values_2d, prepared, references, results) -> None:
+        states, rows, image_ids, occurrences = self._head_inputs(hidden, ids, SEG2D_TOKEN, prepared, references)
         if not len(rows):
             return
-        index = self.model.first_image_of_rows(rows, image_rows, "2D")
+        index = self.model.referred_image_index(rows, image_rows, image_is_3d, False, image_ids)
         logits = self.model.seg2d_head(values_2d, states, index).float()
-        counts: dict[int, int] = {}
-        for k, row in enumerate(rows.tolist()):
-            images = prepared[row]
-            local = next(i for i, im in enumerate(images) if not im.is_3d)
-            size = images[local].original_size[:2]
+        for k, (row, local, n) in enumerate(zip(rows.tolist(), image_ids.tolist(), occurrences)):
+            size = prepared[row][local].original_size[:2]
             probability = torch.sigmoid(F.interpolate(logits[k : k + 1], size=size, mode="bilinear"))[0, 0].cpu()
-            n = counts[row] = counts.get(row, -1) + 1
             results[row].masks_2d.append(Mask2D(_label_before(results[row].raw_text, SEG2D_TOKEN, n),
                                                 probability.numpy() > 0.5, probability.numpy(), local))
 
-    def _masks_3d(self, hidden, ids, image_rows, features_3d, prepared, results) -> None:
-        states, rows = self._states(hidden, ids, SEG3D_TOKEN, image_rows)
+    def _masks_3d(self, hidden, ids, image_rows, image_is_3d, features_3d, prepared, references, results) -> None:
+        states, rows, image_ids, occurrences = self._head_inputs(hidden, ids, SEG3D_TOKEN, prepared, references)
         if not len(rows):
             return
-        index = self.model.first_image_of_rows(rows, image_rows, "3D")
+        index = self.model.referred_image_index(rows, image_rows, image_is_3d, True, image_ids)
         logits = self.model.seg3d_head(features_3d, states, index).float()
-        counts: dict[int, int] = {}
-        for k, row in enumerate(rows.tolist()):
-            images = prepared[row]
-            local = next(i for i, im in enumerate(images) if im.is_3d)
-            probability = restore_volume(torch.sigmoid(logits[k]), images[local].volume)
-            n = counts[row] = counts.get(row, -1) + 1
+        for k, (row, local, n) in enumerate(zip(rows.tolist(), image_ids.tolist(), occurrences)):
+            volume = prepared[row][local].volume
+            probability = restore_volume(torch.sigmoid(logits[k]), volume)
             results[row].masks_3d.append(Mask3D(_label_before(results[row].raw_text, SEG3D_TOKEN, n),
-                                                (probability > 0.5).astype(np.uint8), images[local].volume.affine,
-                                                local))
+                                                (probability > 0.5).astype(np.uint8), volume.affine, local))

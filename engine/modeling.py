@@ -132,9 +132,13 @@ class MedVersaInputs:
         image_is_3d: ``(N,)`` bool, the kind of each image in the order its placeholders appear (row-major over the
             batch); may be ``None`` when only one kind is present.
         boxes: ``(K_det, 4)`` target boxes, normalized xyxy, one per ``<DET>`` in ``input_ids`` (row-major order).
-        masks_2d: ``(K_2d, 1, H, W)`` binary targets, one per ``<2DSEG>``; the mask belongs to the first 2D image
-            of the token's row.
-        masks_3d: ``(K_3d, 1, D, H, W)`` binary targets, one per ``<3DSEG>`` (first volume of the row).
+        masks_2d: ``(K_2d, 1, H, W)`` binary targets, one per ``<2DSEG>``, on the grid of the image the token
+            refers to (``seg2d_image_index``).
+        masks_3d: ``(K_3d, 1, D, H, W)`` binary targets, one per ``<3DSEG>``, on the grid of its volume.
+        seg2d_image_index, seg3d_image_index: ``(K_2d,)`` / ``(K_3d,)`` long: for each ``<2DSEG>`` / ``<3DSEG>``
+            (row-major order) the ``i`` of the ``<img{i}>`` of its row that it segments (paper 4.3, referring
+            image instructions; :func:`engine.processing.referred_images` derives it from the text). ``None``, or
+            ``-1`` for a token, means the row's only image of that kind (an error when it holds several).
     """
 
     input_ids: torch.Tensor
@@ -146,6 +150,8 @@ class MedVersaInputs:
     boxes: torch.Tensor | None = None
     masks_2d: torch.Tensor | None = None
     masks_3d: torch.Tensor | None = None
+    seg2d_image_index: torch.Tensor | None = None
+    seg3d_image_index: torch.Tensor | None = None
 
 
 @dataclass
@@ -330,19 +336,22 @@ class MedVersaModel(nn.Module):
         where = torch.nonzero(input_ids == self.config.token_ids[token])
         return hidden[where[:, 0], where[:, 1]], where[:, 0]
 
-    def _segment(self, hidden, ids, token, head, image_input, image_rows, kind, targets, target_name):
+    def _segment(self, hidden, ids, token, head, image_input, image_rows, image_is_3d, image_ids, targets,
+                 target_name):
         """Mask logits for every ``token`` (2D or 3D head) and, when ``targets`` are given, their focal + Dice loss.
 
         Returns:
             ``(mask logits or None, loss or None)``.
 
         Raises:
-            ValueError: the number of targets differs from the number of ``token`` tokens.
+            ValueError: the number of targets differs from the number of ``token`` tokens; see
+                :meth:`referred_image_index`.
         """
         logits = loss = None
         states, rows = self.task_states(hidden, ids, token)
         if states.shape[0]:
-            logits = head(image_input, states, self.first_image_of_rows(rows, image_rows, kind))
+            index = self.referred_image_index(rows, image_rows, image_is_3d, token == SEG3D_TOKEN, image_ids)
+            logits = head(image_input, states, index)
         if targets is not None:
             _check_count(target_name, targets.shape[0], token, states.shape[0])
             if logits is not None:
@@ -350,18 +359,48 @@ class MedVersaModel(nn.Module):
         return logits, loss
 
     @staticmethod
-    def first_image_of_rows(rows: torch.Tensor, image_rows: torch.Tensor, kind: str) -> torch.Tensor:
-        """Index (among images of one kind) of the first image in each of ``rows``.
+    def referred_image_index(rows: torch.Tensor, image_rows: torch.Tensor, image_is_3d: torch.Tensor, is_3d: bool,
+                             image_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """For ``K`` task tokens, the index among the batch's images of one kind (the order of
+        ``pixel_values_2d`` or ``pixel_values_3d``) of the image each token refers to.
+
+        Args:
+            rows: ``(K,)`` the batch row of each token.
+            image_rows: ``(N,)`` the batch row of every image, in placeholder order (:attr:`BackboneOutput.image_rows`).
+            image_is_3d: ``(N,)`` bool, the kind of every image.
+            is_3d: the kind the tokens' head reads.
+            image_ids: ``(K,)`` long, the ``i`` of the ``<img{i}>`` of its row each token refers to; ``None`` or
+                ``-1``: the row's only image of the kind.
 
         Raises:
-            ValueError: a row with a segmentation token holds no image of that kind.
+            ValueError: ``image_ids`` of another length than ``rows``; a referred image that the row does not hold
+                or of the other kind; no reference and none or several images of the kind in the row.
         """
-        if rows.numel() == 0:
-            return rows
-        match = rows[:, None] == image_rows[None, :].to(rows.device)
-        if not bool(match.any(dim=1).all()):
-            raise ValueError(f"a {kind} segmentation token appears in a prompt without a {kind} image")
-        return match.int().argmax(dim=1)
+        kind = "3D" if is_3d else "2D"
+        if image_ids is not None and len(image_ids) != len(rows):
+            raise ValueError(f"{len(image_ids)} {kind} image indices given for {len(rows)} {kind} segmentation tokens")
+        image_rows, image_is_3d = image_rows.cpu(), image_is_3d.cpu()
+        result = []
+        for k, row in enumerate(rows.tolist()):
+            in_row = torch.nonzero(image_rows == row).flatten()  # the row's images, <img0> first
+            ref = -1 if image_ids is None else int(image_ids[k])
+            if ref >= 0:
+                if ref >= len(in_row):
+                    raise ValueError(f"a {kind} segmentation token refers to <img{ref}> but its prompt holds "
+                                     f"{len(in_row)} image(s)")
+                image = int(in_row[ref])
+                if bool(image_is_3d[image]) != is_3d:
+                    raise ValueError(f"a {kind} segmentation token refers to <img{ref}>, which is not a {kind} image")
+            else:
+                of_kind = in_row[image_is_3d[in_row] == is_3d]
+                if len(of_kind) == 0:
+                    raise ValueError(f"a {kind} segmentation token appears in a prompt without a {kind} image")
+                if len(of_kind) > 1:
+                    raise ValueError(f"a {kind} segmentation token in a prompt with {len(of_kind)} {kind} images needs "
+                                     f"the <img{{i}}> it refers to (seg{kind.lower()}_image_index)")
+                image = int(of_kind[0])
+            result.append(int((image_is_3d[:image] == is_3d).sum()))
+        return torch.tensor(result, dtype=torch.long, device=rows.device)
 
     def forward(self, inputs: MedVersaInputs) -> MedVersaOutput:
         """Training/evaluation forward; losses are computed for the targets present in ``inputs``.
@@ -390,11 +429,11 @@ class MedVersaModel(nn.Module):
                 box_loss = F.smooth_l1_loss(boxes.float(), inputs.boxes.float())
 
         mask_logits_2d, seg2d_loss = self._segment(
-            hidden, ids, SEG2D_TOKEN, self.seg2d_head, inputs.pixel_values_2d,
-            out.image_rows[~image_is_3d], "2D", inputs.masks_2d, "masks_2d")
+            hidden, ids, SEG2D_TOKEN, self.seg2d_head, inputs.pixel_values_2d, out.image_rows, image_is_3d,
+            inputs.seg2d_image_index, inputs.masks_2d, "masks_2d")
         mask_logits_3d, seg3d_loss = self._segment(
-            hidden, ids, SEG3D_TOKEN, self.seg3d_head, out.features_3d,
-            out.image_rows[image_is_3d], "3D", inputs.masks_3d, "masks_3d")
+            hidden, ids, SEG3D_TOKEN, self.seg3d_head, out.features_3d, out.image_rows, image_is_3d,
+            inputs.seg3d_image_index, inputs.masks_3d, "masks_3d")
 
         parts = [(language_loss, weights.language), (box_loss, weights.box), (seg2d_loss, 1.0), (seg3d_loss, 1.0)]
         present = [w * part for part, w in parts if part is not None]

@@ -29,7 +29,15 @@ from monai.transforms import Compose, LoadImage, Orientation, Resize
 from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
-from engine.configuration import ADDED_TOKENS, IMAGE_TOKEN, MedVersaConfig, UNet3DSettings
+from engine.configuration import (
+    ADDED_TOKENS,
+    DET_TOKEN,
+    IMAGE_TOKEN,
+    SEG2D_TOKEN,
+    SEG3D_TOKEN,
+    MedVersaConfig,
+    UNet3DSettings,
+)
 from engine.modeling import IGNORE_INDEX
 
 HUMAN = "###Human: "
@@ -249,6 +257,36 @@ def check_image_references(question: str, num_images: int) -> None:
     unused = sorted(set(range(num_images)) - referred)
     if unused:
         raise ValueError(f"image <img{unused[0]}> is given but the prompt never refers to it")
+
+
+#: Task tokens that prompt a vision head, and whether the image they refer to is a 3D volume.
+HEAD_TOKEN_IS_3D = {DET_TOKEN: False, SEG2D_TOKEN: False, SEG3D_TOKEN: True}
+_IMAGE_BLOCK = re.compile(r"<img(\d+)>(?:" + re.escape(IMAGE_TOKEN) + r")*</img\1>")
+_REFERENCE_OR_TASK = re.compile(r"<img(\d+)>|" + "|".join(map(re.escape, HEAD_TOKEN_IS_3D)))
+
+
+def referred_images(text: str, image_is_3d: list[bool]) -> list[tuple[str, int]]:
+    """The image each head task token of ``text`` refers to ("referring image instructions", paper section 4.3).
+
+    For every ``<DET>``, ``<2DSEG>`` and ``<3DSEG>`` of ``text`` (the question followed by the answer), in order,
+    ``(token, i)``: the ``i`` of the nearest ``<img{i}>`` before it that names an image of the token's kind (2D for ``<DET>`` and
+    ``<2DSEG>``, 3D for ``<3DSEG>``), or ``-1`` when there is none. The image blocks of a built prompt
+    (``<img{i}>`` + placeholders + ``</img{i}>``) are not references and are skipped.
+
+    Args:
+        text: question + answer; a full prompt + answer also works.
+        image_is_3d: the kind of each image ``<img0>``, ``<img1>``, ... of the prompt.
+    """
+    references: list[int] = []
+    result = []
+    for match in _REFERENCE_OR_TASK.finditer(_IMAGE_BLOCK.sub("", text)):
+        if match.group(1) is not None:
+            references.append(int(match.group(1)))
+            continue
+        is_3d = HEAD_TOKEN_IS_3D[match.group(0)]
+        fitting = [i for i in references if i < len(image_is_3d) and image_is_3d[i] == is_3d]
+        result.append((match.group(0), fitting[-1] if fitting else -1))
+    return result
 
 
 def check_tokenizer(tokenizer: PreTrainedTokenizerBase, config: MedVersaConfig) -> None:

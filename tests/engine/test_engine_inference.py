@@ -109,7 +109,9 @@ def test_batch_equals_single_requests(medversa, force, cxr_dicom, shared_data):
                                    logits_processor=processor, max_new_tokens=10)
         assert result.token_ids == single.token_ids
         np.testing.assert_allclose(result.boxes[0].xyxy, single.boxes[0].xyxy, atol=1e-4)
-    assert batch[1].boxes[0].xyxy_pixels[2] == pytest.approx(batch[1].boxes[0].xyxy[2] * 512)
+    # "... with <img1>.": the box belongs to the nearest image referred to, the 1024-px radiograph (not the 512-px PNG)
+    assert batch[1].boxes[0].image_index == 1
+    assert batch[1].boxes[0].xyxy_pixels[2] == pytest.approx(batch[1].boxes[0].xyxy[2] * 1024)
 
 
 def test_bad_inputs_raise_named_errors(medversa, cxr_dicom, shared_data):
@@ -169,3 +171,28 @@ def test_one_instance_serves_concurrent_requests(medversa, force, cxr_dicom, sha
     for a, b in zip(sequential, parallel):
         assert a.token_ids == b.token_ids and [x.label for x in a.boxes] == [x.label for x in b.boxes]
         np.testing.assert_allclose([x.xyxy_pixels for x in a.boxes], [x.xyxy_pixels for x in b.boxes], atol=1e-3)
+
+
+def test_masks_and_boxes_bind_to_the_referred_image(medversa, force, cxr_dicom, shared_data):
+    """<img0> is a 450 x 600 dermoscopy image, <img1> the 1024 x 1024 radiograph that holds the target."""
+    derm = shared_data / "derm" / "images" / "ISIC_0024311.jpg"
+    question = "Compare <img0> with <img1>. " + instruction(Task.SEGMENTATION, target="lung", image="<img1>")
+    result = _generate(medversa, force, [derm, cxr_dicom], question,
+                       f"The segmentation mask of lung is {SEG2D_TOKEN}.###")
+    (mask,) = result.masks_2d
+    assert mask.image_index == 1 and mask.mask.shape == (1024, 1024)
+    # the probability map is the head's output on <img1>
+    prepared = [medversa.prepare_image(p) for p in (derm, cxr_dicom)]
+    images = torch.stack([p.pixel_values for p in prepared])
+    ids = encode_prompt(medversa.tokenizer, build_prompt(question, 2, medversa.config)) + result.token_ids
+    input_ids, attention = pad_sequences([ids], medversa.tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = medversa.model(MedVersaInputs(input_ids, attention, pixel_values_2d=images,
+                                               seg2d_image_index=torch.tensor([1]))).mask_logits_2d
+    expected = torch.sigmoid(torch.nn.functional.interpolate(logits, size=(1024, 1024), mode="bilinear"))[0, 0]
+    np.testing.assert_allclose(mask.probability, expected.numpy(), atol=1e-5)
+
+    question = "Compare <img0> with <img1>. " + instruction(Task.DETECTION, target="heart", image="<img1>")
+    (box,) = _generate(medversa, force, [derm, cxr_dicom], question, f"heart {DET_TOKEN}.###").boxes
+    x0, y0, x1, y1 = box.xyxy
+    assert box.image_index == 1 and box.xyxy_pixels == pytest.approx((x0 * 1024, y0 * 1024, x1 * 1024, y1 * 1024))

@@ -184,3 +184,46 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(trainable, t
     # a transformers ModelOutput: key and tuple access, None parts left out
     assert checkpointed["loss"] is checkpointed.loss and "box_loss" not in checkpointed.keys()
     assert checkpointed.to_tuple()[0] is checkpointed.loss
+
+
+def test_segmentation_binds_to_the_referred_image(trainable, cxr_dicom):
+    """Two 2D images, only the second (<img1>, the real radiograph) holds the target: the mask is predicted on it."""
+    model, tokenizer = trainable
+    xray = MedVersa(model, tokenizer).prepare_image(cxr_dicom).pixel_values
+    images = torch.stack([torch.zeros_like(xray), xray])
+    target = (xray[None, :1] > 0).float()
+    question = "Compare <img0> with <img1>. " + instruction(Task.SEGMENTATION, target="lung", image="<img1>")
+    batch = _batch(model, tokenizer, question, f"The segmentation mask of lung is {SEG2D_TOKEN}.", images,
+                   masks_2d=target, seg2d_image_index=torch.tensor([1]))
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+        hidden = model.backbone(batch).last_hidden_state
+        states, _ = model.task_states(hidden, batch.input_ids, SEG2D_TOKEN)
+        on_second = model.seg2d_head(images, states, torch.tensor([1]))
+        on_first = model.seg2d_head(images, states, torch.tensor([0]))
+    torch.testing.assert_close(out.mask_logits_2d, on_second)
+    assert not torch.allclose(on_first, on_second)
+    torch.testing.assert_close(out.seg2d_loss, model.seg_loss(on_second, target))
+
+    batch.seg2d_image_index = None  # two 2D images and no reference: refused, not silently the first
+    with pytest.raises(ValueError, match=r"prompt with 2 2D images needs the <img\{i\}> it refers to"):
+        model(batch)
+    batch.seg2d_image_index = torch.tensor([2])
+    with pytest.raises(ValueError, match=r"refers to <img2> but its prompt holds 2 image"):
+        model(batch)
+
+
+def test_segmentation_refuses_a_reference_to_the_other_kind(trainable, cxr_dicom, nifti_ct):
+    model, tokenizer = trainable
+    mv = MedVersa(model, tokenizer)
+    xray, ct = mv.prepare_image(cxr_dicom).pixel_values[None], mv.prepare_image(nifti_ct).pixel_values[None]
+    question = "Given <img0> and <img1>, " + instruction(Task.SEGMENTATION, target="liver", image="<img1>")
+    batch = _batch(model, tokenizer, question, f"The segmentation mask of liver is {SEG3D_TOKEN}.", xray, ct,
+                   seg3d_image_index=torch.tensor([0]))
+    batch.image_is_3d = torch.tensor([False, True])
+    with pytest.raises(ValueError, match=r"3D segmentation token refers to <img0>, which is not a 3D image"):
+        model(batch)
+    batch.seg3d_image_index = torch.tensor([1])
+    with torch.no_grad():
+        assert model(batch).mask_logits_3d.shape == (1, 1, 16, 48, 48)

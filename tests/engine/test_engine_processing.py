@@ -8,8 +8,8 @@ from transformers import AutoTokenizer
 
 from engine.configuration import IMAGE_TOKEN, MedVersaConfig
 from engine.processing import (
-    TEMPLATES,
     Modality,
+    TEMPLATES,
     Task,
     build_prompt,
     check_tokenizer,
@@ -23,6 +23,7 @@ from engine.processing import (
     load_volume,
     prepare_volume,
     preprocess_2d,
+    referred_images,
     restore_volume,
 )
 
@@ -202,3 +203,15 @@ def test_mask_content_survives_flipped_and_permuted_storage(shared_data, tmp_pat
         assert restored.shape == mask.shape, name
         dice = 2 * (restored & (mask > 0.5)).sum() / (restored.sum() + (mask > 0.5).sum())
         assert dice > 0.95, f"{name}: Dice {dice:.3f}"
+
+
+def test_referred_images_nearest_reference_of_the_tokens_kind():
+    question = "Compare <img0> with the prior <img1>, then segment the lung in <img1>."
+    answer = " The segmentation mask of lung is <2DSEG>. In <img0>: heart <DET>. nodule <N/A>.###"
+    prompt = "###Human: <img0><ImageHere><ImageHere></img0><img1><ImageHere><ImageHere></img1>" + question
+    # image blocks are not references; the answer's own "<img0>" re-binds the <DET> after it
+    assert referred_images(prompt + answer, [False, False]) == [("<2DSEG>", 1), ("<DET>", 0)]
+    # a 3D token skips the nearer 2D reference; without any image of its kind it gets -1
+    assert referred_images("CT <img0>, X-ray <img1>: liver <3DSEG>, lung <2DSEG>", [True, False]) == [
+        ("<3DSEG>", 0), ("<2DSEG>", 1)]
+    assert referred_images("Segment <img0>: liver <3DSEG>", [False]) == [("<3DSEG>", -1)]
