@@ -185,7 +185,7 @@ def hits_from_qido(answer: list[dict]) -> list[StudyHit]:
         except Exception as exc:  # pydicom raises several types for malformed DICOM JSON
             hits.append(StudyHit("", problem=f"study {number} of the answer is not valid DICOM JSON: {exc}"))
             continue
-        count = ds.get("NumberOfStudyRelatedInstances")
+        count = _value(ds, "NumberOfStudyRelatedInstances")
         hits.append(StudyHit(
             study_instance_uid=_value(ds, "StudyInstanceUID"),
             accession_number=_value(ds, "AccessionNumber"),
@@ -193,7 +193,7 @@ def hits_from_qido(answer: list[dict]) -> list[StudyHit]:
             study_description=_value(ds, "StudyDescription"),
             modalities=_value(ds, "ModalitiesInStudy"),
             patient_id=_value(ds, "PatientID"),
-            instances=int(count) if count not in (None, "") else None,
+            instances=int(count) if count.isdigit() else None,
             problem="" if _value(ds, "StudyInstanceUID") else
             f"the QIDO-RS answer gives no (0020,000D) Study Instance UID for study {number} "
             f"(accession {_value(ds, 'AccessionNumber') or 'none'})",
@@ -350,7 +350,12 @@ def _retrieve_study(client: DICOMwebClient, connection: PacsConnection, folder: 
         return
     folder.mkdir(parents=True, exist_ok=True)
     for number, item in enumerate(listing, start=1):
-        ds = Dataset.from_json(item)
+        try:
+            ds = Dataset.from_json(item)
+        except Exception as exc:  # pydicom raises several types for malformed DICOM JSON
+            outcome.errors.append(f"study {uid}: instance {number} of the QIDO-RS answer is not valid DICOM JSON: "
+                                  f"{exc}")
+            continue
         series, sop = _value(ds, "SeriesInstanceUID"), _value(ds, "SOPInstanceUID")
         if not series or not sop:
             missing = " and ".join(n for n, v in (("(0020,000E) Series", series), ("(0008,0018) SOP", sop)) if not v)

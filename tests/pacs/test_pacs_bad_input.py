@@ -117,3 +117,20 @@ def test_sr_export_refusals(orthanc, imported, tmp_path):
     assert report.written == []
     assert any(f"case {case_key!r}" in p and "U+000B at position 17" in p for p in report.problems)
     assert stored == "FINDINGS: Clear.\x0bIMPRESSION: Normal."  # the reader's text is kept as typed
+
+
+def test_a_pacs_that_never_answers_times_out_per_study(imported):
+    import socket
+
+    sessions, data_dir, uids = imported
+    with socket.socket() as hung:  # accepts connections (kernel backlog) but never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        connection = pacs.PacsConnection(f"http://127.0.0.1:{hung.getsockname()[1]}/dicom-web", timeout=1)
+        with pytest.raises(pacs.PacsError, match=r"did not answer within 1 s"):
+            pacs.search_studies(connection, pacs.SearchCriteria(modality="CR"))
+        with sessions.begin() as session:
+            report = pacs.import_studies(session, studies.get_study(session, "S"), connection, uids[:2], data_dir)
+    assert [o.status for o in report.studies] == ["failed", "failed"]
+    assert all("did not answer within 1 s" in o.errors[0] for o in report.studies)
+    assert _counts(sessions)[0] == 3
