@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.data.__main__ import main
 from engine.data.adapters.common import AdapterError, report_sections
 from engine.data.adapters.mimic_cxr import build_mimic_cxr
 from engine.data.manifest import read_manifest
@@ -90,3 +91,13 @@ def test_mimic_cxr_bad_layouts(mimic, tmp_path):
                                            r".*mimic-cxr-2\.0\.0-metadata\.csv\.gz"):
         build_mimic_cxr(root, out)
     assert not out.exists()
+
+
+def test_convert_typed_options(mimic, tmp_path, capsys):
+    root, _ = mimic
+    out = tmp_path / "cli.jsonl"
+    assert main(["convert", "mimic-cxr", str(root), str(out), "--option", f"reports_root={root}",
+                 "--option", "splits=train", "--option", "longitudinal=false"]) == 0
+    assert f"wrote 6 sample(s) to {out}" in capsys.readouterr().out  # the string "false" is no True
+    assert main(["convert", "mimic-cxr", str(root), str(out), "--option", "splits=validate"]) == 1  # no frontal
+    assert "no mimic-cxr samples could be built ({'no frontal image': 1, 'other split': 3})" in capsys.readouterr().err
