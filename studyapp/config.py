@@ -17,6 +17,8 @@ class Settings:
             A PostgreSQL URL such as ``postgresql+psycopg://user:pw@host/db`` works the same.
         ratescore_dir: local RaTEScore models (``$STUDYAPP_RATESCORE_DIR``, folders ``ner/`` and ``encoder/``) for
             template use in the analysis; ``None`` means ROUGE-L (see ``analysis.similarity``).
+        show_api: show Gradio's "Use via API" page link (``$STUDYAPP_SHOW_API=1``); off by default, for
+            readers and coordinators alike.
     """
 
     data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
@@ -24,6 +26,8 @@ class Settings:
     ratescore_dir: Path | None = field(
         default_factory=lambda: Path(os.environ["STUDYAPP_RATESCORE_DIR"]) if os.environ.get("STUDYAPP_RATESCORE_DIR") else None
     )
+
+    show_api: bool = field(default_factory=lambda: os.environ.get("STUDYAPP_SHOW_API", "") == "1")
 
     def __post_init__(self):
         if not self.database_url:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from studyapp.clock import utcnow
@@ -46,10 +46,10 @@ class StaleSave(InvalidInput):
         version: the stored version, newer than the one the refused save was based on.
     """
 
-    def __init__(self, case_key: str, version: int, saved_at: datetime | None):
+    def __init__(self, case: str, version: int, saved_at: datetime | None):
         when = f" at {saved_at:%H:%M:%S} UTC" if saved_at else ""
         super().__init__(
-            f"Not saved: case {case_key} was saved from another tab or window{when} (version {version}). "
+            f"Not saved: {case} was saved from another tab or window{when} (version {version}). "
             "The text in this tab is older and is no longer saved; copy what you need from it, then reload the "
             "page to continue from the saved text.")
         self.version = version
@@ -57,13 +57,22 @@ class StaleSave(InvalidInput):
 
 @dataclass(frozen=True)
 class WorklistItem:
-    """One row of a reader's worklist (blinded: no arm, no source)."""
+    """One row of a reader's worklist (blinded: no arm, no source, no case key; ``label`` see :func:`case_label`)."""
 
     assignment_id: int
     position: int
-    case_key: str
+    label: str
     status: str
     practice: bool = False
+
+
+def case_label(position: int, case: Case) -> str:
+    """The short, neutral name readers see for a case: worklist position and modality / body part, e.g.
+    ``"Case 02 · CT abdomen"``. Stable for the reader; the case key (an accession number or a UID) is only for
+    coordinators."""
+    modalities = "/".join(sorted({s.modality for s in case.series if s.modality}))
+    body_parts = "/".join(sorted({s.body_part.lower() for s in case.series if s.body_part}))
+    return " · ".join(part for part in (f"Case {position:02d}", f"{modalities} {body_parts}".strip()) if part)
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class CaseScreen:
     assignment_id: int
     case_id: int
     position: int
-    case_key: str
+    label: str
     patient_age: str | None
     patient_sex: str | None
     indication: str | None
@@ -111,15 +120,16 @@ def reader_studies(session: Session, reader: User) -> list[ReaderStudy]:
 def worklist(session: Session, reader: User, study: ReaderStudy) -> list[WorklistItem]:
     """The reader's assignments in ``study`` in reading order, with status new / in_progress / submitted."""
     rows = session.execute(
-        select(Assignment, Case.case_key, Case.is_practice, Report.status)
+        select(Assignment, Case.is_practice, Report.status)
         .join(Case, Case.id == Assignment.case_id)
         .outerjoin(Report, Report.assignment_id == Assignment.id)
         .where(Assignment.study_id == study.id, Assignment.reader_id == reader.id)
         .order_by(Assignment.position)
+        .options(selectinload(Assignment.case).selectinload(Case.series))
     )
     return [
-        WorklistItem(a.id, a.position, case_key, status or STATUS_NEW, practice)
-        for a, case_key, practice, status in rows
+        WorklistItem(a.id, a.position, case_label(a.position, a.case), status or STATUS_NEW, practice)
+        for a, practice, status in rows
     ]
 
 
@@ -144,7 +154,7 @@ def _starting_text(session: Session, assignment: Assignment) -> str:
     )
     if draft is None:
         raise NotFound(
-            f"case {assignment.case.case_key!r} has no draft for its assigned starting condition; "
+            f"{case_label(assignment.position, assignment.case)} has no draft for its assigned starting condition; "
             "ask the coordinator to import drafts"
         )
     return draft.text
@@ -167,7 +177,7 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
         left = [i for i in worklist(session, reader, study) if i.practice and i.status != STATUS_SUBMITTED]
         if left:
             raise InvalidInput(f"read the practice cases first: {len(left)} practice case(s) not submitted yet "
-                               f"({', '.join(i.case_key for i in left)})")
+                               f"({', '.join(i.label for i in left)})")
     report = assignment.report
     if report is None:
         text = _starting_text(session, assignment)
@@ -181,7 +191,7 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
         assignment_id=assignment.id,
         case_id=case.id,
         position=assignment.position,
-        case_key=case.case_key,
+        label=case_label(assignment.position, case),
         patient_age=case.patient_age,
         patient_sex=case.patient_sex,
         indication=case.indication,
@@ -228,7 +238,7 @@ def _open_report(session: Session, reader: User, assignment_id: int) -> Report:
     if report is None:
         raise InvalidInput(f"assignment {assignment_id} has not been opened yet")
     if report.status == STATUS_SUBMITTED:
-        raise InvalidInput(f"the report of case {assignment.case.case_key!r} is already submitted")
+        raise InvalidInput(f"the report of {case_label(assignment.position, assignment.case)} is already submitted")
     return report
 
 
@@ -257,7 +267,8 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     _check_text(text)
     report = _open_report(session, reader, assignment_id)
     if text != report.current_text and base_version is not None and base_version != report.version:
-        raise StaleSave(report.assignment.case.case_key, report.version, report.last_saved_at)
+        raise StaleSave(case_label(report.assignment.position, report.assignment.case), report.version,
+                        report.last_saved_at)
     now = utcnow()
     report.active_seconds = _accept_active_seconds(report, active_seconds, now)
     report.last_saved_at = now
@@ -267,7 +278,8 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     try:
         session.flush()  # UPDATE ... WHERE version = the version read above: a concurrent save makes it match 0 rows
     except StaleDataError:
-        raise StaleSave(report.assignment.case.case_key, report.version + 1, None) from None
+        raise StaleSave(case_label(report.assignment.position, report.assignment.case), report.version + 1,
+                        None) from None
     return report
 
 

@@ -19,6 +19,11 @@ from studyapp.ui.reading_tab import ReadingTab
 TITLE = "Reader study"
 HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("timer.js", "autosave.js"))
 CSS = """
+.gradio-container { padding-top: 4px !important; }
+#app-header { align-items: center; min-height: 0; }
+#app-header h2 { margin: 0; }
+#worklist .wrap { flex-direction: column; flex-wrap: nowrap; max-height: 32vh; overflow-y: auto; }
+#viewer-image { height: calc(100vh - 390px) !important; min-height: 320px; }
 .case-timer-box { font-size: 1.1rem; padding: 4px 0; }
 #case-timer { font-family: monospace; font-weight: bold; }
 #case-timer[data-paused="true"] { color: #b45309; }
@@ -28,7 +33,7 @@ CSS = """
 def build_app(ctx: UIContext) -> gr.Blocks:
     """The Blocks of the whole application (launch with :func:`launch`)."""
     with gr.Blocks(title=TITLE) as blocks:
-        with gr.Row():
+        with gr.Row(elem_id="app-header"):
             gr.Markdown(f"## {TITLE}")
             who = gr.Markdown(elem_id="signed-in-as")
             gr.Button("Sign out", link="/logout", size="sm", scale=0)
@@ -79,6 +84,7 @@ def launch_kwargs(ctx: UIContext) -> dict:
         "auth_message": "Sign in with the credentials your study coordinator gave you.",
         "head": HEAD,
         "css": CSS,
+        "footer_links": ["api"] if ctx.settings.show_api else [],  # no "Use via API" unless turned on
     }
 
 

@@ -28,6 +28,8 @@ CHOICE_LABELS = [("Report A is better", SIDE_A), ("Report B is better", SIDE_B),
                  ("Clinically equivalent", CHOICE_EQUIVALENT)]
 SCORE_CHOICES = [(f"{score} - {meaning}", score) for score, meaning in COMMENT_SCORES.items()]
 TARGET_PASSAGE, TARGET_PAIR = "passage", "pair"
+NO_SET = ("### No comparison set yet\n\nNo set of report pairs is assigned to you. When your study coordinator "
+          "assigns one, it appears here; your reading worklist is in the Reading tab.")
 TARGET_CHOICES = [("Selected passage", TARGET_PASSAGE), ("Whole Report A", SIDE_A), ("Whole Report B", SIDE_B),
                   ("Both reports / the pair", TARGET_PAIR)]
 
@@ -112,27 +114,29 @@ class CompareTab:
         with gr.Row():
             self.sets = gr.Dropdown(label="Comparison set", choices=[], elem_id="compare-set", scale=3)
             self.progress = gr.Markdown(elem_id="compare-progress")
-        self.pairs = gr.Radio(label="Pairs", choices=[], elem_id="compare-pairs")
-        with gr.Row():
-            with gr.Column(scale=2):
-                self.viewer = Viewer(ctx)
-            with gr.Column(scale=3):
-                self.context = gr.Markdown(elem_id="compare-context")
-                self.reports = gr.HTML(value=_reports_value(None), html_template=REPORTS_TEMPLATE,
-                                       css_template=REPORTS_CSS, js_on_load=REPORTS_JS, elem_id="compare-reports")
-                self.choice = gr.Radio(label="Which report is better?", choices=CHOICE_LABELS, elem_id="compare-choice")
-                with gr.Accordion("Comment", open=True):
-                    self.target = gr.Radio(label="Comment on", choices=TARGET_CHOICES, value=TARGET_PASSAGE,
-                                           elem_id="comment-target")
-                    self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, elem_id="comment-score")
-                    self.comment_text = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment-text")
-                    self.selection = gr.Textbox(visible=False)
-                    self.add = gr.Button("Add comment", elem_id="comment-add")
-                    self.comments = gr.Dropdown(label="Your comments on this pair", choices=[], elem_id="comment-list")
-                    self.delete = gr.Button("Delete selected comment", size="sm", elem_id="comment-delete")
-                self.status = gr.Markdown(elem_id="compare-status")
-                self.submit = gr.Button("Submit all judgements of this set", variant="primary",
-                                        elem_id="compare-submit")
+        self.empty = gr.Markdown(NO_SET, visible=False, elem_id="compare-empty")
+        with gr.Column(visible=False) as self.judging:
+            self.pairs = gr.Radio(label="Pairs", choices=[], elem_id="compare-pairs")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    self.viewer = Viewer(ctx)
+                with gr.Column(scale=3):
+                    self.context = gr.Markdown(elem_id="compare-context")
+                    self.reports = gr.HTML(value=_reports_value(None), html_template=REPORTS_TEMPLATE,
+                                           css_template=REPORTS_CSS, js_on_load=REPORTS_JS, elem_id="compare-reports")
+                    self.choice = gr.Radio(label="Which report is better?", choices=CHOICE_LABELS, elem_id="compare-choice")
+                    with gr.Accordion("Comment", open=True):
+                        self.target = gr.Radio(label="Comment on", choices=TARGET_CHOICES, value=TARGET_PASSAGE,
+                                               elem_id="comment-target")
+                        self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, elem_id="comment-score")
+                        self.comment_text = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment-text")
+                        self.selection = gr.Textbox(visible=False)
+                        self.add = gr.Button("Add comment", elem_id="comment-add")
+                        self.comments = gr.Dropdown(label="Your comments on this pair", choices=[], elem_id="comment-list")
+                        self.delete = gr.Button("Delete selected comment", size="sm", elem_id="comment-delete")
+                    self.status = gr.Markdown(elem_id="compare-status")
+                    self.submit = gr.Button("Submit all judgements of this set", variant="primary",
+                                            elem_id="compare-submit")
         self._wire()
 
     def _wire(self):
@@ -152,7 +156,7 @@ class CompareTab:
     @property
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` updates."""
-        return [self.sets, self.progress, self.pairs, self.set_id, self.pair_id, self.context, self.reports,
+        return [self.sets, self.progress, self.empty, self.judging, self.pairs, self.set_id, self.pair_id, self.context, self.reports,
                 self.choice, self.comments, self.comment_text, self.score, self.status, self.submit, self.add,
                 *self.viewer.open_outputs]
 
@@ -166,9 +170,10 @@ class CompareTab:
 
     def _screen(self, session, user, set_id: int | None, pair_id: int | None, status: str = "") -> dict:
         sets = judging.reader_comparison_sets(session, user)
-        updates = {self.sets: gr.update(choices=[(s.name, s.set_id) for s in sets], value=set_id),
-                   self.set_id: set_id, self.comment_text: "", self.score: None}
         summary = next((s for s in sets if s.set_id == set_id), None)
+        updates = {self.sets: gr.update(choices=[(s.name, s.set_id) for s in sets], value=set_id, visible=bool(sets)),
+                   self.set_id: set_id, self.comment_text: "", self.score: None,
+                   self.empty: gr.update(visible=summary is None), self.judging: gr.update(visible=summary is not None)}
         if summary is None:
             updates.update({
                 self.progress: "", self.pairs: gr.update(choices=[], value=None), self.pair_id: None,

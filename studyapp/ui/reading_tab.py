@@ -33,7 +33,7 @@ def _likert_choices(scale: dict) -> list[tuple[str, int]]:
 def _context_markdown(screen: reading.CaseScreen) -> str:
     rows = [("PRACTICE CASE", "for practice only, not counted in the study")] if screen.practice else []
     rows += [
-        ("Case", f"{screen.position} · {screen.case_key}"),
+        ("Case", screen.label),
         ("Age", screen.patient_age or "not given"),
         ("Sex", screen.patient_sex or "not given"),
         ("Indication", screen.indication or "not given"),
@@ -49,16 +49,19 @@ class ReadingTab:
         self.ctx = ctx
         self.assignment = gr.State(None)
         self.version = gr.State(None)  # Report.version this tab's text is based on (two tabs: reading.StaleSave)
-        self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
-        self.about = gr.Markdown(elem_id="study-about")
-        self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")
-        with gr.Row():
-            with gr.Column(scale=3):
-                self.viewer = Viewer(ctx)
-            with gr.Column(scale=2):
+        # one screen without scrolling at 1600 x 1000: worklist and context | viewer | report and questions
+        with gr.Row(elem_id="reading-screen"):
+            with gr.Column(scale=2, min_width=220, elem_id="reading-sidebar"):
+                self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
+                with gr.Accordion("About this study", open=False):
+                    self.about = gr.Markdown(elem_id="study-about")
+                self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")
                 self.context = gr.Markdown(elem_id="clinical-context")
                 gr.HTML('<div class="case-timer-box">Active time <span id="case-timer" data-seconds="0">00:00</span></div>')
-                self.editor = gr.Textbox(label="Report", lines=18, max_lines=40, interactive=False, elem_id="report-editor")
+            with gr.Column(scale=5):
+                self.viewer = Viewer(ctx)
+            with gr.Column(scale=4):
+                self.editor = gr.Textbox(label="Report", lines=14, max_lines=14, interactive=False, elem_id="report-editor")
                 self.save_status = gr.Markdown(elem_id="save-status")
                 self.finish = gr.Button("Submit report", variant="primary", interactive=False, elem_id="finish-report")
                 with gr.Group(visible=False, elem_id="likert-panel") as self.likert_panel:
@@ -143,8 +146,8 @@ class ReadingTab:
     def _screen(self, session, user, study, assignment_id, note: str = "") -> dict:
         screen = reading.open_case(session, user, assignment_id) if assignment_id is not None else None
         items = reading.worklist(session, user, study) if study is not None else []  # after opening: status shown
-        choices = [(f"{i.position:02d} · {'practice · ' if i.practice else ''}{i.case_key} · {STATUS_LABELS[i.status]}",
-                    i.assignment_id) for i in items]
+        choices = [(f"{i.label}{' · practice' if i.practice else ''} · {STATUS_LABELS[i.status]}", i.assignment_id)
+                   for i in items]
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
                    self.version: None,
                    self.about: study.description if study is not None else "",

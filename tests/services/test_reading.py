@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from studyapp.db.models import Assignment, Case, Draft, LikertResponse, Report, ReportVersion
+from studyapp.db.models import Assignment, Case, Draft, LikertResponse, Report, ReportVersion, Series
 from studyapp.services import accounts, export, reading, studies
 from studyapp.services.errors import InvalidInput, PermissionDenied
 
@@ -36,6 +36,7 @@ def test_open_autosave_submit_and_export(setup):
         screen = reading.open_case(s, r1, ids["assignment"])
         assert screen.text == "Heart normal."
         assert "gpt-4o-secret" not in repr(screen) and "llm" not in repr(screen)
+        assert screen.label == "Case 01" and "C1" not in repr(screen)  # no series yet: position only, never the key
     with db.begin() as s:
         r1 = accounts.get_user(s, "reader1")
         # opened_at is 'now': a claim of 500 s is clamped to wall time since opening (+ slack)
@@ -163,7 +164,7 @@ def test_two_tabs_cannot_overwrite_each_other(setup):
         r1 = accounts.get_user(s, "reader1")
         # the second tab still unchanged: its save of the same text is fine and brings it up to date
         assert reading.autosave(s, r1, ids["assignment"], "Tab one text.", 0.0, second_tab).version == first_tab + 1
-        with pytest.raises(reading.StaleSave, match=r"Not saved: case C1 was saved from another tab .* \(version 3\)"):
+        with pytest.raises(reading.StaleSave, match=r"Not saved: Case 01 was saved from another tab .* \(version 3\)"):
             reading.autosave(s, r1, ids["assignment"], "Tab two text.", 0.0, second_tab)
         with pytest.raises(reading.StaleSave):
             reading.submit(s, r1, ids["assignment"], "Tab two text.", 0.0, {"confidence": 1, "mental_demand": 1},
@@ -187,3 +188,19 @@ def test_concurrent_saves_of_one_version_cannot_both_win(setup):
             reading.autosave(late, reader, ids["assignment"], "second", 0.0, 1)
     with db() as s:
         assert s.query(Report).one().current_text == "first"
+
+
+def test_case_label_is_position_and_modality_body_part_never_the_key(setup):
+    db, ids = setup
+    with db.begin() as s:
+        case = s.get(Assignment, ids["assignment"]).case
+        s.add_all([Series(case_id=case.id, series_instance_uid="1.2.3.1", modality="CT", body_part="ABDOMEN"),
+                   Series(case_id=case.id, series_instance_uid="1.2.3.2", modality="CT", body_part="ABDOMEN")])
+    with db.begin() as s:
+        r1 = accounts.get_user(s, "reader1")
+        [item] = reading.worklist(s, r1, studies.get_study(s, "s1"))
+        assert item.label == "Case 01 · CT abdomen"
+        assert reading.open_case(s, r1, ids["assignment"]).label == item.label
+        reading.submit(s, r1, ids["assignment"], "Final.", 1.0, {"confidence": 4, "mental_demand": 2})
+        with pytest.raises(InvalidInput, match="report of Case 01 · CT abdomen is already submitted"):
+            reading.autosave(s, r1, ids["assignment"], "Again.", 2.0)
