@@ -60,3 +60,13 @@ def sign_in(page, url: str, username: str, password: str) -> None:
     page.get_by_label("password").fill(password)
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector("#signed-in-as >> text=Signed in as", timeout=30_000)
+
+
+def worklist_label(session: Session, case_key: str) -> tuple[str, str]:
+    """``(username, label)``: the first reader assigned the case ``case_key`` and the neutral label their worklist
+    shows for it (readers never see the key; ``studyapp.services.reading.case_label``)."""
+    from studyapp.db.models import Assignment, Case
+    from studyapp.services.reading import case_label
+
+    assignment = session.query(Assignment).join(Case).filter(Case.case_key == case_key).order_by(Assignment.id).first()
+    return assignment.reader.username, case_label(assignment.position, assignment.case)

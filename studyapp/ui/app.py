@@ -22,8 +22,8 @@ CSS = """
 .gradio-container { padding-top: 4px !important; }
 #app-header { align-items: center; min-height: 0; }
 #app-header h2 { margin: 0; }
+#reading-screen .sv-root { height: max(420px, calc(100vh - 230px)); }
 #worklist .wrap { flex-direction: column; flex-wrap: nowrap; max-height: 32vh; overflow-y: auto; }
-#viewer-image { height: calc(100vh - 390px) !important; min-height: 320px; }
 .case-timer-box { font-size: 1.1rem; padding: 4px 0; }
 #case-timer { font-family: monospace; font-weight: bold; }
 #case-timer[data-paused="true"] { color: #b45309; }

@@ -3,8 +3,7 @@ rendered image the reader sees; returning to the case after another one finds th
 
 from studyapp import demo
 from studyapp.config import Settings
-from studyapp.db.models import Assignment, Case
-from tests.browser import sign_in
+from tests.browser import sign_in, worklist_label
 
 
 def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
@@ -12,10 +11,10 @@ def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
     app = serve_app(lambda session: demo.ensure_demo(session, settings))
     passwords = {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
     with app.sessions() as session:  # the reader whose worklist holds the CT case
-        ct_reader = session.query(Assignment).join(Case).filter(Case.case_key == "DEMO-4 (CT)").first().reader.username
+        ct_reader, ct_label = worklist_label(session, "DEMO-4 (CT)")
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     sign_in(page, app.url, ct_reader, passwords[ct_reader])
-    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    page.locator("#worklist label", has_text=ct_label).click()
     page.get_by_text("Server-rendered view (fallback and reference)").click()
     page.wait_for_selector("#viewer-message >> text=Slice 11 of 20", timeout=30_000)
     image = page.locator("#viewer-image img")
@@ -37,10 +36,10 @@ def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
     lung = image.get_attribute("src")
 
     # another case, then back: slice 3 at the lung window, as left
-    page.locator("#worklist label").filter(has_not_text="DEMO-4 (CT)").first.click()
+    page.locator("#worklist label").filter(has_not_text=ct_label).first.click()
     page.wait_for_function("(old) => document.querySelector('#viewer-image img').src !== old", arg=lung,
                            timeout=30_000)
-    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    page.locator("#worklist label", has_text=ct_label).click()
     page.wait_for_selector("#viewer-message >> text=Slice 3 of 20", timeout=30_000)
     assert page.get_by_label("Window center").input_value() == "-600"
     assert page.get_by_label("Window width").input_value() == "1500"

@@ -9,7 +9,7 @@ from studyapp import demo
 from studyapp.config import Settings
 from studyapp.db.models import Assignment, Case
 from studyapp.dicom import display
-from tests.browser import sign_in
+from tests.browser import sign_in, worklist_label
 
 VIEWER = ".sv-root:visible"
 
@@ -25,15 +25,15 @@ def _open_case(serve_app, browser, tmp_path, case_key: str, fill=None, init_scri
     app = serve_app(fill or (lambda session: demo.ensure_demo(session, settings)))
     passwords = {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
     with app.sessions() as session:
-        assignment = session.query(Assignment).join(Case).filter(Case.case_key == case_key).first()
-        reader = assignment.reader.username
+        assignment = session.query(Assignment).join(Case).filter(Case.case_key == case_key).order_by(Assignment.id).first()
+        reader, label = worklist_label(session, case_key)
         files = [[(i.file_path, f) for i in s.instances for f in range(i.number_of_frames or 1)]
                  for s in assignment.case.series]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     if init_script:
         page.add_init_script(init_script)
     sign_in(page, app.url, reader, passwords[reader])
-    page.locator("#worklist label", has_text=case_key).click()
+    page.locator("#worklist label", has_text=label).click()
     return page, files, app, reader
 
 
@@ -82,7 +82,9 @@ def test_drag_changes_the_window_by_the_expected_amount_and_matches_the_server(s
 
 
 def test_wheel_and_arrows_move_through_the_ct_and_presets_apply(serve_app, browser, tmp_path):
-    page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)", init_script=NO_WEBGL)
+    page, files, app, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)", init_script=NO_WEBGL)
+    with app.sessions() as session:
+        _, label = worklist_label(session, "DEMO-4 (CT)")
     _wait_ready(page, 11)  # the middle of 20 slices
     assert page.locator(VIEWER).get_attribute("data-renderer") == "canvas 2D"
     assert "no WebGL2 in this browser; drawing with canvas 2D" in page.locator(f"{VIEWER} .sv-info").inner_text()
@@ -109,9 +111,9 @@ def test_wheel_and_arrows_move_through_the_ct_and_presets_apply(serve_app, brows
     page.wait_for_timeout(150)
     assert np.abs(_greys(page, 4) - (255 - lung.astype(np.int16))).max() <= 1
 
-    page.locator("#worklist label").filter(has_not_text="DEMO-4 (CT)").first.click()  # away and back: as left
+    page.locator("#worklist label").filter(has_not_text=label).first.click()  # away and back: as left
     page.wait_for_function("(root) => root.dataset.slice !== '13'", arg=page.locator(VIEWER).element_handle())
-    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    page.locator("#worklist label", has_text=label).click()
     _wait_ready(page, 13)
     page.wait_for_timeout(150)
     assert _window(page) == (-600.0, 1500.0)
