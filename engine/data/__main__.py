@@ -32,7 +32,8 @@ def check(path: Path, check_files: bool, decode: bool) -> int:
 def convert(builder: Callable[..., int], root: Path, out: Path, seed: int, kwargs: dict[str, object]) -> int:
     """Run an adapter's ``builder`` with extra keyword arguments (from ``--option KEY=VALUE``, typed by
     :func:`engine.data.adapters.adapter_kwargs`); a dataset folder without the published layout returns 1 after
-    printing the adapter's message. The adapter's log (what it wrote and what it skipped, with counts) goes to stderr."""
+    printing the adapter's message. The adapter's log (what it wrote and what it skipped, with counts) goes to
+    stderr."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         count = builder(root, out, seed=seed, **kwargs)

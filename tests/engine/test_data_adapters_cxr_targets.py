@@ -154,7 +154,8 @@ def test_chexmask_on_mimic_cxr_jpg(tmp_path, mimic, masks):
     write_csv(root / "OriginalResolution" / "MIMIC-CXR-JPG.csv",
               ["dicom_id", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung", "Right Lung", "Heart",
                "Height", "Width"],
-              [["d-pa-1", 0.9, 0.9, "", *(rle_encode(masks[o]) for o in ("left lung", "right lung", "heart")), 512, 512]])
+              [["d-pa-1", 0.9, 0.9, "", *(rle_encode(masks[o]) for o in ("left lung", "right lung", "heart")),
+                512, 512]])
     out = tmp_path / "chexmask.jsonl"
     assert build_chexmask(root, out, images_root=mimic, detection=False) == 3
     heart = {s.sample_id: s for s in read_manifest(out)}["chexmask:d-pa-1:heart"]

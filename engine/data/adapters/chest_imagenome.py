@@ -92,7 +92,8 @@ def region_text(box: Box) -> str:
 
 
 def anatomy_phrases(graph: dict) -> dict[str, list[str]]:
-    """bbox_name -> the report sentences the scene graph grounds on it (``phrases``), whitespace-collapsed, each once."""
+    """bbox_name -> the report sentences the scene graph grounds on it (``phrases``), whitespace-collapsed, each
+    once."""
     phrases: dict[str, list[str]] = defaultdict(list)
     for entry in graph.get("attributes", []):
         for phrase in entry.get("phrases", []):
@@ -112,7 +113,8 @@ def _detection(sample_id: str, images: tuple[ImageRef, ...], target: str,
 
 def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
                           splits: tuple[str, ...] = ("train", "validate"), seed: int = 0) -> int:
-    """Write the Chest ImaGenome detection, classification and region-captioning samples of the images in ``splits`` to ``out_manifest``; returns the count.
+    """Write the Chest ImaGenome detection, classification and region-captioning samples of the images in
+    ``splits`` to ``out_manifest``; returns the count.
 
     Raises:
         AdapterError: no scene graphs under ``ROOT/silver_dataset/scene_graph``, a malformed scene graph, a missing
@@ -158,11 +160,10 @@ def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
                                   answer=", ".join(found) if found else NO_FINDING))
         for anatomy, phrases in sorted(anatomy_phrases(graph).items()):
             if anatomy in boxes:
+                question = instruction(Task.REGION_CAPTION, region=region_text(boxes[anatomy]), rng=rng)
                 samples.append(Sample(sample_id=f"{SOURCE}:{dicom_id}:region:{anatomy}", source=SOURCE,
                                       task=Task.REGION_CAPTION.value, imaging=ImagingType.CHEST_XRAY.value,
-                                      images=images, instruction=instruction(Task.REGION_CAPTION,
-                                                                             region=region_text(boxes[anatomy]), rng=rng),
-                                      answer=" ".join(phrases)))
+                                      images=images, instruction=question, answer=" ".join(phrases)))
         for pathology, (positive, negative) in sorted(pathologies.items()):
             located = [(pathology, boxes[a]) for a in sorted(positive) if a in boxes][:MAX_DETECTION_CLASSES]
             if positive and not located:

@@ -113,7 +113,8 @@ REPORT_HEADINGS = ("ADDENDUM", "CLINICAL HISTORY", "CLINICAL INFORMATION", "COMP
                    "EXAM", "EXAMINATION", "FINDINGS", "HISTORY", "IMPRESSION", "INDICATION", "NOTIFICATION",
                    "PROCEDURE", "REASON FOR EXAM", "REASON FOR EXAMINATION", "RECOMMENDATION", "RECOMMENDATIONS",
                    "TECHNIQUE", "WET READ")
-_HEADING = re.compile(r"^[ \t]*(" + "|".join(h.replace(" ", r"\s+") for h in sorted(REPORT_HEADINGS, key=len, reverse=True))
+_HEADING = re.compile(r"^[ \t]*("
+                      + "|".join(h.replace(" ", r"\s+") for h in sorted(REPORT_HEADINGS, key=len, reverse=True))
                       + r")[ \t]*:", re.MULTILINE)
 
 

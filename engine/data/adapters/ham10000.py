@@ -73,7 +73,8 @@ def build_ham10000(root: Path, out_manifest: Path, seed: int = 0) -> int:
         if row["dx"] not in DIAGNOSES:
             raise AdapterError(f"{root / METADATA}: image {row['image_id']} has unknown dx {row['dx']!r}; "
                                f"known: {sorted(DIAGNOSES)}")
-        image = next((d / f"{row['image_id']}.jpg" for d in image_dirs if (d / f"{row['image_id']}.jpg").is_file()), None)
+        image = next((d / f"{row['image_id']}.jpg" for d in image_dirs if (d / f"{row['image_id']}.jpg").is_file()),
+                     None)
         if image is None:
             raise AdapterError(f"HAM10000 image not found: {row['image_id']}.jpg in {[str(d) for d in image_dirs]}")
         images = (ImageRef(path=manifest_path(image, out_manifest.parent), modality=ImagingType.DERMOSCOPY.value),)

@@ -112,7 +112,8 @@ class MimicCxrJpg:
             AdapterError: the split csv is missing or lacks its columns.
         """
         path = first_existing([self.root / SPLIT, self.root / f"{SPLIT}.gz"], "MIMIC-CXR-JPG split csv")
-        return {row["study_id"]: row["split"] for row in read_csv(path, ("study_id", "split"), "MIMIC-CXR-JPG split csv")}
+        rows = read_csv(path, ("study_id", "split"), "MIMIC-CXR-JPG split csv")
+        return {row["study_id"]: row["split"] for row in rows}
 
     def prior_study(self, study_id: str) -> Study | None:
         """The latest earlier study (by StudyDate, StudyTime) of the same subject that has a frontal image."""

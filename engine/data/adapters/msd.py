@@ -85,7 +85,8 @@ def build_msd(root: Path, out_manifest: Path, seed: int = 0) -> int:
         case_id = image.name.removesuffix(".gz").removesuffix(".nii")
         for value in label_values(label):
             if value not in names:
-                raise AdapterError(f"MSD label {label} holds value {value}, not in the labels of {root / 'dataset.json'}")
+                raise AdapterError(f"MSD label {label} holds value {value}, not in the labels of "
+                                   f"{root / 'dataset.json'}")
             mask = MaskTarget(path=manifest_path(label, out_manifest.parent), label=names[value], value=value)
             samples.append(segmentation_sample(f"{SOURCE}:{case_id}:{names[value]}", SOURCE, images, names[value],
                                                mask, rng))
