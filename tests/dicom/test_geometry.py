@@ -13,6 +13,7 @@ from studyapp.cli import main
 from studyapp.db.models import Assignment, Instance
 from studyapp.dicom import display, geometry
 from studyapp.services import accounts, design, drafts, ingest, studies
+from studyapp.services.reading import case_label
 from tests.browser import sign_in
 
 
@@ -113,19 +114,20 @@ def test_server_shows_a_message_and_keeps_serving_other_cases(serve_app, browser
         # the file of reader1's first case is replaced after import by one whose header claims 65535 x 65535
         instance = session.query(Instance).filter(Instance.series_id == first.case.series[0].id).first()
         _variant(instance.file_path, instance.file_path, Rows=65535, Columns=65535)
-        state.update(huge=first.case.case_key, good=second.case.case_key)
+        # readers see neutral labels ("Case 01 · CR"), not case keys
+        state.update(huge=case_label(first.position, first.case), good=case_label(second.position, second.case))
 
     app = serve_app(fill)
     page = browser.new_page()
     sign_in(page, app.url, "reader1", "reader1-password")
-    page.locator("#worklist label", has_text=state["huge"]).click()
+    page.locator("#worklist label", has_text=state["huge"]).first.click()
     page.wait_for_selector('.sv-root:visible[data-status="error"]', timeout=30_000)  # the browser viewer
     assert "pixels per frame" in page.locator(".sv-root:visible .sv-message").inner_text()
     page.get_by_text("Server-rendered view (fallback and reference)").click()
     page.wait_for_selector("#viewer-message >> text=Cannot display this image", timeout=30_000)
     assert "pixels per frame" in page.locator("#viewer-message").inner_text()
     assert page.locator("#viewer-image img").count() == 0
-    page.locator("#worklist label", has_text=state["good"]).click()
+    page.locator("#worklist label", has_text=state["good"]).first.click()
     page.wait_for_selector("#viewer-image img", timeout=30_000)
     assert page.locator("#viewer-message").inner_text().strip() == ""
     page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
