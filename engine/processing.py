@@ -33,6 +33,7 @@ from engine.configuration import (
     ADDED_TOKENS,
     DET_TOKEN,
     IMAGE_TOKEN,
+    NA_TOKEN,
     SEG2D_TOKEN,
     SEG3D_TOKEN,
     MedVersaConfig,
@@ -341,9 +342,16 @@ def pad_sequences(sequences: list[list[int]], pad_value: int, left: bool = False
     return ids, mask
 
 
+#: How a task token reads when task tokens are not kept: detection answers name each class followed by
+#: ``<DET>`` (present, with a box) or ``<N/A>`` (absent) (paper section 4.3); other tokens are removed.
+READABLE_TASK_TOKENS = {DET_TOKEN: ": seen", NA_TOKEN: ": not seen"}
+
+
 def clean_answer(text: str, task_tokens: tuple[str, ...] = (), keep_task_tokens: bool = True) -> str:
-    """Strip the answer terminator and surrounding space; remove ``task_tokens`` unless kept; drop control
-    characters other than newline and tab (byte-level decoding can produce them; databases refuse NUL).
+    """Strip the answer terminator and surrounding space; unless kept, write ``task_tokens`` as
+    :data:`READABLE_TASK_TOKENS` (``"heart <DET>. nodule <N/A>."`` -> ``"heart: seen. nodule: not seen."``) or remove
+    them; drop control characters other than newline and tab (byte-level decoding can produce them; databases
+    refuse NUL).
 
     The wording is never rewritten (the released post-processing turned any answer containing "mel", e.g.
     "melanocytic nevus", into "melanoma": defect 6).
@@ -352,7 +360,7 @@ def clean_answer(text: str, task_tokens: tuple[str, ...] = (), keep_task_tokens:
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     if not keep_task_tokens:
         for token in task_tokens:
-            text = text.replace(f" {token}", "").replace(token, "")
+            text = re.sub(r"\s*" + re.escape(token), READABLE_TASK_TOKENS.get(token, ""), text)
     return text.strip()
 
 
@@ -371,40 +379,104 @@ class Modality(str, enum.Enum):
         return self is Modality.CT
 
 
-_DICOM_2D = {"CR", "DX", "MG", "XC", "OT", "SC"}
 _RASTER = {".png", ".jpg", ".jpeg"}
 _NIFTI = (".nii", ".nii.gz")
+#: Body Part Examined (0018,0015) of a human chest: the DICOM defined term (PS3.16 Annex L).
+CHEST_BODY_PARTS = {"CHEST"}
+#: View Position (0018,5101) of chest radiographs, used when Body Part Examined is empty.
+CHEST_VIEW_POSITIONS = {"PA", "AP", "LL", "RL", "LATERAL"}
+_HUMAN_SPECIES = ("homo sapiens", "human")
+_OVERRIDE = "pass the modality to MedVersa.prepare_image to read it anyway"
+
+
+def _check_human(ds, path: Path) -> None:
+    """Refuse a patient whose Patient Species Description (0010,2201) or Patient Species Code Sequence (0010,2202)
+    names another species than Homo sapiens (veterinary DICOM, PS3.3 C.7.1.1)."""
+    codes = ds.get("PatientSpeciesCodeSequence") or []
+    names = [str(ds.get("PatientSpeciesDescription", "") or "").strip(),
+             *(str(item.get("CodeMeaning", "")).strip() for item in codes)]
+    named = "; ".join(n for n in names if n)
+    if named and not any(h in named.lower() for h in _HUMAN_SPECIES):
+        raise ValueError(f"{path}: the patient is not human (Patient Species {named!r}); MedVersa reads human images")
+
+
+def _check_chest(ds, path: Path) -> None:
+    """A radiograph must show a chest: Body Part Examined (0018,0015) ``CHEST``, or, when it is empty, a chest View
+    Position (0018,5101)."""
+    body = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+    view = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if body in CHEST_BODY_PARTS or (not body and view in CHEST_VIEW_POSITIONS):
+        return
+    if body:
+        raise ValueError(f"{path}: Body Part Examined (0018,0015) is {body!r}, not a human chest "
+                         f"({sorted(CHEST_BODY_PARTS)}); MedVersa reads chest radiographs ({_OVERRIDE})")
+    raise ValueError(f"{path}: unknown body part (Body Part Examined (0018,0015) empty, View Position (0018,5101) "
+                     f"{view or 'empty'}); MedVersa reads chest radiographs ({_OVERRIDE})")
+
+
+def first_series_file(path: Path) -> Path:
+    """The first DICOM file (by name) of a DICOM series folder, after checking what the folder holds.
+
+    Raises:
+        ValueError: the folder holds NIfTI files (give the file itself) or no DICOM file at all.
+    """
+    import pydicom
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    nifti = [p.name for p in files if p.name.lower().endswith(_NIFTI)]
+    if nifti:
+        raise ValueError(f"folder {path} holds NIfTI file(s) {nifti[:3]}: give the NIfTI file itself "
+                         f"(a folder must hold one DICOM series)")
+    for candidate in files:
+        try:
+            pydicom.dcmread(candidate, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError):
+            continue
+        return candidate
+    raise ValueError(f"folder {path} holds no DICOM file (a volume folder must hold one DICOM series)")
 
 
 def detect_modality(source: str | Path) -> Modality:
-    """Modality from the input: a folder or NIfTI -> CT; a DICOM file by its Modality (0008,0060) (CR/DX ->
-    chest X-ray, CT -> CT); PNG/JPEG -> chest X-ray when grayscale, dermoscopy when colour.
+    """Modality from the input. A NIfTI file -> CT; a folder -> CT when its DICOM series has Modality (0008,0060)
+    CT; a DICOM file by its Modality: CT -> CT, XC (external-camera photography) -> dermoscopy, CR/DX -> chest
+    X-ray when Body Part Examined (0018,0015) is ``CHEST`` (or empty with a chest View Position (0018,5101));
+    PNG/JPEG -> chest X-ray when grayscale, dermoscopy when colour. Patients of another species (Patient Species
+    Description / Code Sequence) are refused.
 
     Raises:
-        ValueError: the file kind or DICOM Modality is not supported.
+        ValueError: the file kind or DICOM Modality is not supported, a radiograph is not of a human chest, or a
+            folder holds no DICOM series (see :func:`first_series_file`).
         FileNotFoundError: the path does not exist.
     """
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
     name = path.name.lower()
-    if path.is_dir() or name.endswith(_NIFTI):
+    if name.endswith(_NIFTI):
         return Modality.CT
     if path.suffix.lower() in _RASTER:
         with Image.open(path) as img:
             return Modality.CHEST_XRAY if img.mode in ("L", "I", "I;16", "1") else Modality.DERMOSCOPY
     import pydicom
 
+    file = first_series_file(path) if path.is_dir() else path
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(file, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError as err:
         raise ValueError(f"unsupported image kind (not PNG/JPEG, NIfTI, DICOM or a DICOM series folder): {path}") from err
+    _check_human(ds, path)
     modality = str(ds.get("Modality", ""))
-    if modality in _DICOM_2D:
-        return Modality.CHEST_XRAY
     if modality == "CT":
         return Modality.CT
-    raise ValueError(f"unsupported DICOM Modality (0008,0060) {modality!r} in {path}")
+    if path.is_dir():
+        raise ValueError(f"folder {path} holds a DICOM series of Modality (0008,0060) {modality!r}; volumes must be CT")
+    if modality in ("CR", "DX"):
+        _check_chest(ds, path)
+        return Modality.CHEST_XRAY
+    if modality == "XC":
+        return Modality.DERMOSCOPY
+    raise ValueError(f"unsupported DICOM Modality (0008,0060) {modality!r} in {path} (supported: CR/DX chest "
+                     f"radiographs, XC dermoscopy, CT)")
 
 
 def load_rgb(source: str | Path) -> np.ndarray:
@@ -474,11 +546,14 @@ def load_volume(source: str | Path) -> MetaTensor:
     Slope/Intercept applied, PS3.3 C.11.1.1.2).
 
     Raises:
-        ValueError: the source is neither a NIfTI file nor a folder, or cannot be read as a volume.
+        ValueError: the source is neither a NIfTI file nor a folder, a folder holding NIfTI files or no DICOM file
+            (:func:`first_series_file`), or it cannot be read as a volume.
     """
     path = Path(source)
     if not (path.is_dir() or path.name.lower().endswith(_NIFTI)):
         raise ValueError(f"unsupported volume kind (need a NIfTI file or a DICOM series folder): {path}")
+    if path.is_dir():
+        first_series_file(path)
     try:
         volume = LoadImage(image_only=True, ensure_channel_first=True)(str(path))
     except Exception as err:  # MONAI raises several types for unreadable inputs

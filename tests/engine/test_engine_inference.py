@@ -20,7 +20,7 @@ def test_two_det_tokens_give_two_boxes_read_at_their_positions(medversa, force, 
     question = instruction(Task.DETECTION, target="heart, left lung, nodule")
     result = _generate(medversa, force, [cxr_dicom], question,
                        f"heart {DET_TOKEN}. left lung {DET_TOKEN}. nodule <N/A>.###")
-    assert result.text == "heart. left lung. nodule."
+    assert result.text == "heart: seen. left lung: seen. nodule: not seen."  # presence and absence kept
     assert [b.label for b in result.boxes] == ["heart", "left lung"]
     for box in result.boxes:
         x0, y0, x1, y1 = box.xyxy

@@ -97,6 +97,8 @@ def test_clean_answer_never_rewrites_wording():
     """Released defect 6: any answer containing "mel" became "melanoma"."""
     assert clean_answer(" melanocytic nevus###") == "melanocytic nevus"
     assert clean_answer("liver <3DSEG>.###", ("<3DSEG>",), keep_task_tokens=False) == "liver."
+    assert clean_answer("heart <DET>. nodule <N/A>.###", ("<DET>", "<N/A>"), keep_task_tokens=False) == (
+        "heart: seen. nodule: not seen.")
 
 
 def test_real_chest_dicom_and_png_to_clip_normalised_tensor(cxr_dicom, shared_data):
@@ -125,6 +127,61 @@ def test_modality_detection(shared_data, cxr_dicom, nifti_ct):
         detect_modality(shared_data / "dicom" / "edge" / "rtdose.dcm")
     with pytest.raises(ValueError, match="unsupported image kind"):
         detect_modality(shared_data / "SOURCES.md")
+    with pytest.raises(ValueError, match=r"unsupported DICOM Modality \(0008,0060\) 'MR'"):
+        detect_modality(shared_data / "dicom" / "edge" / "MR_small.dcm")
+
+
+def _variant(source, folder, **tags):
+    """A copy of a DICOM file with some header attributes set (``None`` deletes one)."""
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    for keyword, value in tags.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    path = folder / f"variant{len(list(folder.iterdir()))}.dcm"
+    ds.save_as(path)
+    return path
+
+
+def test_radiographs_must_show_a_human_chest(shared_data, cxr_dicom, tmp_path):
+    cxr = shared_data / "dicom" / "cxr"
+    assert detect_modality(cxr / "RG1_J2KI.dcm") is Modality.CHEST_XRAY  # CR, CHEST, PA
+    # the veterinary radiograph of a dog's thorax (DX, Body Part Examined THORAX) is not read as a chest X-ray
+    with pytest.raises(ValueError, match=r"Body Part Examined \(0018,0015\) is 'THORAX', not a human chest"):
+        detect_modality(cxr / "highdicom_dx_image_dog.dcm")
+    with pytest.raises(ValueError, match="'CSPINE', not a human chest"):
+        detect_modality(cxr / "pydicom_cr_16x16_rescale.dcm")
+    # no Body Part Examined: the View Position decides
+    assert detect_modality(_variant(cxr_dicom, tmp_path, BodyPartExamined=None)) is Modality.CHEST_XRAY
+    with pytest.raises(ValueError, match=r"unknown body part .*View Position \(0018,5101\) empty"):
+        detect_modality(_variant(cxr_dicom, tmp_path, BodyPartExamined=None, ViewPosition=None))
+    with pytest.raises(ValueError, match="not human \\(Patient Species 'Canis lupus familiaris'\\)"):
+        detect_modality(_variant(cxr_dicom, tmp_path, PatientSpeciesDescription="Canis lupus familiaris"))
+    assert detect_modality(_variant(cxr_dicom, tmp_path, PatientSpeciesDescription="Homo sapiens")) is \
+        Modality.CHEST_XRAY
+
+
+def test_volume_folders_give_clear_errors(shared_data, nifti_ct, tmp_path):
+    holds_nifti = tmp_path / "nifti"
+    holds_nifti.mkdir()
+    (holds_nifti / nifti_ct.name).write_bytes(nifti_ct.read_bytes())
+    for call in (detect_modality, load_volume):
+        with pytest.raises(ValueError, match=r"holds NIfTI file\(s\) \['example_ct_sm.nii.gz'\]: give the NIfTI file"):
+            call(holds_nifti)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images")
+    for call in (detect_modality, load_volume):
+        with pytest.raises(ValueError, match="holds no DICOM file"):
+            call(empty)
+    mr = tmp_path / "mr"
+    mr.mkdir()
+    (mr / "1.dcm").write_bytes((shared_data / "dicom" / "edge" / "MR_small.dcm").read_bytes())
+    with pytest.raises(ValueError, match="DICOM series of Modality \\(0008,0060\\) 'MR'; volumes must be CT"):
+        detect_modality(mr)
 
 
 def test_volume_reoriented_resampled_and_normalised(nifti_ct, tmp_path):
