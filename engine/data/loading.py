@@ -13,14 +13,17 @@ Augmentations (``augment=True``; paper 4.5, all drawn from the given ``random.Ra
 - flip along one axis (D, H or W, uniform) with probability 0.5: 3D segmentation and detection (masks with it).
 
 Region captioning is never cropped or flipped (its box coordinates are in the instruction text), nor is a
-sample with box or mask targets cropped; 3D samples of text tasks are not augmented. Flips change geometry only:
-laterality words ("left", "right") in instructions and answers are not rewritten.
+sample with box or mask targets cropped; 3D samples of text tasks are not augmented. A sample that names a side
+("left", "right" in its instruction, answer or target labels, e.g. "left lung", "right kidney") is never flipped
+left-right, since the flipped target would sit on the other side than its name says: 2D such samples are not
+flipped, 3D ones are flipped along D or H only (W is the patient's right-left axis on the model grid).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +42,14 @@ FLIP_TASKS = frozenset({Task.SEGMENTATION, Task.DETECTION})
 CROP_SCALE = (0.5, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 FLIP_PROBABILITY = 0.5
+_SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def names_a_side(sample: Sample) -> bool:
+    """Whether the instruction, answer or a target label says "left" or "right" (a left-right flip would
+    mislabel its targets)."""
+    texts = [sample.instruction, sample.answer, *(b.label for b in sample.boxes), *(m.label for m in sample.masks)]
+    return any(_SIDE.search(text) for text in texts)
 
 
 @dataclass
@@ -115,7 +126,7 @@ def _load_2d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, 
     """``(N, 3, S, S)`` images and ``(1, S, S)`` masks; ``boxes`` are flipped in place with their image."""
     size = config.swin.image_size
     crop = rng is not None and task in CROP_TASKS and not sample.boxes and not sample.masks
-    flip = rng is not None and task in FLIP_TASKS
+    flip = rng is not None and task in FLIP_TASKS and not names_a_side(sample)
     images, masks = [], [None] * len(sample.masks)
     for index, ref in enumerate(sample.images):
         rgb = load_rgb(ref.path)
@@ -177,6 +188,7 @@ def _load_3d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, 
              boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``(N, 1, D, H, W)`` volumes and ``(1, D, H, W)`` masks on the model grid."""
     flip = rng is not None and task in FLIP_TASKS
+    axes = (1, 2) if names_a_side(sample) else (1, 2, 3)  # (1, D, H, W): W runs right to left (SAR)
     volumes, masks = [], [None] * len(sample.masks)
     for index, ref in enumerate(sample.images):
         volume = load_volume(ref.path)
@@ -185,7 +197,7 @@ def _load_3d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, 
         for k in own:
             masks[k] = prepare_mask_3d(sample.masks[k], tuple(volume.shape[1:]), config)
         if flip and rng.random() < FLIP_PROBABILITY:
-            axis = 1 + rng.randrange(3)
+            axis = rng.choice(axes)
             values = values.flip(axis)
             for k in own:
                 masks[k] = masks[k].flip(axis)

@@ -136,6 +136,24 @@ def test_3d_flip_keeps_the_mask_on_the_organ(shared_data):
     assert every.sum() > plain.masks_3d.sum()
 
 
+def test_samples_naming_a_side_are_never_flipped_left_right(derm_paths, shared_data):
+    lateral = replace(_lesion_sample(derm_paths), instruction=instruction(Task.DETECTION, target="left lesion"),
+                      answer="left lesion <DET>. The segmentation mask is <2DSEG>.")
+    plain, examples = _flipped_and_not(lateral)
+    assert all(torch.equal(e.pixel_values_2d, plain.pixel_values_2d) and torch.equal(e.masks_2d, plain.masks_2d)
+               and torch.equal(e.boxes, plain.boxes) for e in examples.values())
+    ct, seg = shared_data / "nifti" / "example_ct_sm.nii.gz", shared_data / "nifti" / "example_seg.nii.gz"
+    kidney = Sample("ct-2", "totalsegmentator", "segmentation", "ct", (ImageRef(str(ct), "ct"),),
+                    instruction(Task.SEGMENTATION, target="right kidney"),
+                    "The segmentation mask of right kidney is <3DSEG>.", masks=(MaskTarget(str(seg), "right kidney", value=2),))
+    plain, examples = _flipped_and_not(kidney, range(10))
+    values, axes = plain.pixel_values_3d[0, 0], set()
+    for example in examples.values():
+        v = example.pixel_values_3d[0, 0]
+        axes.update(a for a in range(3) if not torch.equal(v, values) and torch.equal(v, values.flip(a)))
+    assert axes and 2 not in axes  # D or H flips happen, never the right-left W axis
+
+
 def test_bad_inputs(derm_paths, tmp_path):
     sample = _lesion_sample(derm_paths)
     with pytest.raises(ValueError, match="needs a seeded random.Random"):
