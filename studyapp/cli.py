@@ -70,6 +70,12 @@ def _cmd_import_drafts(session, args):
                                        replace=args.replace))
 
 
+def _cmd_show_findings(session, args):
+    arm = studies.show_findings(session, studies.get_study(session, args.study), args.arm, shown=not args.off)
+    print(f"arm {arm.code!r}: readers {'see' if arm.shows_findings else 'do not see'} the drafts' findings on the image")
+    return 0
+
+
 def _cmd_set_template(session, args):
     text = Path(args.file).read_text(encoding="utf-8")
     return _print_import(drafts.set_template(session, studies.get_study(session, args.study), text))
@@ -243,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--replace", action="store_true", help="replace drafts no reader has opened")
     p.set_defaults(run=_cmd_import_drafts)
+
+    p = sub.add_parser("show-findings", help="readers of an arm see its drafts' boxes and masks on the image "
+                       "(\"model draft with findings\")")
+    p.add_argument("study")
+    p.add_argument("arm")
+    p.add_argument("--off", action="store_true", help="hide them again")
+    p.set_defaults(run=_cmd_show_findings)
 
     p = sub.add_parser("import-case-info", help="set indication, comparison, label, reference report per case "
                        "from CSV/JSONL (case_key + any of those columns)")

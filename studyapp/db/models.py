@@ -99,6 +99,8 @@ class Arm(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id", ondelete="CASCADE"))
     code: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(256), default="")
+    #: readers of this arm see its drafts' findings (boxes, masks) on the image ("model draft with findings")
+    shows_findings: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     study: Mapped[ReaderStudy] = relationship(back_populates="arms")
 
@@ -196,6 +198,28 @@ class Draft(Base):
 
     case: Mapped[Case] = relationship(back_populates="drafts")
     arm: Mapped[Arm] = relationship()
+    findings: Mapped[list[DraftFinding]] = relationship(
+        back_populates="draft", order_by="DraftFinding.position", cascade="all, delete-orphan")
+
+
+class DraftFinding(Base):
+    """A box (``<DET>``) or mask (``<2DSEG>``/``<3DSEG>``) of a model draft with the sentence that produced it.
+
+    ``geometry`` (JSON): a box ``{"sop_instance_uid", "frame", "xyxy"}`` (normalized xyxy on that frame); a mask
+    ``{"rows", "columns", "slices": [{"sop_instance_uid", "frame", "rle"}]}`` (``studyapp.services.findings``).
+    """
+
+    __tablename__ = "draft_findings"
+    __table_args__ = (UniqueConstraint("draft_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    sentence: Mapped[str] = mapped_column(Text)
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    draft: Mapped[Draft] = relationship(back_populates="findings")
 
 
 class Assignment(Base):

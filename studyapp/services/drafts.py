@@ -6,6 +6,8 @@ it, e.g. ``gpt-4o-2024-08-06``); the paper's arms are a normal template, a GPT-4
 
     case_key, arm, text, source   required
     is_sample                     optional: true/false, yes/no, 1/0 (empty = false); marks demo drafts
+    findings                      optional: the draft's boxes and masks with their sentences
+                                  (``studyapp.services.findings``; JSON text in CSV)
 
 Each bad row is reported with its line number and skipped; good rows still import. Re-importing an identical row
 changes nothing; a row that differs from a stored draft is a conflict unless ``replace=True`` and no reader has
@@ -26,10 +28,11 @@ from studyapp.db.models import (
     Assignment,
     Case,
     Draft,
+    DraftFinding,
     ReaderStudy,
     Report,
 )
-from studyapp.services import audit
+from studyapp.services import audit, findings
 from studyapp.services.errors import InvalidInput
 from studyapp.services.reading import MAX_REPORT_CHARS
 from studyapp.services.rowfiles import RowFileError, read_rows, unknown_key_message
@@ -177,7 +180,10 @@ def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft 
         is_sample = _BOOLEANS[is_sample.strip().lower()]
     else:
         return f"is_sample {is_sample!r} is not true/false"
-    return Draft(case_id=case.id, arm_id=arm.id, text=text, source=source, is_sample=is_sample)
+    parsed = findings.parse_findings(row.get("findings"), case)
+    if isinstance(parsed, str):
+        return parsed
+    return Draft(case_id=case.id, arm_id=arm.id, text=text, source=source, is_sample=is_sample, findings=parsed)
 
 
 def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) -> str | None:
@@ -190,6 +196,9 @@ def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) 
         return None
     fields = ("text", "source", "is_sample")
     differ = [f for f in fields if getattr(stored, f) != getattr(draft, f)]
+    new_findings = findings.as_rows(draft.findings) != findings.as_rows(stored.findings)
+    if new_findings:
+        differ.append("findings")
     if not differ:
         result.unchanged += 1
         return None
@@ -203,6 +212,12 @@ def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) 
         return f"cannot replace: readers already opened {read} report(s) on this draft"
     for f in fields:
         setattr(stored, f, getattr(draft, f))
+    if new_findings:  # old rows deleted first (unique positions); copies, as moving rows would pull in the draft
+        stored.findings.clear()
+        session.flush()
+        stored.findings = [DraftFinding(position=f.position, kind=f.kind, sentence=f.sentence, geometry=f.geometry)
+                           for f in draft.findings]
+        session.flush()
     result.replaced += 1
     return None
 

@@ -4,7 +4,7 @@ A case's images are grouped into stacks: one stack per DICOM series, whose slice
 in slice order, each frame of a multi-frame instance being one slice.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -22,11 +22,13 @@ class ImageStack:
         label: what the reader sees, e.g. "PA · CR · series 1".
         modality: DICOM Modality (0008,0060).
         slices: (file path, 0-based frame index) per slice, in display order.
+        images: (SOP Instance UID, 0-based frame index) per slice, in the same order.
     """
 
     label: str
     modality: str | None
     slices: list[tuple[str, int]]
+    images: list[tuple[str, int]] = field(default_factory=list)
 
 
 def may_view_case(session: Session, user: User, case_id: int) -> bool:
@@ -62,5 +64,6 @@ def case_stacks(session: Session, user: User, case_id: int) -> list[ImageStack]:
         views = sorted({i.view_position for i in series.instances if i.view_position})
         number = f"series {series.series_number}" if series.series_number is not None else ""
         parts = [" / ".join(views) or series.series_description or "image", series.modality or "", number]
-        stacks.append(ImageStack(" · ".join(p for p in parts if p), series.modality, slices))
+        uids = [(i.sop_instance_uid, f) for i in series.instances for f in range(i.number_of_frames or 1)]
+        stacks.append(ImageStack(" · ".join(p for p in parts if p), series.modality, slices, uids))
     return stacks

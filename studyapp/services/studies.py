@@ -4,6 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from studyapp.db.models import ARM_TEMPLATE, Arm, ReaderStudy
+from studyapp.services import audit
 from studyapp.services.errors import InvalidInput, NotFound
 
 #: The three starting conditions of the paper's user study (section 2.4): code -> coordinator-facing label.
@@ -65,3 +66,20 @@ def get_study(session: Session, name: str) -> ReaderStudy:
 def list_studies(session: Session) -> list[ReaderStudy]:
     """All studies, oldest first."""
     return list(session.scalars(select(ReaderStudy).order_by(ReaderStudy.id)))
+
+
+def show_findings(session: Session, study: ReaderStudy, arm_code: str, shown: bool = True) -> Arm:
+    """Make ``arm_code`` a "model draft with findings" arm (its readers see the drafts' boxes and masks on the
+    image, ``studyapp.services.findings``), or a plain one with ``shown=False``. Does not commit.
+
+    Raises:
+        NotFound: the study has no such arm.
+    """
+    arm = session.scalar(select(Arm).where(Arm.study_id == study.id, Arm.code == arm_code))
+    if arm is None:
+        codes = ", ".join(a.code for a in study.arms)
+        raise NotFound(f"study {study.name!r} has no arm {arm_code!r}; its arms are {codes}")
+    arm.shows_findings = shown
+    session.flush()
+    audit.record(session, "arm_findings_shown" if shown else "arm_findings_hidden", study_id=study.id, arm=arm.code)
+    return arm

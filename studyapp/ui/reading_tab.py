@@ -59,7 +59,7 @@ class ReadingTab:
                 self.context = gr.Markdown(elem_id="clinical-context")
                 gr.HTML('<div class="case-timer-box">Active time <span id="case-timer" data-seconds="0">00:00</span></div>')
             with gr.Column(scale=5):
-                self.viewer = Viewer(ctx)
+                self.viewer = Viewer(ctx, with_findings=True)
             with gr.Column(scale=4):
                 self.editor = gr.Textbox(label="Report", lines=14, max_lines=14, interactive=False, elem_id="report-editor")
                 self.save_status = gr.Markdown(elem_id="save-status")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 from studyapp.dicom import browser, display
-from studyapp.services import images
+from studyapp.services import findings, images
 from studyapp.services.errors import StudyError
 from studyapp.ui.context import UIContext, shows_errors, signed_in_user, user_action
 
@@ -43,14 +43,17 @@ class Viewer:
     """Viewer components, built inside the caller's Blocks layout, and their event wiring.
 
     ``case_id`` is a ``gr.State`` holding the id of the case on screen; ``open_outputs`` and :meth:`open`
-    let a tab show a case as part of its own handler's return value.
+    let a tab show a case as part of its own handler's return value. With ``with_findings=True`` (the reading screen)
+    the browser viewer also gets the findings the reader's arm shows (``findings.shown_findings``); no other
+    viewer ever sends findings.
 
     The last view of each case (series, slice, preset, window, zoom) is kept per user in this process, so a reader
     who returns to a case finds it as left (not kept across server restarts).
     """
 
-    def __init__(self, ctx: UIContext):
+    def __init__(self, ctx: UIContext, with_findings: bool = False):
         self.ctx = ctx
+        self.with_findings = with_findings
         self._last_view: dict[tuple[int, int], dict] = {}  # (user id, case id) -> view
         self.case_id = gr.State(None)
         with gr.Column():
@@ -121,6 +124,8 @@ class Viewer:
         stacks = images.case_stacks(session, user, case_id)
         manifest = {"case": case_id, "stacks": [{"label": s.label, "modality": s.modality, "slices": len(s.slices)}
                                                 for s in stacks]}
+        if self.with_findings:
+            manifest["findings"] = findings.shown_findings(session, user, case_id)
         view = self._last_view.get((user.id, case_id), {})
         index = view.get("stack", 0) if view.get("stack", 0) < len(stacks) else 0
         updates = {self.case_id: case_id, self.zoom: view.get("zoom", 1), self.client: json.dumps(manifest),

@@ -4,14 +4,18 @@
 // studyapp.dicom.display (PS3.3 C.11.2 VOI LUT Functions, MONOCHROME1 / INVERSE after the VOI).
 // Mouse: left-drag window/level (right = wider, down = higher center), wheel slice, right/middle-drag pan,
 // ctrl-wheel zoom, double-click fit. Keys (viewer focused): 1-5 presets, I invert, R reset, arrows slice,
-// M ruler. Ruler tool: left-drag measures in mm from the spacing the server names, else in pixels.
+// M ruler, F findings. Ruler tool: left-drag measures in mm from the spacing the server names, else in pixels.
+// Findings (props.value.findings, only sent to readers of an arm that shows them): boxes and masks drawn over
+// the image, listed by their sentence; clicking a sentence shows its image and highlights its box or mask.
 const root = element.querySelector(".sv-root");
 root.innerHTML = `<div class="sv-bar"><select class="sv-series" aria-label="Series"></select>
   <span class="sv-presets"></span><button class="sv-invert" aria-pressed="false" title="I">Invert</button>
   <button class="sv-ruler" aria-pressed="false" title="M">Ruler</button><button class="sv-reset" title="R">Reset</button>
+  <button class="sv-show-findings" aria-pressed="true" title="F" hidden>Findings</button>
   <span class="sv-help">drag W/L · wheel slice · right-drag pan · ctrl-wheel zoom · dbl-click fit</span></div>
   <div class="sv-stage"><canvas class="sv-canvas"></canvas><canvas class="sv-overlay"></canvas><div class="sv-info"></div>
-  <div class="sv-message" role="status"></div></div>`;
+  <div class="sv-message" role="status"></div><div class="sv-notice" role="status"></div></div>
+  <ol class="sv-findings" hidden></ol>`;
 const $ = (selector) => root.querySelector(selector);
 let canvas = $(".sv-canvas"); // the image (WebGL2, else canvas 2D)
 const overlay = $(".sv-overlay"); // ruler and text on top; takes the pointer
@@ -33,7 +37,7 @@ if (!renderer) {
   rendererNote += "drawing with canvas 2D (slower window/level)";
 }
 
-const state = { manifest: { case: null, stacks: [] }, stack: 0, slice: 0, frame: null, window: null, invert: false,
+const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: null, showFindings: true, stack: 0, slice: 0, frame: null, window: null, invert: false,
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
 const views = new Map(); // case id -> the view the reader left it at (this page only)
@@ -134,7 +138,94 @@ function rulerText() {
   return `${mm.toFixed(1)} mm (${spacing.source})`;
 }
 
-function composite() { // the frame on screen, then the ruler
+const FINDING_COLOUR = "#22c55e";
+const HIGHLIGHT_COLOUR = "#f43f5e";
+const maskCanvases = new Map(); // "finding:slice index" -> canvas with the mask in colour
+
+function maskCanvas(index, item, colour) {
+  const key = `${index}:${item.stack}:${item.slice}:${colour}`;
+  if (!maskCanvases.has(key)) {
+    const finding = state.manifest.findings[index];
+    const c = document.createElement("canvas");
+    c.width = finding.columns;
+    c.height = finding.rows;
+    const g = c.getContext("2d");
+    const data = g.createImageData(finding.columns, finding.rows);
+    const pixels = new Uint32Array(data.data.buffer);
+    const r = parseInt(colour.slice(1, 3), 16), gr = parseInt(colour.slice(3, 5), 16), b = parseInt(colour.slice(5, 7), 16);
+    const on = (0xff << 24) | (b << 16) | (gr << 8) | r;
+    let p = 0;
+    item.rle.forEach((run, i) => {
+      if (i % 2 === 1) pixels.fill(on, p, p + run);
+      p += run;
+    });
+    g.putImageData(data, 0, 0);
+    maskCanvases.set(key, c);
+  }
+  return maskCanvases.get(key);
+}
+
+// Findings on the image on screen, with the problems that keep some from being drawn.
+function drawFindings(s, ox, oy) {
+  const problems = [];
+  const frame = state.frame;
+  (state.manifest.findings || []).forEach((finding, index) => {
+    const colour = index === state.highlight ? HIGHLIGHT_COLOUR : FINDING_COLOUR;
+    if (finding.kind === "box") {
+      if (finding.stack !== state.stack || finding.slice !== state.slice) return;
+      const [x0, y0, x1, y1] = finding.xyxy;
+      context.strokeStyle = colour;
+      context.lineWidth = (index === state.highlight ? 3 : 2) * devicePixelRatio;
+      context.strokeRect(x0 * frame.columns * s + ox, y0 * frame.rows * s + oy,
+        (x1 - x0) * frame.columns * s, (y1 - y0) * frame.rows * s);
+      return;
+    }
+    const item = finding.slices.find((m) => m.stack === state.stack && m.slice === state.slice);
+    if (!item) return;
+    if (finding.rows !== frame.rows || finding.columns !== frame.columns) {
+      problems.push(`Finding ${index + 1}: its mask grid (${finding.columns} x ${finding.rows}) does not match ` +
+        `the image (${frame.columns} x ${frame.rows}); not drawn.`);
+      return;
+    }
+    context.save();
+    context.globalAlpha = index === state.highlight ? 0.55 : 0.3;
+    context.imageSmoothingEnabled = false;
+    context.setTransform(s, 0, 0, s, ox, oy);
+    context.drawImage(maskCanvas(index, item, colour), 0, 0);
+    context.restore();
+  });
+  $(".sv-notice").textContent = problems.join(" ");
+}
+
+function showFindingList() {
+  const list = $(".sv-findings");
+  const items = state.manifest.findings || [];
+  list.textContent = "";
+  list.hidden = items.length === 0;
+  $(".sv-show-findings").hidden = items.length === 0;
+  items.forEach((finding, index) => {
+    const entry = document.createElement("li");
+    const button = document.createElement("button");
+    button.className = "sv-finding";
+    button.textContent = finding.sentence;
+    button.title = finding.kind === "box" ? "box" : "mask";
+    button.addEventListener("click", () => highlight(index));
+    entry.appendChild(button);
+    list.appendChild(entry);
+  });
+}
+
+function highlight(index) {
+  const finding = state.manifest.findings[index];
+  state.highlight = index;
+  state.showFindings = true;
+  const at = finding.kind === "box" ? finding : finding.slices[0];
+  $(".sv-findings").querySelectorAll(".sv-finding").forEach((b, i) => b.setAttribute("aria-current", String(i === index)));
+  if (at.stack !== state.stack || at.slice !== state.slice) showSlice(at.stack, at.slice);
+  else schedule(false);
+}
+
+function composite() { // the frame on screen, then the findings and the ruler
   const box = overlay.getBoundingClientRect();
   const width = Math.max(1, Math.round(box.width * devicePixelRatio));
   const height = Math.max(1, Math.round(box.height * devicePixelRatio));
@@ -143,6 +234,8 @@ function composite() { // the frame on screen, then the ruler
   if (!state.frame) { renderer.clear(); return; }
   const { s, ox, oy } = transform();
   renderer.draw(s, ox, oy, state.invert);
+  if (state.showFindings) drawFindings(s, ox, oy);
+  else $(".sv-notice").textContent = "";
   if (state.ruler) {
     const r = state.ruler;
     context.strokeStyle = "#facc15";
@@ -179,6 +272,8 @@ function showInfo() {
   root.dataset.width = current ? String(current[1]) : "";
   $(".sv-invert").setAttribute("aria-pressed", String(state.invert));
   $(".sv-ruler").setAttribute("aria-pressed", String(state.rulerMode));
+  $(".sv-show-findings").setAttribute("aria-pressed", String(state.showFindings));
+  root.dataset.highlight = state.highlight === null ? "" : String(state.highlight);
 }
 
 function draw(repaint) {
@@ -304,7 +399,11 @@ function load(manifestText) {
     const { stack, slice, window, invert, zoom, panX, panY } = state;
     views.set(state.manifest.case, { stack, slice, window, invert, zoom, panX, panY });
   }
-  state.manifest = { case: manifest.case ?? null, stacks: manifest.stacks || [] };
+  state.manifest = { case: manifest.case ?? null, stacks: manifest.stacks || [], findings: manifest.findings || [] };
+  maskCanvases.clear();
+  state.highlight = null;
+  state.showFindings = true;
+  showFindingList();
   frames.clear();
   Object.assign(state, { frame: null, window: null, invert: false, zoom: 1, panX: 0, panY: 0, ruler: null,
     error: "", status: "empty" });
@@ -397,6 +496,7 @@ root.addEventListener("keydown", (event) => {
   } else if (key === "i" || key === "I") { state.invert = !state.invert; schedule(true); }
   else if (key === "r" || key === "R") reset();
   else if (key === "m" || key === "M") { state.rulerMode = !state.rulerMode; showInfo(); }
+  else if (key === "f" || key === "F") { state.showFindings = !state.showFindings; schedule(false); }
   else if (key === "ArrowUp" || key === "ArrowLeft") showSlice(state.stack, state.slice - 1);
   else if (key === "ArrowDown" || key === "ArrowRight") showSlice(state.stack, state.slice + 1);
   else return;
@@ -410,6 +510,7 @@ $(".sv-series").addEventListener("change", (event) => {
 $(".sv-invert").addEventListener("click", () => { state.invert = !state.invert; schedule(true); });
 $(".sv-ruler").addEventListener("click", () => { state.rulerMode = !state.rulerMode; showInfo(); });
 $(".sv-reset").addEventListener("click", reset);
+$(".sv-show-findings").addEventListener("click", () => { state.showFindings = !state.showFindings; schedule(false); });
 new ResizeObserver(() => schedule(false)).observe($(".sv-stage"));
 
 if (!renderer || !context) {
@@ -418,6 +519,8 @@ if (!renderer || !context) {
   // for tests and bench/viewer.py: state, timings and the full-resolution grey values
   root.studyViewer = {
     state, stats, renderer: renderer.kind,
+    transform: () => (state.frame ? transform() : null),
+    overlayPixel(x, y) { return Array.from(context.getImageData(Math.round(x), Math.round(y), 1, 1).data); },
     greys(step = 1) {
       const { width, height, data } = renderer.greys(step, state.invert);
       const out = [];
