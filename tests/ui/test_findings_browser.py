@@ -8,8 +8,9 @@ import numpy as np
 
 from studyapp import demo
 from studyapp.config import Settings
-from studyapp.db.models import Case
+from studyapp.db.models import Assignment, Case, User
 from studyapp.services import drafts, findings, studies
+from studyapp.services.reading import case_label
 from tests.browser import sign_in
 
 VIEWER = ".sv-root:visible"
@@ -55,6 +56,15 @@ def _passwords(tmp_path):
     return {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
 
 
+def _open(page, app, reader, case_key):
+    """Click the reader's (neutral) worklist label of ``case_key``."""
+    with app.sessions() as session:
+        assignment = (session.query(Assignment).join(Case).join(User, Assignment.reader_id == User.id)
+                      .filter(Case.case_key == case_key, User.username == reader).one())
+        label = case_label(assignment.position, assignment.case)
+    page.locator("#worklist label", has_text=label).click()
+
+
 def _canvas_point(page, x, y):
     """Overlay-canvas pixel of image point (x, y)."""
     t = page.locator(VIEWER).evaluate("(r) => r.studyViewer.transform()")
@@ -69,7 +79,7 @@ def test_box_at_its_pixels_highlight_and_off_grid_message(serve_app, browser, tm
     app = serve_app(_fill(tmp_path))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     sign_in(page, app.url, "reader2", _passwords(tmp_path)["reader2"])  # reads DEMO-2 under the model arm
-    page.locator("#worklist label", has_text="DEMO-2 (CR)").click()
+    _open(page, app, "reader2", "DEMO-2 (CR)")
     page.wait_for_selector(f'{VIEWER}[data-status="ready"]', timeout=30_000)
     sentences = page.locator(f"{VIEWER} .sv-finding")
     assert sentences.all_inner_texts() == [BOX, OFF_GRID]
@@ -98,7 +108,7 @@ def test_ct_mask_on_its_slice(serve_app, browser, tmp_path):
     app = serve_app(_fill(tmp_path))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     sign_in(page, app.url, "reader1", _passwords(tmp_path)["reader1"])  # reads DEMO-4 under the model arm
-    page.locator("#worklist label", has_text="DEMO-4 (CT)").click()
+    _open(page, app, "reader1", "DEMO-4 (CT)")
     page.wait_for_selector(f'{VIEWER}[data-status="ready"][data-slice="11"]', timeout=30_000)
     centre = _canvas_point(page, 200, 250)
     assert _overlay(page, *centre)[3] == 0  # the mask is on slice 14
@@ -119,7 +129,7 @@ def test_readers_of_other_arms_receive_no_findings(serve_app, browser, tmp_path)
         mark = app.sent.mark()
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         sign_in(page, app.url, reader, passwords[reader])
-        page.locator("#worklist label", has_text="DEMO-2 (CR)").click()
+        _open(page, app, reader, "DEMO-2 (CR)")
         page.wait_for_selector(f'{VIEWER}[data-status="ready"]', timeout=30_000)
         page.wait_for_timeout(300)
         sent = app.sent.text_since(mark)
