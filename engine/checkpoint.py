@@ -24,6 +24,7 @@ import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
 from engine.configuration import ADDED_TOKENS, MedVersaConfig
 from engine.modeling import MedVersaModel, attach_lora
@@ -174,7 +175,7 @@ def load_module_weights(model: MedVersaModel, path: str | Path) -> None:
 #: layout: the 2D UNet is a ``segmentation_models_pytorch`` ``Unet`` (torchvision ResNet-18 encoder names, decoder
 #: ``blocks.{i}.conv{1,2}.{0: conv, 1: norm}``, ``segmentation_head.0``), which our
 #: :class:`engine.heads.SegmentationHead2D` mirrors name for name. Targets are ``adapter:``/``llm:`` keys, module keys,
-#: or ``derived:NAME`` for buffers our LM recomputes from its config (:data:`DERIVED_BUFFERS`): those are checked
+#: or ``derived:NAME`` for buffers our model recomputes from its config (:data:`DERIVED_BUFFERS`): those are checked
 #: against the recomputed value and dropped. Any key that matches no rule, and any key of ours that receives
 #: nothing, is reported and conversion stops.
 _LLM = r"llama_model\.base_model\.model\."
@@ -184,6 +185,8 @@ RELEASED_RULES: tuple[tuple[str, str], ...] = (
     (_LLM + r"(model\.layers\.\d+\.self_attn\.[qv]_proj)\.(lora_[AB])\.weight$", r"adapter:\1.\2.weight"),
     (_LLM + r"lm_head\.0\.weight$", r"llm:lm_head.weight"),
     (_LLM + r"(model\..+)$", r"llm:\1"),
+    # 2023 transformers' Swin kept each block's relative position index as a persistent buffer
+    (r"visual_encoder\..+\.relative_position_index$", r"derived:swin_relative_position_index"),
     (r"visual_encoder\.(.+)$", r"backbone.encoder_2d.swin.\1"),
     (r"llama_proj_2d\.0\.(weight|bias)$", r"backbone.adapter_2d.norm.\1"),
     (r"llama_proj_2d\.1\.(weight|bias)$", r"backbone.adapter_2d.proj.\1"),
@@ -198,19 +201,38 @@ RELEASED_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
+SWIN_PREFIX = "backbone.encoder_2d.swin."
+
+
+def current_swin_name(key: str) -> str:
+    """A ``SwinModel`` parameter name as the installed ``transformers`` calls it: names of earlier versions
+    (``attention.self.query``, ``intermediate.dense``, ...) are renamed with ``transformers``' own checkpoint
+    conversion mapping for Swin; current names are returned unchanged."""
+    for renaming in get_checkpoint_conversion_mapping("swin"):
+        key, _ = renaming.rename_source_key(key)
+    return key
+
+
 def derived_buffers(model: MedVersaModel) -> dict[str, torch.Tensor]:
     """Values of the ``derived:`` targets of :data:`RELEASED_RULES`, recomputed in float32 from the base LM's
     config: ``rotary_inv_freq`` ``(head_dim / 2,)`` = ``1 / theta ** (2i / head_dim)`` for the configured rope
-    type and theta (the LM's own rotary-embedding class, so scaling variants are included)."""
+    type and theta (the LM's own rotary-embedding class, so scaling variants are included), and
+    ``swin_relative_position_index`` ``(window**2, window**2)`` long, as the 2D encoder's Swin computes it."""
     base = model.backbone.llm.get_base_model()
     rotary = type(base.model.rotary_emb)(config=base.config)
-    return {"rotary_inv_freq": rotary.inv_freq.float()}
+    area = model.config.swin.window_size ** 2  # one window size: the same index in every block
+    swin_index = next(b for n, b in model.backbone.encoder_2d.swin.named_buffers()
+                      if n.endswith("relative_position_index")).reshape(area, area)
+    return {"rotary_inv_freq": rotary.inv_freq.float(), "swin_relative_position_index": swin_index}
 
 
 def _same_value(given: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Equal up to two units in the last place of ``given``'s dtype (the released file may be bf16/fp16)."""
-    if given.shape != expected.shape or not given.is_floating_point():
+    """Equal up to two units in the last place of ``given``'s dtype (the released file may be bf16/fp16); integer
+    tensors exactly."""
+    if given.shape != expected.shape:
         return False
+    if not given.is_floating_point():
+        return not expected.is_floating_point() and torch.equal(given, expected.to(given.dtype))
     tolerance = 2 * torch.finfo(given.dtype).eps
     return torch.allclose(given.float(), expected.to(given.dtype).float(), rtol=tolerance, atol=0.0)
 
@@ -226,7 +248,8 @@ class ConversionReport:
         unmatched: released keys that match no rule.
         unused: our keys (modules and adapter) that received no released weight.
         shape_mismatches: ``our key -> (released shape, expected shape)``.
-        derived: released keys that our LM recomputes from its config (rotary inverse frequencies), checked
+        derived: released keys that our model recomputes from its config (rotary inverse frequencies, Swin
+            relative position indices), checked
             equal to the recomputed value and dropped.
         derived_mismatches: ``released key -> problem`` for derived keys whose value or shape differs.
     """
@@ -249,7 +272,7 @@ class ConversionReport:
         lines = [f"{len(self.unmatched)} released key(s) match no rule: {self.unmatched[:10]}",
                  f"{len(self.unused)} model key(s) received no weight: {self.unused[:10]}",
                  f"{len(self.shape_mismatches)} shape mismatch(es): {dict(list(self.shape_mismatches.items())[:5])}",
-                 f"{len(self.derived_mismatches)} derived value(s) differ from the LM config: "
+                 f"{len(self.derived_mismatches)} derived value(s) differ from the model config: "
                  f"{dict(list(self.derived_mismatches.items())[:5])}"]
         return "\n".join(lines)
 
@@ -276,6 +299,8 @@ def map_released_state_dict(released: dict[str, torch.Tensor], model: MedVersaMo
             report.unmatched.append(key)
             continue
         kind, _, name = target.partition(":") if ":" in target else ("modules", "", target)
+        if name.startswith(SWIN_PREFIX):
+            name = SWIN_PREFIX + current_swin_name(name[len(SWIN_PREFIX):])
         if kind == "derived":
             expected_value = derived[name]
             if _same_value(tensor, expected_value):

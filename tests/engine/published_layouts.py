@@ -1,6 +1,8 @@
 """Parameter layouts of published weight files, written from their descriptions (papers, library conventions),
 independently of the engine's modules, so that loading them tests the engine's layout rather than itself."""
 
+import torch
+
 from engine.configuration import SwinSettings
 
 
@@ -84,3 +86,11 @@ def smp_unet_2d_layout(decoder_channels, prefix="model_seg_2d."):
     shapes.update({f"{prefix}segmentation_head.0.weight": (1, decoder_channels[-1], 3, 3),
                    f"{prefix}segmentation_head.0.bias": (1,)})
     return shapes
+
+
+def swin_relative_position_index(window: int):
+    """``(window**2, window**2)`` long: for each pair of positions in a window, the row of the relative position
+    bias table, ``(dy + window - 1) * (2 * window - 1) + (dx + window - 1)`` (Liu et al. 2021, section 3.2)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return relative[..., 0] * (2 * window - 1) + relative[..., 1]

@@ -19,7 +19,7 @@ from engine.configuration import DET_TOKEN, MedVersaConfig
 from engine.modeling import MedVersaInputs
 from engine.processing import build_prompt, encode_prompt, pad_sequences
 from engine.tiny import train_tokenizer
-from tests.engine.published_layouts import smp_unet_2d_layout
+from tests.engine.published_layouts import hub_swin_layout, smp_unet_2d_layout, swin_relative_position_index
 
 
 def _inputs(model, tokenizer):
@@ -92,17 +92,17 @@ def test_missing_parts_and_wrong_tokenizer_are_refused(tiny_checkpoint, tmp_path
         load_checkpoint(target)
 
 
-# Released layout, written independently of the converter's rules (engine-notes.md key groups); the 2D UNet from
-# the segmentation_models_pytorch layout description (tests/engine/published_layouts.py), not from our modules.
+# Released layout, written independently of the converter's rules (engine-notes.md key groups); the 2D encoder
+# (a 2023 transformers SwinModel) and the 2D UNet (segmentation_models_pytorch) from their layout descriptions
+# (tests/engine/published_layouts.py), not from our modules.
 _RELEASED_PREFIXES = [
-    ("backbone.encoder_2d.swin.", "visual_encoder."),
     ("backbone.adapter_2d.norm.", "llama_proj_2d.0."), ("backbone.adapter_2d.proj.", "llama_proj_2d.1."),
     ("backbone.adapter_3d.norm.", "llama_proj_3d.0."), ("backbone.adapter_3d.proj.", "llama_proj_3d.1."),
     ("detection_head.mlp.", "text_det."),
     ("seg2d_head.prompt.", "text2seg_2d."), ("seg3d_head.prompt.", "text2seg_3d."),
     ("backbone.encoder_3d.", "model_seg_3d.encoder."), ("seg3d_head.", "model_seg_3d.decoder."),
 ]
-_UNET_2D = ("seg2d_head.encoder.", "seg2d_head.bottleneck_norm.", "seg2d_head.decoder.", "seg2d_head.segmentation_head.")
+_FROM_LAYOUTS = ("backbone.encoder_2d.", "seg2d_head.encoder.", "seg2d_head.bottleneck_norm.", "seg2d_head.decoder.", "seg2d_head.segmentation_head.")
 
 
 def _released_name(key):
@@ -115,9 +115,14 @@ def _released_name(key):
 def _synthetic_released(model):
     torch.manual_seed(3)
     released = {_released_name(k): torch.randn_like(v.float()) for k, v in module_state_dict(model).items()
-                if not k.startswith(_UNET_2D)}
+                if not k.startswith(_FROM_LAYOUTS)}
     released.update({k: torch.randn(shape) for k, shape in
                      smp_unet_2d_layout(model.config.seg2d.decoder_channels).items()})
+    for key, shape in hub_swin_layout(model.config.swin).items():
+        if key.startswith("swin."):
+            released["visual_encoder." + key[len("swin."):]] = (
+                swin_relative_position_index(model.config.swin.window_size)
+                if key.endswith("relative_position_index") else torch.randn(shape))
     plain = AutoModelForCausalLM.from_config(model.backbone.llm.get_base_model().config)
     for key, value in plain.state_dict().items():
         name = "lm_head.0.weight" if key == "lm_head.weight" else key
@@ -143,6 +148,12 @@ def test_converter_maps_released_layout_and_refuses_mismatches(tiny_checkpoint, 
     for key in ("decoder.blocks.1.conv2.1.weight", "decoder.blocks.0.conv1.0.weight", "encoder.layer2.0.downsample.0.weight",
                 "encoder.layer4.1.bn2.bias", "segmentation_head.0.bias", "bottleneck_norm.weight"):
         torch.testing.assert_close(state[f"seg2d_head.{key}"], released[f"model_seg_2d.{key}"])
+    # 2023 Swin names are renamed to the installed transformers' ones; the position indices are checked and dropped
+    torch.testing.assert_close(state["backbone.encoder_2d.swin.encoder.layers.1.blocks.0.attention.q_proj.weight"],
+                               released["visual_encoder.encoder.layers.1.blocks.0.attention.self.query.weight"])
+    torch.testing.assert_close(state["backbone.encoder_2d.swin.encoder.layers.0.blocks.0.mlp.fc2.bias"],
+                               released["visual_encoder.encoder.layers.0.blocks.0.output.dense.bias"])
+    assert "visual_encoder.encoder.layers.0.blocks.0.attention.self.relative_position_index" in report.derived
     lora_b = "backbone.llm.base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight"
     torch.testing.assert_close(state[lora_b],
                                released["llama_model.base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"])
@@ -233,7 +244,7 @@ def test_converter_checks_and_drops_2023_rotary_buffers(tiny_checkpoint, tmp_pat
     released[key.format(0)] = _inv_freq(10000.0, head_dim)
     released[key.format(1)] = _inv_freq(10000.0, head_dim, torch.bfloat16)  # a bf16 state dict
     report = convert_released(dict(released), model, tokenizer, tmp_path / "converted")
-    assert report.ok and sorted(report.derived) == [key.format(0), key.format(1)]
+    assert report.ok and sorted(k for k in report.derived if "inv_freq" in k) == [key.format(0), key.format(1)]
     assert not any("inv_freq" in k for k in report.llm)
     converted, _ = load_checkpoint(tmp_path / "converted")  # strict LM load: nothing extra was written
     torch.testing.assert_close(converted.backbone.llm.get_base_model().model.rotary_emb.inv_freq,
@@ -244,6 +255,10 @@ def test_converter_checks_and_drops_2023_rotary_buffers(tiny_checkpoint, tmp_pat
     with pytest.raises(CheckpointError, match=r"1 derived value\(s\) differ.*layers\.1\.self_attn\.rotary_emb"):
         convert_released(dict(released), fresh, tokenizer, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
+    index = "visual_encoder.encoder.layers.1.blocks.0.attention.self.relative_position_index"
+    released[index] = released[index].flip(0)  # a Swin built for another window layout
+    with pytest.raises(CheckpointError, match=r"2 derived value\(s\) differ.*layers\.1\.blocks\.0\.attention"):
+        convert_released(dict(released), fresh, tokenizer, tmp_path / "refused")
     released[key.format(1)] = _inv_freq(10000.0, head_dim + 2)
     with pytest.raises(CheckpointError, match=r"derived value.*\(5,\)"):
         convert_released(released, fresh, tokenizer, tmp_path / "refused")
