@@ -3,7 +3,9 @@
 ``python -m engine.drafts --checkpoint DIR --database URL --study NAME --arm model --out drafts.jsonl``
 
 Each line is ``{"case_key", "arm", "text": "FINDINGS: ... IMPRESSION: ...", "source"}``, the format that
-:func:`studyapp.services.drafts.import_drafts` reads. The findings and the impression are generated with the
+:func:`studyapp.services.drafts.import_drafts` reads, with ``"findings"`` when the answer grounds sentences: each
+``<DET>`` box and ``<2DSEG>``/``<3DSEG>`` mask with the sentence that produced it, on the SOP Instances of the
+case (``studyapp.services.findings``; a 3D mask is sampled on each slice of its series). The findings and the impression are generated with the
 first instruction of their Table 5 templates (paper section 4.4: sections are generated separately), with the
 case's clinical context. Cases whose ``case_key`` is already in the output are skipped, so an interrupted run
 resumes where it stopped. Runs on CPU, one GPU, or several processes with
@@ -21,16 +23,17 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
 import torch
 from safetensors import SafetensorError
 from sqlalchemy import select
 from tqdm import tqdm
 
 from engine.configuration import MedVersaConfig
-from engine.inference import MedVersa, Request
+from engine.inference import GenerationResult, MedVersa, Request
 from engine.processing import Task, format_context, instruction
 
 DICOM_3D_MODALITIES = {"CT"}
@@ -38,11 +41,13 @@ DICOM_3D_MODALITIES = {"CT"}
 
 @dataclass
 class CaseInput:
-    """What the model reads for one case: image paths (2D files, or series folders for CT) and context."""
+    """What the model reads for one case: image paths (2D files, or series folders for CT) and context;
+    ``sources[i]``: the (SOP Instance UID, file) of image i (one for a 2D file, the series' slices for CT)."""
 
     case_key: str
     images: list[Path]
     context: str | None
+    sources: list[list[tuple[str, Path]]] = field(default_factory=list)
 
 
 def load_cases(session_factory, study_name: str, max_images: int, arm: str | None = None) -> list[CaseInput]:
@@ -67,17 +72,20 @@ def load_cases(session_factory, study_name: str, max_images: int, arm: str | Non
         cases = []
         for case in study.cases:
             images: list[Path] = []
+            sources: list[list[tuple[str, Path]]] = []
             for series in case.series:
                 if not series.instances:
                     continue
                 if (series.modality or "").upper() in DICOM_3D_MODALITIES:
                     images.append(Path(series.instances[0].file_path).parent)
+                    sources.append([(i.sop_instance_uid, Path(i.file_path)) for i in series.instances])
                 else:
                     images.extend(Path(i.file_path) for i in series.instances)
+                    sources.extend([(i.sop_instance_uid, Path(i.file_path))] for i in series.instances)
             if not images:
                 raise ValueError(f"case {case.case_key!r} of study {study_name!r} has no image files")
             context = format_context(case.patient_age, case.patient_sex, case.indication, case.comparison)
-            cases.append(CaseInput(case.case_key, images[:max_images], context))
+            cases.append(CaseInput(case.case_key, images[:max_images], context, sources[:max_images]))
     return cases
 
 
@@ -120,16 +128,51 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def draft_texts(model: MedVersa, cases: Sequence[CaseInput], **generation) -> list[str]:
-    """``"FINDINGS: ... IMPRESSION: ..."`` for each case, generated in one batch per section."""
-    sections = {}
+def case_findings(result: GenerationResult, case: CaseInput) -> list[dict]:
+    """The boxes and masks of one answer as drafts-file findings (``studyapp.services.findings``), each with the
+    sentence that produced it (the text before its task token, ``Box.label``/``Mask2D.label``/``Mask3D.label``).
+
+    Boxes and 2D masks lie on the first frame of the instance of their ``<img{i}>``; a 3D mask is sampled on the
+    pixel grid of every slice of its series (``Mask3D.frames_for``) and keeps the slices it covers.
+    """
+    from studyapp.services.findings import encode_rle
+
+    out = []
+    for box in result.boxes:
+        uid = case.sources[box.image_index][0][0]
+        out.append({"type": "box", "sentence": box.label, "sop_instance_uid": uid, "frame": 0,
+                    "xyxy": [round(float(v), 6) for v in box.xyxy]})
+    for mask in result.masks_2d:
+        uid = case.sources[mask.image_index][0][0]
+        rows, columns = mask.mask.shape
+        out.append({"type": "mask", "sentence": mask.label, "rows": rows, "columns": columns,
+                    "slices": [{"sop_instance_uid": uid, "frame": 0, "rle": encode_rle(mask.mask)}]})
+    for mask in result.masks_3d:
+        series = case.sources[mask.image_index]
+        frames = mask.frames_for([pydicom.dcmread(path, stop_before_pixels=True) for _, path in series])
+        slices = [{"sop_instance_uid": uid, "frame": 0, "rle": encode_rle(frame)}
+                  for (uid, _), frame in zip(series, frames) if frame.any()]
+        if slices:
+            out.append({"type": "mask", "sentence": mask.label, "rows": int(frames.shape[1]),
+                        "columns": int(frames.shape[2]), "slices": slices})
+    return out
+
+
+def draft_texts(model: MedVersa, cases: Sequence[CaseInput], **generation) -> list[tuple[str, list[dict]]]:
+    """``("FINDINGS: ... IMPRESSION: ...", findings)`` for each case, generated in one batch per section; the
+    findings of both sections (:func:`case_findings`)."""
+    texts, grounded = {}, [[] for _ in cases]
     for task in (Task.FINDINGS, Task.IMPRESSION):
         requests = []
         for case in cases:
             ids = "".join(f"<img{i}>" for i in range(len(case.images)))
             requests.append(Request(case.images, instruction(task, image=ids, index=0), case.context))
-        sections[task] = [r.text for r in model.generate_batch(requests, **generation)]
-    return [f"FINDINGS: {f} IMPRESSION: {i}" for f, i in zip(sections[Task.FINDINGS], sections[Task.IMPRESSION])]
+        results = model.generate_batch(requests, **generation)
+        texts[task] = [r.text for r in results]
+        for n, (case, result) in enumerate(zip(cases, results)):
+            grounded[n].extend(case_findings(result, case))
+    return [(f"FINDINGS: {f} IMPRESSION: {i}", found)
+            for f, i, found in zip(texts[Task.FINDINGS], texts[Task.IMPRESSION], grounded)]
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -149,8 +192,11 @@ def write_drafts(model: MedVersa, cases: Sequence[CaseInput], out: Path, arm: st
     written = 0
     with out.open("a") as handle, tqdm(total=len(cases), desc="drafts", unit="case", disable=not progress) as bar:
         for batch in _chunks(cases, batch_size):
-            for case, text in zip(batch, draft_texts(model, batch, **generation)):
-                handle.write(json.dumps({"case_key": case.case_key, "arm": arm, "text": text, "source": source}) + "\n")
+            for case, (text, found) in zip(batch, draft_texts(model, batch, **generation)):
+                line = {"case_key": case.case_key, "arm": arm, "text": text, "source": source}
+                if found:
+                    line["findings"] = found
+                handle.write(json.dumps(line) + "\n")
                 written += 1
             handle.flush()
             bar.update(len(batch))

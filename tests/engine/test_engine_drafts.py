@@ -5,11 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
-from engine.drafts import main, run
-from studyapp.db.models import Arm, Case, Draft, Instance, ReaderStudy, Series
+from engine.drafts import case_findings, load_cases, main, run
+from engine.inference import Box, GenerationResult, Mask2D, Mask3D
+from engine.processing import load_volume
+from studyapp.db.models import Arm, Case, Draft, DraftFinding, Instance, ReaderStudy, Series
+from studyapp.db.session import open_database
+from studyapp.services.drafts import import_drafts
+from studyapp.services.findings import decode_rle
 
 
 @pytest.fixture()
@@ -117,3 +123,38 @@ def test_two_processes_share_the_cases(study_db, tiny_checkpoint, tmp_path):
     assert written == [1, 2]  # 3 cases split over 2 processes
     assert sorted(json.loads(x)["case_key"] for x in out.read_text().splitlines()) == ["ct-0", "cxr-0", "cxr-1"]
     assert not list(tmp_path.glob("drafts.jsonl.part*"))
+
+
+def test_boxes_and_masks_become_findings_the_import_stores(study_db, tmp_path):
+    """case_findings on real DICOM: a box and a 2D mask on a CR, a 3D mask sampled on each CT slice of the series;
+    the written line imports with its findings."""
+    db, url = study_db
+    cases = {c.case_key: c for c in load_cases(open_database(url), "pilot", max_images=4)}
+    cr, ct = cases["cxr-0"], cases["ct-0"]
+    mask = np.zeros((1024, 1024), bool)
+    mask[10:20, 30:35] = True
+    cr_result = GenerationResult("", "", [], boxes=[Box("Opacity in the right lung", (0.1, 0.2, 0.3, 0.4),
+                                                        (102.4, 204.8, 307.2, 409.6), 0)],
+                                 masks_2d=[Mask2D("Left effusion", mask, mask.astype(np.float32), 0)])
+    found = case_findings(cr_result, cr)
+    assert found[0] == {"type": "box", "sentence": "Opacity in the right lung", "sop_instance_uid": "1.2.3.0.1.1",
+                        "frame": 0, "xyxy": [0.1, 0.2, 0.3, 0.4]}
+    assert found[1]["rows"] == 1024 and decode_rle(found[1]["slices"][0]["rle"], 1024, 1024).sum() == 50
+
+    volume = load_volume(ct.images[0])  # the whole folder: 20 slices, (X, Y, Z)
+    block = np.zeros(tuple(volume.shape[1:]), np.uint8)
+    block[100:200, 50:150, :] = 1
+    ct_result = GenerationResult("", "", [], masks_3d=[Mask3D("Liver lesion", block, volume.affine.numpy(), 0)])
+    (lesion,) = case_findings(ct_result, ct)
+    assert [s["sop_instance_uid"] for s in lesion["slices"]] == [uid for uid, _ in ct.sources[0]]  # the 3 in the db
+    assert all(decode_rle(s["rle"], 512, 512).sum() == 100 * 100 for s in lesion["slices"])
+
+    path = tmp_path / "grounded.jsonl"
+    path.write_text("".join(json.dumps({"case_key": key, "arm": "model", "text": "FINDINGS: x IMPRESSION: y",
+                                        "source": "MedVersa", "findings": items}) + "\n"
+                            for key, items in (("cxr-0", found), ("ct-0", [lesion]))))
+    with db.begin() as session:
+        result = import_drafts(session, session.scalar(select(ReaderStudy)), path)
+        assert result.errors == [] and result.imported == 2
+    with db() as session:
+        assert [f.kind for f in session.scalars(select(DraftFinding).order_by(DraftFinding.id))] == ["box", "mask", "mask"]
