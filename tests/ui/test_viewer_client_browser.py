@@ -1,14 +1,16 @@
 """The browser viewer on the demo's real DICOM in Debian chromium: a window/level drag moves the window by the
 documented amount and the canvas equals the server's rendering for that window; the wheel and the arrow keys move
-through the 20-slice CT; presets, inversion and the ruler; an undecodable frame gives a message."""
+through the 20-slice CT; presets, inversion; the ruler in mm from Pixel Spacing, or in pixels said uncalibrated;
+an undecodable frame gives a message."""
 
 import numpy as np
 import pytest
 
 from studyapp import demo
 from studyapp.config import Settings
-from studyapp.db.models import Assignment, Case
+from studyapp.db.models import Assignment, Case, User
 from studyapp.dicom import display
+from studyapp.services.reading import case_label
 from tests.browser import sign_in, worklist_label
 
 VIEWER = ".sv-root:visible"
@@ -169,4 +171,45 @@ def test_frames_of_a_case_without_assignment_are_refused(serve_app, browser, tmp
         "session_hash": "probe"})
     assert response.status == 401
     signed_out.close()
+    page.close()
+
+
+def test_ruler_measures_mm_from_pixel_spacing_and_says_when_uncalibrated(serve_app, browser, tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    app = serve_app(lambda session: demo.ensure_demo(session, settings))
+    passwords = {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
+    with app.sessions() as session:  # reader2 reads both chest CRs
+        labels = {a.case.case_key: case_label(a.position, a.case)
+                  for a in session.query(Assignment).join(User, Assignment.reader_id == User.id)
+                  .filter(User.username == "reader2")}
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, app.url, "reader2", passwords["reader2"])
+
+    def measure(case_key, start, end):
+        page.locator("#worklist label", has_text=labels[case_key]).click()
+        page.wait_for_function("(label) => document.querySelector('#worklist input:checked')?.closest('label')"
+                               "?.innerText.includes(label)", arg=labels[case_key])
+        _wait_ready(page)
+        page.locator(VIEWER).evaluate("(r) => r.studyViewer.state.frame")  # the frame is on screen
+        t = page.locator(VIEWER).evaluate("(r) => r.studyViewer.transform()")
+        box = page.locator(f"{VIEWER} canvas.sv-overlay").bounding_box()
+        point = lambda x, y: (box["x"] + x * t["s"] + t["ox"], box["y"] + y * t["s"] + t["oy"])  # noqa: E731
+        page.locator(VIEWER).focus()
+        page.keyboard.press("m")
+        page.mouse.move(*point(*start))
+        page.mouse.down()
+        page.mouse.move(*point(*end), steps=4)
+        page.mouse.up()
+        page.wait_for_timeout(100)
+        page.keyboard.press("m")  # back to window/level
+        return next(line for line in page.locator(f"{VIEWER} .sv-info").inner_text().splitlines()
+                    if line.startswith("Ruler"))
+
+    # the pointer lands on whole screen pixels: each end is within one screen pixel (< 1.5 image pixels here)
+    # nih_siim_cr_jpegbaseline.dcm: Pixel Spacing 0.168 mm; 300 x 400 pixels apart = 500 pixels = 84.0 mm
+    value, unit = measure("DEMO-1 (CR)", (100, 100), (400, 500)).split(" ", 2)[1:]
+    assert float(value) == pytest.approx(84.0, abs=3 * 0.168) and unit == "mm (Pixel Spacing)"
+    # RG1_J2KI.dcm: Pixel Spacing 0\\0, no Imager Pixel Spacing: pixels, and said so
+    value, unit = measure("DEMO-2 (CR)", (100, 100), (400, 500)).split(" ", 2)[1:]
+    assert float(value) == pytest.approx(500, abs=3 * 2.6) and unit == "px (uncalibrated: no pixel spacing)"
     page.close()
