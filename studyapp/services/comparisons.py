@@ -120,6 +120,19 @@ def source_texts(session: Session, study: ReaderStudy, source: str) -> dict[int,
     return texts
 
 
+def available_sources(session: Session, study: ReaderStudy) -> dict[str, int]:
+    """The report sources of ``study`` that have at least one text, for choosing a set's two sources.
+
+    Returns:
+        source spec (``reference``, ``draft:<arm code>``, ``final:<arm code>``, in that order and in arm order) ->
+        number of cases with a text from it.
+    """
+    specs = [SOURCE_REFERENCE] + [f"{kind}:{arm.code}" for kind in ("draft", "final")
+                                  for arm in sorted(study.arms, key=lambda a: a.id)]
+    counts = {spec: len(source_texts(session, study, spec)) for spec in specs}
+    return {spec: n for spec, n in counts.items() if n}
+
+
 def _names_of_source(session: Session, study: ReaderStudy, source: str) -> set[str]:
     """Words that would tell a reader which source a report is: the source name itself and, for ``draft:``/
     ``final:`` sources, the arm's code and label and the draft sources (e.g. the model name) of that arm."""

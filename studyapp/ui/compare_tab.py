@@ -275,10 +275,15 @@ class CompareCoordinatorTab:
         with gr.Accordion("New comparison set", open=False):
             self.name = gr.Textbox(label="Set name (shown to readers: no source names)")
             with gr.Row():
-                # no default values: this tab's components are part of every page's config, readers' included
-                self.source_1 = gr.Textbox(label="Source 1", info="reference, draft:<arm code> or final:<arm code>")
-                self.source_2 = gr.Textbox(label="Source 2", info="reference, draft:<arm code> or final:<arm code>")
-                self.candidate = gr.Textbox(label="Candidate (AI) source", info="one of the two sources")
+                # no default choices: this tab's components are part of every page's config, readers' included;
+                # the study's sources are filled in for coordinators by _overview
+                self.source_1 = gr.Dropdown(label="Source 1", choices=[], elem_id="cmp-coord-source-1",
+                                            info="the study's sources with texts (cases with one)")
+                self.source_2 = gr.Dropdown(label="Source 2", choices=[], elem_id="cmp-coord-source-2",
+                                            info="the study's sources with texts (cases with one)")
+                self.candidate = gr.Dropdown(label="Candidate (AI) source", choices=[], allow_custom_value=True,
+                                             elem_id="cmp-coord-candidate",
+                                             info="one of the two sources (for an imported file: its source name)")
             with gr.Row():
                 self.seed = gr.Number(label="Seed (empty: the study's)", value=None, precision=0)
                 self.readers_per_pair = gr.Number(label="Readers per pair", value=1, precision=0, minimum=1)
@@ -314,7 +319,8 @@ class CompareCoordinatorTab:
     @property
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
-        return [self.study, self.sets, self.status, self.preference, self.bias, self.per_reader, self.per_pair]
+        return [self.study, self.sets, self.status, self.preference, self.bias, self.per_reader, self.per_pair,
+                self.source_1, self.source_2, self.candidate]
 
     def on_load(self, session, user) -> dict:
         """Updates for page load (only called for coordinators)."""
@@ -323,12 +329,16 @@ class CompareCoordinatorTab:
     def _overview(self, session, user, study_name, set_id, message: str) -> dict:
         names = [s.name for s in studies.list_studies(session)]
         study_name = study_name if study_name in names else (names[0] if names else None)
-        sets = comparisons.list_comparison_sets(session, studies.get_study(session, study_name)) if study_name else []
+        study = studies.get_study(session, study_name) if study_name else None
+        sets = comparisons.list_comparison_sets(session, study) if study else []
+        sources = [(f"{spec} ({n} cases)", spec)
+                   for spec, n in (comparisons.available_sources(session, study) if study else {}).items()]
         ids = [s.id for s in sets]
         set_id = set_id if set_id in ids else (ids[-1] if ids else None)
         updates = {self.study: gr.update(choices=names, value=study_name),
                    self.sets: gr.update(choices=[(s.name, s.id) for s in sets], value=set_id),
                    self.status: message, self.bias: "",
+                   **{box: gr.update(choices=sources) for box in (self.source_1, self.source_2, self.candidate)},
                    **{table: gr.update(value=None, visible=False)
                       for table in (self.preference, self.per_reader, self.per_pair)}}
         if set_id is None:
@@ -363,7 +373,9 @@ class CompareCoordinatorTab:
                 (source_2 or "").strip(), (candidate or "").strip(), seed=self._seed(seed),
                 readers_per_pair=int(per_pair or 1),
             )
-            message = f"Created **{cset.name}** ({len(cset.pairs)} pairs)."
+            message = (f"Created **{cset.name}**: {len(cset.pairs)} pairs of `{cset.pairs[0].source_1_name}` and "
+                       f"`{cset.pairs[0].source_2_name}`, candidate `{cset.candidate_source}`, "
+                       f"{cset.readers_per_pair} reader(s) per pair. Next: assign readers.")
             return self._overview(session, user, study_name, cset.id, message)
 
     @shows_errors
@@ -375,7 +387,8 @@ class CompareCoordinatorTab:
                 session, studies.get_study(session, study_name or ""), name or "", upload, (candidate or "").strip(),
                 seed=self._seed(seed), readers_per_pair=int(per_pair or 1),
             )
-            message = f"Imported **{cset.name}** ({len(cset.pairs)} pairs)."
+            message = (f"Imported **{cset.name}**: {len(cset.pairs)} pairs, candidate `{cset.candidate_source}`, "
+                       f"{cset.readers_per_pair} reader(s) per pair. Next: assign readers.")
             return self._overview(session, user, study_name, cset.id, message)
 
     @shows_errors

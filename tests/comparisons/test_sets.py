@@ -28,6 +28,15 @@ def test_set_from_reference_and_draft(db):
         assert (stored.seed, stored.candidate_source, stored.readers_per_pair) == (0, "draft:model", 1)
 
 
+def test_available_sources_are_those_with_texts(db):
+    with db.begin() as s:
+        study, _, _ = make_study(s, 2, 1, 1)
+        # the study's three arms: only 'model' has drafts; nothing is submitted yet, so no final:<arm>
+        assert comparisons.available_sources(s, study) == {"reference": 3, "draft:model": 3}
+        study.cases[0].reference_report = " "
+        assert comparisons.available_sources(s, study) == {"reference": 2, "draft:model": 3}
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
