@@ -141,3 +141,22 @@ def progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
     )
     table["practice_submitted"] = practice_done.reindex(table.index, fill_value=0).astype(int)
     return table.reset_index()
+
+
+def case_progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
+    """Per counted case (``case_key``): readers assigned, reads submitted under each arm (``submitted_<arm code>``),
+    all submitted, and the median active seconds of the submitted reads (empty until one is submitted)."""
+    reads = reads_table(session, study)
+    arms = sorted(a.code for a in study.arms)
+    columns = ["case_key", "assigned", *(f"submitted_{arm}" for arm in arms), "submitted", "median_active_seconds"]
+    reads = reads[~reads["practice"]] if not reads.empty else reads
+    if reads.empty:
+        return pd.DataFrame(columns=columns)
+    done = reads[reads["status"] == STATUS_SUBMITTED]
+    table = pd.DataFrame({"assigned": reads.groupby("case_key").size()})
+    per_arm = done.groupby(["case_key", "arm"]).size().unstack(fill_value=0).reindex(columns=arms, fill_value=0)
+    for arm in arms:
+        table[f"submitted_{arm}"] = per_arm[arm].reindex(table.index, fill_value=0).astype(int)
+    table["submitted"] = done.groupby("case_key").size().reindex(table.index, fill_value=0).astype(int)
+    table["median_active_seconds"] = done.groupby("case_key")["active_seconds"].median().reindex(table.index).round(1)
+    return table.reset_index()[columns]

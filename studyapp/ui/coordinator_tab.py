@@ -63,7 +63,11 @@ class CoordinatorTab:
             self.assign = gr.Button("Generate balanced assignment")
             self.balance = gr.Code(label="Balance report", language=None)
         gr.Markdown("### Progress")
-        self.progress = gr.Dataframe(interactive=False, elem_id="coord-progress")
+        with gr.Tabs():
+            with gr.Tab("Per reader"):
+                self.progress = gr.Dataframe(interactive=False, elem_id="coord-progress")
+            with gr.Tab("Per case"):
+                self.case_progress = gr.Dataframe(interactive=False, elem_id="coord-case-progress")
         self.export = gr.Button("Export reads CSV", elem_id="coord-export")
         self.export_file = gr.File(label="Reads CSV", interactive=False, elem_id="coord-export-file")
         self._wire()
@@ -92,7 +96,7 @@ class CoordinatorTab:
     @property
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
-        return [self.study, self.progress, self.template, self.status]
+        return [self.study, self.progress, self.case_progress, self.template, self.status]
 
     def on_load(self, session, user) -> dict:
         """Updates for page load (only called for coordinators)."""
@@ -105,6 +109,7 @@ class CoordinatorTab:
         return {
             self.study: gr.update(choices=names, value=name),
             self.progress: export.progress_table(session, study) if study else None,
+            self.case_progress: export.case_progress_table(session, study) if study else None,
             self.template: study.template_text if study else "",
             self.status: message,
         }

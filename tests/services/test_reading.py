@@ -204,3 +204,19 @@ def test_case_label_is_position_and_modality_body_part_never_the_key(setup):
         reading.submit(s, r1, ids["assignment"], "Final.", 1.0, {"confidence": 4, "mental_demand": 2})
         with pytest.raises(InvalidInput, match="report of Case 01 · CT abdomen is already submitted"):
             reading.autosave(s, r1, ids["assignment"], "Again.", 2.0)
+
+
+def test_case_progress_counts_reads_per_arm_and_median_time(setup):
+    db, ids = setup
+    with db.begin() as s:
+        table = export.case_progress_table(s, studies.get_study(s, "s1"))
+        assert table.columns.tolist() == ["case_key", "assigned", "submitted_llm", "submitted_model",
+                                          "submitted_template", "submitted", "median_active_seconds"]
+        assert table.iloc[0][["case_key", "assigned", "submitted_llm", "submitted"]].tolist() == ["C1", 1, 0, 0]
+        assert table.iloc[0]["median_active_seconds"] != table.iloc[0]["median_active_seconds"]  # NaN: none yet
+        r1 = accounts.get_user(s, "reader1")
+        reading.open_case(s, r1, ids["assignment"])
+        s.get(Assignment, ids["assignment"]).report.opened_at -= timedelta(seconds=60)
+        reading.submit(s, r1, ids["assignment"], "Final.", 30.0, {"confidence": 4, "mental_demand": 2})
+        row = export.case_progress_table(s, studies.get_study(s, "s1")).iloc[0]
+        assert row[["submitted_llm", "submitted_model", "submitted", "median_active_seconds"]].tolist() == [1, 0, 1, 30.0]
