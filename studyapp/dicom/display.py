@@ -533,20 +533,32 @@ def window_presets(decoded: DecodedFrame) -> dict[str, Window]:
 
     Always ``default`` (the file's window, else the estimate) and ``wide`` (min..max). CT adds HU presets
     (``CT_PRESETS``: lung, mediastinum, soft tissue, bone, brain). Projection radiographs (CR, DX, ...) add
-    percentile windows: ``soft tissue`` (10th-90th percentile) and ``bone`` (the dense half: 50th-99.5th
-    percentile for MONOCHROME2, 0.5th-50th for MONOCHROME1 where dense is low).
+    percentile windows: ``lung`` (the lucent part: 2nd-75th percentile for MONOCHROME2, 25th-98th for MONOCHROME1
+    where lucent is high), ``soft tissue`` (10th-90th percentile) and ``bone`` (the dense half: 50th-99.5th
+    percentile for MONOCHROME2, 0.5th-50th for MONOCHROME1 where dense is low). Estimated windows are rounded
+    (:func:`rounded_window`) so a reader can type them back.
     """
     if decoded.is_colour:
         return {}
     sample = decoded.modality_sample
-    presets = {"default": decoded.default_window, "wide": estimate_window(sample, 0.0, 100.0)}
+    presets = {"default": decoded.default_window, "wide": rounded_window(estimate_window(sample, 0.0, 100.0))}
     if decoded.modality == "CT":
         presets.update(CT_PRESETS)
     elif decoded.modality in _PROJECTION_MODALITIES:
         dense_low = decoded.lut_dataset.get("PhotometricInterpretation") == "MONOCHROME1"
-        presets["soft tissue"] = estimate_window(sample, 10.0, 90.0)
-        presets["bone"] = estimate_window(sample, 0.5, 50.0) if dense_low else estimate_window(sample, 50.0, 99.5)
+        percentiles = {"lung": (25.0, 98.0) if dense_low else (2.0, 75.0), "soft tissue": (10.0, 90.0),
+                       "bone": (0.5, 50.0) if dense_low else (50.0, 99.5)}
+        presets.update({name: rounded_window(estimate_window(sample, *p)) for name, p in percentiles.items()})
     return presets
+
+
+def rounded_window(window: Window) -> Window:
+    """``window`` (center, width) rounded for display: to whole units when the width is 20 or more, else to three
+    significant digits; the width stays > 0."""
+    center, width = window
+    if width >= 20:
+        return float(round(center)), float(max(1, round(width)))
+    return float(f"{center:.3g}"), max(float(f"{width:.3g}"), 1e-6)
 
 
 def _fitted_size(height: int, width: int, max_side: int) -> tuple[int, int]:

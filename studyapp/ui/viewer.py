@@ -76,8 +76,8 @@ class Viewer:
                 self.zoom = gr.Slider(1, 4, value=1, step=0.25, label="Zoom", scale=1)
             with gr.Row():
                 self.preset = gr.Dropdown(label="Window preset", choices=[FILE_DEFAULT], value=FILE_DEFAULT, scale=2)
-                self.center = gr.Number(label="Window center", value=None, scale=1)
-                self.width = gr.Number(label="Window width", value=None, minimum=1, scale=1)
+                self.center = gr.Number(label="Window center", value=None, scale=1, info="data range: no image")
+                self.width = gr.Number(label="Window width", value=None, minimum=1, scale=1, info=" ")
 
     def _wire(self):
         view_inputs = [self.case_id, self.stack, self.slice, self.center, self.width, self.zoom, self.preset]
@@ -147,11 +147,17 @@ class Viewer:
         slice_number = min(max(int(view.get("slice", middle)), 1), len(stack.slices))
         window = view.get("window")
         image, message = self._image(stack, slice_number, window, view.get("zoom", 1.0))
-        presets = [FILE_DEFAULT, *self._presets(stack, slice_number), CUSTOM]
+        named = self._presets(stack, slice_number)
+        wide = named.get("wide")  # min..max of the slice's modality values
+        shown = (lambda v: f"{round(v)}" if wide[1] >= 20 else f"{v:.3g}") if wide else None
+        data_range = f"data range {shown(wide[0] - wide[1] / 2)} to {shown(wide[0] + wide[1] / 2)}" if wide \
+            else "data range: -"
         return {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=slice_number,
                                       visible=len(stack.slices) > 1),
-                self.preset: gr.update(choices=presets, value=view.get("preset", FILE_DEFAULT)),
-                self.center: window[0] if window else None, self.width: window[1] if window else None,
+                self.preset: gr.update(choices=[FILE_DEFAULT, *named, CUSTOM], value=view.get("preset", FILE_DEFAULT)),
+                self.center: gr.update(value=window[0] if window else None, info=data_range),
+                self.width: gr.update(value=window[1] if window else None,
+                                      info=f"up to {wide[1]:g} (the whole range)" if wide else " "),
                 self.image: image, self.message: message}
 
     @staticmethod

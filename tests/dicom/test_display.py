@@ -286,11 +286,26 @@ def test_default_window_estimated_when_the_file_has_none(dicom_dir):
 def test_projection_presets_pick_the_dense_end(dicom_dir):
     decoded = display.load_frame(dicom_dir / "cxr" / "RG1_J2KI.dcm")
     presets = display.window_presets(decoded)
-    assert set(presets) == {"default", "wide", "soft tissue", "bone"}
+    assert set(presets) == {"default", "wide", "lung", "soft tissue", "bone"}
     assert presets["default"] == (15000.0, 30000.0)
     bone_center, _ = presets["bone"]
-    assert bone_center < presets["soft tissue"][0]  # MONOCHROME1: dense tissue has the low values
+    assert bone_center < presets["soft tissue"][0] < presets["lung"][0]  # MONOCHROME1: dense is low, lucent high
+    sample = decoded.modality_sample
+    assert presets["lung"] == (round(float(np.mean(np.percentile(sample, [25, 98])))),
+                               round(float(np.ptp(np.percentile(sample, [25, 98])))))
+    assert all(float(v).is_integer() for window in presets.values() for v in window)  # rounded for typing back
     assert presets["wide"][1] == float(decoded.modality_sample.max() - decoded.modality_sample.min())
+
+
+def test_lung_preset_of_a_monochrome2_radiograph_covers_the_lucent_end(dicom_dir):
+    decoded = display.load_frame(dicom_dir / "cxr" / "nih_siim_cr_jpegbaseline.dcm")
+    presets = display.window_presets(decoded)
+    assert presets["lung"][0] < presets["soft tissue"][0] < presets["bone"][0]  # MONOCHROME2: lucent is low
+
+
+def test_rounded_window():
+    assert display.rounded_window((1234.56, 789.4)) == (1235.0, 789.0)
+    assert display.rounded_window((0.123456, 0.0456789)) == (0.123, 0.0457)
 
 
 def test_resize_and_zoom(dicom_dir):

@@ -1,6 +1,8 @@
 """The server-rendered view (the viewer's fallback) in a real browser on the demo's real CT series: slice navigation and a CT window preset change the
 rendered image the reader sees; returning to the case after another one finds the same slice and window."""
 
+import re
+
 from studyapp import demo
 from studyapp.config import Settings
 from tests.browser import sign_in, worklist_label
@@ -19,6 +21,8 @@ def test_ct_slices_and_window_presets(serve_app, browser, tmp_path):
     page.wait_for_selector("#viewer-message >> text=Slice 11 of 20", timeout=30_000)
     image = page.locator("#viewer-image img")
     first = image.get_attribute("src")
+    # the data range of the slice is shown beside the window inputs (this CT slice's HU range)
+    page.get_by_text(re.compile(r"data range -\d+ to \d+")).first.wait_for(timeout=10_000)  # air below 0 HU
 
     slice_box = page.get_by_label("Slice / frame").first  # the slider's number box
     slice_box.fill("3")
