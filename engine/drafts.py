@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pydicom
@@ -33,7 +33,7 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from engine.configuration import MedVersaConfig
-from engine.inference import GenerationResult, MedVersa, Request
+from engine.inference import GenerationResult, MedVersa, PreparedImage, Request
 from engine.processing import Task, format_context, instruction
 
 DICOM_3D_MODALITIES = {"CT"}
@@ -41,11 +41,12 @@ DICOM_3D_MODALITIES = {"CT"}
 
 @dataclass
 class CaseInput:
-    """What the model reads for one case: image paths (2D files, or series folders for CT) and context;
-    ``sources[i]``: the (SOP Instance UID, file) of image i (one for a 2D file, the series' slices for CT)."""
+    """What the model reads for one case: image paths (2D files, or series folders for CT), or the images already
+    prepared (:meth:`engine.inference.MedVersa.prepare_image`), and context; ``sources[i]``: the (SOP Instance UID,
+    file) of image i (one for a 2D file, the series' slices for CT)."""
 
     case_key: str
-    images: list[Path]
+    images: list[Path | PreparedImage]
     context: str | None
     sources: list[list[tuple[str, Path]]] = field(default_factory=list)
 
@@ -187,12 +188,14 @@ def drop_torn_tail(path: Path) -> None:
 
 def write_drafts(model: MedVersa, cases: Sequence[CaseInput], out: Path, arm: str, source: str,
                  batch_size: int = 4, progress: bool = True, **generation) -> int:
-    """Append one JSONL draft line per case to ``out``, flushing after each batch; returns lines written."""
+    """Append one JSONL draft line per case to ``out``, flushing after each batch; returns lines written. Cases
+    whose images the model refuses are skipped (:func:`prepare_case`)."""
     drop_torn_tail(out)
     written = 0
     with out.open("a") as handle, tqdm(total=len(cases), desc="drafts", unit="case", disable=not progress) as bar:
         for batch in _chunks(cases, batch_size):
-            for case, (text, found) in zip(batch, draft_texts(model, batch, **generation)):
+            ready = [c for c in (prepare_case(model, case) for case in batch) if c is not None]
+            for case, (text, found) in zip(ready, draft_texts(model, ready, **generation) if ready else []):
                 line = {"case_key": case.case_key, "arm": arm, "text": text, "source": source}
                 if found:
                     line["findings"] = found
@@ -201,6 +204,17 @@ def write_drafts(model: MedVersa, cases: Sequence[CaseInput], out: Path, arm: st
             handle.flush()
             bar.update(len(batch))
     return written
+
+
+def prepare_case(model: MedVersa, case: CaseInput) -> CaseInput | None:
+    """``case`` with its images prepared once for both sections; ``None`` when the model refuses an image (e.g. a
+    radiograph that is not of a human chest, :func:`engine.processing.detect_modality`): the reason is printed on
+    stderr, the case gets no draft (a later run tries it again) and the other cases go on."""
+    try:
+        return replace(case, images=[model.prepare_image(p) if isinstance(p, (str, Path)) else p for p in case.images])
+    except ValueError as error:
+        tqdm.write(f"case {case.case_key}: no draft: {error}", file=sys.stderr)
+        return None
 
 
 def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "model", source: str | None = None,

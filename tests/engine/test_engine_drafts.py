@@ -67,6 +67,22 @@ def test_drafts_written_importable_and_resumable(study_db, tiny_checkpoint, tmp_
         assert len(session.scalars(select(Draft)).all()) == 3
 
 
+def test_a_case_the_model_refuses_gets_no_draft_and_the_run_goes_on(study_db, tiny_checkpoint, tmp_path, capsys,
+                                                                      shared_data):
+    db, url = study_db
+    with db.begin() as session:  # the veterinary radiograph of a dog's thorax shipped with the demo
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == "pilot"))
+        case = Case(study=study, case_key="dog-0", study_instance_uid="1.2.3.7")
+        series = Series(case=case, series_instance_uid="1.2.3.7.1", series_number=1, modality="DX")
+        series.instances.append(Instance(sop_instance_uid="1.2.3.7.1.1",
+                                         file_path=str(shared_data / "dicom" / "cxr" / "highdicom_dx_image_dog.dcm")))
+        session.add(case)
+    out = tmp_path / "drafts.jsonl"
+    assert run(tiny_checkpoint, url, "pilot", out, batch_size=2, max_new_tokens=4) == 3
+    assert [json.loads(line)["case_key"] for line in out.read_text().splitlines()] == ["cxr-0", "cxr-1", "ct-0"]
+    assert re.search(r"case dog-0: no draft: .*Body Part Examined \(0018,0015\) is 'THORAX'", capsys.readouterr().err)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
