@@ -3,7 +3,8 @@
 Every row is validated when read, before any training step (issue 8, "Bad input"): the fields and their types,
 the task and imaging type, image identifiers in the instruction, task-token counts against the targets, boxes in
 ``[0, 1]``, unique ``sample_id``; with ``check_files`` also that every image and mask exists and is readable
-(headers; every pixel with ``decode``) and that each mask has its image's shape.
+(headers, and PNG chunks / JPEG scans complete; every pixel with ``decode``) and that each mask has its image's
+shape. An empty manifest is an error.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
         folder); with ``skip_invalid``, ``(samples, errors)`` where ``errors`` is a list of ``(line, reason)``.
 
     Raises:
-        ManifestError: (without ``skip_invalid``) any invalid row; the message names the file, the 1-based line
-            and the problem of every invalid row.
+        ManifestError: (without ``skip_invalid``) any invalid row, or no row at all; the message names the file,
+            the 1-based line and the problem of every invalid row.
         FileNotFoundError: the manifest itself does not exist.
     """
     path = Path(path)
@@ -85,16 +86,18 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
     samples: list[Sample] = []
     errors: list[RowError] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
+    rows = 0
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
+            rows += 1
             try:
-                sample = _resolve(sample_from_dict(_parse_json(line)), base)
+                sample = _resolve(sample_from_dict(_parse_json(_decode_line(raw))), base)
                 validate_sample(sample)
                 if sample.sample_id in first_line:
                     first = first_line[sample.sample_id]
-                    raise _Invalid(f"duplicate sample_id {sample.sample_id!r} (first on line {first})")
+                    raise _Invalid(f"duplicate sample_id {_short(sample.sample_id)} (first on line {first})")
                 if files is not None:
                     files.check(sample)
             except _Invalid as err:
@@ -102,6 +105,8 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
                 continue
             first_line[sample.sample_id] = line_no
             samples.append(sample)
+    if not rows:
+        errors.append((1, "the manifest holds no rows (empty file)"))
     if skip_invalid:
         if errors:
             log.warning("skipped %d invalid row(s) of %d in %s", len(errors), len(errors) + len(samples), path)
@@ -114,11 +119,26 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
 # ---------------------------------------------------------------------------------------------- parsing
 
 
+def _short(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the full length named (a huge value stays readable)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _decode_line(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _Invalid(f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})") from None
+
+
 def _parse_json(line: str) -> dict:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise _Invalid(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise _Invalid("not valid JSON (nested too deeply)") from None
     if not isinstance(row, dict):
         raise _Invalid(f"a row must be a JSON object, got {type(row).__name__}")
     return row
@@ -144,7 +164,7 @@ def _typed(value, kind, where: str, optional: bool = False):
     ok = isinstance(value, kind) and not (kind in (int, float, (int, float)) and isinstance(value, bool))
     if not ok:
         names = kind.__name__ if isinstance(kind, type) else "number"
-        raise _Invalid(f"{where} must be {'null or ' if optional else ''}a {names}, got {value!r}")
+        raise _Invalid(f"{where} must be {'null or ' if optional else ''}a {names}, got {_short(value)}")
     return value
 
 
@@ -220,19 +240,19 @@ def validate_sample(sample: Sample) -> None:
     try:
         Task(sample.task)
     except ValueError:
-        raise _Invalid(f"unknown task {sample.task!r}; known: {[t.value for t in Task]}") from None
+        raise _Invalid(f"unknown task {_short(sample.task)}; known: {[t.value for t in Task]}") from None
     try:
         imaging = ImagingType(sample.imaging)
     except ValueError:
-        raise _Invalid(f"unknown imaging type {sample.imaging!r}; known: {[t.value for t in ImagingType]}") from None
+        raise _Invalid(f"unknown imaging type {_short(sample.imaging)}; known: {[t.value for t in ImagingType]}") from None
     if not sample.images:
         raise _Invalid("no images")
     for i, image in enumerate(sample.images):
         if image.modality != imaging.value:
-            raise _Invalid(f"images[{i}].modality {image.modality!r} differs from the sample's imaging "
+            raise _Invalid(f"images[{i}].modality {_short(image.modality)} differs from the sample's imaging "
                            f"{imaging.value!r}")
         if image.role not in ROLES:
-            raise _Invalid(f"images[{i}].role {image.role!r} is not one of {list(ROLES)}")
+            raise _Invalid(f"images[{i}].role {_short(image.role)} is not one of {list(ROLES)}")
     try:
         check_image_references(sample.instruction, len(sample.images))
     except ValueError as err:
@@ -245,9 +265,9 @@ def validate_sample(sample: Sample) -> None:
     for i, box in enumerate(sample.boxes):
         x0, y0, x1, y1 = box.xyxy
         if not all(0.0 <= v <= 1.0 for v in box.xyxy):
-            raise _Invalid(f"boxes[{i}] ({box.label!r}) {list(box.xyxy)} is outside [0, 1] (normalized xyxy)")
+            raise _Invalid(f"boxes[{i}] ({_short(box.label)}) {list(box.xyxy)} is outside [0, 1] (normalized xyxy)")
         if x0 > x1 or y0 > y1:
-            raise _Invalid(f"boxes[{i}] ({box.label!r}) {list(box.xyxy)} has x0 > x1 or y0 > y1")
+            raise _Invalid(f"boxes[{i}] ({_short(box.label)}) {list(box.xyxy)} has x0 > x1 or y0 > y1")
     seg_token, other = (SEG3D_TOKEN, SEG2D_TOKEN) if imaging.is_3d else (SEG2D_TOKEN, SEG3D_TOKEN)
     if other in sample.answer:
         raise _Invalid(f"answer of a {'3D' if imaging.is_3d else '2D'} sample contains {other}")
@@ -271,7 +291,7 @@ class _FileChecker:
             shape = self.shape(mask.path, sample.is_3d, f"masks[{i}]", image=False)
             expected = image_shapes[mask.image_index]
             if shape != expected:
-                raise _Invalid(f"masks[{i}] ({mask.label!r}) has shape {list(shape)} but images[{mask.image_index}] "
+                raise _Invalid(f"masks[{i}] ({_short(mask.label)}) has shape {list(shape)} but images[{mask.image_index}] "
                                f"has {list(expected)}: {mask.path}")
 
     def shape(self, path: str, is_3d: bool, where: str, image: bool) -> tuple[int, ...]:
@@ -310,7 +330,9 @@ class _FileChecker:
             with Image.open(path) as img:
                 if self.decode:
                     return np.asarray(img).shape[:2]
-                return img.height, img.width
+                shape = img.height, img.width
+                _check_complete(img)
+                return shape
         if not image:
             raise ValueError("a 2D mask must be a PNG file")
         if self.decode:
@@ -321,3 +343,13 @@ class _FileChecker:
         if "Rows" not in ds or "Columns" not in ds:
             raise ValueError("DICOM file without Rows/Columns (not an image)")
         return int(ds.Rows), int(ds.Columns)
+
+
+def _check_complete(img: Image.Image) -> None:
+    """Raise ``OSError`` for a truncated PNG (chunk CRCs, :meth:`PIL.Image.Image.verify`, nothing decompressed) or
+    JPEG (its scans decoded at 1/8 scale: DC coefficients only); other formats are left to ``decode``."""
+    if img.format == "PNG":
+        img.verify()
+    elif img.format == "JPEG":
+        img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+        img.load()

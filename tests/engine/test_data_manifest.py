@@ -110,3 +110,49 @@ def test_check_files_off_skips_only_file_checks(derm, shared_data):
 def testvqa_has_no_templates():
     with pytest.raises(ValueError, match="vqa has no instruction templates"):
         instruction(Task.VQA)
+
+
+def test_truncated_png_and_jpeg_are_unreadable_without_decode(derm, shared_data):
+    png = (shared_data / "cxr_png" / "00000001_000.png").read_bytes()
+    (derm / "half.png").write_bytes(png[:len(png) // 2])
+    jpeg = (derm / "lesion.jpg").read_bytes()
+    (derm / "half.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    mask = (derm / "lesion_mask.png").read_bytes()
+    (derm / "half_mask.png").write_bytes(mask[:len(mask) // 2])
+    seg = asdict(seg_2d("bad"))
+    rows = [asdict(seg_2d()), seg | {"images": [{"path": "half.jpg", "modality": "dermoscopy"}]},
+            seg | {"sample_id": "bad2", "masks": [{"path": "half_mask.png", "label": "lesion"}]},
+            asdict(det_2d(shared_data)) | {"images": [{"path": "half.png", "modality": "chest_xray"}]}]
+    _, errors = read_manifest(_write_rows(derm, rows), skip_invalid=True)
+    assert [line for line, _ in errors] == [2, 3, 4]
+    assert errors[0][1].startswith("images[0] unreadable") and errors[0][1].endswith(str(derm / "half.jpg"))
+    assert errors[1][1].startswith("masks[0] unreadable") and errors[1][1].endswith(str(derm / "half_mask.png"))
+    assert errors[2][1].startswith("images[0] unreadable") and "Truncated" in errors[2][1]
+
+
+def test_lines_that_do_not_parse_are_row_errors(derm):
+    good = json.dumps(asdict(seg_2d()))
+    path = derm / "manifest.jsonl"
+    path.write_bytes(f"{good}\n".encode() + b'{"sample_id": "\xff"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+                     + json.dumps(asdict(seg_2d("b"))).encode() + b"\n")
+    samples, errors = read_manifest(path, skip_invalid=True)
+    assert [s.sample_id for s in samples] == ["derm-seg-1", "b"]
+    assert errors == [(2, "not UTF-8 text (byte 0xff at column 16)"), (3, "not valid JSON (nested too deeply)")]
+
+
+def test_huge_values_are_shortened_in_messages(derm):
+    rows = [asdict(seg_2d()) | {"task": "x" * 1_000_000}, asdict(seg_2d("b")) | {"sample_id": ["a"] * 100_000}]
+    _, errors = read_manifest(_write_rows(derm, rows), skip_invalid=True)
+    assert [line for line, _ in errors] == [1, 2]
+    assert all(len(reason) < 300 for _, reason in errors), [len(r) for _, r in errors]
+    assert errors[0][1].startswith("unknown task 'xxxx") and "(1000002 characters)" in errors[0][1]
+    assert errors[1][1].startswith("sample_id must be a str, got ['a', 'a'")
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n\n"])
+def test_empty_manifest_is_an_error(derm, text):
+    path = derm / "manifest.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"manifest.jsonl:1: the manifest holds no rows"):
+        read_manifest(path)
+    assert read_manifest(path, skip_invalid=True) == ([], [(1, "the manifest holds no rows (empty file)")])
