@@ -15,6 +15,7 @@ renamed keys: defect 4).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
-from engine.configuration import ADDED_TOKENS, MedVersaConfig
+from engine.configuration import ADDED_TOKENS, CONFIG_NAME, MedVersaConfig
 from engine.modeling import MedVersaModel, attach_lora
 from engine.processing import check_tokenizer
 
@@ -59,8 +61,8 @@ def build_model(config: MedVersaConfig, llm_path: str | Path, tokenizer: PreTrai
     (``transformers`` would otherwise initialise a missing weight at random and only log it).
 
     Raises:
-        CheckpointError: the LM folder is missing, or its weights lack, add or reshape keys of the architecture
-            its ``config.json`` describes.
+        CheckpointError: the LM folder is missing or unreadable (a truncated weights file, a broken config), or
+            its weights lack, add or reshape keys of the architecture its ``config.json`` describes.
         ValueError: the tokenizer lacks the added tokens or their ids differ from ``config.token_ids``.
     """
     check_tokenizer(tokenizer, config)
@@ -68,8 +70,11 @@ def build_model(config: MedVersaConfig, llm_path: str | Path, tokenizer: PreTrai
     if not (llm_path / "config.json").is_file():
         raise CheckpointError(f"no causal LM (config.json) in {llm_path}")
     # mismatched shapes are reported in ``info`` (and refused below) instead of a bare RuntimeError
-    llm, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, output_loading_info=True,
-                                                     ignore_mismatched_sizes=True, local_files_only=True)
+    try:
+        llm, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, output_loading_info=True,
+                                                         ignore_mismatched_sizes=True, local_files_only=True)
+    except (OSError, ValueError, SafetensorError) as err:
+        raise CheckpointError(f"cannot load the causal LM in {llm_path}: {err}") from err
     problems = [f"{len(info[kind])} {kind.replace('_', ' ')} {sorted(info[kind])[:5]}"
                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs") if info[kind]]
     if problems:
@@ -113,14 +118,24 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype | None = None,
 
     Raises:
         FileNotFoundError: the folder or its ``config.json`` is missing.
-        CheckpointError: adapter or module weights missing, or keys/shapes that do not match the model.
+        CheckpointError: ``config.json`` not JSON or not a MedVersa config (e.g. another model's folder), an
+            unloadable tokenizer, adapter or module weights missing or unreadable (truncated), or keys/shapes that
+            do not match the model; the message names the file.
         ValueError: tokenizer without the added tokens or with other ids than the config.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {directory}")
-    config = MedVersaConfig.load(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    try:
+        config = MedVersaConfig.load(directory)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{directory / CONFIG_NAME} is not valid JSON: {err}") from err
+    except (TypeError, ValueError) as err:  # unknown keys: a config written by another program
+        raise CheckpointError(f"{directory / CONFIG_NAME} is not a MedVersa config: {err}") from err
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load the tokenizer in {directory}: {err}") from err
     model = build_model(config, resolve_llm_path(directory, config), tokenizer, dtype=dtype)
     load_adapter_weights(model, directory / ADAPTER_DIR / ADAPTER_WEIGHTS)
     load_module_weights(model, directory / WEIGHTS_NAME)
@@ -135,16 +150,23 @@ def _check_keys(what: str, expected: set[str], given: set[str]) -> None:
         )
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"unreadable weights file {path}: {err}") from err
+
+
 def load_adapter_weights(model: MedVersaModel, path: str | Path) -> None:
     """Load LoRA and added-token rows strictly: every adapter key must be present and used.
 
     Raises:
-        CheckpointError: file missing or key sets differ.
+        CheckpointError: file missing or unreadable, or key sets differ.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"adapter weights not found: {path}")
-    weights = load_file(path)
+    weights = _read_weights(path)
     _check_keys(f"adapter {path}", set(get_peft_model_state_dict(model.backbone.llm)), set(weights))
     result = set_peft_model_state_dict(model.backbone.llm, weights)
     if result.unexpected_keys:
@@ -155,12 +177,12 @@ def load_module_weights(model: MedVersaModel, path: str | Path) -> None:
     """Load encoder/adapter/head weights strictly.
 
     Raises:
-        CheckpointError: file missing, key sets differ, or a shape differs.
+        CheckpointError: file missing or unreadable, key sets differ, or a shape differs.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"module weights not found: {path}")
-    weights = load_file(path)
+    weights = _read_weights(path)
     _check_keys(f"module weights {path}", set(module_state_dict(model)), set(weights))
     try:
         model.load_state_dict(weights, strict=False)

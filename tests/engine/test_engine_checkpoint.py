@@ -262,3 +262,32 @@ def test_converter_checks_and_drops_2023_rotary_buffers(tiny_checkpoint, tmp_pat
     released[key.format(1)] = _inv_freq(10000.0, head_dim + 2)
     with pytest.raises(CheckpointError, match=r"derived value.*\(5,\)"):
         convert_released(released, fresh, tokenizer, tmp_path / "refused")
+
+
+def test_corrupt_files_are_refused_with_their_path(tiny_checkpoint, tmp_path):
+    """A truncated weights file, a config.json or tokenizer.json that is not JSON, a folder of another model: each a
+    CheckpointError naming the file, never a bare library error."""
+    target = _copy(tiny_checkpoint, tmp_path)
+    weights = (target / "model.safetensors").read_bytes()
+    (target / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    with pytest.raises(CheckpointError, match=f"unreadable weights file {target / 'model.safetensors'}: .*incomplete"):
+        load_checkpoint(target)
+    shutil.copy(tiny_checkpoint / "model.safetensors", target / "model.safetensors")
+    adapter = target / ADAPTER_DIR / ADAPTER_WEIGHTS
+    adapter.write_bytes(adapter.read_bytes()[:5])
+    with pytest.raises(CheckpointError, match=f"unreadable weights file {adapter}: .*header too small"):
+        load_checkpoint(target)
+    (target / "tokenizer.json").write_text("garbage")
+    with pytest.raises(CheckpointError, match=f"cannot load the tokenizer in {target}: "):
+        load_checkpoint(target)
+    (target / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=f"{target / 'config.json'} is not valid JSON"):
+        load_checkpoint(target)
+    with pytest.raises(CheckpointError, match=f"{tiny_checkpoint / 'llm' / 'config.json'} is not a MedVersa config: "
+                                              r"unknown MedVersa config keys: \['architectures'"):
+        load_checkpoint(tiny_checkpoint / "llm")
+    llm = _copy(tiny_checkpoint, tmp_path / "llm-truncated")
+    lm_weights = llm / "llm" / "model.safetensors"
+    lm_weights.write_bytes(lm_weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=f"cannot load the causal LM in {llm / 'llm'}: "):
+        load_checkpoint(llm)
