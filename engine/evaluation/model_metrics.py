@@ -86,8 +86,8 @@ def chexbert_metric(metrics_dir: Path | None, batch_size: int = 16) -> TextMetri
     """CheXbert vector similarity (mean cosine of [CLS] embeddings) with the checkpoint in ``metrics_dir/chexbert``.
 
     Raises:
-        MetricUnavailable: files missing, or the checkpoint's keys do not match the CheXbert layout (the message
-            names the first missing/unexpected keys).
+        MetricUnavailable: files missing or unreadable (named), or the checkpoint's keys do not match the CheXbert
+            layout (the message names the first missing/unexpected keys).
     """
     from transformers import AutoTokenizer, BertConfig
 
@@ -96,10 +96,18 @@ def chexbert_metric(metrics_dir: Path | None, batch_size: int = 16) -> TextMetri
     for needed in (weights, base):
         if not needed.exists():
             raise MetricUnavailable(f"chexbert: {needed} is missing")
-    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    config = BertConfig.from_pretrained(base, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        config = BertConfig.from_pretrained(base, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise MetricUnavailable(f"chexbert: cannot load the tokenizer and config in {base}: {err}") from err
     model = CheXbertEncoder(config)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises pickle, zip and runtime errors for a file that is not its format
+        raise MetricUnavailable(f"chexbert: {weights} is not a readable torch file: {err}") from err
+    if not isinstance(state, dict):
+        raise MetricUnavailable(f"chexbert: {weights} holds a {type(state).__name__}, not a state dict")
     state = state.get("model_state_dict", state)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -76,3 +76,15 @@ def test_missing_metric_models_give_clear_messages(tmp_path, name, metrics_dir, 
 def test_unknown_metric_name():
     with pytest.raises(ValueError, match="unknown model metric 'bleu'"):
         model_metric("bleu", None)
+
+
+def test_junk_chexbert_folder_is_unavailable_not_an_error(tmp_path, reports):
+    folder = tmp_path / "chexbert"
+    (folder / "bert-base-uncased").mkdir(parents=True)
+    (folder / "chexbert.pth").write_text("not a torch file")
+    with pytest.raises(MetricUnavailable, match=f"chexbert: cannot load the tokenizer and config in "
+                                                f"{folder / 'bert-base-uncased'}: "):
+        model_metric("chexbert", tmp_path)
+    write_tiny_bert(folder / "bert-base-uncased", reports)
+    with pytest.raises(MetricUnavailable, match=f"chexbert: {folder / 'chexbert.pth'} is not a readable torch file"):
+        model_metric("chexbert", tmp_path)
