@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [n.strip() for n in args.metrics.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODEL_METRICS))
     if unknown:
-        sys.exit(f"error: unknown metric(s) {unknown}; known: {list(MODEL_METRICS)}")
+        parser.error(f"unknown metric(s) {unknown}; known: {list(MODEL_METRICS)}")
     try:
         scores, unavailable = run(args.checkpoint, args.manifest, args.out, args.metrics_dir, names, args.batch_size,
                                   args.max_new_tokens, args.n_resamples, args.seed, args.device)

@@ -77,11 +77,28 @@ def test_unavailable_metric_is_reported_and_exit_status_one(tmp_path, tiny_check
     assert (tmp_path / "o" / "scores.csv").is_file()
 
 
-def test_bad_manifest_and_unknown_metric_are_refused(tmp_path, tiny_checkpoint):
+def test_bad_manifest_and_unknown_metric_are_refused(tmp_path, tiny_checkpoint, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"sample_id": "x"}\n')
     with pytest.raises(SystemExit, match=r"(?s)error: .*bad.jsonl:1: the row lacks the field"):
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(bad), "--out", str(tmp_path / "o")])
-    with pytest.raises(SystemExit, match="unknown metric"):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(SystemExit, match=r"(?s)error: .*empty.jsonl:1: the manifest holds no rows"):
+        evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(empty), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as stop:  # a usage error: exit status 2, like argparse's own
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(bad), "--out", str(tmp_path / "o"),
                        "--metrics", "meteor"])
+    assert stop.value.code == 2 and "unknown metric(s) ['meteor']" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_exits_one_naming_the_file(tmp_path, tiny_checkpoint, manifest):
+    import shutil
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(SystemExit, match=f"error: unreadable weights file {weights}"):
+        evaluate.main(["--checkpoint", str(broken), "--manifest", str(manifest), "--out", str(tmp_path / "o")])
