@@ -1,5 +1,6 @@
-"""The coordinator's analysis tab: runs ``analysis.run_analysis`` on a study (offline judge) and shows the
-Fig. 5 panels, the per-arm summary, what was skipped and why, and the files (CSV tables, HTML report)."""
+"""The coordinator's analysis tab: runs ``analysis.run_analysis`` on a study (offline judge) and shows a summary
+first (the headline numbers with 95% CIs per arm, then the per-arm table), the Fig. 5 panels in sub-tabs, what was
+left out and why (folded), and the files (CSV tables, HTML report)."""
 
 import tempfile
 from pathlib import Path
@@ -11,15 +12,39 @@ from analysis.skipped import practice_reads_left_out
 from studyapp.services import studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
 
-#: Figures of ``AnalysisResult.figures`` in display order, with their titles.
+#: Figures of ``AnalysisResult.figures`` in display order: (sub-tab name, title).
 FIGURES = {
-    "time_by_arm": "Active reporting time by arm",
-    "fig5e_time_saved": "Time saved per 100 studies by template-use stratum (Fig. 5e/f)",
-    "fig5d_template_use": "Template use: draft-to-final similarity (Fig. 5d)",
-    "fig5b_discrepancy_matrix": "Urgent + emergent discrepancies against peers (Fig. 5b)",
-    "fig5c_discrepancy_by_interval": "Discrepancies by writing-time interval (Fig. 5c)",
-    "likert_by_arm": "Confidence and mental demand by arm",
+    "time_by_arm": ("Time", "Active reporting time by arm"),
+    "fig5e_time_saved": ("Time saved", "Time saved per 100 studies by template-use stratum (Fig. 5e/f)"),
+    "fig5d_template_use": ("Template use", "Template use: draft-to-final similarity (Fig. 5d)"),
+    "fig5b_discrepancy_matrix": ("Discrepancies", "Urgent + emergent discrepancies against peers (Fig. 5b)"),
+    "fig5c_discrepancy_by_interval": ("By interval", "Discrepancies by writing-time interval (Fig. 5c)"),
+    "likert_by_arm": ("Likert", "Confidence and mental demand by arm"),
 }
+#: Headline metrics of the summary (``arm_summary`` rows) with their units.
+HEADLINE = {"active_seconds": ("Active time", "s"), "peer_discrepancy": ("Peer discrepancies", "per read"),
+            "template_use": ("Template use", "similarity")}
+
+
+def headline_markdown(summary, reference_arm: str) -> str:
+    """The paper's headline numbers as a Markdown table: per arm, each :data:`HEADLINE` metric's mean with its 95%
+    CI and its difference from ``reference_arm`` with that CI (``arm_summary`` of ``analysis.run_analysis``)."""
+    rows = summary[summary["metric"].isin(HEADLINE)]
+    if rows.empty:
+        return ""
+    metrics = [m for m in HEADLINE if m in set(rows["metric"])]
+    lines = ["| arm | " + " | ".join(f"{HEADLINE[m][0]} ({HEADLINE[m][1]})" for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    for arm, group in rows.groupby("arm", sort=False):
+        cells = []
+        for metric in metrics:
+            r = group[group["metric"] == metric].iloc[0]
+            cell = f"{r.estimate:.3g} (95% CI {r.ci_low:.3g} to {r.ci_high:.3g})"
+            if arm != reference_arm and r.difference == r.difference:  # not NaN
+                cell += f"; {r.difference:+.3g} vs {reference_arm} ({r.difference_ci_low:.3g} to {r.difference_ci_high:.3g})"
+            cells.append(cell)
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 class AnalysisTab:
@@ -31,11 +56,20 @@ class AnalysisTab:
             self.study = gr.Dropdown(label="Study", choices=[], scale=3, elem_id="analysis-study")
             self.run = gr.Button("Run analysis", variant="primary", scale=1, elem_id="analysis-run")
         self.status = gr.Markdown(elem_id="analysis-status")
-        self.summary = gr.Dataframe(label="Per-arm summary with 95% bootstrap CIs", interactive=False, visible=False)
-        self.plots = {name: gr.Plot(label=title) for name, title in FIGURES.items()}
+        self.headline = gr.Markdown(elem_id="analysis-headline")
+        with gr.Accordion("Per-arm summary with 95% bootstrap CIs (every metric)", open=False):
+            self.summary = gr.Dataframe(interactive=False, visible=False)
+        self.plots = {}
+        with gr.Tabs(elem_id="analysis-figures"):
+            for name, (tab, title) in FIGURES.items():
+                with gr.Tab(tab):
+                    self.plots[name] = gr.Plot(label=title)
+        with gr.Accordion("Left out", open=False) as self.skipped_box:
+            self.skipped = gr.Markdown(elem_id="analysis-skipped")
         self.files = gr.File(label="Report and tables", file_count="multiple", interactive=False, elem_id="analysis-files")
-        self.run.click(self._analyse, [self.study], [self.status, self.summary, *self.plots.values(), self.files],
-                       api_visibility="private")
+        self.run.click(self._analyse, [self.study],
+                       [self.status, self.headline, self.summary, self.skipped_box, self.skipped,
+                        *self.plots.values(), self.files], api_visibility="private")
 
     @property
     def on_load_outputs(self) -> list:
@@ -56,13 +90,13 @@ class AnalysisTab:
             result = run_analysis(self.ctx.sessions, study.name, out_dir, ratescore_dir=self.ctx.settings.ratescore_dir)
         except (LookupError, ValueError) as error:
             raise gr.Error(str(error)) from error
-        lines = [f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
-                 f"reference arm `{result.reference_arm}`."]
-        lines.append(f"Practice reads left out: {practice_reads_left_out(result.skipped)}.")
-        if result.skipped:
-            lines.append(f"Left out ({len(result.skipped)}):")
-            lines += [f"- {s.step}: {s.item}: {s.reason}" for s in result.skipped]
+        status = (f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
+                  f"reference arm `{result.reference_arm}`. Practice reads left out: "
+                  f"{practice_reads_left_out(result.skipped)}; {len(result.skipped)} item(s) left out in all (below).")
+        skipped = "\n".join(f"- {s.step}: {s.item}: {s.reason}" for s in result.skipped) or "Nothing."
         plots = [result.figures.get(name) for name in FIGURES]
         summary = result.tables.get("arm_summary")
-        return ("\n".join(lines), gr.update(value=None if summary is None else summary.round(3), visible=True), *plots,
+        headline = "" if summary is None else headline_markdown(summary, result.reference_arm)
+        return (status, headline, gr.update(value=None if summary is None else summary.round(3), visible=True),
+                gr.Accordion(label=f"Left out ({len(result.skipped)})"), skipped, *plots,
                 [str(path) for path in result.files.values() if Path(path).is_file()])

@@ -1,4 +1,5 @@
-"""A coordinator runs the reader-study analysis from the app on a simulated study and sees the figures."""
+"""A coordinator runs the reader-study analysis from the app on a simulated study: the headline numbers with CIs
+first, the figures in sub-tabs, what was left out folded away."""
 
 from analysis.simulation import simulate_study, write_study
 from studyapp.db.models import ROLE_COORDINATOR
@@ -16,8 +17,20 @@ def test_coordinator_runs_analysis(serve_app, browser):
     page.wait_for_selector("#analysis-status >> text=Simulated study", timeout=120_000)
     status = page.locator("#analysis-status").inner_text()
     assert "judge" in status and "reference arm template" in status
+    headline = page.locator("#analysis-headline").inner_text()
+    assert "Active time (s)" in headline and "95% CI" in headline and "vs template" in headline
+    for arm in ("llm", "model", "template"):
+        assert arm in headline
+    # the first figure is shown; the others are one click away in their sub-tabs
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)
-    assert page.locator(".js-plotly-plot").count() >= 4
+    page.get_by_role("tab", name="Template use").click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=30_000)
+    # the left-out list is folded: its heading counts the items, the lines are hidden until opened
+    left_out = page.get_by_role("button", name="Left out (")
+    assert left_out.count() == 1
+    page.wait_for_timeout(300)
+    assert not page.locator("#analysis-skipped").is_visible()
+    assert page.evaluate("() => document.scrollingElement.scrollHeight") < 3000
     page.wait_for_function("() => document.querySelector('#analysis-files').innerText.includes('report')",
                            timeout=30_000)
     page.close()
