@@ -37,7 +37,7 @@ def collate(examples: list[Example], tokenizer: PreTrainedTokenizerBase, config:
         examples: loaded examples (:func:`engine.data.loading.load_example`): ``prompt``/``answer`` text,
             ``pixel_values_2d`` ``(N2, 3, S, S)``, ``pixel_values_3d`` ``(N3, 1, D, H, W)``, ``image_is_3d``
             ``(N,)`` bool, ``boxes`` ``(K, 4)`` normalized xyxy, ``masks_2d`` ``(K2, 1, S, S)``, ``masks_3d``
-            ``(K3, 1, D, H, W)`` (float32, ``None`` when absent).
+            ``(K3, 1, D, H, W)`` (float32, ``None`` when absent), ``mask_image_index`` (the ``<img{i}>`` of each mask).
         tokenizer: the checkpoint's tokenizer (with the added tokens).
         config: the model config (added-token ids).
 
@@ -75,4 +75,6 @@ def collate(examples: list[Example], tokenizer: PreTrainedTokenizerBase, config:
         boxes=_cat([e.boxes for e in examples]),
         masks_2d=_cat([e.masks_2d for e in examples]),
         masks_3d=_cat([e.masks_3d for e in examples]),
+        seg2d_image_index=_cat([e.mask_image_index for e in examples if e.masks_2d is not None]),
+        seg3d_image_index=_cat([e.mask_image_index for e in examples if e.masks_3d is not None]),
     )

@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engine.configuration import MedVersaConfig
+from engine.configuration import SEG2D_TOKEN, SEG3D_TOKEN, MedVersaConfig
 from engine.data.schema import MaskTarget, Sample, Task
-from engine.processing import build_prompt, load_rgb, load_volume, prepare_volume, preprocess_2d, volume_transform
+from engine.processing import (build_prompt, load_rgb, load_volume, prepare_volume, preprocess_2d, referred_images,
+                               volume_transform)
 
 #: Tasks whose 2D images are randomly cropped (text answers without targets; paper 4.5).
 CROP_TASKS = frozenset({Task.REPORT, Task.FINDINGS, Task.IMPRESSION, Task.CLASSIFICATION, Task.VQA, Task.LONGITUDINAL})
@@ -67,6 +68,7 @@ class Example:
         boxes: ``(K, 4)`` float32 normalized xyxy, one per ``<DET>``, or ``None``.
         masks_2d: ``(K2, 1, S, S)`` float32 in {0, 1}, one per ``<2DSEG>``, or ``None``.
         masks_3d: ``(K3, 1, D, H, W)`` float32 in {0, 1}, one per ``<3DSEG>``, or ``None``.
+        mask_image_index: ``(K2,)`` or ``(K3,)`` long, the ``i`` of the ``<img{i}>`` each mask belongs to, or ``None``.
     """
 
     sample_id: str
@@ -80,6 +82,7 @@ class Example:
     boxes: torch.Tensor | None
     masks_2d: torch.Tensor | None
     masks_3d: torch.Tensor | None
+    mask_image_index: torch.Tensor | None = None
 
 
 def example_rng(seed: int, step: int, slot: int) -> random.Random:
@@ -94,15 +97,14 @@ def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | No
     """Read the images and targets of ``sample`` and build its prompt; augment when ``augment`` (see module doc).
 
     Raises:
-        ValueError: ``augment`` without ``rng``; a mask of an image other than the first (the segmentation heads
-            segment the first image of a prompt, :class:`engine.modeling.MedVersaInputs`); a mask whose shape differs
-            from its image's; unreadable files (from :mod:`engine.processing`).
+        ValueError: ``augment`` without ``rng``; a mask whose ``image_index`` is not the image its segmentation token
+            refers to in the instruction (:func:`engine.processing.referred_images`, the rule the model follows); a
+            mask whose shape differs from its image's; unreadable files (from :mod:`engine.processing`).
         FileNotFoundError: a missing image or mask.
     """
     if augment and rng is None:
         raise ValueError("augment=True needs a seeded random.Random")
-    if any(m.image_index != 0 for m in sample.masks):
-        raise ValueError(f"sample {sample.sample_id}: masks must belong to image 0 (the segmented image of a prompt)")
+    mask_image_index = _mask_image_index(sample)
     task = Task(sample.task)
     prompt = build_prompt(sample.instruction, len(sample.images), config, sample.context)
     boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
@@ -115,7 +117,22 @@ def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | No
         boxes=boxes if len(sample.boxes) else None,
         masks_2d=torch.stack(masks) if masks and not sample.is_3d else None,
         masks_3d=torch.stack(masks) if masks and sample.is_3d else None,
+        mask_image_index=mask_image_index if masks else None,
     )
+
+
+def _mask_image_index(sample: Sample) -> torch.Tensor:
+    """``(K,)`` long, the ``image_index`` of each mask, checked against the image its token refers to."""
+    is_3d = [sample.is_3d] * len(sample.images)
+    referred = [i for token, i in referred_images(f"{sample.instruction} {sample.answer}", is_3d)
+                if token in (SEG2D_TOKEN, SEG3D_TOKEN)]
+    only = 0 if len(sample.images) == 1 else -1  # no reference: the row's only image
+    for mask, ref in zip(sample.masks, referred):
+        if (ref if ref >= 0 else only) != mask.image_index:
+            raise ValueError(f"sample {sample.sample_id}: the mask of {mask.label!r} belongs to <img{mask.image_index}> "
+                             f"but its segmentation token refers to "
+                             f"{f'<img{ref}>' if ref >= 0 else 'no image'} in the instruction")
+    return torch.tensor([m.image_index for m in sample.masks], dtype=torch.long)
 
 
 # ---------------------------------------------------------------------------------------------- 2D

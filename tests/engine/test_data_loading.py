@@ -158,9 +158,9 @@ def test_bad_inputs(derm_paths, tmp_path):
     sample = _lesion_sample(derm_paths)
     with pytest.raises(ValueError, match="needs a seeded random.Random"):
         load_example(sample, TINY, None, augment=True)
-    two = replace(sample, images=sample.images * 2, instruction="Detect lesion in <img0> and <img1>.",
+    two = replace(sample, images=sample.images * 2, instruction="Detect lesion in <img1> and <img0>.",
                   masks=(replace(sample.masks[0], image_index=1),))
-    with pytest.raises(ValueError, match="masks must belong to image 0"):
+    with pytest.raises(ValueError, match="belongs to <img1> but its segmentation token refers to <img0>"):
         load_example(two, TINY)
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(small)
@@ -168,6 +168,26 @@ def test_bad_inputs(derm_paths, tmp_path):
         load_example(replace(sample, masks=(MaskTarget(str(small), "lesion"),)), TINY)
     with pytest.raises(FileNotFoundError):
         load_example(replace(sample, images=(ImageRef(str(tmp_path / "none.jpg"), "dermoscopy"),)), TINY)
+
+
+def test_mask_of_the_referred_second_image_reaches_the_batch(derm_paths, shared_data, tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    from engine.data.collate import collate
+
+    other = ImageRef(str(shared_data / "derm" / "images" / "ISIC_0027287.jpg"), "dermoscopy")
+    sample = replace(_lesion_sample(derm_paths), task="segmentation", boxes=(),
+                     images=(other, _lesion_sample(derm_paths).images[0]),
+                     instruction="<img0> is another lesion. Segment the lesion in <img1>.",
+                     answer="The segmentation mask of lesion is <2DSEG>.",
+                     masks=(replace(_lesion_sample(derm_paths).masks[0], image_index=1),))
+    example = load_example(sample, TINY)
+    assert example.mask_image_index.tolist() == [1] and example.pixel_values_2d.shape == (2, 3, S, S)
+    config = MedVersaConfig.load(tiny_checkpoint)
+    batch = collate([example, load_example(_lesion_sample(derm_paths), TINY)],
+                    AutoTokenizer.from_pretrained(tiny_checkpoint), config)
+    assert batch.seg2d_image_index.tolist() == [1, 0] and batch.seg3d_image_index is None
+    assert batch.masks_2d.shape == (2, 1, S, S)
 
 
 def test_example_rng_depends_only_on_seed_step_and_slot():
