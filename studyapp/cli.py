@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-demo", action="store_true", help="with --serve: do not create the demo study")
     parser.add_argument("--data-dir", default=str(Settings().data_dir), help="data folder (default %(default)s)")
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default sqlite in the data folder)")
+    parser.add_argument("--session-idle-minutes", type=float, default=None,
+                        help="with --serve: sign-in sessions end after this long without activity (default "
+                             "$STUDYAPP_SESSION_IDLE_MINUTES or 30)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("create-study", help="create a reader study with the arms template / llm / model")
@@ -346,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit status (0 ok, 1 refused or some rows/files refused, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = Settings(data_dir=Path(args.data_dir), database_url=args.database or "")
+    settings = Settings(data_dir=Path(args.data_dir), database_url=args.database or "",
+                        **({} if args.session_idle_minutes is None else {"session_idle_minutes": args.session_idle_minutes}))
+    if not settings.session_idle_minutes > 0:
+        parser.error(f"--session-idle-minutes must be positive, got {settings.session_idle_minutes:g}")
     if not args.serve and args.command is None:
         parser.print_help()
         return 2

@@ -1,11 +1,6 @@
 """Shared fixtures: the real data in ../shared/data, a fresh migrated database, the app served on loopback and
 a headless Debian chromium."""
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveApp, ResponseRecorder, free_port
+from tests.pgserver import throwaway_postgresql
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -87,24 +83,5 @@ def browser():
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     """A throwaway PostgreSQL server (Debian ``postgresql``) on 127.0.0.1, run as the ``postgres`` user."""
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    assert binaries, "PostgreSQL is not installed: apt-get install postgresql (.ci/run does)"
-    bin_dir = Path(binaries[-1])
-    root = Path(tempfile.mkdtemp(prefix="studyapp-pg-"))  # outside pytest's root-only folder
-    data = root / "data"
-    as_postgres = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(root, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "--encoding=UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
-    port = free_port()
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data}"
-    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
-                    str(data / "server.log"), "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgresql() as url:
+        yield url

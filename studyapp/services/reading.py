@@ -274,7 +274,8 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     report.last_saved_at = now
     if text != report.current_text:
         report.current_text = text
-        report.versions.append(ReportVersion(saved_at=now, text=text, active_seconds=report.active_seconds))
+        # added directly, not through report.versions, which would load every earlier version on each save
+        session.add(ReportVersion(report_id=report.id, saved_at=now, text=text, active_seconds=report.active_seconds))
     try:
         session.flush()  # UPDATE ... WHERE version = the version read above: a concurrent save makes it match 0 rows
     except StaleDataError:

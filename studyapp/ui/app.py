@@ -15,6 +15,7 @@ from studyapp.ui.compare_tab import CompareCoordinatorTab, CompareTab
 from studyapp.ui.context import UIContext, user_action
 from studyapp.ui.coordinator_tab import CoordinatorTab
 from studyapp.ui.reading_tab import ReadingTab
+from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired
 
 TITLE = "Reader study"
 HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("timer.js", "autosave.js"))
@@ -50,6 +51,14 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 analysis = AnalysisTab(ctx)
 
         def on_load(request: gr.Request):
+            try:
+                return load_screen(request)
+            except gr.Error as error:
+                if not isinstance(error.__cause__, SessionExpired):
+                    raise
+                return {who: f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})"}
+
+        def load_screen(request: gr.Request):
             with user_action(ctx, request) as (session, user):
                 is_coordinator = user.role == ROLE_COORDINATOR
                 updates = {

@@ -12,14 +12,21 @@ from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, User
 from studyapp.services import accounts
 from studyapp.services.errors import PermissionDenied, StudyError
+from studyapp.ui.signin import SignInSessions, sign_in_token
 
 
 @dataclass(frozen=True)
 class UIContext:
-    """Shared by all tabs: ``sessions`` is the process's one session factory; ``settings`` where data lives."""
+    """Shared by all tabs: ``sessions`` is the process's one session factory; ``settings`` where data lives;
+    ``sign_ins`` ends idle sign-in sessions (after ``settings.session_idle_minutes``)."""
 
     sessions: sessionmaker[Session]
     settings: Settings = field(default_factory=Settings)
+    sign_ins: SignInSessions = None  # type: ignore[assignment]  # made from settings when not given
+
+    def __post_init__(self):
+        if self.sign_ins is None:
+            object.__setattr__(self, "sign_ins", SignInSessions(self.settings.session_idle_minutes * 60))
 
 
 def signed_in_user(session: Session, request: gr.Request | None) -> User:
@@ -35,15 +42,23 @@ def signed_in_user(session: Session, request: gr.Request | None) -> User:
 
 
 @contextmanager
-def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = False) -> Iterator[tuple[Session, User]]:
-    """One transaction for one user action, with the signed-in user.
+def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = False, active: bool = True
+                ) -> Iterator[tuple[Session, User]]:
+    """One transaction for one user action, with the signed-in user of a live sign-in session.
 
     Service errors and unreadable paths become ``gr.Error`` (shown to the user; the transaction rolls back).
 
     Args:
         coordinator: require a coordinator account.
+        active: the action is user activity (restarts the sign-in idle time); a periodic autosave passes False
+            and reports activity itself when the text changed (``ctx.sign_ins.touch``).
+
+    Raises:
+        gr.Error: from :class:`studyapp.ui.signin.SessionExpired` (``error.__cause__``) when the sign-in session
+            ended after its idle time, and from any refused request.
     """
     try:
+        ctx.sign_ins.check(sign_in_token(request), active=active)
         with ctx.sessions.begin() as session:
             user = signed_in_user(session, request)
             if coordinator and user.role != ROLE_COORDINATOR:

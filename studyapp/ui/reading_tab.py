@@ -10,6 +10,7 @@ from studyapp.db.models import DEFAULT_LIKERT, STATUS_SUBMITTED
 from studyapp.services import reading
 from studyapp.services.errors import NotFound
 from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired, sign_in_token
 from studyapp.ui.viewer import Viewer
 
 #: JavaScript run before autosave/submit handlers: replaces the last input (active seconds) with the timer's total.
@@ -19,8 +20,12 @@ WITH_TIMER_SECONDS = "(...args) => { args[args.length - 1] = window.studyTimer ?
 START_TIMER = ("(t) => { const timer = window.studyTimer; if (t && t.running) { "
                "timer.start(timer.assignment === t.assignment ? Math.max(t.seconds, timer.seconds()) : t.seconds, t.idle); "
                "timer.assignment = t.assignment; } else { timer.stop(t ? t.seconds : 0); timer.assignment = null; } }")
-#: ``version`` of a tab whose save was refused as stale (reading.StaleSave): it saves nothing more until reopened.
+#: ``version`` of a tab whose save was refused as stale (reading.StaleSave) or signed out: it saves nothing more
+#: until the case is opened again.
 STALE = -1
+#: Autosaves of different readers run in parallel up to this many at once (Gradio's default is one at a time,
+#: which queues 30 readers' saves behind each other; bench/load.py measures it).
+AUTOSAVE_WORKERS = 8
 STATUS_LABELS = {"new": "to do", "in_progress": "in progress", STATUS_SUBMITTED: "submitted"}
 
 
@@ -93,7 +98,8 @@ class ReadingTab:
         saving = [self.assignment, self.version, self.editor, self.active_seconds]
         for trigger in (self.autosave_timer.tick, self.save_now.click, self.editor.blur):
             trigger(self._autosave, saving, [self.save_status, self.version], js=WITH_TIMER_SECONDS,
-                    trigger_mode="always_last", **private)
+                    trigger_mode="always_last", concurrency_id="autosave", concurrency_limit=AUTOSAVE_WORKERS,
+                    **private)
         self.finish.click(
             self._ask_likert, saving, [self.save_status, self.version, self.likert_panel, self.finish],
             js=WITH_TIMER_SECONDS, **private,
@@ -200,13 +206,19 @@ class ReadingTab:
                     self.worklist: gr.update(value=assignment_id)}
 
     def _autosave(self, assignment_id, version, text, seconds, request: gr.Request):
+        """Periodic, typing and leaving-the-editor saves; only a changed text counts as sign-in activity."""
         if assignment_id is None or version == STALE:
             return gr.update(), gr.update()
         try:
-            with user_action(self.ctx, request) as (session, user):
+            with user_action(self.ctx, request, active=False) as (session, user):
+                report = reading.own_assignment(session, user, assignment_id).report
+                if report is not None and (text or "") != report.current_text:
+                    self.ctx.sign_ins.touch(sign_in_token(request))
                 return self._autosave_status(session, user, assignment_id, version, text, seconds)
         except gr.Error as error:  # shown on the screen too, not only as a passing toast
             gr.Warning(error.message)
+            if isinstance(error.__cause__, SessionExpired):
+                return f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})", STALE
             return f"**{error.message}**", STALE if isinstance(error.__cause__, reading.StaleSave) else gr.update()
 
     def _autosave_status(self, session, user, assignment_id, version, text, seconds) -> tuple:
