@@ -21,6 +21,7 @@ from tests.browser import sign_in
 
 PASSWORD = "crash-reader-password"
 COORDINATOR_PASSWORD = "crash-coordinator-password"
+EDITOR_FILLED = "() => document.querySelector('#report-editor textarea')?.value.length > 0"
 WORDS = "heart size normal lungs clear no effusion no pneumothorax mediastinum unremarkable osseous structures intact"
 
 
@@ -49,7 +50,7 @@ def _serve(shared_data, tmp_path, *extra_args) -> AppProcess:
 
 def _open_first_case(page):
     page.locator("#worklist label").first.click()
-    page.wait_for_function("() => document.querySelector('#report-editor textarea').value.length > 0",
+    page.wait_for_function(EDITOR_FILLED,
                            timeout=30_000)
     editor = page.locator("#report-editor textarea")
     editor.click()
@@ -92,7 +93,7 @@ def test_sigkill_while_typing_loses_at_most_the_last_5_seconds(shared_data, tmp_
         context = browser.new_context()
         page = context.new_page()
         sign_in(page, server.url, "reader1", PASSWORD)  # sign-in sessions do not survive a restart
-        page.wait_for_function("() => document.querySelector('#report-editor textarea').value.length > 0",
+        page.wait_for_function(EDITOR_FILLED,
                                timeout=30_000)
         restored = page.locator("#report-editor textarea").input_value()
         final = typed[-1][1]
@@ -121,7 +122,7 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         first_editor = _open_first_case(first)
         second = context.new_page()
         second.goto(server.url)  # resumes the case in progress
-        second.wait_for_function("() => document.querySelector('#report-editor textarea').value.length > 0",
+        second.wait_for_function(EDITOR_FILLED,
                                  timeout=30_000)
         second_editor = second.locator("#report-editor textarea")
 
@@ -140,7 +141,7 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
 
         second.reload()
         second.wait_for_function(
-            "() => document.querySelector('#report-editor textarea').value.endsWith(' Typed in the first tab.')",
+            "() => document.querySelector('#report-editor textarea')?.value.endsWith(' Typed in the first tab.')",
             timeout=30_000)
         second_editor.click()
         second_editor.press("End")
@@ -164,11 +165,13 @@ def test_idle_sign_in_expires_and_the_text_survives_signing_in_again(shared_data
         # periodic autosaves of unchanged text are not activity: the session ends and the screen says so
         page.wait_for_selector("#save-status >> text=Signed out", timeout=30_000)
         assert "without activity" in page.locator("#save-status").inner_text()
-        page.locator("#save-status a", has_text="Sign in again").click()
+        link = page.locator("#save-status a", has_text="Sign in again")
+        assert link.get_attribute("href") == "/logout"
+        page.goto(server.url + "/logout")  # what the link does (Gradio's logout clears the cookie)
         page.get_by_label("username").wait_for(timeout=30_000)
         sign_in(page, server.url, "reader1", PASSWORD)
         page.wait_for_function(
-            "() => document.querySelector('#report-editor textarea').value.endsWith(' Typed before going idle.')",
+            "() => document.querySelector('#report-editor textarea')?.value.endsWith(' Typed before going idle.')",
             timeout=30_000)
         context.close()
 
@@ -178,6 +181,9 @@ def test_idle_sign_in_expires_and_the_text_survives_signing_in_again(shared_data
         page.wait_for_timeout(7_000)
         page.get_by_role("button", name="Refresh").click()
         page.get_by_text("signed out after 0.1 minutes without activity").first.wait_for(timeout=15_000)
+        page.reload()  # still signed out: the page says so instead of showing the coordinator's data
+        page.wait_for_selector("#signed-in-as >> text=Signed out", timeout=30_000)
+        page.goto(server.url + "/logout")
         sign_in(page, server.url, "coord", COORDINATOR_PASSWORD)  # a fresh sign-in works again
         page.get_by_role("button", name="Refresh").click()
         page.wait_for_timeout(1_000)
