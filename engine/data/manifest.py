@@ -244,7 +244,8 @@ def validate_sample(sample: Sample) -> None:
     try:
         imaging = ImagingType(sample.imaging)
     except ValueError:
-        raise _Invalid(f"unknown imaging type {_short(sample.imaging)}; known: {[t.value for t in ImagingType]}") from None
+        known = [t.value for t in ImagingType]
+        raise _Invalid(f"unknown imaging type {_short(sample.imaging)}; known: {known}") from None
     if not sample.images:
         raise _Invalid("no images")
     for i, image in enumerate(sample.images):
@@ -291,7 +292,8 @@ class _FileChecker:
             shape = self.shape(mask.path, sample.is_3d, f"masks[{i}]", image=False)
             expected = image_shapes[mask.image_index]
             if shape != expected:
-                raise _Invalid(f"masks[{i}] ({_short(mask.label)}) has shape {list(shape)} but images[{mask.image_index}] "
+                raise _Invalid(f"masks[{i}] ({_short(mask.label)}) has shape {list(shape)} but "
+                               f"images[{mask.image_index}] "
                                f"has {list(expected)}: {mask.path}")
 
     def shape(self, path: str, is_3d: bool, where: str, image: bool) -> tuple[int, ...]:
