@@ -110,3 +110,19 @@ def test_totalsegmentator_samples(tmp_path, ct):
     (root / "s0001" / "ct.nii.gz").unlink()
     with pytest.raises(AdapterError, match=r"TotalSegmentator CT not found: .*s0001/ct\.nii\.gz"):
         build_totalsegmentator(root, out)
+
+
+@pytest.mark.parametrize("meta, message", [
+    ([], "must hold a JSON object, got list"),
+    ({"labels": ["background", "liver"], "training": [{"image": "a", "label": "b"}]}, "labels must be an object"),
+    ({"modality": ["CT"], "labels": {"1": "liver"}, "training": [{"image": "a", "label": "b"}]},
+     "modality must be an object"),
+    ({"labels": {"1": "liver"}, "training": "imagesTr"}, "training must be a list"),
+    ({"labels": {"1": "liver"}, "training": [{"image": "a", "label": "b"}, {"label": "b"}]},
+     r"training\[1\] needs \"image\" and \"label\" paths, got \{'label': 'b'\}"),
+    ({"labels": {"1": "liver"}, "training": ["imagesTr/a.nii.gz"]}, r"training\[0\] needs \"image\" and \"label\""),
+])
+def test_msd_malformed_dataset_json(tmp_path, meta, message):
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(AdapterError, match=rf"MSD dataset\.json {tmp_path / 'dataset.json'}:? .*{message}"):
+        build_msd(tmp_path, tmp_path / "o.jsonl")

@@ -186,3 +186,36 @@ def test_medical_diff_vqa(tmp_path, mimic):
     (root / "mimic_pair_questions.csv").write_text("study_id,question\n1,x\n")
     with pytest.raises(AdapterError, match=r"mimic_pair_questions\.csv lacks the column\(s\) \['subject_id'"):
         build_medical_diff_vqa(root, out, images_root=mimic)
+
+
+def test_malformed_rows_and_unreadable_images_are_named(tmp_path, shared_data, mimic, masks):
+    root, nih = tmp_path / "chexmask", tmp_path / "nih"
+    (nih / "images").mkdir(parents=True)
+    image = nih / "images" / "00000001_000.png"
+    image.write_bytes((shared_data / "cxr_png" / "00000001_000.png").read_bytes())
+    header = ["Image Index", "Left Lung", "Right Lung", "Heart", "Height", "Width"]
+    csv_path = write_csv(root / "OriginalResolution" / "ChestX-Ray8.csv", header,
+                         [["00000001_000.png", rle_encode(masks["left lung"]), "", "", "512px", 512]])
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(AdapterError, match=rf"{csv_path} line 2: Height '512px' and Width '512' must be integers"):
+        build_chexmask(root, out, images_root=nih, source="chestx-ray8")
+    write_csv(csv_path, header, [["00000001_000.png", rle_encode(masks["left lung"]), "", "", 512, 512]])
+    image.write_text("not an image")
+    with pytest.raises(AdapterError, match=rf"cannot read the ChestX-ray8 image {image}: "):
+        build_chexmask(root, out, images_root=nih, source="chestx-ray8")
+
+    graphs = tmp_path / "imagenome" / "silver_dataset" / "scene_graph"
+    graphs.mkdir(parents=True)
+    graph = graphs / "d-pa-1_SceneGraph.json"
+    for content, message in (([1, 2], "must hold a JSON object, got list"),
+                             ({"objects": [{"bbox_name": "heart", "x1": "left", "y1": 1, "x2": 5, "y2": 5}]},
+                              "could not convert string to float: 'left'")):
+        graph.write_text(json.dumps(content))
+        with pytest.raises(AdapterError, match=rf"malformed Chest ImaGenome scene graph {graph}: .*{message}"):
+            build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic)
+    graph.write_text(json.dumps(scene_graph(masks, "d-pa-1")))
+    jpg = mimic / "files" / "p10" / "p10000032" / "s50000001" / "d-pa-1.jpg"
+    jpg.write_bytes(b"")
+    with pytest.raises(AdapterError, match=rf"cannot read the MIMIC-CXR-JPG image {jpg}: "):
+        build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic)
+    assert not out.exists()

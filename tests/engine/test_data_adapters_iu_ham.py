@@ -102,6 +102,11 @@ def test_ham10000_samples(ham, tmp_path, shared_data):
 
 def test_ham10000_bad_layouts(ham, tmp_path):
     out = tmp_path / "o.jsonl"
+    metadata = (ham / "HAM10000_metadata.csv").read_text()
+    (ham / "HAM10000_metadata.csv").write_text(metadata.replace(",80.0,", ",inf,"))  # an age that is not a number
+    assert build_ham10000(ham, out) == 6
+    assert {s.sample_id: s for s in read_manifest(out)}["ham10000:ISIC_0024311:classification"].context == \
+        "Gender:male.Location:scalp."
     (ham / "HAM10000_images_part_2" / "ISIC_0027287.jpg").unlink()
     with pytest.raises(AdapterError, match=r"HAM10000 image not found: ISIC_0027287\.jpg"):
         build_ham10000(ham, out)

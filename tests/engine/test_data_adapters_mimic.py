@@ -82,6 +82,10 @@ def test_mimic_cxr_bad_layouts(mimic, tmp_path):
     (root / "files" / "p10" / "p10000032" / "s50000002.txt").unlink()
     with pytest.raises(AdapterError, match=r"MIMIC-CXR report not found: .*s50000002\.txt"):
         build_mimic_cxr(root, out)
+    report = root / "files" / "p10" / "p10000032" / "s50000001.txt"
+    report.write_bytes(b"FINDINGS: \xff\xfe lungs clear.\n")
+    with pytest.raises(AdapterError, match=rf"cannot read MIMIC-CXR report {report}: 'utf-8' codec can't decode"):
+        build_mimic_cxr(root, out)
     image = root / "files" / "p10" / "p10000032" / "s50000001" / "d-lat-1.jpg"
     image.unlink()
     with pytest.raises(AdapterError, match=r"MIMIC-CXR-JPG image not found: .*d-lat-1\.jpg"):

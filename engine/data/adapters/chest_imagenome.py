@@ -35,10 +35,8 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from PIL import Image
-
 from engine.data.adapters.common import (MAX_DETECTION_CLASSES, AdapterError, detection_answer, finish,
-                                         manifest_path)
+                                         image_size, manifest_path)
 from engine.data.adapters.mimic_cxr import MimicCxrJpg
 from engine.data.schema import ImageRef, ImagingType, Sample
 from engine.processing import Task, instruction
@@ -117,8 +115,9 @@ def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
     ``splits`` to ``out_manifest``; returns the count.
 
     Raises:
-        AdapterError: no scene graphs under ``ROOT/silver_dataset/scene_graph``, a malformed scene graph, a missing
-            MIMIC-CXR-JPG metadata/split csv or image (path named).
+        AdapterError: no scene graphs under ``ROOT/silver_dataset/scene_graph``, a malformed scene graph (not a JSON
+            object, a coordinate not a number), a missing MIMIC-CXR-JPG metadata/split csv or a missing or unreadable
+            image (path named).
     """
     root, out_manifest = Path(root), Path(out_manifest)
     graphs = sorted((root / SCENE_GRAPHS).glob("*_SceneGraph.json"))
@@ -134,15 +133,20 @@ def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
             graph = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise AdapterError(f"malformed Chest ImaGenome scene graph {path}: {err}") from err
+        if not isinstance(graph, dict):
+            raise AdapterError(f"malformed Chest ImaGenome scene graph {path}: must hold a JSON object, "
+                               f"got {type(graph).__name__}")
         dicom_id = graph.get("image_id") or path.name.removesuffix("_SceneGraph.json")
         if split_of.get(mimic.study_of.get(dicom_id, "")) not in splits:
             skipped["other split or not in MIMIC-CXR-JPG"] += 1
             continue
         image = mimic.image_path(dicom_id)
-        with Image.open(image) as img:
-            width, height = img.size
+        width, height = image_size(image, "MIMIC-CXR-JPG image")
         images = (ImageRef(path=manifest_path(image, out_manifest.parent), modality=ImagingType.CHEST_XRAY.value),)
-        boxes = object_boxes(graph, width, height)
+        try:
+            boxes = object_boxes(graph, width, height)
+        except (TypeError, ValueError) as err:  # a coordinate that is not a number
+            raise AdapterError(f"malformed Chest ImaGenome scene graph {path}: {err}") from err
         if not boxes:
             skipped["no boxes"] += 1
             continue

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.data.adapters.common import (AdapterError, detection_answer, finish, first_existing, manifest_path,
-                                         iter_csv, mask_box, require_file, rle_decode, segmentation_sample)
+from engine.data.adapters.common import (AdapterError, detection_answer, finish, first_existing, image_size,
+                                         iter_csv, manifest_path, mask_box, require_file, rle_decode,
+                                         segmentation_sample)
 from engine.data.adapters.mimic_cxr import MimicCxrJpg
 from engine.data.schema import ImageRef, ImagingType, MaskTarget, Sample
 from engine.processing import Task, instruction
@@ -45,8 +46,8 @@ def build_chexmask(root: Path, out_manifest: Path, images_root: Path, source: st
 
     Raises:
         AdapterError: unknown ``source``; the CheXmask csv (or the MIMIC-CXR-JPG metadata csv) is missing or lacks
-            columns; an image is missing; a row's RLE is malformed or its Height x Width differs from the image size
-            (row and file named).
+            columns; an image is missing or unreadable; a row's RLE or Height/Width is malformed or its Height x Width
+            differs from the image size (row and file named).
     """
     if source not in SOURCES:
         raise AdapterError(f"unknown CheXmask source {source!r}; known: {sorted(SOURCES)}")
@@ -64,11 +65,15 @@ def build_chexmask(root: Path, out_manifest: Path, images_root: Path, source: st
     for line, row in enumerate(rows, start=2):
         key = row[id_column]
         image = mimic.image_path(key) if mimic else require_file(images_root / "images" / key, "ChestX-ray8 image")
-        height, width = int(row["Height"]), int(row["Width"])
-        with Image.open(image) as img:
-            if img.size != (width, height):
-                raise AdapterError(f"{csv_path} line {line}: mask size {width}x{height} differs from the image "
-                                   f"size {img.size[0]}x{img.size[1]} of {image}")
+        try:
+            height, width = int(row["Height"]), int(row["Width"])
+        except ValueError:
+            raise AdapterError(f"{csv_path} line {line}: Height {row['Height']!r} and Width {row['Width']!r} must be "
+                               "integers") from None
+        size = image_size(image, "ChestX-ray8 image" if mimic is None else "MIMIC-CXR-JPG image")
+        if size != (width, height):
+            raise AdapterError(f"{csv_path} line {line}: mask size {width}x{height} differs from the image "
+                               f"size {size[0]}x{size[1]} of {image}")
         images = (ImageRef(path=manifest_path(image, out_manifest.parent), modality=ImagingType.CHEST_XRAY.value),)
         stem = Path(key).stem
         entries = []

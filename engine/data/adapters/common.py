@@ -40,6 +40,35 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the file ``path``.
+
+    Raises:
+        AdapterError: the file is missing, unreadable or not UTF-8 (named).
+    """
+    require_file(path, what)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise AdapterError(f"cannot read {what} {path}: {err}") from err
+
+
+def image_size(path: Path, what: str) -> tuple[int, int]:
+    """``(width, height)`` of a PNG/JPEG image from its header.
+
+    Raises:
+        AdapterError: the file is missing or not an image PIL can identify (named).
+    """
+    from PIL import Image
+
+    require_file(path, what)
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except OSError as err:
+        raise AdapterError(f"cannot read the {what} {path}: {err}") from err
+
+
 def first_existing(candidates: Sequence[Path], what: str) -> Path:
     """The first existing file of ``candidates`` (e.g. ``x.csv`` and ``x.csv.gz``).
 

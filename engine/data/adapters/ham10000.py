@@ -49,7 +49,7 @@ def _known(value: str) -> str | None:
 def _age(value: str) -> str | None:
     try:
         return str(int(float(value)))
-    except ValueError:
+    except (ValueError, OverflowError):  # "", "unknown", "nan", "inf"
         return None
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.adapters.common import (AdapterError, finish, first_existing, image_ids, manifest_path, read_csv,
-                                         report_samples, report_sections, require_file)
+                                         read_text, report_samples, report_sections, require_file)
 from engine.data.schema import ImageRef, ImagingType, Sample
 from engine.processing import Task, format_context, instruction
 
@@ -134,7 +134,8 @@ def build_mimic_cxr(root: Path, out_manifest: Path, reports_root: Path | None = 
     """Write the MIMIC-CXR report samples of the studies in ``splits`` to ``out_manifest``; returns the count.
 
     Raises:
-        AdapterError: the metadata or split csv, a report file, or an image file is missing (path named).
+        AdapterError: the metadata or split csv, a report file, or an image file is missing, or a report is not
+            UTF-8 text (path named).
     """
     root, out_manifest = Path(root), Path(out_manifest)
     reports_root = Path(reports_root) if reports_root else root
@@ -152,7 +153,7 @@ def build_mimic_cxr(root: Path, out_manifest: Path, reports_root: Path | None = 
         if not current:
             skipped["no frontal image"] += 1
             continue
-        sections = report_sections(require_file(report_path(reports_root, study), "MIMIC-CXR report").read_text())
+        sections = report_sections(read_text(report_path(reports_root, study), "MIMIC-CXR report"))
         findings, impression = sections.get("FINDINGS"), sections.get("IMPRESSION")
         if not (findings or impression):
             skipped["no findings or impression"] += 1

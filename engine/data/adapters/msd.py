@@ -30,16 +30,27 @@ def read_dataset_json(root: Path) -> dict:
     """The task's ``dataset.json``, checked to be a CT task with labels and training pairs.
 
     Raises:
-        AdapterError: missing or malformed file, a non-CT modality, or missing ``labels`` / ``training`` (named).
+        AdapterError: missing or malformed file, a non-CT modality, missing ``labels`` / ``training``, or a field of
+            the wrong JSON type (a training case without ``image`` and ``label`` paths) (named).
     """
     path = require_file(root / "dataset.json", "MSD dataset.json")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AdapterError(f"malformed MSD dataset.json {path}: {err}") from err
+    if not isinstance(meta, dict):
+        raise AdapterError(f"MSD dataset.json {path} must hold a JSON object, got {type(meta).__name__}")
     missing = [k for k in ("labels", "training") if not meta.get(k)]
     if missing:
         raise AdapterError(f"MSD dataset.json {path} lacks {missing}")
+    for key, kind in (("labels", dict), ("modality", dict), ("training", list)):
+        if not isinstance(meta.get(key, kind()), kind):
+            raise AdapterError(f"MSD dataset.json {path}: {key} must be {'an object' if kind is dict else 'a list'}, "
+                               f"got {type(meta[key]).__name__}")
+    for i, case in enumerate(meta["training"]):
+        if not (isinstance(case, dict) and isinstance(case.get("image"), str) and isinstance(case.get("label"), str)):
+            raise AdapterError(f'MSD dataset.json {path}: training[{i}] needs "image" and "label" paths, '
+                               f"got {case!r:.80}")
     modalities = set(meta.get("modality", {"0": "CT"}).values())
     if modalities != {"CT"}:
         raise AdapterError(f"MSD dataset.json {path}: modality {sorted(modalities)} is not CT; only CT tasks are 3D")
