@@ -310,6 +310,25 @@ def _stage_loss(out, stage: str) -> torch.Tensor:
     return torch.stack(parts).sum()
 
 
+def train_step(accelerator: Accelerator, model, optimizer, inputs: MedVersaInputs, stage: str,
+               max_grad_norm: float | None = None):
+    """One minibatch: forward, the stage's loss, backward; the optimizer steps (and gradients are clipped to
+    ``max_grad_norm``) when ``accelerator`` has accumulated its ``gradient_accumulation_steps`` minibatches.
+
+    Returns:
+        ``(MedVersaOutput, loss)``; the loss is the scalar that was back-propagated.
+    """
+    with accelerator.accumulate(model):
+        out = model(_to_device(inputs, accelerator.device))
+        loss = _stage_loss(out, stage)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm is not None:
+            accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+    return out, loss
+
+
 def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     """Train MedVersa as ``config`` says, from ``config.init_checkpoint`` or from the training checkpoint ``resume``.
 
@@ -338,7 +357,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     samples = load_samples(config)
     set_seed(config.seed, device_specific=True)
 
-    model, tokenizer = load_checkpoint(config.init_checkpoint)
+    model, tokenizer = load_checkpoint(config.init_checkpoint, dtype=getattr(torch, config.llm_dtype))
     # checkpoints point at the base LM where it lies instead of copying it each time
     model.config.llm_path = str(resolve_llm_path(config.init_checkpoint, model.config).resolve())
     configure_stage(model, config.stage)
@@ -373,7 +392,6 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     result = TrainResult(model=unwrapped)
     progress = tqdm(total=max_steps, initial=step, disable=not (accelerator.is_main_process and config.progress),
                     desc=f"MedVersa {config.stage}", unit="step")
-    trainable = [p for p in model.parameters() if p.requires_grad]
     while step < max_steps:
         started = time.perf_counter()
         totals: dict[str, float] = {}
@@ -382,14 +400,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
             task, imaging, inputs = next(batches)
             kinds.append((task, imaging))
             n_samples += inputs.input_ids.shape[0]
-            with accelerator.accumulate(model):
-                out = model(_to_device(inputs, accelerator.device))
-                loss = _stage_loss(out, config.stage)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
+            out, loss = train_step(accelerator, model, optimizer, inputs, config.stage, config.max_grad_norm)
             for name, value in (("loss", loss), *((p, getattr(out, p)) for p in LOSS_PARTS)):
                 if value is not None:
                     totals[name] = totals.get(name, 0.0) + value.item() / accumulation

@@ -14,61 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from engine.checkpoint import load_checkpoint
-from engine.configuration import DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN, MedVersaConfig
+from engine.configuration import DET_TOKEN, MedVersaConfig
 from engine.data.collate import collate
 from engine.data.loading import load_example
 from engine.data.manifest import ManifestError, write_manifest
-from engine.data.schema import BoxTarget, ImageRef, MaskTarget, Sample
-from engine.processing import Task, instruction
 from engine.tiny import write_tiny_checkpoint
 from engine.training import ResumeError, learning_rate, train
 from engine.training_config import TrainConfig
 from tests.browser import free_port
 from tests.engine.conftest import iu_reports
+from tests.engine.training_fixtures import fixture_samples
 
 ROOT = Path(__file__).resolve().parents[2]
-DERM = ("ISIC_0024311", "ISIC_0027001", "ISIC_0027287")
-CT_ORGANS = {"liver": 5, "spleen": 1}  # TotalSegmentator v1 label values
-
-
-def mask_box(mask_path: Path) -> tuple[float, float, float, float]:
-    """Normalized xyxy extent of the nonzero pixels of a real mask (pixel edges, so a full mask is 0..1)."""
-    mask = np.asarray(Image.open(mask_path).convert("L")) > 0
-    rows, cols = np.nonzero(mask)
-    h, w = mask.shape
-    return (cols.min() / w, rows.min() / h, (cols.max() + 1) / w, (rows.max() + 1) / h)
-
-
-def fixture_samples(shared_data: Path) -> list[Sample]:
-    derm = shared_data / "derm"
-    samples = []
-    for i, report in enumerate(iu_reports(shared_data, 2)):
-        samples.append(Sample(
-            f"iu-{i}", "iu-xray", "report", "chest_xray",
-            (ImageRef(str(shared_data / "cxr_png" / "00000001_000.png"), "chest_xray"),),
-            instruction(Task.REPORT, index=i), f"FINDINGS: {report['FINDINGS']} IMPRESSION: {report['IMPRESSION']}"))
-    for name in DERM:
-        image = ImageRef(str(derm / "images" / f"{name}.jpg"), "dermoscopy")
-        mask = derm / "masks" / f"{name}.png"
-        samples.append(Sample(
-            f"seg-{name}", "ham10000", "segmentation", "dermoscopy", (image,),
-            instruction(Task.SEGMENTATION, target="lesion"), f"The segmentation mask of lesion is {SEG2D_TOKEN}.",
-            masks=(MaskTarget(str(mask), "lesion"),)))
-        samples.append(Sample(
-            f"det-{name}", "ham10000", "detection", "dermoscopy", (image,),
-            instruction(Task.DETECTION, target="lesion"), f"lesion {DET_TOKEN}.",
-            boxes=(BoxTarget("lesion", mask_box(mask)),)))
-    for organ, value in CT_ORGANS.items():
-        samples.append(Sample(
-            f"ct-{organ}", "totalsegmentator", "segmentation", "ct",
-            (ImageRef(str(shared_data / "nifti" / "example_ct_sm.nii.gz"), "ct"),),
-            instruction(Task.SEGMENTATION, target=organ), f"The segmentation mask of {organ} is {SEG3D_TOKEN}.",
-            masks=(MaskTarget(str(shared_data / "nifti" / "example_seg.nii.gz"), organ, value=value),)))
-    return samples
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -158,6 +118,8 @@ def test_config_files_json_and_yaml_and_clear_errors(tmp_path):
     bad.write_text(json.dumps({"init_checkpoint": "c", "manifest": "m", "output_dir": "o", "stage": "seg"}))
     with pytest.raises(ValueError, match="key stage must be one of"):
         TrainConfig.load(bad)
+    with pytest.raises(ValueError, match="llm_dtype 'bfloat16' needs mixed_precision 'bf16'"):
+        TrainConfig("c", "m", "o", llm_dtype="bfloat16")
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         TrainConfig.load(bad)
