@@ -143,25 +143,31 @@ def _lr_factor(step: int, peak: float, **kwargs) -> float:
 
 
 def load_samples(config: TrainConfig) -> list[Sample]:
-    """Read and validate the whole manifest up front (so a run never dies late on a bad row), keep the stage's
+    """Read and validate every manifest up front (so a run never dies late on a bad row), keep the stage's
     samples (segmentation only in the segmentation stage).
 
     Raises:
         engine.data.manifest.ManifestError: an invalid row (unless ``skip_invalid``: then the count is logged).
-        ValueError: no sample left for the stage.
+        ValueError: a ``sample_id`` in two manifests, or no sample left for the stage.
     """
-    if config.skip_invalid:
-        samples, errors = read_manifest(config.manifest, check_files=config.check_files, skip_invalid=True)
-        if errors:
-            line, reason = errors[0]
-            log.warning("skipped %d invalid row(s) of %s (first: line %d: %s)", len(errors), config.manifest,
-                        line, reason)
-    else:
-        samples = read_manifest(config.manifest, check_files=config.check_files)
+    samples, origin = [], {}
+    for manifest in config.manifests:
+        if config.skip_invalid:
+            rows, errors = read_manifest(manifest, check_files=config.check_files, skip_invalid=True)
+            if errors:
+                line, reason = errors[0]
+                log.warning("skipped %d invalid row(s) of %s (first: line %d: %s)", len(errors), manifest, line, reason)
+        else:
+            rows = read_manifest(manifest, check_files=config.check_files)
+        for sample in rows:
+            if sample.sample_id in origin:
+                raise ValueError(f"sample_id {sample.sample_id!r} is in both {origin[sample.sample_id]} and {manifest}")
+            origin[sample.sample_id] = manifest
+        samples += rows
     if config.stage == "segmentation":
         samples = [s for s in samples if s.task == "segmentation"]
     if not samples:
-        raise ValueError(f"manifest {config.manifest} holds no usable sample for the {config.stage} stage")
+        raise ValueError(f"manifest(s) {config.manifests} hold no usable sample for the {config.stage} stage")
     return samples
 
 

@@ -30,7 +30,8 @@ class TrainConfig:
     Args:
         init_checkpoint: MedVersa checkpoint folder (:mod:`engine.checkpoint` format) the run starts from, e.g.
             written by ``python -m engine.checkpoint`` (released weights) or ``python -m engine.tiny``.
-        manifest: training manifest (JSONL, :mod:`engine.data.manifest`); validated completely before step 1.
+        manifest: training manifest (JSONL, :mod:`engine.data.manifest`), or a list of them (``sample_id`` unique
+            across them); validated completely before step 1.
         output_dir: where ``checkpoint-STEP`` folders, ``train_log.jsonl`` and TensorBoard files go.
         stage: ``"joint"`` (all tasks; LoRA, added-token rows, adapters, heads) or ``"segmentation"`` (the
             segmentation finetuning stage: LLM frozen, segmentation modules only, ``segmentation_lr``).
@@ -68,7 +69,7 @@ class TrainConfig:
     """
 
     init_checkpoint: str
-    manifest: str
+    manifest: str | list[str]
     output_dir: str
     stage: str = "joint"
     seed: int = 0
@@ -100,6 +101,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.manifest, tuple):
+            self.manifest = list(self.manifest)
+        if not self.manifests or not all(isinstance(m, str) and m for m in self.manifests):
+            raise ValueError(f"training config key manifest must be a path or a list of paths, got {self.manifest!r}")
         if self.stage not in STAGES:
             raise ValueError(f"training config key stage must be one of {list(STAGES)}, got {self.stage!r}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -172,11 +177,18 @@ class TrainConfig:
             config = cls.from_dict(data)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: {err}") from err
-        for key in ("init_checkpoint", "manifest", "output_dir"):
-            value = Path(getattr(config, key))
-            if not value.is_absolute():
-                setattr(config, key, str((path.parent / value).resolve()))
+        def absolute(value: str) -> str:
+            return value if Path(value).is_absolute() else str((path.parent / value).resolve())
+
+        config.init_checkpoint, config.output_dir = absolute(config.init_checkpoint), absolute(config.output_dir)
+        config.manifest = ([absolute(m) for m in config.manifest] if isinstance(config.manifest, list)
+                           else absolute(config.manifest))
         return config
+
+    @property
+    def manifests(self) -> list[str]:
+        """:attr:`manifest` as a list."""
+        return list(self.manifest) if isinstance(self.manifest, (list, tuple)) else [self.manifest]
 
     def resume_differences(self, saved: TrainConfig) -> list[tuple[str, object, object]]:
         """``(key, value here, value in saved)`` for every key outside :data:`RUN_CONTROL_KEYS` that differs."""

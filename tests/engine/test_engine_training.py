@@ -21,6 +21,7 @@ from engine.configuration import DET_TOKEN, MedVersaConfig
 from engine.data.collate import collate
 from engine.data.loading import load_example
 from engine.data.manifest import ManifestError, write_manifest
+from engine.inference import MedVersa
 from engine.tiny import write_tiny_checkpoint
 from engine.training import ResumeError, learning_rate, train
 from engine.training_config import TrainConfig
@@ -105,9 +106,11 @@ def test_config_defaults_are_the_papers(tmp_path):
 
 
 def test_config_files_json_and_yaml_and_clear_errors(tmp_path):
-    (tmp_path / "train.yaml").write_text("init_checkpoint: ckpt\nmanifest: m.jsonl\noutput_dir: runs\nlr: 0.001\n")
+    (tmp_path / "train.yaml").write_text("init_checkpoint: ckpt\nmanifest: [a.jsonl, /data/b.jsonl]\n"
+                                         "output_dir: runs\nlr: 0.001\n")
     config = TrainConfig.load(tmp_path / "train.yaml")
     assert config.lr == 1e-3 and config.init_checkpoint == str(tmp_path / "ckpt")
+    assert config.manifests == [str(tmp_path / "a.jsonl"), "/data/b.jsonl"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"init_checkpoint": "c", "manifest": "m", "output_dir": "o", "learning_rate": 1e-3}))
     with pytest.raises(ValueError, match=r"bad.json: unknown training config key\(s\) \['learning_rate'\]"):
@@ -164,7 +167,7 @@ def _changed(before, after, prefix):
     return any(not torch.equal(before[k], after[k]) for k in keys)
 
 
-def test_joint_training_lowers_every_task_loss_and_trains_only_the_trainable(train_setup, tmp_path):
+def test_joint_training_lowers_every_task_loss_and_trains_only_the_trainable(train_setup, tmp_path, shared_data):
     init, _, samples = train_setup
     start, tokenizer = load_checkpoint(init)
     batches = task_batches(samples, start.config, tokenizer)
@@ -195,6 +198,10 @@ def test_joint_training_lowers_every_task_loss_and_trains_only_the_trainable(tra
     assert checkpoint.name == "checkpoint-0000030"
     reloaded, _ = load_checkpoint(checkpoint)
     assert losses(reloaded, batches) == after_losses
+    medversa = MedVersa.from_checkpoint(checkpoint)  # as engine.drafts loads it
+    answer = medversa.generate([shared_data / "cxr_png" / "00000001_000.png"], "Please report <img0>.",
+                               max_new_tokens=4, do_sample=False)
+    assert isinstance(answer.text, str)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 31)) and log[-1]["loss"] == result.records[-1]["loss"]
     assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
@@ -250,19 +257,20 @@ def test_resume_refuses_another_config_and_non_checkpoints(train_setup, tmp_path
 
 def test_bad_manifest_row_is_refused_before_training_or_skipped_with_a_count(train_setup, tmp_path, caplog):
     _, manifest, _ = train_setup
-    rows = manifest.read_text().splitlines()
-    broken = json.loads(rows[0])
+    broken = json.loads(manifest.read_text().splitlines()[0])
     broken["sample_id"] = "missing-image"
     broken["images"][0]["path"] = str(tmp_path / "no-such.png")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join([*rows, json.dumps(broken)]) + "\n")
-    with pytest.raises(ManifestError, match=f"bad.jsonl:{len(rows) + 1}:"):
-        train(make_config(train_setup, tmp_path / "bad-run", manifest=str(bad), max_steps=1))
+    bad.write_text(json.dumps(broken) + "\n")
+    with pytest.raises(ManifestError, match="bad.jsonl:1: .*no-such.png"):
+        train(make_config(train_setup, tmp_path / "bad-run", manifest=[str(manifest), str(bad)], max_steps=1))
     assert not (tmp_path / "bad-run" / "checkpoint-0000001").exists()
+    with pytest.raises(ValueError, match="sample_id 'iu-0' is in both"):
+        train(make_config(train_setup, tmp_path / "twice", manifest=[str(manifest), str(manifest)], max_steps=1))
     with caplog.at_level("WARNING", logger="engine.training"):
-        result = train(make_config(train_setup, tmp_path / "skip-run", manifest=str(bad), max_steps=1,
-                                   skip_invalid=True))
-    assert "skipped 1 invalid row(s)" in caplog.text and len(result.checkpoints) == 1
+        result = train(make_config(train_setup, tmp_path / "skip-run", manifest=[str(manifest), str(bad)],
+                                   max_steps=1, skip_invalid=True))
+    assert "skipped 1 invalid row(s) of" in caplog.text and len(result.checkpoints) == 1
 
 
 def test_two_processes_under_accelerate_launch_write_one_checkpoint(train_setup, tmp_path):
