@@ -12,5 +12,7 @@ Modules: :mod:`engine.configuration` (composite config), :mod:`engine.vision` (2
 :mod:`engine.heads` (detection, 2D/3D segmentation), :mod:`engine.modeling` (adapters, backbone, model with
 losses), :mod:`engine.processing` (tokenizer, prompts, image transforms), :mod:`engine.inference`
 (:class:`engine.inference.MedVersa`), :mod:`engine.checkpoint` (save/load, released-checkpoint converter),
-:mod:`engine.tiny` (tiny random model), :mod:`engine.drafts` (reader-study drafts).
+:mod:`engine.tiny` (tiny random model), :mod:`engine.drafts` (reader-study drafts), :mod:`engine.data`
+(manifests, adapters, loading, domain-aware sampler, collate), :mod:`engine.training` with
+:mod:`engine.training_config` (the accelerate training loop; CLI ``python -m engine.train``).
 """
