@@ -14,5 +14,7 @@ losses), :mod:`engine.processing` (tokenizer, prompts, image transforms), :mod:`
 (:class:`engine.inference.MedVersa`), :mod:`engine.checkpoint` (save/load, released-checkpoint converter),
 :mod:`engine.tiny` (tiny random model), :mod:`engine.drafts` (reader-study drafts), :mod:`engine.data`
 (manifests, adapters, loading, domain-aware sampler, collate), :mod:`engine.training` with
-:mod:`engine.training_config` (the accelerate training loop; CLI ``python -m engine.train``).
+:mod:`engine.training_config` (the accelerate training loop; CLI ``python -m engine.train``),
+:mod:`engine.pretrained` and :mod:`engine.initialize` (ImageNet backbones; a starting checkpoint from a base LM),
+:mod:`engine.evaluation` (metrics with bootstrap CIs; CLI ``python -m engine.evaluate``).
 """
