@@ -195,7 +195,7 @@ def _cmd_send_to_pacs(session, args):
     paths = []
     for name in args.paths:
         path = Path(name)
-        paths += sorted(p for p in path.rglob("*.dcm") if p.is_file()) if path.is_dir() else [path]
+        paths += pacs.dicom_files(path) if path.is_dir() else [path]
     report = pacs.send_to_origin(session, studies.get_study(session, args.study), paths, _connection(args))
     print(report.summary())
     return 1 if report.errors else 0

@@ -13,6 +13,7 @@ import csv
 import os
 import re
 import tempfile
+from datetime import datetime
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from studyapp.db.models import Case, ReaderStudy
-from studyapp.dicom import display
+from studyapp.dicom import display, geometry
 from studyapp.services import audit, ingest
 from studyapp.services.errors import InvalidInput, StudyError
 
@@ -93,6 +94,17 @@ class PacsConnection:
         return f"the PACS at {self.url} gave an answer that cannot be read: {type(error).__name__}: {error}"
 
 
+def _is_calendar_date(value: str) -> bool:
+    """Whether ``value`` is a DICOM DA date ``YYYYMMDD`` that exists in the calendar (PS3.5 6.2)."""
+    if not re.fullmatch(r"\d{8}", value):
+        return False
+    try:
+        datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class SearchCriteria:
     """A QIDO-RS study search (PS3.18 10.6); empty criteria are not sent.
@@ -115,11 +127,11 @@ class SearchCriteria:
         """The QIDO-RS query parameters other than the accession number.
 
         Raises:
-            InvalidInput: a date is not ``YYYYMMDD`` or the range is reversed.
+            InvalidInput: a date is not a calendar date ``YYYYMMDD`` or the range is reversed.
         """
         for name, value in (("from", self.date_from), ("to", self.date_to)):
-            if value and not re.fullmatch(r"\d{8}", value):
-                raise InvalidInput(f"study date {name} must be YYYYMMDD, got {value!r}")
+            if value and not _is_calendar_date(value):
+                raise InvalidInput(f"study date {name} must be a calendar date YYYYMMDD, got {value!r}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InvalidInput(f"study date range is reversed: {self.date_from} is after {self.date_to}")
         filters = {}
@@ -327,14 +339,20 @@ def _write_atomically(ds: Dataset, target: Path) -> None:
         raise
 
 
-def _check_decodes(ds: Dataset) -> None:
-    """Decode the first frame of an image so a corrupt one is refused now, not in front of a reader.
-
-    Raises:
-        display.UndecodableImageError: the frame cannot be decoded (or is above the size maximum).
-    """
-    if "PixelData" in ds:
+def _image_problem(ds: Dataset) -> str | None:
+    """Why a retrieved image must not be kept, or ``None``: its header does not match its pixel data or declares
+    too large a frame (``geometry.pixel_data_problem``, the folder import's check), or its first frame does not
+    decode. Checked before the file is written, so a bad one is refused now, not in front of a reader."""
+    if "PixelData" not in ds:
+        return None
+    try:
+        problem = geometry.pixel_data_problem(ds)
+        if problem is not None:
+            return f"its header does not fit its pixel data: {problem}"
         display.decode_frame(ds, 0)
+    except (ValueError, display.UndecodableImageError) as exc:
+        return f"its pixel data does not decode: {exc}"
+    return None
 
 
 def _retrieve_study(client: DICOMwebClient, connection: PacsConnection, folder: Path,
@@ -377,11 +395,9 @@ def _retrieve_study(client: DICOMwebClient, connection: PacsConnection, folder: 
         except (requests.RequestException, ValueError) as exc:
             outcome.errors.append(f"study {uid}: instance {sop} cannot be retrieved: {connection.describe(exc)}")
             continue
-        try:
-            _check_decodes(instance)
-        except display.UndecodableImageError as exc:
-            outcome.errors.append(f"study {uid}: instance {sop} was retrieved but its pixel data does not decode, "
-                                  f"so it was not kept: {exc}")
+        problem = _image_problem(instance)
+        if problem is not None:
+            outcome.errors.append(f"study {uid}: instance {sop} was retrieved but {problem}; it was not kept")
             continue
         _write_atomically(instance, target)
         outcome.retrieved += 1
@@ -392,8 +408,8 @@ def import_studies(session: Session, study: ReaderStudy, connection: PacsConnect
     """Retrieve the studies (WADO-RS, per instance) into the data folder and import them into ``study``.
 
     Each study: QIDO-RS lists its instances; non-image instances (``NON_IMAGE_MODALITIES``) are left out; each
-    instance not yet on disk is retrieved in its stored transfer syntax, its first frame decoded (a frame that
-    does not decode is refused and listed) and the file written; then the study folder is imported with
+    instance not yet on disk is retrieved in its stored transfer syntax, checked like a folder import (header
+    against pixel data, frame size) and its first frame decoded (a bad one is refused and listed) and written; then the study folder is imported with
     ``ingest.import_folder`` (same idempotence and report) and its cases get ``pacs_url``. Errors are collected
     per study; a connection failure stops only that study. Re-running retrieves only what is missing.
 
@@ -463,6 +479,27 @@ def store(connection: PacsConnection, ds: Dataset) -> None:
     if failed:
         reason = failed[0].get("FailureReason")
         raise PacsError(f"the PACS at {connection.url} refused the instance (Failure Reason {reason})")
+
+
+def dicom_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``*.dcm`` files in ``folder`` and its subfolders, sorted.
+
+    Raises:
+        InvalidInput: ``folder`` is empty text or not a folder, or holds no ``*.dcm`` file (the message names
+            what it holds).
+    """
+    if not str(folder).strip():
+        raise InvalidInput("give the folder of DICOM files to send")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidInput(f"folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*.dcm") if p.is_file())
+    if not files:
+        others = sorted(p.name for p in folder.rglob("*") if p.is_file())
+        raise InvalidInput(f"no DICOM file (*.dcm) in {folder} to send" +
+                           (f"; it holds {', '.join(others[:5])}" + (" ..." if len(others) > 5 else "")
+                            if others else ", it is empty"))
+    return files
 
 
 def send_to_origin(session: Session, study: ReaderStudy, paths, credentials: PacsConnection) -> SendReport:

@@ -102,10 +102,8 @@ class PacsPanel:
 
     @shows_errors
     def _send_seg(self, name, folder, url, username, password, token, request: gr.Request):
-        folder = Path((folder or "").strip())
-        if not folder.is_dir():
-            raise gr.Error(f"SEG folder not found on the server: {folder}")
         with user_action(self.ctx, request, coordinator=True) as (session, _):
+            files = pacs.dicom_files((folder or "").strip())
             report = pacs.send_to_origin(session, studies.get_study(session, name or ""),
-                                         sorted(folder.rglob("*.dcm")), self._connection(url, username, password, token))
+                                         files, self._connection(url, username, password, token))
             return report.summary()

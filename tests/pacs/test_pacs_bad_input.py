@@ -134,3 +134,47 @@ def test_a_pacs_that_never_answers_times_out_per_study(imported):
     assert [o.status for o in report.studies] == ["failed", "failed"]
     assert all("did not answer within 1 s" in o.errors[0] for o in report.studies)
     assert _counts(sessions)[0] == 3
+
+
+def test_a_study_date_that_is_no_calendar_date_is_refused():
+    for value in ("20201399", "20230230", "00000000"):
+        with pytest.raises(InvalidInput, match=f"study date from must be a calendar date YYYYMMDD, got '{value}'"):
+            pacs.SearchCriteria(date_from=value).filters()
+    assert pacs.SearchCriteria(date_from="20240229", date_to="20241231").filters() == {
+        "StudyDate": "20240229-20241231"}
+
+
+def test_pixel_data_longer_than_the_header_says_is_refused_at_retrieval(orthanc, shared_data, tmp_path):
+    """Issue 11 through the PACS path: a native image whose Rows undercount its Pixel Data decodes (the first
+    bytes), so only the geometry check catches it; it is not kept and the study is reported failed."""
+    import pydicom
+
+    ds = pydicom.dcmread(shared_data / "dicom" / "edge" / "MR_small.dcm")
+    study_uid = "1.2.826.0.1.3680043.8.498.1111"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study_uid, study_uid + ".1", study_uid + ".1.1"
+    ds.Rows = ds.Rows // 2  # the Pixel Data now holds twice what Rows x Columns x 16 bits needs
+    orthanc.store(ds)
+    data_dir = tmp_path / "data"
+    sessions = open_database(f"sqlite:///{data_dir / 'study.db'}")
+    with sessions.begin() as session:
+        report = pacs.import_studies(session, studies.create_study(session, "S"), orthanc.connection, [study_uid],
+                                     data_dir)
+    [outcome] = report.studies
+    assert outcome.status == "failed" and outcome.retrieved == 0
+    [error] = outcome.errors
+    assert error.startswith(f"study {study_uid}: instance {study_uid}.1.1 was retrieved but its header does not fit") and \
+        "(7FE0,0010) Pixel Data holds 8192 bytes" in error
+    assert not (pacs.study_folder(data_dir, orthanc.connection.url, study_uid) / f"{study_uid}.1.1.dcm").exists()
+    assert _counts(sessions) == (0, 0)
+
+
+def test_send_to_pacs_of_a_folder_without_dicom_files_is_refused(orthanc, imported, tmp_path, capsys, monkeypatch):
+    sessions, data_dir, _ = imported
+    folder = tmp_path / "seg"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not DICOM")
+    monkeypatch.setenv("PW", PASSWORD)
+    assert main(["--data-dir", str(data_dir), "send-to-pacs", "S", str(folder), "--username", USER,
+                 "--password-env", "PW"]) == 1
+    err = capsys.readouterr().err
+    assert f"no DICOM file (*.dcm) in {folder}" in err and "notes.txt" in err and "Traceback" not in err
