@@ -116,12 +116,14 @@ def run(checkpoint: Path, manifest: Path, out: Path, metrics_dir: Path | None = 
 
     Raises:
         engine.data.manifest.ManifestError: a bad manifest row (nothing is generated then).
-        ValueError, OSError: an unreadable checkpoint or target mask.
+        ValueError, OSError: an unreadable checkpoint or target mask; ``out`` is a file (checked first).
     """
     from engine.data.manifest import read_manifest
     from engine.evaluation.model_metrics import MetricUnavailable, model_metric
     from engine.inference import MedVersa
 
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder")
     samples = read_manifest(manifest)
     text_metrics, unavailable = list(OFFLINE_TEXT_METRICS), {}
     for name in metric_names:

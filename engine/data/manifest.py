@@ -328,6 +328,8 @@ class _FileChecker:
             if len(shape) != 3:
                 raise ValueError(f"not a 3D volume (shape {list(shape)})")
             return shape
+        if not image and not name.endswith(".png"):
+            raise ValueError("a 2D mask must be a PNG file")
         if name.endswith(_RASTER):
             with Image.open(path) as img:
                 if self.decode:
@@ -335,8 +337,6 @@ class _FileChecker:
                 shape = img.height, img.width
                 _check_complete(img)
                 return shape
-        if not image:
-            raise ValueError("a 2D mask must be a PNG file")
         if self.decode:
             return load_rgb(path).shape[:2]
         import pydicom

@@ -67,6 +67,8 @@ def _bad_rows(derm, shared_data):
         ("bad role", seg | {"images": [{"path": "lesion.jpg", "modality": "dermoscopy", "role": "old"}]}, "role 'old'"),
         ("mask index", seg | {"masks": [{"path": "lesion_mask.png", "label": "lesion", "image_index": 1}]},
          "masks[0].image_index 1 out of range"),
+        ("JPEG mask", seg | {"masks": [{"path": "lesion.jpg", "label": "lesion"}]},
+         "masks[0] unreadable (ValueError: a 2D mask must be a PNG file)"),
     ]
 
 

@@ -87,6 +87,10 @@ def test_bad_manifest_and_unknown_metric_are_refused(tmp_path, tiny_checkpoint, 
     with pytest.raises(SystemExit, match=r"(?s)error: .*empty.jsonl:1: the manifest holds no rows"):
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(empty), "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+    (tmp_path / "o").write_text("previous notes")
+    with pytest.raises(SystemExit, match=f"error: --out {tmp_path / 'o'} is a file, not a folder"):
+        evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(bad), "--out", str(tmp_path / "o")])
+    assert (tmp_path / "o").read_text() == "previous notes"
     with pytest.raises(SystemExit) as stop:  # a usage error: exit status 2, like argparse's own
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(bad), "--out", str(tmp_path / "o"),
                        "--metrics", "meteor"])
