@@ -17,6 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from studyapp.clock import utcnow
 from studyapp.db.models import (
+    ROLE_COORDINATOR,
     STATUS_IN_PROGRESS,
     STATUS_NEW,
     STATUS_SUBMITTED,
@@ -187,6 +188,13 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
         _log(session, "opened", reader, assignment)
     else:
         _log(session, "resumed", reader, assignment, active_seconds=report.active_seconds)
+    return _case_screen(assignment, study, report.current_text if report.status != STATUS_SUBMITTED
+                        else report.final_text, report.status, report.active_seconds, report.version)
+
+
+def _case_screen(assignment: Assignment, study: ReaderStudy, text: str, status: str, active_seconds: float,
+                 version: int) -> CaseScreen:
+    case = assignment.case
     return CaseScreen(
         assignment_id=assignment.id,
         case_id=case.id,
@@ -196,15 +204,36 @@ def open_case(session: Session, reader: User, assignment_id: int) -> CaseScreen:
         patient_sex=case.patient_sex,
         indication=case.indication,
         comparison=case.comparison,
-        text=report.current_text if report.status != STATUS_SUBMITTED else report.final_text,
-        status=report.status,
-        active_seconds=report.active_seconds,
+        text=text,
+        status=status,
+        active_seconds=active_seconds,
         autosave_seconds=study.autosave_seconds,
         idle_seconds=study.idle_seconds,
         likert_scales=study.likert_scales,
         practice=case.is_practice,
-        version=report.version,
+        version=version,
     )
+
+
+def preview_case(session: Session, coordinator: User, assignment_id: int) -> CaseScreen:
+    """What the assignment's reader sees for it, for a coordinator's read-only preview: the same blinded
+    :class:`CaseScreen` as :func:`open_case` (no arm, no source), with the text the reader would find (the saved
+    text, or the starting draft before the first open). Changes nothing: no report is created, nothing is logged.
+
+    Raises:
+        PermissionDenied: ``coordinator`` is not a coordinator.
+        NotFound: no such assignment, or the case has no draft for its arm yet.
+    """
+    if coordinator.role != ROLE_COORDINATOR:
+        raise PermissionDenied(f"{coordinator.username!r} is not a coordinator; only coordinators preview readers")
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"unknown assignment {assignment_id}")
+    study, report = session.get(ReaderStudy, assignment.study_id), assignment.report
+    if report is None:
+        return _case_screen(assignment, study, _starting_text(session, assignment), STATUS_NEW, 0.0, 0)
+    text = report.current_text if report.status != STATUS_SUBMITTED else report.final_text
+    return _case_screen(assignment, study, text, report.status, report.active_seconds, report.version)
 
 
 def _accept_active_seconds(report: Report, reported: float, now: datetime) -> float:

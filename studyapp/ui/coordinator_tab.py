@@ -10,6 +10,7 @@ import gradio as gr
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.preview import ReaderPreview
 from studyapp.ui.pacs_panel import PacsPanel
 
 
@@ -70,6 +71,7 @@ class CoordinatorTab:
                 self.case_progress = gr.Dataframe(interactive=False, elem_id="coord-case-progress")
         self.export = gr.Button("Export reads CSV", elem_id="coord-export")
         self.export_file = gr.File(label="Reads CSV", interactive=False, elem_id="coord-export-file")
+        self.preview = ReaderPreview(ctx, self.study)
         self._wire()
 
     def _wire(self):
@@ -96,17 +98,18 @@ class CoordinatorTab:
     @property
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
-        return [self.study, self.progress, self.case_progress, self.template, self.status]
+        return [self.study, self.progress, self.case_progress, self.template, self.status, *self.preview.outputs]
 
     def on_load(self, session, user) -> dict:
         """Updates for page load (only called for coordinators)."""
-        return self._overview(session, None, "")
+        return self._overview(session, None, "", user)
 
-    def _overview(self, session, name: str | None, message: str) -> dict:
+    def _overview(self, session, name: str | None, message: str, user=None) -> dict:
         names = [s.name for s in studies.list_studies(session)]
         name = name if name in names else (names[0] if names else None)
         study = studies.get_study(session, name) if name else None
-        return {
+        preview = self.preview.overview(session, user, study) if user is not None else {}
+        return preview | {
             self.study: gr.update(choices=names, value=name),
             self.progress: export.progress_table(session, study) if study else None,
             self.case_progress: export.case_progress_table(session, study) if study else None,
@@ -116,8 +119,8 @@ class CoordinatorTab:
 
     @shows_errors
     def _refresh(self, name, request: gr.Request):
-        with user_action(self.ctx, request, coordinator=True) as (session, _):
-            return self._overview(session, name, "")
+        with user_action(self.ctx, request, coordinator=True) as (session, user):
+            return self._overview(session, name, "", user)
 
     @shows_errors
     def _create_study(self, name, template, seed, request: gr.Request):

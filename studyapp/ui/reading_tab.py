@@ -35,7 +35,8 @@ def _likert_choices(scale: dict) -> list[tuple[str, int]]:
     return [(f"{v} - {label}", v) for v, label in zip(values, labels)]
 
 
-def _context_markdown(screen: reading.CaseScreen) -> str:
+def context_markdown(screen: reading.CaseScreen) -> str:
+    """The clinical-context panel of the reading screen (blinded: built from the reader's :class:`CaseScreen`)."""
     rows = [("PRACTICE CASE", "for practice only, not counted in the study")] if screen.practice else []
     rows += [
         ("Case", screen.label),
@@ -45,6 +46,12 @@ def _context_markdown(screen: reading.CaseScreen) -> str:
         ("Comparison", screen.comparison or "none"),
     ]
     return "\n".join(f"**{name}:** {value}  " for name, value in rows)
+
+
+def worklist_choices(items: list[reading.WorklistItem]) -> list[tuple[str, int]]:
+    """Radio choices of a reader's worklist: neutral label, practice flag and status, by assignment id."""
+    return [(f"{i.label}{' · practice' if i.practice else ''} · {STATUS_LABELS[i.status]}", i.assignment_id)
+            for i in items]
 
 
 class ReadingTab:
@@ -152,8 +159,7 @@ class ReadingTab:
     def _screen(self, session, user, study, assignment_id, note: str = "") -> dict:
         screen = reading.open_case(session, user, assignment_id) if assignment_id is not None else None
         items = reading.worklist(session, user, study) if study is not None else []  # after opening: status shown
-        choices = [(f"{i.label}{' · practice' if i.practice else ''} · {STATUS_LABELS[i.status]}", i.assignment_id)
-                   for i in items]
+        choices = worklist_choices(items)
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
                    self.version: None,
                    self.about: study.description if study is not None else "",
@@ -171,7 +177,7 @@ class ReadingTab:
         scales = screen.likert_scales
         updates.update({
             self.version: screen.version,
-            self.context: _context_markdown(screen),
+            self.context: context_markdown(screen),
             self.editor: gr.update(value=screen.text, interactive=editable),
             self.finish: gr.update(interactive=editable, visible=True),
             self.save_status: "" if editable else "This report is submitted.",

@@ -220,3 +220,18 @@ def test_case_progress_counts_reads_per_arm_and_median_time(setup):
         reading.submit(s, r1, ids["assignment"], "Final.", 30.0, {"confidence": 4, "mental_demand": 2})
         row = export.case_progress_table(s, studies.get_study(s, "s1")).iloc[0]
         assert row[["submitted_llm", "submitted_model", "submitted", "median_active_seconds"]].tolist() == [1, 0, 1, 30.0]
+
+
+def test_preview_is_blinded_read_only_and_for_coordinators(setup):
+    db, ids = setup
+    with db.begin() as s:
+        coordinator = accounts.add_user(s, "coord", "password123", role="coordinator")
+        screen = reading.preview_case(s, coordinator, ids["assignment"])
+        assert (screen.text, screen.status, screen.label) == ("Heart normal.", "new", "Case 01")
+        assert "gpt-4o-secret" not in repr(screen) and "llm" not in repr(screen)
+        assert s.query(Report).count() == 0  # nothing opened
+        with pytest.raises(PermissionDenied, match="only coordinators preview"):
+            reading.preview_case(s, accounts.get_user(s, "reader2"), ids["assignment"])
+        reading.open_case(s, accounts.get_user(s, "reader1"), ids["assignment"])
+        reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Edited.", 0.0)
+        assert reading.preview_case(s, coordinator, ids["assignment"]).text == "Edited."
