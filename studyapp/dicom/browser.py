@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -25,6 +27,18 @@ from studyapp.dicom import display
 
 WL_STEPS_PER_RANGE = 1000.0
 """A window/level drag of one screen pixel changes the width or center by (modality range) / this."""
+
+PAYLOAD_CACHE_BYTES = 256 * 1024 * 1024
+"""Upper bound on the memory of encoded payloads kept for frames sent again (next case warmed ahead, reopened)."""
+
+
+@dataclass(frozen=True)
+class _Cached:
+    payload: dict
+    nbytes: int
+
+
+_payloads = display.FrameCache(PAYLOAD_CACHE_BYTES)
 
 
 def _b64(array: np.ndarray) -> str:
@@ -66,7 +80,8 @@ def pixel_spacing(ds: Dataset, frame: int = 0) -> dict:
 
 
 def frame_payload(path: str | os.PathLike, frame: int = 0) -> dict:
-    """Everything the browser viewer needs to show ``frame`` of ``path`` and window it locally.
+    """Everything the browser viewer needs to show ``frame`` of ``path`` and window it locally; kept in a bounded
+    cache (a changed file is encoded again), so a frame warmed ahead or sent before costs no work.
 
     Args:
         path: DICOM file (decoded once through ``display.load_frame``'s cache).
@@ -84,6 +99,21 @@ def frame_payload(path: str | os.PathLike, frame: int = 0) -> dict:
         IndexError, UndecodableImageError: as ``display.load_frame``.
         ValueError: the stored values span more than ``display.MAX_LUT_ENTRIES`` (no table to send).
     """
+    resolved = Path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except OSError as exc:
+        raise display.UndecodableImageError(f"Cannot read {path}: {exc}") from exc
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size, frame)
+    cached = _payloads.get(key)
+    if cached is None:
+        payload = _encode(resolved, frame)
+        cached = _Cached(payload, sum(len(v) for v in payload.values() if isinstance(v, str)))
+        _payloads.put(key, cached)
+    return cached.payload
+
+
+def _encode(path: Path, frame: int) -> dict:
     decoded = display.load_frame(path, frame)
     ds = pydicom.dcmread(path, stop_before_pixels=True)  # decoding succeeded, so the header reads
     rows, columns = decoded.values.shape[:2]

@@ -10,7 +10,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from studyapp.db.comparisons import ComparisonAssignment, ComparisonPair
-from studyapp.db.models import ROLE_COORDINATOR, Assignment, Case, User
+from studyapp.db.models import ROLE_COORDINATOR, STATUS_SUBMITTED, Assignment, Case, Report, User
 from studyapp.services.errors import NotFound, PermissionDenied
 
 
@@ -67,3 +67,19 @@ def case_stacks(session: Session, user: User, case_id: int) -> list[ImageStack]:
         uids = [(i.sop_instance_uid, f) for i in series.instances for f in range(i.number_of_frames or 1)]
         stacks.append(ImageStack(" · ".join(p for p in parts if p), series.modality, slices, uids))
     return stacks
+
+
+def next_case_id(session: Session, user: User, case_id: int) -> int | None:
+    """The case after ``case_id`` in the user's reading worklist (by position) whose report is not submitted,
+    for warming its images ahead; ``None`` at the end or without a reading assignment for ``case_id``."""
+    current = session.scalar(select(Assignment).where(Assignment.reader_id == user.id, Assignment.case_id == case_id))
+    if current is None:
+        return None
+    submitted = exists().where(Report.assignment_id == Assignment.id, Report.status == STATUS_SUBMITTED)
+    return session.scalar(
+        select(Assignment.case_id)
+        .where(Assignment.reader_id == user.id, Assignment.study_id == current.study_id,
+               Assignment.position > current.position, ~submitted)
+        .order_by(Assignment.position)
+        .limit(1)
+    )

@@ -11,6 +11,7 @@ Two views of the same pipeline (``studyapp.dicom.display``):
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -26,6 +27,34 @@ CUSTOM = "Custom"
 VIEWER_JS = "\n".join((Path(__file__).parent / "static" / name).read_text() for name in ("renderers.js", "viewer.js"))
 VIEWER_CSS = (Path(__file__).parent / "static" / "viewer.css").read_text()
 EMPTY_MANIFEST = json.dumps({"case": None, "stacks": []})
+_warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="viewer-warm")  # one decode at a time, in order
+
+
+def _stack_index(stacks: list[images.ImageStack], view: dict) -> int:
+    """The series a case opens at: the one left (``view``), else the first."""
+    return view.get("stack", 0) if view.get("stack", 0) < len(stacks) else 0
+
+
+def _slice_number(stack: images.ImageStack, view: dict) -> int:
+    """The 1-based slice a series opens at: the one left (``view``), else the middle one."""
+    middle = len(stack.slices) // 2 + 1 if len(stack.slices) > 1 else 1
+    return min(max(int(view.get("slice", middle)), 1), len(stack.slices))
+
+
+def _first_slice(stack: images.ImageStack) -> tuple[str, int]:
+    """The slice a stack opens at (the middle one), as the browser viewer and the server view pick it."""
+    return stack.slices[len(stack.slices) // 2 if len(stack.slices) > 1 else 0]
+
+
+def _warm(slices: list[tuple[str, int]]) -> None:
+    """Decode and encode the frames a case opens with (JPEG 2000 decoding takes most of a second), so the reader
+    finds them cached; errors show when the case is opened."""
+    for path, frame in slices:
+        try:
+            browser.frame_payload(path, frame)
+            display.render_file(path, frame=frame, max_side=VIEW_MAX_SIDE)
+        except (display.UndecodableImageError, ValueError, IndexError):
+            pass
 
 
 def cookie_username(request) -> str | None:
@@ -60,7 +89,8 @@ class Viewer:
             self.client = gr.HTML(EMPTY_MANIFEST, html_template='<div class="sv-root" tabindex="0"></div>',
                                   css_template=VIEWER_CSS, js_on_load=VIEWER_JS, apply_default_css=False,
                                   server_functions=[self._frame_function()], elem_classes="study-viewer")
-            with gr.Accordion("Server-rendered view (fallback and reference)", open=False):
+            self.server_open = gr.State(False)  # the server view is rendered only while its accordion is open
+            with gr.Accordion("Server-rendered view (fallback and reference)", open=False) as self.server_accordion:
                 self._server_view()
         self.open_outputs = [self.case_id, self.stack, self.slice, self.preset, self.center, self.width, self.zoom,
                              self.image, self.message, self.client]
@@ -81,7 +111,14 @@ class Viewer:
 
     def _wire(self):
         view_inputs = [self.case_id, self.stack, self.slice, self.center, self.width, self.zoom, self.preset]
-        self.stack.input(self._on_stack, [self.case_id, self.stack], self.open_outputs[2:], api_visibility="private")
+        private = {"api_visibility": "private"}
+        self.server_accordion.expand(lambda: True, None, self.server_open, **private).then(
+            self._render_shown, [self.server_open, self.case_id], [self.image, self.message], **private)
+        self.server_accordion.collapse(lambda: False, None, self.server_open, **private)
+        # a case shown (the browser viewer's stack list changed) is rendered on the server after the case screen
+        self.client.change(self._render_shown, [self.server_open, self.case_id], [self.image, self.message],
+                           trigger_mode="always_last", **private)
+        self.stack.input(self._on_stack, [self.case_id, self.stack], self.open_outputs[2:-1], api_visibility="private")
         render = dict(fn=self._render, inputs=view_inputs, outputs=[self.image, self.message], api_visibility="private")
         for slider in (self.slice, self.zoom):
             slider.input(trigger_mode="always_last", **render)
@@ -126,8 +163,11 @@ class Viewer:
                                                 for s in stacks]}
         if self.with_findings:
             manifest["findings"] = findings.shown_findings(session, user, case_id)
+            following = images.next_case_id(session, user, case_id)
+            if following is not None:
+                _warmer.submit(_warm, [_first_slice(s) for s in images.case_stacks(session, user, following)])
         view = self._last_view.get((user.id, case_id), {})
-        index = view.get("stack", 0) if view.get("stack", 0) < len(stacks) else 0
+        index = _stack_index(stacks, view)
         updates = {self.case_id: case_id, self.zoom: view.get("zoom", 1), self.client: json.dumps(manifest),
                    self.stack: gr.update(choices=[(s.label, i) for i, s in enumerate(stacks)],
                                          value=index if stacks else None)}
@@ -137,28 +177,30 @@ class Viewer:
     def _remember(self, user, case_id, **view) -> None:
         self._last_view[(user.id, case_id)] = view
 
-    def _stack_updates(self, stacks: list[images.ImageStack], index: int, view: dict | None = None) -> dict:
-        """Updates showing series ``index``: the middle slice at the file's VOI, or the remembered ``view``."""
+    def _stack_updates(self, stacks: list[images.ImageStack], index: int, view: dict | None = None,
+                       render: bool = False) -> dict:
+        """Updates showing series ``index``: the middle slice at the file's VOI, or the remembered ``view``; the
+        server image only with ``render`` (else :meth:`_render_shown` draws it when the server view is open)."""
         if not stacks:
             return {self.image: None, self.message: "This case has no images.", self.slice: gr.update(value=1, visible=False),
                     self.preset: FILE_DEFAULT, self.center: None, self.width: None}
         stack, view = stacks[index], view or {}
-        middle = len(stack.slices) // 2 + 1 if len(stack.slices) > 1 else 1
-        slice_number = min(max(int(view.get("slice", middle)), 1), len(stack.slices))
+        slice_number = _slice_number(stack, view)
         window = view.get("window")
-        image, message = self._image(stack, slice_number, window, view.get("zoom", 1.0))
         named = self._presets(stack, slice_number)
         wide = named.get("wide")  # min..max of the slice's modality values
         shown = (lambda v: f"{round(v)}" if wide[1] >= 20 else f"{v:.3g}") if wide else None
         data_range = f"data range {shown(wide[0] - wide[1] / 2)} to {shown(wide[0] + wide[1] / 2)}" if wide \
             else "data range: -"
-        return {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=slice_number,
-                                      visible=len(stack.slices) > 1),
-                self.preset: gr.update(choices=[FILE_DEFAULT, *named, CUSTOM], value=view.get("preset", FILE_DEFAULT)),
-                self.center: gr.update(value=window[0] if window else None, info=data_range),
-                self.width: gr.update(value=window[1] if window else None,
-                                      info=f"up to {wide[1]:g} (the whole range)" if wide else " "),
-                self.image: image, self.message: message}
+        updates = {self.slice: gr.update(minimum=1, maximum=max(2, len(stack.slices)), value=slice_number,
+                                         visible=len(stack.slices) > 1),
+                   self.preset: gr.update(choices=[FILE_DEFAULT, *named, CUSTOM], value=view.get("preset", FILE_DEFAULT)),
+                   self.center: gr.update(value=window[0] if window else None, info=data_range),
+                   self.width: gr.update(value=window[1] if window else None,
+                                         info=f"up to {wide[1]:g} (the whole range)" if wide else " ")}
+        if render:
+            updates[self.image], updates[self.message] = self._image(stack, slice_number, window, view.get("zoom", 1.0))
+        return updates
 
     @staticmethod
     def _image(stack: images.ImageStack, slice_number: int, window, zoom: float):
@@ -194,7 +236,7 @@ class Viewer:
         with user_action(self.ctx, request) as (session, user):
             stacks = self._stacks(session, user, case_id)
             self._remember(user, case_id, stack=int(index or 0))
-            return self._stack_updates(stacks, int(index or 0))
+            return self._stack_updates(stacks, int(index or 0), render=True)
 
     @shows_errors
     def _render(self, case_id, index, slice_number, center, width, zoom, preset, request: gr.Request):
@@ -206,6 +248,22 @@ class Viewer:
         if not stacks:
             return None, "This case has no images."
         return self._image(stacks[int(index or 0)], slice_number, window, zoom)
+
+    @shows_errors
+    def _render_shown(self, shown, case_id, request: gr.Request):
+        """The server image of the case as :meth:`open` set up its controls (the view left, else the middle slice
+        of the first series), only while the server view is open: its PNG would only slow the case screen."""
+        if not shown:
+            return gr.skip()
+        if case_id is None:
+            return None, ""
+        with user_action(self.ctx, request) as (session, user):
+            stacks = self._stacks(session, user, case_id)
+            view = self._last_view.get((user.id, case_id), {})
+        if not stacks:
+            return None, "This case has no images."
+        stack = stacks[_stack_index(stacks, view)]
+        return self._image(stack, _slice_number(stack, view), view.get("window"), view.get("zoom", 1.0))
 
     def _render_typed(self, case_id, index, slice_number, center, width, zoom, preset, request: gr.Request):
         """:meth:`_render` for a typed window center/width (remembered as the Custom preset)."""

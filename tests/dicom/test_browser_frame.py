@@ -41,3 +41,15 @@ def test_spacing_names_its_source_or_says_uncalibrated(shared_data):
     assert browser.pixel_spacing(read("pydicom_cr_16x16_rescale.dcm")) == {
         "row_mm": 0.1, "column_mm": 0.1, "source": "Imager Pixel Spacing (at the detector)"}
     assert browser.pixel_spacing(read("RG1_J2KI.dcm")) == {"source": None}  # Pixel Spacing 0.000\\0.000
+
+
+def test_payloads_are_cached_until_the_file_changes(shared_data, tmp_path):
+    copy = tmp_path / "cr.dcm"
+    copy.write_bytes((shared_data / "dicom" / "cxr" / "pydicom_cr_16x16_rescale.dcm").read_bytes())
+    first = browser.frame_payload(copy)
+    assert browser.frame_payload(copy) is first  # sent again without work
+    ds = pydicom.dcmread(copy)
+    ds.WindowCenter, ds.WindowWidth = 1000, 500
+    ds.save_as(copy)
+    changed = browser.frame_payload(copy)
+    assert changed is not first and changed["window"] == [1000.0, 500.0]

@@ -3,7 +3,8 @@
 // window change, and draw the frame with a transform: canvas pixel = image pixel * s + (ox, oy).
 // WebGL2 keeps the indices in an R16UI/R8UI texture and looks the table up per screen pixel (bilinear on the
 // display values when the image is shown smaller than 1:1, nearest when enlarged); the canvas-2D fallback maps
-// every image pixel on the CPU and lets drawImage scale.
+// on the CPU the pixels of the level of a 2 x 2 mean pyramid that still has one per screen pixel (the full
+// frame from 1:2 up) and lets drawImage scale; greys() always reads the full-resolution frame.
 
 // The name of the rasteriser behind a WebGL context, when the browser tells it.
 function glRendererName(gl) {
@@ -149,60 +150,91 @@ function createGLRenderer(canvas) {
   };
 }
 
+// Indices at half the size (mean of each 2 x 2 block, rounded), as viewers resample stored values before the
+// VOI (studyapp.dicom.display.downsample does the same on the server).
+function halve(values, width, height) {
+  const w = Math.ceil(width / 2), h = Math.ceil(height / 2);
+  const out = new values.constructor(w * h);
+  for (let y = 0; y < h; y++) {
+    const y0 = 2 * y, y1 = Math.min(2 * y + 1, height - 1);
+    for (let x = 0; x < w; x++) {
+      const x0 = 2 * x, x1 = Math.min(2 * x + 1, width - 1);
+      out[y * w + x] = (values[y0 * width + x0] + values[y0 * width + x1] + values[y1 * width + x0]
+        + values[y1 * width + x1] + 2) >> 2;
+    }
+  }
+  return { values: out, width: w, height: h };
+}
+
 function create2DRenderer(canvas) {
   const context = canvas.getContext("2d");
-  const image = document.createElement("canvas"); // the frame at full resolution
-  const imageContext = image.getContext("2d", { willReadFrequently: true });
-  if (!context || !imageContext) return null;
+  if (!context) return null;
   let frame = null;
-  let imageData = null;
-  let rgba = null;
-  const paintColour = (invertColour) => {
-    const rgb = frame.rgb;
-    for (let p = 0, q = 0; p < rgba.length; p++, q += 3) {
-      const r = rgb[q], g = rgb[q + 1], b = rgb[q + 2];
-      rgba[p] = invertColour ? 0xff000000 | ((255 - b) << 16) | ((255 - g) << 8) | (255 - r)
-        : 0xff000000 | (b << 16) | (g << 8) | r;
+  let levels = []; // level k: indices at 1 / 2^k of the size, with its canvas once painted
+  let table = null;
+  const level = (k) => {
+    while (levels.length <= k) {
+      const last = levels[levels.length - 1];
+      levels.push(halve(last.values, last.width, last.height));
     }
-    imageContext.putImageData(imageData, 0, 0);
+    return levels[k];
   };
-  let colourInverted = null;
+  const paint = (item, invertColour) => { // indices (or RGB) -> the level's canvas
+    if (!item.canvas) {
+      item.canvas = document.createElement("canvas");
+      item.canvas.width = item.width;
+      item.canvas.height = item.height;
+      item.context = item.canvas.getContext("2d", { willReadFrequently: true });
+      item.data = item.context.createImageData(item.width, item.height);
+      item.rgba = new Uint32Array(item.data.data.buffer);
+    }
+    const rgba = item.rgba;
+    if (frame.kind === "colour") {
+      const rgb = frame.rgb;
+      for (let p = 0, q = 0; p < rgba.length; p++, q += 3) {
+        const r = rgb[q], g = rgb[q + 1], b = rgb[q + 2];
+        rgba[p] = invertColour ? 0xff000000 | ((255 - b) << 16) | ((255 - g) << 8) | (255 - r)
+          : 0xff000000 | (b << 16) | (g << 8) | r;
+      }
+    } else {
+      const values = item.values;
+      for (let p = 0; p < values.length; p++) rgba[p] = table[values[p]];
+    }
+    item.context.putImageData(item.data, 0, 0);
+    item.painted = frame.kind === "colour" ? invertColour : table;
+  };
   return {
     kind: "canvas 2D",
     lost: false,
     setFrame(next) {
       frame = next;
-      image.width = frame.columns;
-      image.height = frame.rows;
-      imageData = imageContext.createImageData(frame.columns, frame.rows);
-      rgba = new Uint32Array(imageData.data.buffer);
-      colourInverted = null;
+      levels = [{ values: frame.values, width: frame.columns, height: frame.rows }];
     },
-    setLut(table) {
-      const colours = new Uint32Array(table.length);
-      for (let i = 0; i < table.length; i++) colours[i] = 0xff000000 | (table[i] * 0x010101);
-      const values = frame.values;
-      for (let p = 0; p < values.length; p++) rgba[p] = colours[values[p]];
-      imageContext.putImageData(imageData, 0, 0);
+    setLut(grey) {
+      table = new Uint32Array(grey.length);
+      for (let i = 0; i < grey.length; i++) table[i] = 0xff000000 | (grey[i] * 0x010101);
     },
     draw(s, ox, oy, invertColour) {
       context.setTransform(1, 0, 0, 1, 0, 0);
       context.fillStyle = "#000";
       context.fillRect(0, 0, canvas.width, canvas.height);
       if (!frame) return;
-      if (frame.kind === "colour" && colourInverted !== invertColour) {
-        paintColour(invertColour);
-        colourInverted = invertColour;
-      }
-      context.imageSmoothingEnabled = s < 1;
-      context.setTransform(s, 0, 0, s, ox, oy);
-      context.drawImage(image, 0, 0);
+      // the smallest level that still has a pixel for every screen pixel
+      const k = frame.kind === "colour" || s >= 0.5 ? 0 : Math.min(6, Math.floor(Math.log2(1 / s)));
+      const item = level(k);
+      if (item.painted !== (frame.kind === "colour" ? invertColour : table)) paint(item, invertColour);
+      const scale = s * (frame.columns / item.width);
+      context.imageSmoothingEnabled = scale < 1;
+      context.setTransform(scale, 0, 0, s * (frame.rows / item.height), ox, oy);
+      context.drawImage(item.canvas, 0, 0);
       context.setTransform(1, 0, 0, 1, 0, 0);
     },
     clear() { frame = null; this.draw(); },
-    greys() {
-      const { width, height } = image;
-      return { width, height, data: imageContext.getImageData(0, 0, width, height).data, bottomUp: false };
+    greys(step, invertColour) { // full resolution, whatever level is on screen
+      const item = level(0);
+      if (item.painted !== (frame.kind === "colour" ? invertColour : table)) paint(item, invertColour);
+      return { width: item.width, height: item.height,
+        data: item.context.getImageData(0, 0, item.width, item.height).data };
     },
   };
 }

@@ -283,10 +283,10 @@ function draw(repaint) {
   if (pendingEventTime !== null) {
     const eventTime = pendingEventTime;
     pendingEventTime = null;
-    requestAnimationFrame(() => { // the frame is on screen once the next frame starts
+    setTimeout(() => { // a task queued in the animation frame runs once that frame is rendered
       stats.lastLatencyMs = performance.now() - eventTime;
       stats.latencies.push(stats.lastLatencyMs);
-    });
+    }, 0);
   }
 }
 
@@ -335,6 +335,7 @@ async function showSlice(stack, slice) {
   let frame;
   try {
     frame = await fetchFrame(stack, slice);
+    stats.frameAt = performance.now();
   } catch (error) {
     if (state.manifest.case === caseId && state.stack === stack && state.slice === slice) {
       state.frame = null;
