@@ -522,8 +522,11 @@ def send_to_origin(session: Session, study: ReaderStudy, paths, credentials: Pac
     for path in map(str, paths):
         try:
             ds = pydicom.dcmread(path)
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            report.errors.append(f"{path}: cannot be read as DICOM: {exc}")
+        except pydicom.errors.InvalidDicomError:
+            report.errors.append(f"{path}: not a DICOM file (no DICM prefix after the 128-byte preamble, PS3.10 7.1)")
+            continue
+        except OSError as exc:
+            report.errors.append(f"{path}: cannot be read: {exc}")
             continue
         uid = str(ds.get("StudyInstanceUID", ""))
         if uid not in origins:

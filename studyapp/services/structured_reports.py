@@ -195,7 +195,8 @@ def export_srs(session: Session, study: ReaderStudy, folder: str | Path, *, case
     submitted, problems = _submitted_reports(session, study, case_keys)
     report = SRExportReport(folder, problems=problems)
     if not submitted:
-        scope = f"the cases {', '.join(case_keys)}" if case_keys else f"study {study.name!r}"
+        scope = f"study {study.name!r}" + (f" ({'case' if len(case_keys) == 1 else 'cases'} "
+                                           f"{', '.join(map(repr, case_keys))})" if case_keys else "")
         raise InvalidInput(f"{scope} has no submitted report to export as DICOM SR: " + "; ".join(problems))
     folder.mkdir(parents=True, exist_ok=True)
     for item in submitted:

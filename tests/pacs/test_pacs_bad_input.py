@@ -106,6 +106,9 @@ def test_sr_export_refusals(orthanc, imported, tmp_path):
         with pytest.raises(InvalidInput, match="has no submitted report to export as DICOM SR: case '.*' has no "
                                                r"submitted report yet \(0 in progress\)"):
             structured_reports.export_srs(session, study, tmp_path / "none")
+        key = study.cases[0].case_key
+        with pytest.raises(InvalidInput, match=f"^study 'S' \\(case '{key}'\\) has no submitted report to export"):
+            structured_reports.export_srs(session, study, tmp_path / "none", case_keys=[key])
         with pytest.raises(InvalidInput, match="has no case 'NO-SUCH-CASE'"):
             structured_reports.export_srs(session, study, tmp_path / "none", case_keys=["NO-SUCH-CASE"])
     assert not (tmp_path / "none").exists()
@@ -178,3 +181,9 @@ def test_send_to_pacs_of_a_folder_without_dicom_files_is_refused(orthanc, import
                  "--password-env", "PW"]) == 1
     err = capsys.readouterr().err
     assert f"no DICOM file (*.dcm) in {folder}" in err and "notes.txt" in err and "Traceback" not in err
+    (folder / "notes.dcm").write_text("not DICOM either")
+    assert main(["--data-dir", str(data_dir), "send-to-pacs", "S", str(folder), "--username", USER,
+                 "--password-env", "PW"]) == 1
+    out = capsys.readouterr().out
+    assert f"error: {folder / 'notes.dcm'}: not a DICOM file (no DICM prefix after the 128-byte preamble" in out
+    assert "force=True" not in out  # pydicom's advice to programmers is not shown to coordinators
