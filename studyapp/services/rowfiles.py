@@ -35,7 +35,8 @@ def read_rows(path: str | Path, columns: tuple[str, ...], what: str, errors: lis
         than header columns has them under ``"__extra__"``.
 
     Raises:
-        RowFileError: the file is missing, has another extension, is not UTF-8 text, is binary, or is an empty CSV.
+        RowFileError: the file is missing, has another extension, is not UTF-8 text, is binary, or holds no row at
+            all (an empty file, a CSV header without rows, blank lines): importing nothing is always a mistake.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -49,7 +50,11 @@ def read_rows(path: str | Path, columns: tuple[str, ...], what: str, errors: lis
         raise RowFileError(f"{path.name}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     if "\x00" in content:
         raise RowFileError(f"{path.name}: binary content, not a {suffix[1:].upper()} text file")
-    return _csv_rows(content, path.name, columns, errors) if suffix == ".csv" else _jsonl_rows(content, errors)
+    found = len(errors)
+    rows = _csv_rows(content, path.name, columns, errors) if suffix == ".csv" else _jsonl_rows(content, errors)
+    if not rows and len(errors) == found:
+        raise RowFileError(f"{path.name}: no {what} rows in the file (it is empty or holds only a header)")
+    return rows
 
 
 def _csv_rows(content: str, name: str, columns: tuple[str, ...], errors: list[tuple[int, str]]) -> list[tuple[int, dict]]:

@@ -190,6 +190,8 @@ def test_changed_draft_is_a_conflict_unless_replaced_and_unread(db, study_id, tm
         ("latin1.csv", "case_key,arm,text,source\nc1,llm,Épaule,gpt\n".encode("latin-1"), "latin1.csv: not UTF-8"),
         ("binary.jsonl", b"\x00\x01\x02\x03", r"binary.jsonl: binary content"),
         ("empty.csv", b"", r"empty.csv: empty file"),
+        ("header.csv", b"case_key,arm,text,source\n", r"header.csv: no drafts rows in the file"),
+        ("blank.jsonl", b"\n\n", r"blank.jsonl: no drafts rows in the file"),
     ],
 )
 def test_malformed_file_is_one_error_naming_it(db, study_id, tmp_path, name, content, message):
