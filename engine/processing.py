@@ -212,14 +212,18 @@ def instruction(task: Task | str, *, image: str = "<img0>", index: int | None = 
 def format_context(age: str | None = None, sex: str | None = None, indication: str | None = None,
                    comparison: str | None = None, location: str | None = None) -> str | None:
     """Clinical context block text, ``Age:{age}.Gender:{sex}.{indication}{comparison}`` for chest X-ray and
-    ``Age:..Gender:..Location:..`` for dermoscopy (released prompt format); ``None`` when all parts are empty."""
+    ``Age:..Gender:..Location:..`` for dermoscopy (released prompt format); ``None`` when all parts are empty.
+
+    The indication and comparison end with a full stop (one is added when they end without punctuation, so
+    "Cough" and "None." read "Cough.None." as the released model saw, not "CoughNone.")."""
     parts = []
     for label, value in (("Age", age), ("Gender", sex), ("Location", location)):
         if value:
             parts.append(f"{label}:{value.strip()}.")
     for text in (indication, comparison):
         if text and text.strip():
-            parts.append(text.strip())
+            text = text.strip()
+            parts.append(text if text[-1] in ".!?:;" else f"{text}.")
     return "".join(parts) or None
 
 

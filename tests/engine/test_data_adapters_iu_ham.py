@@ -43,7 +43,7 @@ def test_iu_xray_samples(iu, tmp_path):
     first = samples["iu-xray:1:findings"]
     assert first.answer == iu_sections(xml["1.xml"])["FINDINGS"]
     assert first.answer.startswith("The cardiac silhouette and mediastinum size are within normal limits.")
-    assert first.context == "Positive TB testNone."  # INDICATION then COMPARISON, released context format
+    assert first.context == "Positive TB test.None."  # INDICATION then COMPARISON, each ending with a full stop
     assert [Path(i.path).name for i in first.images] == ["CXR1_1_IM-0001-3001.png", "CXR1_1_IM-0001-4001.png"]
     assert samples["iu-xray:3:impression"].answer == iu_sections(xml["3.xml"])["IMPRESSION"]
     assert "iu-xray:3:findings" not in samples and not any(k.startswith("iu-xray:156:") for k in samples)

@@ -58,6 +58,7 @@ def test_prompt_format_of_released_checkpoint():
     assert prompt == ("###Human: <img0>" + IMAGE_TOKEN * 9 + "</img0><context>Age:60.Gender:F.Chest pain.None."
                       "</context>Please report <img0>.###Assistant:")
     assert format_context() is None
+    assert format_context(indication="Positive TB test", comparison="None.") == "Positive TB test.None."
 
 
 @pytest.mark.parametrize(
