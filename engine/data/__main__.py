@@ -59,9 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter-specific argument")
     args = parser.parse_args(argv)
     if args.command == "check":
+        if args.manifest.is_dir():
+            parser.error(f"manifest {args.manifest} is a folder, not a file")
         if not args.manifest.is_file():
             parser.error(f"manifest not found: {args.manifest}")
         return check(args.manifest, not args.no_files, args.decode)
+    if args.out.is_dir():
+        parser.error(f"OUT {args.out} is a folder; name the manifest file, e.g. {args.out / 'manifest.jsonl'}")
+    parent = next((p for p in args.out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        parser.error(f"OUT {args.out}: {parent} is not a folder")
     bad = [o for o in args.option if "=" not in o]
     if bad:
         parser.error(f"--option needs KEY=VALUE, got {bad[0]!r}")

@@ -39,3 +39,18 @@ def test_check_missing_manifest_and_unknown_dataset(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["convert", "no-such-set", str(tmp_path), str(tmp_path / "o.jsonl")])
     assert info.value.code == 2 and "unknown dataset 'no-such-set'" in capsys.readouterr().err
+
+
+def test_convert_refuses_an_output_that_cannot_be_a_manifest_before_converting(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("kept")
+    for out, message in ((tmp_path / "folder", "is a folder; name the manifest file"),
+                         (tmp_path / "file" / "m.jsonl", "is not a folder")):
+        with pytest.raises(SystemExit) as info:
+            main(["convert", "iu-xray", str(tmp_path / "no-such-root"), str(out)])
+        assert info.value.code == 2 and message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"] and not any((tmp_path / "folder").iterdir())
+    assert (tmp_path / "file").read_text() == "kept"
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(tmp_path / "folder")])
+    assert info.value.code == 2 and f"manifest {tmp_path / 'folder'} is a folder, not a file" in capsys.readouterr().err
