@@ -5,10 +5,10 @@
 Each line is ``{"case_key", "arm", "text": "FINDINGS: ... IMPRESSION: ...", "source"}``, the format that
 :func:`studyapp.services.drafts.import_drafts` reads, with ``"findings"`` when the answer grounds sentences: each
 ``<DET>`` box and ``<2DSEG>``/``<3DSEG>`` mask with the sentence that produced it, on the SOP Instances of the
-case (``studyapp.services.findings``; a 3D mask is sampled on each slice of its series). The findings and the impression are generated with the
-first instruction of their Table 5 templates (paper section 4.4: sections are generated separately), with the
-case's clinical context. Cases whose ``case_key`` is already in the output are skipped, so an interrupted run
-resumes where it stopped. Runs on CPU, one GPU, or several processes with
+case (``studyapp.services.findings``; a 3D mask is sampled on each slice of its series). The findings and the
+impression are generated with the first instruction of their Table 5 templates (paper section 4.4: sections are
+generated separately), with the case's clinical context. Cases whose ``case_key`` is already in the output are
+skipped, so an interrupted run resumes where it stopped. Runs on CPU, one GPU, or several processes with
 ``accelerate launch --multi_gpu --num_processes N -m engine.drafts ...`` (or ``torchrun --nproc_per_node N``, also
 on CPU): every process reads the same list of missing cases, takes its share via
 ``PartialState.split_between_processes``, writes its own part file, and the main process merges the parts into

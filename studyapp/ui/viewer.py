@@ -2,10 +2,10 @@
 
 Two views of the same pipeline (``studyapp.dicom.display``):
 
-* the browser viewer (``static/renderers.js`` + ``static/viewer.js`` in a ``gr.HTML``): the page receives the case's stack list, then
-  fetches each frame's values once through the component's server function ``frame``
-  (``studyapp.dicom.browser.frame_payload``) and does window/level, inversion, zoom, pan, slice scrolling and
-  the ruler on a canvas;
+* the browser viewer (``static/renderers.js`` + ``static/viewer.js`` in a ``gr.HTML``): the page receives the
+  case's stack list, then fetches each frame's values once through the component's server function ``frame``
+  (``studyapp.dicom.browser.frame_payload``) and does window/level, inversion, zoom, pan, slice scrolling, the
+  ruler and the findings overlays on a canvas;
 * the server-rendered view below it (8-bit image from the server, slice/zoom sliders, preset and window boxes),
   the fallback when the browser cannot draw and the reference the browser tests compare against.
 """

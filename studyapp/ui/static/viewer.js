@@ -37,7 +37,8 @@ if (!renderer) {
   rendererNote += "drawing with canvas 2D (slower window/level)";
 }
 
-const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: null, showFindings: true, stack: 0, slice: 0, frame: null, window: null, invert: false,
+const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: null, showFindings: true,
+  stack: 0, slice: 0, frame: null, window: null, invert: false,
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
 const views = new Map(); // case id -> the view the reader left it at (this page only)
