@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         parser.error(f"--out {args.out} exists and is not an empty folder; choose a new folder")
+    parent = next((p for p in args.out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        parser.error(f"--out {args.out}: {parent} is not a folder")
     path = write_tiny_checkpoint(args.out, seed=args.seed)
     print(f"tiny MedVersa checkpoint written to {path}")
 
