@@ -60,6 +60,12 @@ def test_drag_changes_the_window_by_the_expected_amount_and_matches_the_server(s
     page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-2 (CR)", init_script=init_script)
     _wait_ready(page)  # RG1_J2KI: 1955 x 1841, MONOCHROME1
     assert page.locator(VIEWER).get_attribute("data-renderer") == renderer
+    info = page.locator(f"{VIEWER} .sv-info")
+    if "WebGL2 not used" in info.inner_text():  # headless chromium without a GPU: said briefly, no ANGLE string
+        assert "WebGL2 not used: only a software rasteriser; drawing with canvas 2D" in info.inner_text()
+        assert "ANGLE" not in info.inner_text()
+    # the window and zoom read on a white MONOCHROME1 radiograph: light text on a dark box
+    assert info.evaluate("(el) => getComputedStyle(el).backgroundColor") == "rgba(0, 0, 0, 0.65)"
     path, frame = files[0][0]
     assert _window(page) == (15000.0, 30000.0)  # the file's Window Center/Width
     stored = _greys(page, 9)

@@ -25,7 +25,8 @@ let rendererNote = "";
 try {
   renderer = createGLRenderer(canvas);
 } catch (error) {
-  rendererNote = `WebGL2 not used: ${error.message}; `;
+  console.info(`study viewer: ${error.message}`); // the rasteriser's full name (a long ANGLE string), off the image
+  rendererNote = `WebGL2 not used: ${error.message.replace(/ \(.*\)$/, "")}; `;
 }
 if (!renderer) {
   if (!rendererNote) rendererNote = "no WebGL2 in this browser; ";
