@@ -50,7 +50,7 @@ def test_mimic_cxr_samples(mimic, tmp_path, shared_data):
                                                          "longitudinal": 1}
     first = samples["mimic-cxr:s50000001:findings"]
     assert first.answer == texts["50000001"]["FINDINGS"]
-    assert first.context == f"{texts['50000001']['INDICATION']}{texts['50000001']['COMPARISON']}"
+    assert first.context == "Positive TB test.None."  # INDICATION then COMPARISON, each ending with a full stop
     assert [Path(i.path).name for i in first.images] == ["d-pa-1.jpg", "d-lat-1.jpg"]  # frontal, then lateral
     assert "<img0><img1>" in first.instruction
     report = samples["mimic-cxr:s50000002:report"]
