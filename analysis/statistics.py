@@ -30,6 +30,7 @@ MIXED_MODEL_COLUMNS: dict[str, str] = {
     "p_value": "two-sided Wald p-value",
     "n_obs": "readings in the fit",
     "converged": "optimizer converged",
+    "warnings": "what statsmodels warned while fitting (e.g. a singular fit's NaN standard errors), '; '-separated",
     "reader_var": "variance of the reader random intercept",
     "case_var": "variance of the case random intercept",
     "residual_var": "residual variance",
@@ -105,7 +106,8 @@ def mixed_model(frame: pd.DataFrame, outcome: str, reference_arm: str) -> pd.Dat
     Returns:
         One row per arm other than the reference: ``outcome``, ``arm``, ``effect`` (difference from the
         reference arm, outcome units), ``se``, ``ci_low``, ``ci_high`` (Wald 95%), ``p_value``, ``n_obs``,
-        ``converged``, ``reader_var``, ``case_var``, ``residual_var``.
+        ``converged``, ``warnings`` (what statsmodels warned while fitting, caught rather than printed; empty if
+        nothing), ``reader_var``, ``case_var``, ``residual_var``.
 
     Raises:
         ValueError: a missing outcome value, or the reference arm or a second arm absent.
@@ -123,20 +125,21 @@ def mixed_model(frame: pd.DataFrame, outcome: str, reference_arm: str) -> pd.Dat
         re_formula="0",
         vc_formula={"reader": "0 + C(reader)", "case": "0 + C(case)"},
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter; convergence is reported in the table
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # recorded in the table's ``warnings`` column, never printed
         fit = model.fit(reml=True)
-    ci = fit.conf_int()
-    vc = dict(zip(model.exog_vc.names, np.atleast_1d(fit.vcomp)))
+        ci = fit.conf_int()
+        vc = dict(zip(model.exog_vc.names, np.atleast_1d(fit.vcomp)))
+        terms = [term for term in fit.fe_params.index if term.startswith("C(arm")]
+        estimates = {term: (fit.fe_params[term], fit.bse_fe[term], fit.pvalues[term]) for term in terms}
+    warned = "; ".join(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     rows = []
-    for term in fit.fe_params.index:
-        if not term.startswith("C(arm"):
-            continue
+    for term, (effect, se, p_value) in estimates.items():
         arm = term.split("[T.")[1].rstrip("]")
         rows.append({
-            "outcome": outcome, "arm": arm, "effect": fit.fe_params[term], "se": fit.bse_fe[term],
-            "ci_low": ci.loc[term, 0], "ci_high": ci.loc[term, 1], "p_value": fit.pvalues[term],
-            "n_obs": int(fit.nobs), "converged": bool(fit.converged), "reader_var": vc.get("reader"),
-            "case_var": vc.get("case"), "residual_var": fit.scale,
+            "outcome": outcome, "arm": arm, "effect": effect, "se": se,
+            "ci_low": ci.loc[term, 0], "ci_high": ci.loc[term, 1], "p_value": p_value,
+            "n_obs": int(fit.nobs), "converged": bool(fit.converged), "warnings": warned,
+            "reader_var": vc.get("reader"), "case_var": vc.get("case"), "residual_var": fit.scale,
         })
     return pd.DataFrame(rows, columns=list(MIXED_MODEL_COLUMNS))

@@ -1,5 +1,7 @@
 """Cluster bootstrap, the vectorised estimates and the crossed random-effects mixed model."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,3 +82,16 @@ def test_mixed_model_bad_input():
         mixed_model(frame, "active_seconds", "control")
     with pytest.raises(ValueError, match="missing values"):
         mixed_model(frame.assign(active_seconds=np.nan), "active_seconds", "template")
+
+
+def test_mixed_model_records_fit_warnings_instead_of_printing():
+    """Two readers x three cases: the fit is singular, statsmodels' sqrt of a negative variance is caught and
+    recorded in the ``warnings`` column; nothing reaches the warnings machinery (``error`` turns it into a raise)."""
+    small = simulate_study(n_readers=2, n_cases=3, seed=1).readings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = mixed_model(small, "active_seconds", "template")
+        clean = mixed_model(simulate_study(seed=2).readings, "active_seconds", "template")
+    assert set(fit["warnings"]) == {"RuntimeWarning: invalid value encountered in sqrt"}
+    assert fit["se"].isna().any()
+    assert set(clean["warnings"]) == {""}
