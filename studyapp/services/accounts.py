@@ -61,6 +61,20 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def list_users(session: Session, role: str | None = None) -> list[User]:
+    """Every account (only those of ``role`` if given), by username."""
+    query = select(User).order_by(User.username)
+    return list(session.scalars(query if role is None else query.where(User.role == role)))
+
+
+def study_readers(session: Session, study: ReaderStudy) -> list[User]:
+    """The reader accounts enrolled in ``study`` (:func:`enroll_reader`), by username."""
+    return list(session.scalars(
+        select(User).join(StudyReader, StudyReader.user_id == User.id).where(StudyReader.study_id == study.id)
+        .order_by(User.username)
+    ))
+
+
 def enroll_reader(session: Session, study: ReaderStudy, user: User) -> StudyReader:
     """Add ``user`` as a reader of ``study`` (idempotent).
 

@@ -10,7 +10,7 @@ import gradio as gr
 from analysis.pipeline import run_analysis
 from analysis.skipped import practice_reads_left_out
 from studyapp.services import studies
-from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
 
 #: Figures of ``AnalysisResult.figures`` in display order: (sub-tab name, title).
 FIGURES = {
@@ -67,9 +67,9 @@ class AnalysisTab:
         with gr.Accordion("Left out", open=False) as self.skipped_box:
             self.skipped = gr.Markdown(elem_id="analysis-skipped")
         self.files = gr.File(label="Report and tables", file_count="multiple", interactive=False, elem_id="analysis-files")
-        self.run.click(self._analyse, [self.study],
-                       [self.status, self.headline, self.summary, self.skipped_box, self.skipped,
-                        *self.plots.values(), self.files], api_visibility="private")
+        self.results = [self.status, self.headline, self.summary, self.skipped_box, self.skipped, *self.plots.values(),
+                        self.files]
+        self.run.click(self._analyse, [self.study], self.results, api_visibility="private")
 
     @property
     def on_load_outputs(self) -> list:
@@ -80,6 +80,18 @@ class AnalysisTab:
         """Updates for page load (only called for coordinators): the list of studies."""
         names = [s.name for s in studies.list_studies(session)]
         return {self.study: gr.update(choices=names, value=names[0] if names else None)}
+
+    def follow(self, tab: gr.Tab, chosen: gr.State) -> None:
+        """Show the coordinator's shared study choice ``chosen`` whenever ``tab`` is selected; the results of the
+        study shown before are cleared (:meth:`_show_study`)."""
+        follow_study_choice(chosen, tab, self.study, self._show_study, [self.study, *self.results])
+
+    @shows_errors
+    def _show_study(self, name, request: gr.Request):
+        with user_action(self.ctx, request, coordinator=True) as (session, _):
+            names = [s.name for s in studies.list_studies(session)]
+        return (gr.update(choices=names, value=name), "", "", gr.update(value=None, visible=False),
+                gr.Accordion(label="Left out"), "", *[None] * len(self.plots), None)
 
     @shows_errors
     def _analyse(self, name, request: gr.Request):

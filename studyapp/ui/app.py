@@ -77,6 +77,9 @@ def build_app(ctx: UIContext) -> gr.Blocks:
         load_outputs = {who, tabs}
         for tab, content in {**reader_tabs, **coordinator_tabs}.items():
             load_outputs |= {tab, *content.on_load_outputs}
+        chosen_study = gr.State(None)  # the coordinator's one study choice, shown by every coordinator tab
+        for tab, content in coordinator_tabs.items():
+            content.follow(tab, chosen_study)
         blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
     return blocks
 

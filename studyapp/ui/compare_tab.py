@@ -21,7 +21,7 @@ import gradio as gr
 from studyapp.db.comparisons import CHOICE_EQUIVALENT, COMMENT_SCORES, SIDE_A, SIDE_B
 from studyapp.services import argilla_io, comparison_results, comparisons, judging, studies
 from studyapp.services.errors import InvalidInput
-from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
 from studyapp.ui.viewer import Viewer
 
 CHOICE_LABELS = [("Report A is better", SIDE_A), ("Report B is better", SIDE_B),
@@ -325,6 +325,11 @@ class CompareCoordinatorTab:
     def on_load(self, session, user) -> dict:
         """Updates for page load (only called for coordinators)."""
         return self._overview(session, user, None, None, "")
+
+    def follow(self, tab: gr.Tab, chosen: gr.State) -> None:
+        """Show the coordinator's shared study choice ``chosen`` (its newest set) whenever ``tab`` is selected."""
+        follow_study_choice(chosen, tab, self.study, lambda name, request: self._refresh(name, None, request),
+                            self.on_load_outputs)
 
     def _overview(self, session, user, study_name, set_id, message: str) -> dict:
         names = [s.name for s in studies.list_studies(session)]

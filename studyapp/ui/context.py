@@ -84,3 +84,18 @@ def shows_errors(handler: Callable) -> Callable:
             return gr.skip()  # Gradio leaves every output of the event unchanged
 
     return wrapper
+
+
+def follow_study_choice(chosen: gr.State, tab: gr.Tab, study: gr.Dropdown, show: Callable, outputs: list) -> None:
+    """Make a coordinator tab's ``study`` dropdown one view of the coordinator's single study choice ``chosen``
+    (a ``gr.State`` holding a study name): whatever the dropdown comes to show (a pick, a newly created study) becomes
+    the choice, and selecting ``tab`` while it shows another study calls ``show(name, request)``, the tab's handler
+    that returns its ``outputs`` for study ``name`` (as :func:`shows_errors` handlers do)."""
+    study.change(lambda name: name, study, chosen, api_visibility="private")
+
+    def on_select(name, shown, request: gr.Request):
+        if name is None or name == shown:
+            return [gr.skip()] * len(outputs)
+        return show(name, request)
+
+    tab.select(on_select, [chosen, study], outputs, api_visibility="private")

@@ -6,10 +6,11 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
-from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
 from studyapp.ui.preview import ReaderPreview
 from studyapp.ui.pacs_panel import PacsPanel
 
@@ -59,6 +60,11 @@ class CoordinatorTab:
                 self.role = gr.Radio([ROLE_READER, ROLE_COORDINATOR], value=ROLE_READER, label="Role")
             self.add_user = gr.Button("Add account (readers join the selected study)")
             with gr.Row():
+                self.existing = gr.Dropdown(label="Existing reader account", choices=[], scale=3,
+                                            elem_id="coord-existing-reader")
+                self.add_existing = gr.Button("Add to the selected study", scale=1, elem_id="coord-add-existing")
+            self.readers = gr.Markdown(elem_id="coord-readers")
+            with gr.Row():
                 self.seed = gr.Number(label="Seed (recorded with the design)", value=0, precision=0)
                 self.cases_per_reader = gr.Number(label="Cases per reader (0: all)", value=0, precision=0)
             self.assign = gr.Button("Generate balanced assignment")
@@ -91,6 +97,7 @@ class CoordinatorTab:
                                    overview, **private)
         self.add_user.click(self._add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
+        self.add_existing.click(self._add_existing, [self.study, self.existing], overview, **private)
         self.assign.click(self._generate, [self.study, self.seed, self.cases_per_reader], overview + [self.balance],
                           **private)
         self.export.click(self._export_csv, [self.study], [self.export_file], **private)
@@ -98,21 +105,31 @@ class CoordinatorTab:
     @property
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
-        return [self.study, self.progress, self.case_progress, self.template, self.status, *self.preview.outputs]
+        return [self.study, self.progress, self.case_progress, self.template, self.status, self.existing, self.readers,
+                *self.preview.outputs]
 
     def on_load(self, session, user) -> dict:
         """Updates for page load (only called for coordinators)."""
         return self._overview(session, None, "", user)
+
+    def follow(self, tab: gr.Tab, chosen: gr.State) -> None:
+        """Show the coordinator's shared study choice ``chosen`` whenever ``tab`` (this tab) is selected."""
+        follow_study_choice(chosen, tab, self.study, self._refresh, self.on_load_outputs)
 
     def _overview(self, session, name: str | None, message: str, user=None) -> dict:
         names = [s.name for s in studies.list_studies(session)]
         name = name if name in names else (names[0] if names else None)
         study = studies.get_study(session, name) if name else None
         preview = self.preview.overview(session, user, study) if user is not None else {}
+        enrolled = [u.username for u in accounts.study_readers(session, study)] if study else []
+        others = [u for u in accounts.list_users(session, role=ROLE_READER) if u.username not in enrolled]
         return preview | {
             self.study: gr.update(choices=names, value=name),
-            self.progress: export.progress_table(session, study) if study else None,
-            self.case_progress: export.case_progress_table(session, study) if study else None,
+            self.progress: readable_headers(export.progress_table(session, study)) if study else None,
+            self.case_progress: readable_headers(export.case_progress_table(session, study)) if study else None,
+            self.existing: gr.update(choices=[u.username for u in others], value=None),
+            self.readers: (f"Readers of {name} ({len(enrolled)}): {', '.join(enrolled)}" if enrolled
+                           else f"{name} has no readers yet." if study else ""),
             self.template: study.template_text if study else "",
             self.status: message,
         }
@@ -192,6 +209,14 @@ class CoordinatorTab:
             return updates
 
     @shows_errors
+    def _add_existing(self, name, username, request: gr.Request):
+        if not username:
+            raise gr.Error("choose a reader account first")
+        with user_action(self.ctx, request, coordinator=True) as (session, _):
+            accounts.enroll_reader(session, studies.get_study(session, name or ""), accounts.get_user(session, username))
+            return self._overview(session, name, f"**{username}** is a reader of {name}.")
+
+    @shows_errors
     def _generate(self, name, seed, cases_per_reader, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             report = design.generate_assignments(
@@ -210,6 +235,20 @@ class CoordinatorTab:
             path = Path(tempfile.mkdtemp(prefix="reads-")) / f"{_safe_filename(study.name)}-reads.csv"
             export.export_reads_csv(session, study, path)
             return str(path)
+
+
+#: Headers the progress tables show for the columns of ``export.progress_table`` / ``case_progress_table``
+#: (``submitted_<arm code>`` columns become "Submitted (<arm code>)").
+HEADERS = {"reader": "Reader", "case_key": "Case key", "assigned": "Assigned", "new": "Not opened",
+           "in_progress": "In progress", "submitted": "Submitted", "active_minutes": "Active minutes",
+           "practice_submitted": "Practice cases submitted", "median_active_seconds": "Median active seconds"}
+
+
+def readable_headers(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (a progress table) with :data:`HEADERS` as column names, for display only; the values and the
+    CSV exports keep their column names."""
+    return table.rename(columns=lambda c: HEADERS.get(c) or (f"Submitted ({c.removeprefix('submitted_')})"
+                                                             if c.startswith("submitted_") else c))
 
 
 def _safe_filename(name: str) -> str:

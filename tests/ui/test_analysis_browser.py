@@ -3,13 +3,15 @@ first, the figures in sub-tabs, what was left out folded away."""
 
 from analysis.simulation import simulate_study, write_study
 from studyapp.db.models import ROLE_COORDINATOR
-from studyapp.services import accounts
+from studyapp.services import accounts, studies
 from tests.browser import sign_in
 
 
 def test_coordinator_runs_analysis(serve_app, browser):
     app = serve_app(lambda s: accounts.add_user(s, "coord", "coordinator-password", role=ROLE_COORDINATOR))
     write_study(app.sessions, simulate_study(n_readers=4, n_cases=6, seed=1, name="Simulated study"))
+    with app.sessions.begin() as session:
+        studies.create_study(session, "Empty study")
     page = browser.new_page()
     sign_in(page, app.url, "coord", "coordinator-password")
     page.get_by_role("tab", name="Analysis").click()
@@ -33,4 +35,13 @@ def test_coordinator_runs_analysis(serve_app, browser):
     assert page.evaluate("() => document.scrollingElement.scrollHeight") < 3000
     page.wait_for_function("() => document.querySelector('#analysis-files').innerText.includes('report')",
                            timeout=30_000)
+    # another study chosen in the Coordinator tab: the Analysis tab follows and drops the results shown so far
+    page.get_by_role("tab", name="Coordinator").click()
+    page.locator("#coord-study input").click()
+    page.get_by_role("option", name="Empty study").click()
+    page.get_by_role("tab", name="Analysis").click()
+    page.wait_for_function("() => document.querySelector('#analysis-study input').value === 'Empty study'",
+                           timeout=30_000)
+    assert "Simulated study" not in page.locator("#analysis-status").inner_text()
+    assert page.locator(".js-plotly-plot").count() == 0
     page.close()

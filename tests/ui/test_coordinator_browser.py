@@ -67,3 +67,72 @@ def test_coordinator_sets_up_study_and_exports(serve_app, browser, shared_data, 
         study = studies.get_study(session, "Browser study")
         assert study.seed == 5 and study.template_text.startswith("FINDINGS")
     context.close()
+
+
+def _two_studies(session):
+    accounts.add_user(session, "coord", "coordinator-password", role=ROLE_COORDINATOR)
+    alpha = studies.create_study(session, "Alpha", template_text="normal")
+    studies.create_study(session, "Beta", template_text="normal")
+    accounts.enroll_reader(session, alpha, accounts.add_user(session, "reader1", "reader-one-password"))
+    accounts.add_user(session, "reader2", "reader-two-password")
+
+
+def _input_value(page, selector: str) -> str:
+    return page.locator(f"{selector} input").input_value()
+
+
+def test_coordinator_tabs_share_one_study_choice(serve_app, browser):
+    """The study picked in one coordinator tab is the one the Comparison results and Analysis tabs show, and back;
+    the Analysis tab clears results of the study it showed before."""
+    app = serve_app(_two_studies)
+    page = browser.new_page()
+    sign_in(page, app.url, "coord", "coordinator-password")
+    assert _input_value(page, "#coord-study") == "Alpha"
+    page.get_by_text("Readers and assignment").click()
+    page.locator("#coord-study input").click()
+    page.get_by_role("option", name="Beta").click()
+    page.wait_for_selector("#coord-readers >> text=Beta has no readers yet", timeout=30_000)
+
+    page.get_by_role("tab", name="Analysis").click()
+    page.wait_for_function("() => document.querySelector('#analysis-study input').value === 'Beta'", timeout=30_000)
+    page.get_by_role("tab", name="Comparison results").click()
+    page.wait_for_function("() => document.querySelector('#cmp-coord-study input').value === 'Beta'", timeout=30_000)
+    page.locator("#cmp-coord-study input").click()
+    page.get_by_role("option", name="Alpha").click()
+    page.get_by_role("tab", name="Analysis").click()
+    page.wait_for_function("() => document.querySelector('#analysis-study input').value === 'Alpha'", timeout=30_000)
+    page.get_by_role("tab", name="Coordinator").click()
+    page.wait_for_selector("#coord-readers >> text=Readers of Alpha (1): reader1", timeout=30_000)
+    assert _input_value(page, "#coord-study") == "Alpha"
+    page.close()
+
+
+def test_coordinator_adds_an_existing_reader_and_sees_readable_progress(serve_app, browser):
+    app = serve_app(_two_studies)
+    page = browser.new_page()
+    sign_in(page, app.url, "coord", "coordinator-password")
+    page.get_by_text("Readers and assignment").click()
+    page.wait_for_selector("#coord-readers >> text=Readers of Alpha (1): reader1", timeout=30_000)
+    page.locator("#coord-add-existing").click()  # nothing chosen: refused, nothing changes
+    page.wait_for_selector("text=choose a reader account first", timeout=30_000)
+
+    page.locator("#coord-existing-reader input").click()
+    assert page.get_by_role("option", name="reader1").count() == 0  # already a reader of Alpha
+    page.get_by_role("option", name="reader2").click()
+    page.locator("#coord-add-existing").click()
+    page.wait_for_selector("#coord-status >> text=reader2 is a reader of Alpha", timeout=30_000)
+    page.wait_for_selector("#coord-readers >> text=Readers of Alpha (2): reader1, reader2", timeout=30_000)
+    with app.sessions() as session:
+        assert [u.username for u in accounts.study_readers(session, studies.get_study(session, "Alpha"))] == [
+            "reader1", "reader2"]
+        assert accounts.study_readers(session, studies.get_study(session, "Beta")) == []
+
+    headers = page.locator("#coord-progress").inner_text()
+    assert "In progress" in headers and "Practice cases submitted" in headers and "Active minutes" in headers
+    assert "in_progress" not in headers and "practice_submitted" not in headers
+    page.get_by_role("tab", name="Per case").click()
+    page.wait_for_function("() => document.querySelector('#coord-case-progress').innerText.includes('Case key')",
+                           timeout=30_000)
+    cases = page.locator("#coord-case-progress").inner_text()
+    assert "Submitted (llm)" in cases and "Median active seconds" in cases and "submitted_" not in cases
+    page.close()
