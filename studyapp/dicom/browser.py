@@ -23,7 +23,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 import pydicom
 
-from studyapp.dicom import display
+from studyapp.dicom import display, reformat
 
 WL_STEPS_PER_RANGE = 1000.0
 """A window/level drag of one screen pixel changes the width or center by (modality range) / this."""
@@ -107,17 +107,44 @@ def frame_payload(path: str | os.PathLike, frame: int = 0) -> dict:
     key = (str(resolved), stat.st_mtime_ns, stat.st_size, frame)
     cached = _payloads.get(key)
     if cached is None:
-        payload = _encode(resolved, frame)
+        payload = _encode_file(resolved, frame)
         cached = _Cached(payload, sum(len(v) for v in payload.values() if isinstance(v, str)))
         _payloads.put(key, cached)
     return cached.payload
 
 
-def _encode(path: Path, frame: int) -> dict:
+def reformat_payload(slices: list[tuple[str, int]], plane: str, index: int) -> dict:
+    """``frame_payload`` of one coronal or sagittal reformat (``studyapp.dicom.reformat.display_frame``) of a
+    series; ``spacing`` is the in-plane Pixel Spacing of the square display grid (source "Pixel Spacing").
+
+    Raises:
+        ValueError: the series cannot be reformatted (the reason), unknown plane.
+        IndexError: ``index`` outside the plane's images. UndecodableImageError: a slice cannot be decoded.
+    """
+    volume = reformat.load_volume(tuple(slices))
+    key = ("reformat", tuple(slices), id(volume), plane, index)
+    cached = _payloads.get(key)
+    if cached is None:
+        decoded = reformat.display_frame(volume, plane, index)
+        geo = volume.geometry
+        rows = decoded.values.shape[0]
+        in_plane = geo.column_mm if plane == "coronal" else geo.row_mm
+        spacing = {"row_mm": len(geo.order) * geo.slice_mm / rows, "column_mm": in_plane, "source": "Pixel Spacing"}
+        payload = {**_encode(decoded, spacing), "plane": plane}
+        cached = _Cached(payload, sum(len(v) for v in payload.values() if isinstance(v, str)))
+        _payloads.put(key, cached)
+    return cached.payload
+
+
+def _encode_file(path: Path, frame: int) -> dict:
     decoded = display.load_frame(path, frame)
     ds = pydicom.dcmread(path, stop_before_pixels=True)  # decoding succeeded, so the header reads
+    return _encode(decoded, pixel_spacing(ds, frame))
+
+
+def _encode(decoded: display.DecodedFrame, spacing: dict) -> dict:
     rows, columns = decoded.values.shape[:2]
-    payload = {"rows": int(rows), "columns": int(columns), "spacing": pixel_spacing(ds, frame)}
+    payload = {"rows": int(rows), "columns": int(columns), "spacing": spacing}
     if decoded.is_colour:
         return {**payload, "kind": "colour", "values": _b64(decoded.values.astype(np.uint8))}
     if decoded.lut_size is None:

@@ -15,7 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
-from studyapp.dicom import browser, display
+import pydicom
+
+from studyapp.db.models import Case
+from studyapp.dicom import browser, display, reformat
 from studyapp.services import findings, images
 from studyapp.services.errors import StudyError
 from studyapp.ui.context import UIContext, shows_errors, signed_in_user, user_action
@@ -55,6 +58,32 @@ def _warm(slices: list[tuple[str, int]]) -> None:
             display.render_file(path, frame=frame, max_side=VIEW_MAX_SIDE)
         except (display.UndecodableImageError, ValueError, IndexError):
             pass
+
+
+def hung_stacks(stacks: list[images.ImageStack]) -> list[dict]:
+    """The hanging protocol: the stacks the browser viewer shows side by side, every series of the case in order,
+    then a coronal and a sagittal reformat (``studyapp.dicom.reformat``) of each CT series that can be reformatted.
+
+    Returns:
+        One dict per tile: ``label``, ``modality``, ``slices`` (count); reformats add ``plane`` and ``source``
+        (the index of their series).
+    """
+    hung = [{"label": s.label, "modality": s.modality, "slices": len(s.slices)} for s in stacks]
+    for index, stack in enumerate(stacks):
+        if stack.modality != "CT":
+            continue
+        try:
+            geo = reformat.geometry(tuple(stack.slices))
+        except (ValueError, OSError, pydicom.errors.InvalidDicomError):
+            continue  # shown axial only
+        hung += [{"label": f"{stack.label} · {plane}", "modality": stack.modality, "slices": geo.count(plane),
+                  "plane": plane, "source": index} for plane in reformat.PLANES]
+    return hung
+
+
+def _study_date(value: str | None) -> str | None:
+    """Study Date (0008,0020) YYYYMMDD as YYYY-MM-DD (as stored when malformed)."""
+    return f"{value[:4]}-{value[4:6]}-{value[6:]}" if value and len(value) == 8 and value.isdigit() else value
 
 
 def cookie_username(request) -> str | None:
@@ -141,8 +170,14 @@ class Viewer:
                 with ctx.sessions.begin() as session:
                     user = signed_in_user(session, gr.Request(username=cookie_username(request)))
                     stacks = images.case_stacks(session, user, int(data["case"]))
-                path, index = stacks[int(data["stack"])].slices[int(data["slice"])]
-                return browser.frame_payload(path, index)
+                stack, index = int(data["stack"]), int(data["slice"])
+                hung = hung_stacks(stacks)
+                if not (0 <= stack < len(hung) and 0 <= index < hung[stack]["slices"]):
+                    raise IndexError(f"no slice {index + 1} in stack {stack + 1}")
+                if "plane" in hung[stack]:
+                    return browser.reformat_payload(stacks[hung[stack]["source"]].slices, hung[stack]["plane"], index)
+                path, frame_index = stacks[stack].slices[index]
+                return browser.frame_payload(path, frame_index)
             except (StudyError, display.UndecodableImageError, ValueError, IndexError, KeyError, TypeError) as error:
                 return {"error": f"Cannot display this image: {error}"}
 
@@ -159,8 +194,8 @@ class Viewer:
                     self.message: "", self.slice: gr.update(value=1, visible=False), self.preset: FILE_DEFAULT,
                     self.center: None, self.width: None, self.zoom: 1, self.client: EMPTY_MANIFEST}
         stacks = images.case_stacks(session, user, case_id)
-        manifest = {"case": case_id, "stacks": [{"label": s.label, "modality": s.modality, "slices": len(s.slices)}
-                                                for s in stacks]}
+        manifest = {"case": case_id, "stacks": hung_stacks(stacks),
+                    "study_date": _study_date(session.get(Case, case_id).study_date)}
         if self.with_findings:
             manifest["findings"] = findings.shown_findings(session, user, case_id)
             following = images.next_case_id(session, user, case_id)

@@ -5,16 +5,22 @@
 // Mouse: left-drag window/level (right = wider, down = higher center), wheel slice, right/middle-drag pan,
 // ctrl-wheel zoom, double-click fit. Keys (viewer focused): 1-5 presets, I invert, R reset, arrows slice,
 // M ruler, F findings. Ruler tool: left-drag measures in mm from the spacing the server names, else in pixels.
+// Hanging protocol (props.value.stacks: every series, then coronal and sagittal reformats of CT series): with
+// several stacks the stage shows them side by side as tiles labelled with the series and the study date; the
+// selected tile is the live viewport (window/level, wheel, ...), the wheel on another tile moves through it, a click
+// (or Enter on it) enlarges a tile to the whole stage; Enter, Escape or the Tiles button goes back.
 // Findings (props.value.findings, only sent to readers of an arm that shows them): boxes and masks drawn over
 // the image, listed by their sentence; clicking a sentence shows its image and highlights its box or mask.
 const root = element.querySelector(".sv-root");
 root.innerHTML = `<div class="sv-bar"><select class="sv-series" aria-label="Series"></select>
   <span class="sv-presets"></span><button class="sv-invert" aria-pressed="false" title="I">Invert</button>
   <button class="sv-ruler" aria-pressed="false" title="M">Ruler</button><button class="sv-reset" title="R">Reset</button>
+  <button class="sv-layout" aria-pressed="false" title="Enter" hidden>Tiles</button>
   <button class="sv-show-findings" aria-pressed="true" title="F" hidden>Findings</button>
   <span class="sv-help">drag W/L · wheel slice · right-drag pan · ctrl-wheel zoom · dbl-click fit</span></div>
-  <div class="sv-stage"><canvas class="sv-canvas"></canvas><canvas class="sv-overlay"></canvas><div class="sv-info"></div>
-  <div class="sv-message" role="status"></div><div class="sv-notice" role="status"></div></div>
+  <div class="sv-stage"><div class="sv-cell sv-main"><canvas class="sv-canvas"></canvas><canvas class="sv-overlay"></canvas>
+  <div class="sv-info"></div><div class="sv-label"></div><div class="sv-message" role="status"></div>
+  <div class="sv-notice" role="status"></div></div></div>
   <ol class="sv-findings" hidden></ol>`;
 const $ = (selector) => root.querySelector(selector);
 let canvas = $(".sv-canvas"); // the image (WebGL2, else canvas 2D)
@@ -39,6 +45,7 @@ if (!renderer) {
 }
 
 const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: null, showFindings: true,
+  layout: "single", tileSlices: [],
   stack: 0, slice: 0, frame: null, window: null, invert: false,
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
@@ -252,6 +259,108 @@ function composite() { // the frame on screen, then the findings and the ruler
   }
 }
 
+function stackLabel(index) {
+  const date = state.manifest.study_date;
+  return `${state.manifest.stacks[index].label}${date ? ` · ${date}` : ""}`;
+}
+
+function tileLabel(index) {
+  const count = state.manifest.stacks[index].slices;
+  return count > 1 ? `${stackLabel(index)} · ${state.tileSlices[index] + 1}/${count}` : stackLabel(index);
+}
+
+function buildTiles() { // one tile per stack besides the live viewport, in stack order
+  const stage = $(".sv-stage");
+  stage.querySelectorAll(".sv-tile").forEach((tile) => tile.remove());
+  state.tileSlices = state.manifest.stacks.map((stack) => (stack.slices > 1 ? Math.floor(stack.slices / 2) : 0));
+  state.layout = state.manifest.stacks.length > 1 ? "tiles" : "single";
+  state.manifest.stacks.forEach((stack, index) => {
+    const tile = document.createElement("div");
+    tile.className = "sv-cell sv-tile";
+    tile.tabIndex = 0;
+    tile.setAttribute("role", "button");
+    tile.dataset.stack = String(index);
+    tile.style.order = String(index);
+    tile.innerHTML = '<canvas class="sv-thumb"></canvas><div class="sv-label"></div><div class="sv-tile-message"></div>';
+    tile.addEventListener("click", () => enlarge(index));
+    tile.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      event.stopPropagation();
+      enlarge(index);
+    });
+    tile.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      if (!event.deltaY) return;
+      state.tileSlices[index] = Math.max(0, Math.min(stack.slices - 1, state.tileSlices[index] + Math.sign(event.deltaY)));
+      drawTile(index);
+    }, { passive: false });
+    stage.appendChild(tile);
+  });
+}
+
+async function drawTile(index) { // the tile's slice at the file's VOI, on a canvas of the frame's own size
+  const tile = $(`.sv-tile[data-stack="${index}"]`);
+  if (!tile) return;
+  const slice = state.tileSlices[index];
+  tile.querySelector(".sv-label").textContent = tileLabel(index);
+  let frame;
+  try {
+    frame = await fetchFrame(index, slice);
+  } catch (error) {
+    tile.querySelector(".sv-tile-message").textContent = error.message || String(error);
+    return;
+  }
+  if (state.tileSlices[index] !== slice || !tile.isConnected) return;
+  tile.querySelector(".sv-tile-message").textContent = "";
+  const c = tile.querySelector(".sv-thumb");
+  c.width = frame.columns;
+  c.height = frame.rows;
+  const g = c.getContext("2d");
+  const image = g.createImageData(frame.columns, frame.rows);
+  const out = image.data;
+  for (let i = 0, n = frame.rows * frame.columns; i < n; i++) {
+    if (frame.kind === "colour") {
+      out[4 * i] = frame.rgb[3 * i]; out[4 * i + 1] = frame.rgb[3 * i + 1]; out[4 * i + 2] = frame.rgb[3 * i + 2];
+    } else {
+      out[4 * i] = out[4 * i + 1] = out[4 * i + 2] = frame.storedLut[frame.values[i]];
+    }
+    out[4 * i + 3] = 255;
+  }
+  g.putImageData(image, 0, 0);
+  tile.dataset.status = "ready";
+}
+
+function showLayout() {
+  const stage = $(".sv-stage");
+  stage.dataset.layout = state.layout;
+  root.dataset.layout = state.layout;
+  $(".sv-main").style.order = String(state.stack);
+  stage.querySelectorAll(".sv-tile").forEach((tile) => { tile.hidden = Number(tile.dataset.stack) === state.stack; });
+  $(".sv-layout").hidden = state.manifest.stacks.length < 2;
+  $(".sv-layout").setAttribute("aria-pressed", String(state.layout === "tiles"));
+  schedule(false);
+}
+
+function enlarge(index) {
+  state.layout = "single";
+  if (index !== state.stack) {
+    state.tileSlices[state.stack] = state.slice;
+    const slice = state.tileSlices[index];
+    showSlice(index, slice);
+  }
+  showLayout();
+  root.focus({ preventScroll: true });
+}
+
+function toTiles() {
+  if (state.manifest.stacks.length < 2) return;
+  state.layout = state.layout === "tiles" ? "single" : "tiles";
+  state.tileSlices[state.stack] = state.slice;
+  state.manifest.stacks.forEach((_, i) => { if (i !== state.stack) drawTile(i); });
+  showLayout();
+}
+
 function showInfo() {
   const stack = state.manifest.stacks[state.stack];
   const frame = state.frame;
@@ -265,6 +374,7 @@ function showInfo() {
   if (rendererNote) lines.push(rendererNote);
   if (state.ruler) lines.push(`Ruler ${rulerText()}`);
   $(".sv-info").textContent = lines.join("\n");
+  $(".sv-main .sv-label").textContent = stack && state.manifest.stacks.length > 1 ? stackLabel(state.stack) : "";
   $(".sv-message").textContent = state.error;
   root.dataset.status = state.status;
   root.dataset.renderer = renderer ? renderer.kind : "";
@@ -331,6 +441,7 @@ async function showSlice(stack, slice) {
   slice = Math.max(0, Math.min(stacks[stack].slices - 1, slice));
   state.stack = stack;
   state.slice = slice;
+  if (state.tileSlices.length) showLayout();
   state.status = "loading";
   showInfo();
   const caseId = state.manifest.case;
@@ -402,7 +513,8 @@ function load(manifestText) {
     const { stack, slice, window, invert, zoom, panX, panY } = state;
     views.set(state.manifest.case, { stack, slice, window, invert, zoom, panX, panY });
   }
-  state.manifest = { case: manifest.case ?? null, stacks: manifest.stacks || [], findings: manifest.findings || [] };
+  state.manifest = { case: manifest.case ?? null, stacks: manifest.stacks || [], findings: manifest.findings || [],
+    study_date: manifest.study_date || null };
   maskCanvases.clear();
   state.highlight = null;
   state.showFindings = true;
@@ -418,8 +530,11 @@ function load(manifestText) {
   state.manifest.stacks.forEach((stack, i) => select.add(new Option(`${stack.label} (${stack.slices})`, String(i))));
   select.hidden = state.manifest.stacks.length < 2;
   showPresets();
+  buildTiles();
+  showLayout();
   composite();
   if (state.manifest.case === null) { showInfo(); return; }
+  state.manifest.stacks.forEach((_, i) => drawTile(i));
   if (!state.manifest.stacks.length) { fail("This case has no images."); return; }
   if (left && state.manifest.stacks[left.stack]) {
     Object.assign(state, left, { keepView: true });
@@ -500,6 +615,8 @@ root.addEventListener("keydown", (event) => {
   else if (key === "r" || key === "R") reset();
   else if (key === "m" || key === "M") { state.rulerMode = !state.rulerMode; showInfo(); }
   else if (key === "f" || key === "F") { state.showFindings = !state.showFindings; schedule(false); }
+  else if (key === "Enter") toTiles();
+  else if (key === "Escape" && state.layout === "single" && state.manifest.stacks.length > 1) toTiles();
   else if (key === "ArrowUp" || key === "ArrowLeft") showSlice(state.stack, state.slice - 1);
   else if (key === "ArrowDown" || key === "ArrowRight") showSlice(state.stack, state.slice + 1);
   else return;
@@ -513,8 +630,9 @@ $(".sv-series").addEventListener("change", (event) => {
 $(".sv-invert").addEventListener("click", () => { state.invert = !state.invert; schedule(true); });
 $(".sv-ruler").addEventListener("click", () => { state.rulerMode = !state.rulerMode; showInfo(); });
 $(".sv-reset").addEventListener("click", reset);
+$(".sv-layout").addEventListener("click", () => { toTiles(); root.focus(); });
 $(".sv-show-findings").addEventListener("click", () => { state.showFindings = !state.showFindings; schedule(false); });
-new ResizeObserver(() => schedule(false)).observe($(".sv-stage"));
+new ResizeObserver(() => schedule(false)).observe($(".sv-main"));
 
 if (!renderer || !context) {
   fail("This browser cannot draw on a canvas; use the server-rendered view below.");

@@ -1,0 +1,224 @@
+"""Coronal and sagittal reformats (multiplanar reconstruction, MPR) of an axially acquired series.
+
+The slices are ordered by their Image Position (Patient) (0020,0032) projected on the slice normal (the cross
+product of the row and column direction cosines of Image Orientation (Patient) (0020,0037), PS3.3 C.7.6.2.1.1),
+and the stored values are stacked into a volume oriented for display in the patient coordinate system (LPS):
+index 0 of the first axis is the most superior slice, of the second the most anterior row, of the third the
+patient's rightmost column. So a coronal image (fixed row) shows the patient's right on screen left and superior
+up; a sagittal image (fixed column) shows anterior on the left and superior up (the radiological convention).
+
+Reformats keep the stored values of the axial voxels (no interpolation); ``display_rows`` repeats rows by
+nearest neighbour so that the image has square pixels of the in-plane spacing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+import pydicom
+
+from studyapp.dicom import display
+
+PLANES = ("coronal", "sagittal")
+MIN_SLICES = 3
+"""Fewest slices a series needs to be reformatted."""
+MAX_SPACING_DEVIATION = 0.1
+"""Largest relative deviation of one slice gap from the median gap (a series with gaps is not reformatted)."""
+AXIAL_NORMAL_MIN = 0.8
+"""Smallest |z component| of the slice normal for a series to count as axial (about 37 degrees of tilt)."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the slices of a series lie.
+
+    Attributes:
+        order: indices into the series' slices, most superior first.
+        rows, columns: (0028,0010) Rows and (0028,0011) Columns of every slice.
+        row_mm, column_mm: Pixel Spacing (0028,0030): distance between rows and between columns, in mm.
+        slice_mm: distance between adjacent slices along the normal, in mm (median gap).
+        flip_rows: the axial rows run posterior to anterior (flipped so that anterior comes first).
+        flip_columns: the axial columns run left to right of the patient (flipped so that right comes first).
+    """
+
+    order: tuple[int, ...]
+    rows: int
+    columns: int
+    row_mm: float
+    column_mm: float
+    slice_mm: float
+    flip_rows: bool
+    flip_columns: bool
+
+    def count(self, plane: str) -> int:
+        """Number of images of ``plane`` ("coronal": one per axial row, "sagittal": one per axial column)."""
+        return {"coronal": self.rows, "sagittal": self.columns}[_plane(plane)]
+
+    def display_rows(self, plane: str) -> int:
+        """Rows of a displayed reformat of ``plane``: the slice extent at the in-plane pixel spacing."""
+        in_plane = self.column_mm if _plane(plane) == "coronal" else self.row_mm
+        return max(1, round(len(self.order) * self.slice_mm / in_plane))
+
+
+def _plane(plane: str) -> str:
+    if plane not in PLANES:
+        raise ValueError(f"unknown reformat plane {plane!r}; expected one of {', '.join(PLANES)}")
+    return plane
+
+
+def geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
+    """The geometry of a series of single-frame slices, read from the headers.
+
+    Args:
+        slices: (file path, frame index) per slice, any order.
+
+    Returns:
+        A ``Geometry``.
+
+    Raises:
+        ValueError: the series cannot be reformatted, with the reason: fewer than ``MIN_SLICES`` slices,
+            multi-frame images, a slice without Image Position/Orientation (Patient) or Pixel Spacing, slices of
+            different orientation or size, a series that is not axial, two slices at one position, or unequal gaps.
+    """
+    return _geometry(tuple(slices), *(_mtime(path) for path, _ in slices[:1]))
+
+
+def _mtime(path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=64)
+def _geometry(slices: tuple[tuple[str, int], ...], _mtime_ns: int) -> Geometry:
+    if len(slices) < MIN_SLICES:
+        raise ValueError(f"a reformat needs at least {MIN_SLICES} slices, the series has {len(slices)}")
+    if any(frame != 0 for _, frame in slices):
+        raise ValueError("reformats of multi-frame images are not supported")
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path, _ in slices]
+    try:
+        orientation = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in headers])
+        position = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in headers])
+        spacing = np.array([[float(v) for v in ds.PixelSpacing] for ds in headers])
+        size = {(int(ds.Rows), int(ds.Columns)) for ds in headers}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"a slice lacks Image Orientation/Position (Patient) or Pixel Spacing: {exc}") from exc
+    if orientation.shape != (len(slices), 6) or position.shape != (len(slices), 3):
+        raise ValueError("malformed Image Orientation/Position (Patient)")
+    if np.abs(orientation - orientation[0]).max() > 1e-3 or np.abs(spacing - spacing[0]).max() > 1e-3 or len(size) > 1:
+        raise ValueError("the slices differ in orientation, pixel spacing or size")
+    row_cosines, column_cosines = orientation[0, :3], orientation[0, 3:]
+    normal = np.cross(row_cosines, column_cosines)
+    if abs(normal[2]) < AXIAL_NORMAL_MIN:
+        raise ValueError("the series is not axial; only axial series are reformatted")
+    height = position @ normal * np.sign(normal[2])  # mm towards superior (+z in LPS)
+    order = np.argsort(-height, kind="stable")
+    gaps = -np.diff(height[order])
+    median = float(np.median(gaps))
+    if median <= 0 or gaps.min() <= 0:
+        raise ValueError("two slices lie at the same position")
+    if np.abs(gaps - median).max() > MAX_SPACING_DEVIATION * median:
+        raise ValueError(f"the slice gaps are unequal ({gaps.min():.3g} to {gaps.max():.3g} mm)")
+    (rows, columns), = size
+    return Geometry(order=tuple(int(i) for i in order), rows=rows, columns=columns, row_mm=float(spacing[0, 0]),
+                    column_mm=float(spacing[0, 1]), slice_mm=median,
+                    flip_rows=bool(column_cosines[1] < 0), flip_columns=bool(row_cosines[0] < 0))
+
+
+@dataclass(frozen=True)
+class Volume:
+    """The stored values of a series, oriented for display.
+
+    Attributes:
+        stored: (slices, rows, columns) int32 stored values: superior first, anterior first, patient right first.
+        decoded: the middle slice's ``DecodedFrame`` (its modality LUT and VOI hold for every slice).
+        geometry: the series' ``Geometry``.
+    """
+
+    stored: np.ndarray
+    decoded: display.DecodedFrame
+    geometry: Geometry
+
+
+def _transform(decoded: display.DecodedFrame) -> tuple:
+    ctx = decoded.lut_dataset
+    if ctx is None or ctx.get("ModalityLUTSequence"):
+        raise ValueError("reformats need grayscale slices with Rescale Slope/Intercept (no Modality LUT Sequence)")
+    return tuple(str(ctx.get(k, "")) for k in ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation",
+                                                 "PixelRepresentation", "BitsStored"))
+
+
+def load_volume(slices: tuple[tuple[str, int], ...]) -> Volume:
+    """Decode every slice (``display.load_frame``'s cache) and stack the stored values (the two most recent
+    volumes are kept).
+
+    Raises:
+        ValueError: as ``geometry``, or the slices differ in Rescale Slope/Intercept or pixel format.
+        UndecodableImageError: a slice cannot be decoded.
+    """
+    slices = tuple(slices)
+    return _volume(slices, geometry(slices))
+
+
+@lru_cache(maxsize=2)
+def _volume(slices: tuple[tuple[str, int], ...], geo: Geometry) -> Volume:
+    decoded = [display.load_frame(*slices[i]) for i in geo.order]
+    transforms = {_transform(d) for d in decoded}
+    if len(transforms) > 1:
+        raise ValueError("the slices differ in Rescale Slope/Intercept or pixel format")
+    stored = np.stack([d.values.astype(np.int32) + d.values_offset for d in decoded])
+    if geo.flip_rows:
+        stored = stored[:, ::-1, :]
+    if geo.flip_columns:
+        stored = stored[:, :, ::-1]
+    stored = np.ascontiguousarray(stored)
+    stored.flags.writeable = False
+    return Volume(stored=stored, decoded=decoded[len(decoded) // 2], geometry=geo)
+
+
+def reformat(volume: Volume, plane: str, index: int) -> np.ndarray:
+    """One reformatted image on the native grid (one row per axial slice, superior first).
+
+    Args:
+        volume: from ``load_volume``.
+        plane: "coronal" (``index`` counts axial rows from anterior) or "sagittal" (axial columns from the
+            patient's right).
+        index: 0-based.
+
+    Returns:
+        int32 (slices, columns) for coronal, (slices, rows) for sagittal: stored values.
+
+    Raises:
+        ValueError: unknown plane. IndexError: ``index`` outside 0 .. count - 1.
+    """
+    count = volume.geometry.count(plane)
+    if not 0 <= index < count:
+        raise IndexError(f"{plane} image {index} out of range 0..{count - 1}")
+    return volume.stored[:, index, :] if plane == "coronal" else volume.stored[:, :, index]
+
+
+def display_frame(volume: Volume, plane: str, index: int) -> display.DecodedFrame:
+    """A reformat as a ``DecodedFrame`` with square pixels (rows repeated by nearest neighbour to
+    ``Geometry.display_rows``), windowed with the middle slice's modality LUT and VOI.
+
+    Raises:
+        ValueError, IndexError: as ``reformat``; the stored values span more than ``display.MAX_LUT_ENTRIES``.
+    """
+    native = reformat(volume, plane, index)
+    rows = volume.geometry.display_rows(plane)
+    source_rows = np.minimum((np.arange(rows) + 0.5) * native.shape[0] // rows, native.shape[0] - 1).astype(int)
+    shown = native[source_rows]
+    low = int(volume.stored.min())
+    values = shown - low
+    size = int(volume.stored.max()) - low + 1
+    if size > display.MAX_LUT_ENTRIES:
+        raise ValueError(f"stored values span more than {display.MAX_LUT_ENTRIES} levels")
+    base = volume.decoded
+    sample = display.modality_values(shown.ravel()[:: max(1, shown.size // 65536)], base.lut_dataset)
+    return replace(base, values=values.astype(np.uint16 if size > 256 else np.uint8), values_offset=low,
+                   lut_size=size, modality_sample=np.asarray(sample, dtype=np.float64),
+                   source=f"{plane} reformat {index + 1} of {base.source}")
