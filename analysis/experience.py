@@ -19,6 +19,27 @@ LIKERT_SUMMARY_COLUMNS: dict[str, str] = {
     "scale_max": "highest value of the scale",
 }
 
+CHOICE_SUMMARY_COLUMNS: dict[str, str] = {
+    "question": "question code (single choice, multiple choice or yes/no)",
+    "arm": "Arm.code",
+    "choice": "option (yes / no for a yes/no question)",
+    "n": "usable readings of the arm that chose it",
+    "share": "n / usable readings of the arm that answered the question (a multiple choice can sum above 1)",
+}
+
+
+def choice_summary(readings: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
+    """How often each option of each choice question was chosen per arm, over usable readings.
+    Columns: :data:`CHOICE_SUMMARY_COLUMNS`."""
+    chosen = choices[choices["assignment_id"].isin(readings["assignment_id"])]
+    if chosen.empty:
+        return pd.DataFrame(columns=list(CHOICE_SUMMARY_COLUMNS))
+    answered = chosen.groupby(["question", "arm"])["assignment_id"].nunique().rename("answered")
+    table = chosen.groupby(["question", "arm", "choice"], sort=True).size().rename("n").reset_index()
+    table = table.join(answered, on=["question", "arm"])
+    table["share"] = table["n"] / table["answered"]
+    return table[list(CHOICE_SUMMARY_COLUMNS)]
+
 
 def attach_likert(readings: pd.DataFrame, likert: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
     """Add one ``likert_<question>`` column per question to the usable readings.

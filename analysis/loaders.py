@@ -1,13 +1,14 @@
 """Study database -> tidy pandas frames; every other analysis module works on these frames only.
 
 ``readings``: one row per assignment (reader x case x arm) of the study, submitted or not.
-``likert``: one row per Likert answer of a submitted report.
-Column meanings are documented in :data:`READING_COLUMNS` and :data:`LIKERT_COLUMNS`.
+``likert``: one row per Likert answer of a submitted report (any Likert question of the study).
+``choices``: one row per chosen option of a single choice, multiple choice or yes/no answer of a submitted report.
+Column meanings are documented in :data:`READING_COLUMNS`, :data:`LIKERT_COLUMNS` and :data:`CHOICE_COLUMNS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from studyapp.db.models import (
     Arm,
     Assignment,
     Case,
-    LikertResponse,
+    QuestionAnswer,
     ReaderStudy,
     Report,
     User,
@@ -50,6 +51,14 @@ LIKERT_COLUMNS: dict[str, str] = {
     "scale_min": "lowest value of that scale",
     "scale_max": "highest value of that scale",
 }
+CHOICE_COLUMNS: dict[str, str] = {
+    "assignment_id": "Assignment.id",
+    "reader": "reader's username",
+    "case": "Case.case_key",
+    "arm": "Arm.code",
+    "question": "question code (single_choice, multiple_choice or yes_no)",
+    "choice": "one chosen option (yes / no for yes_no); a multiple choice answer gives one row per option",
+}
 
 
 @dataclass(frozen=True)
@@ -61,12 +70,22 @@ class StudyFrames:
         arms: arm codes in creation order (the first is the reference arm when there is no ``template``).
         readings: see :data:`READING_COLUMNS`.
         likert: see :data:`LIKERT_COLUMNS`.
+        choices: see :data:`CHOICE_COLUMNS`.
     """
 
     study_name: str
     arms: tuple[str, ...]
     readings: pd.DataFrame
     likert: pd.DataFrame
+    choices: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CHOICE_COLUMNS)))
+
+
+def _chosen(definition: dict, value) -> list[str]:
+    if definition.get("kind") == "yes_no":
+        return ["yes" if value else "no"]
+    if definition.get("kind") == "single_choice":
+        return [value]
+    return list(value) if definition.get("kind") == "multiple_choice" else []
 
 
 def _find_study(session: Session, study: str | int) -> ReaderStudy:
@@ -119,8 +138,8 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
             columns=list(READING_COLUMNS),
         )
         answers = session.execute(
-            select(LikertResponse, Assignment.id, User.username, Case.case_key, Arm.code)
-            .join(Report, LikertResponse.report_id == Report.id)
+            select(QuestionAnswer, Assignment.id, User.username, Case.case_key, Arm.code)
+            .join(Report, QuestionAnswer.report_id == Report.id)
             .join(Assignment, Report.assignment_id == Assignment.id)
             .join(User, Assignment.reader_id == User.id)
             .join(Case, Assignment.case_id == Case.id)
@@ -136,11 +155,21 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
                     "arm": arm,
                     "question": answer.question,
                     "value": answer.value,
-                    "scale_min": (answer.scale or {}).get("min"),
-                    "scale_max": (answer.scale or {}).get("max"),
+                    "scale_min": answer.definition.get("min"),
+                    "scale_max": answer.definition.get("max"),
                 }
                 for answer, assignment_id, username, case_key, arm in answers
+                if answer.definition.get("kind") == "likert"
             ],
             columns=list(LIKERT_COLUMNS),
         )
-        return StudyFrames(found.name, arms, readings, likert)
+        choices = pd.DataFrame(
+            [
+                {"assignment_id": assignment_id, "reader": username, "case": case_key, "arm": arm,
+                 "question": answer.question, "choice": choice}
+                for answer, assignment_id, username, case_key, arm in answers
+                for choice in _chosen(answer.definition, answer.value)
+            ],
+            columns=list(CHOICE_COLUMNS),
+        )
+        return StudyFrames(found.name, arms, readings, likert, choices)

@@ -62,6 +62,7 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "time_saved_by_template_use": efficiency.STRATIFIED_COLUMNS | _CI_COLUMNS,
     "discrepancy_by_interval": efficiency.INTERVAL_COLUMNS,
     "likert_summary": experience.LIKERT_SUMMARY_COLUMNS | _CI_COLUMNS,
+    "choice_summary": experience.CHOICE_SUMMARY_COLUMNS,
     "mixed_models": MIXED_MODEL_COLUMNS,
 }
 
@@ -76,7 +77,7 @@ class AnalysisResult:
         judge: ``name version`` of the discrepancy judge.
         similarity_measure: template-use measure.
         tables: name -> DataFrame (``readings``, ``peer_pairs``, ``arm_summary``, ``reader_arm``,
-            ``time_saved_by_template_use``, ``discrepancy_by_interval``, ``likert_summary``, ``mixed_models``).
+            ``time_saved_by_template_use``, ``discrepancy_by_interval``, ``likert_summary``, ``choice_summary``, ``mixed_models``).
         figures: name -> plotly Figure (``fig5b_discrepancy_matrix``, ``fig5c_discrepancy_by_interval``,
             ``fig5d_template_use``, ``fig5e_time_saved``, ``time_by_arm``, ``likert_by_arm``).
         skipped: every left-out item with its reason.
@@ -205,6 +206,7 @@ def analyse_frames(
             "time_saved_by_template_use": stratified,
             "discrepancy_by_interval": intervals,
             "likert_summary": likert_summary,
+            "choice_summary": experience.choice_summary(readings, frames.choices),
             "mixed_models": models,
         },
         figures={

@@ -70,7 +70,7 @@ def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[st
     ]
     for index, (name, fig) in enumerate(result.figures.items()):
         parts.append(_section(name, fig.to_html(full_html=False, include_plotlyjs=index == 0)))
-    for name in ("arm_summary", "time_saved_by_template_use", "discrepancy_by_interval", "likert_summary",
+    for name in ("arm_summary", "time_saved_by_template_use", "discrepancy_by_interval", "likert_summary", "choice_summary",
                  "mixed_models", "reader_arm"):
         parts.append(_section(name, result.tables[name].to_html(index=False, float_format="%.3f", na_rep="")))
     parts.append(_section("Skipped items", skipped.to_html(index=False) if len(skipped) else "<p>None.</p>"))

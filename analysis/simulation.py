@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.loaders import LIKERT_COLUMNS, READING_COLUMNS, StudyFrames
 from studyapp.db.models import (
-    DEFAULT_LIKERT,
+    DEFAULT_QUESTIONS,
     STATUS_SUBMITTED,
     Arm,
     Assignment,
     Case,
     Draft,
-    LikertResponse,
+    QuestionAnswer,
     ReaderStudy,
     Report,
     StudyReader,
@@ -153,6 +153,7 @@ def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> 
         for row in frames.readings.drop_duplicates(["case", "arm"]).dropna(subset=["draft_text"]).itertuples():
             session.add(Draft(case=cases[row.case], arm=arms[row.arm], text=row.draft_text, source="simulation"))
         answers = frames.likert.groupby("assignment_id")
+        defaults = {q["code"]: q for q in DEFAULT_QUESTIONS}
         answered = set(frames.likert["assignment_id"])
         for row in frames.readings.itertuples():
             assignment = Assignment(study_id=study.id, reader=users[row.reader], case=cases[row.case],
@@ -170,8 +171,10 @@ def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> 
             session.add(report)
             if row.assignment_id in answered:
                 for answer in answers.get_group(row.assignment_id).itertuples():
-                    scale = dict(DEFAULT_LIKERT.get(answer.question, {}), min=answer.scale_min, max=answer.scale_max)
-                    session.add(LikertResponse(report=report, question=answer.question, value=answer.value,
-                                               scale=scale))
+                    definition = dict(defaults.get(answer.question, {"code": answer.question, "kind": "likert",
+                                                                     "question": answer.question, "required": True}),
+                                      min=int(answer.scale_min), max=int(answer.scale_max))
+                    session.add(QuestionAnswer(report=report, question=answer.question, value=int(answer.value),
+                                               definition=definition))
         session.flush()
         return study.id

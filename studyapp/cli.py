@@ -17,7 +17,7 @@ from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.db.session import open_database
 from studyapp.services import (
-    accounts, cases, design, drafts, export, ingest, pacs, practice, structured_reports, studies,
+    accounts, cases, design, drafts, export, ingest, pacs, practice, questions, structured_reports, studies,
 )
 from studyapp.services.errors import StudyError
 
@@ -99,6 +99,22 @@ def _cmd_mark_practice(session, args):
     for line, message in result.errors:
         print(f"  {'line ' + str(line) if line else 'argument'}: {message}")
     return 1 if result.errors else 0
+
+
+def _print_questions(study) -> None:
+    for index, question in enumerate(study.questions, start=1):
+        print(f"{index}. {question['code']}: {questions.describe(question)}")
+
+
+def _cmd_set_questions(session, args):
+    study = studies.get_study(session, args.study)
+    questions.set_questions(session, study, questions.read_questions_file(args.file))
+    print(f"study {study.name!r} now asks {len(study.questions)} question(s) after each report:")
+    _print_questions(study)
+
+
+def _cmd_questions(session, args):
+    _print_questions(studies.get_study(session, args.study))
 
 
 def _cmd_add_user(session, args):
@@ -278,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="CSV (with a case_key column) or JSONL listing the practice cases")
     p.add_argument("--unmark", action="store_true", help="make the named cases counted cases again")
     p.set_defaults(run=_cmd_mark_practice)
+
+    p = sub.add_parser("set-questions", help="set the questions readers answer after each report from a JSON or "
+                       "YAML file (refused once a reader has answered; format: studyapp/services/questions.py)")
+    p.add_argument("study")
+    p.add_argument("file")
+    p.set_defaults(run=_cmd_set_questions)
+
+    p = sub.add_parser("questions", help="list the questions of a study (code, kind, scale or choices)")
+    p.add_argument("study")
+    p.set_defaults(run=_cmd_questions)
 
     p = sub.add_parser("add-user", help="add a reader or coordinator account (password prompted)")
     p.add_argument("username")

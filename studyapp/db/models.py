@@ -1,7 +1,7 @@
 """Reader-study models: studies, cases (imaging studies) with series and instances, users, arms, drafts,
-assignments, reports with autosaved versions, Likert responses and audit events.
+assignments, reports with autosaved versions, answers to the post-report questions and audit events.
 
-Anything a reader produced (reports, versions, Likert answers) is protected from cascade deletes: deleting
+Anything a reader produced (reports, versions, answers) is protected from cascade deletes: deleting
 a case or assignment that has a report fails at the database (``ondelete="RESTRICT"``).
 Enum-like codes (roles, statuses, event kinds) are stored as stable strings and never renamed.
 """
@@ -26,20 +26,15 @@ STATUS_SUBMITTED = "submitted"
 
 ARM_TEMPLATE = "template"
 
-DEFAULT_LIKERT = {
-    "confidence": {
-        "min": 1,
-        "max": 5,
-        "question": "How confident are you in your final report?",
-        "labels": ["Not at all confident", "Slightly", "Moderately", "Very", "Completely confident"],
-    },
-    "mental_demand": {
-        "min": 1,
-        "max": 5,
-        "question": "How mentally demanding was this case?",
-        "labels": ["Very low", "Low", "Moderate", "High", "Very high"],
-    },
-}
+#: The paper's post-report questions (section 4.3): the default question set of a study
+#: (``studyapp.services.questions`` defines the format; the analysis reads these two codes).
+DEFAULT_QUESTIONS = (
+    {"code": "confidence", "kind": "likert", "question": "How confident are you in your final report?",
+     "required": True, "min": 1, "max": 5,
+     "labels": ["Not at all confident", "Slightly", "Moderately", "Very", "Completely confident"]},
+    {"code": "mental_demand", "kind": "likert", "question": "How mentally demanding was this case?",
+     "required": True, "min": 1, "max": 5, "labels": ["Very low", "Low", "Moderate", "High", "Very high"]},
+)
 
 
 class User(Base):
@@ -65,7 +60,8 @@ class ReaderStudy(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     seed: Mapped[int] = mapped_column(Integer, default=0)
     template_text: Mapped[str] = mapped_column(Text, default="")
-    likert_scales: Mapped[dict[str, Any]] = mapped_column(JSON, default=lambda: dict(DEFAULT_LIKERT))
+    #: the ordered post-report questions (``studyapp.services.questions``)
+    questions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=lambda: [dict(q) for q in DEFAULT_QUESTIONS])
     autosave_seconds: Mapped[float] = mapped_column(Float, default=5.0)
     idle_seconds: Mapped[float] = mapped_column(Float, default=60.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -269,7 +265,7 @@ class Report(Base):
     versions: Mapped[list[ReportVersion]] = relationship(
         back_populates="report", order_by="ReportVersion.id"
     )
-    likert: Mapped[list[LikertResponse]] = relationship(back_populates="report")
+    answers: Mapped[list[QuestionAnswer]] = relationship(back_populates="report")
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -288,19 +284,21 @@ class ReportVersion(Base):
     report: Mapped[Report] = relationship(back_populates="versions")
 
 
-class LikertResponse(Base):
-    """One Likert answer with the scale it was given on (min, max, anchor labels)."""
+class QuestionAnswer(Base):
+    """One answer to a post-report question with the definition it was asked with (kind, scale, choices, unit).
 
-    __tablename__ = "likert_responses"
+    ``value`` (JSON): likert int, single choice text, multiple choice list of texts, yes/no bool, number, text."""
+
+    __tablename__ = "question_answers"
     __table_args__ = (UniqueConstraint("report_id", "question"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="RESTRICT"))
     question: Mapped[str] = mapped_column(String(64))
-    value: Mapped[int] = mapped_column(Integer)
-    scale: Mapped[dict[str, Any]] = mapped_column(JSON)
+    value: Mapped[Any] = mapped_column(JSON)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
 
-    report: Mapped[Report] = relationship(back_populates="likert")
+    report: Mapped[Report] = relationship(back_populates="answers")
 
 
 class AuditEvent(Base):

@@ -20,7 +20,7 @@ from studyapp.db.models import (
     ReaderStudy,
     Report,
 )
-from studyapp.services import audit
+from studyapp.services import audit, questions
 
 #: Columns of the reads CSV, in order, with their meaning (documented for analysts).
 READS_COLUMNS = {
@@ -43,19 +43,25 @@ READS_COLUMNS = {
     "final_text": "submitted report",
     "chars_changed": "Levenshtein distance (characters) from draft_text to final_text",
     "n_autosaves": "number of stored text versions",
-    "confidence": "Likert answer (scale in confidence_scale)",
-    "confidence_scale": "min-max of the confidence scale",
-    "mental_demand": "Likert answer (scale in mental_demand_scale)",
-    "mental_demand_scale": "min-max of the mental demand scale",
 }
+#: After these columns comes one column per question of the study, named by its code, in the study's order
+#: (by default ``confidence`` and ``mental_demand``): the answer (a multiple choice as ``"a; b"``, yes/no as
+#: ``yes``/``no``, a number in the question's unit), empty when unanswered. The definitions (scale, labels,
+#: choices, unit) are in :func:`question_columns` and ``python app.py questions STUDY``.
 
 
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def question_columns(study: ReaderStudy) -> dict[str, str]:
+    """The reads export's question columns: code -> description of the question (kind, scale or choices, unit)."""
+    return {q["code"]: questions.describe(q) for q in study.questions}
+
+
 def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
-    """One row per reader x case of ``study`` with the columns of :data:`READS_COLUMNS` (unread rows included)."""
+    """One row per reader x case of ``study``: the columns of :data:`READS_COLUMNS`, then one column per question
+    of the study (:func:`question_columns`); unread rows included."""
     assignments = session.scalars(
         select(Assignment)
         .where(Assignment.study_id == study.id)
@@ -63,7 +69,7 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
             selectinload(Assignment.reader),
             selectinload(Assignment.case),
             selectinload(Assignment.arm),
-            selectinload(Assignment.report).selectinload(Report.likert),
+            selectinload(Assignment.report).selectinload(Report.answers),
             selectinload(Assignment.report).selectinload(Report.versions),
         )
         .order_by(Assignment.reader_id, Assignment.position)
@@ -72,7 +78,7 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
         (d.case_id, d.arm_id): d
         for d in session.scalars(select(Draft).join(Case).where(Case.study_id == study.id))
     }
-    rows = []
+    codes, rows = list(question_columns(study)), []
     for a in assignments:
         draft, report = drafts.get((a.case_id, a.arm_id)), a.report
         row = {
@@ -104,13 +110,11 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
             ),
             "n_autosaves": len(report.versions) if report else 0,
         }
-        answers = {r.question: r for r in report.likert} if report else {}
-        for question in ("confidence", "mental_demand"):
-            response = answers.get(question)
-            row[question] = response.value if response else None
-            row[f"{question}_scale"] = f"{response.scale['min']}-{response.scale['max']}" if response else None
+        answers = {r.question: r.value for r in report.answers} if report else {}
+        for code in codes:
+            row[code] = questions.export_value(answers[code]) if code in answers else None
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(READS_COLUMNS))
+    return pd.DataFrame(rows, columns=[*READS_COLUMNS, *codes])
 
 
 def export_reads_csv(session: Session, study: ReaderStudy, path: str | Path) -> pd.DataFrame:

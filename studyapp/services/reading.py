@@ -1,4 +1,4 @@
-"""A reader's work: worklist, opening a case, autosave, and submission with Likert answers.
+"""A reader's work: worklist, opening a case, autosave, and submission with the answers to the study's questions.
 
 Everything a reader's browser receives comes from the blinded views defined here (:class:`WorklistItem`,
 :class:`CaseScreen`): they carry no arm code, arm label or draft source (blinding is a security property).
@@ -24,14 +24,14 @@ from studyapp.db.models import (
     Assignment,
     Case,
     Draft,
-    LikertResponse,
+    QuestionAnswer,
     ReaderStudy,
     Report,
     ReportVersion,
     StudyReader,
     User,
 )
-from studyapp.services import audit
+from studyapp.services import audit, questions
 from studyapp.services.errors import InvalidInput, NotFound, PermissionDenied
 
 #: Seconds of clock skew and network delay tolerated when checking reported active time.
@@ -83,7 +83,7 @@ class CaseScreen:
     Attributes:
         active_seconds: active time already recorded, so the timer resumes from it.
         text: the latest saved text (the draft on first open).
-        likert_scales: question code -> {"min", "max", "question", "labels"}.
+        questions: the study's post-report questions in order (``studyapp.services.questions``; no arm in them).
         practice: a practice case (read first, never counted).
         version: the report's save version the text belongs to; send it back with :func:`autosave`.
     """
@@ -101,7 +101,7 @@ class CaseScreen:
     active_seconds: float
     autosave_seconds: float
     idle_seconds: float
-    likert_scales: dict
+    questions: list
     practice: bool = False
     version: int = 1
 
@@ -209,7 +209,7 @@ def _case_screen(assignment: Assignment, study: ReaderStudy, text: str, status: 
         active_seconds=active_seconds,
         autosave_seconds=study.autosave_seconds,
         idle_seconds=study.idle_seconds,
-        likert_scales=study.likert_scales,
+        questions=study.questions,
         practice=case.is_practice,
         version=version,
     )
@@ -313,57 +313,38 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     return report
 
 
-def validate_likert(scales: dict, answers: dict[str, int]) -> None:
-    """Check that every question of ``scales`` is answered with an integer on its scale.
-
-    Raises:
-        InvalidInput: a missing or unknown question, or a value off the scale.
-    """
-    missing = sorted(set(scales) - set(answers))
-    if missing:
-        raise InvalidInput(f"Please answer: {' '.join(scales[q]['question'] for q in missing)}")
-    unknown = sorted(set(answers) - set(scales))
-    if unknown:
-        raise InvalidInput(f"unknown Likert question(s): {unknown}")
-    for question, value in answers.items():
-        scale = scales[question]
-        if isinstance(value, bool) or not isinstance(value, int) or not scale["min"] <= value <= scale["max"]:
-            raise InvalidInput(
-                f"{question}: {value!r} is not on the scale {scale['min']}..{scale['max']}"
-            )
-
-
 def submit(
     session: Session,
     reader: User,
     assignment_id: int,
     text: str,
     active_seconds: float,
-    likert: dict[str, int],
+    answers: dict,
     base_version: int | None = None,
 ) -> Report:
-    """Submit the final report with the Likert answers (paper section 4.3: confidence and mental demand).
+    """Submit the final report with the answers to the study's questions (by default the paper's confidence and
+    mental demand Likert items, section 4.3; checked by :func:`studyapp.services.questions.validate_answers`).
 
     Validation runs before anything is written, so a refused submission leaves the autosaved text as it was.
 
     Raises:
         StaleSave: see :func:`autosave` (``base_version`` as there).
-        InvalidInput: empty report, Likert answers missing or off the scale, or already submitted.
+        InvalidInput: empty report, a required question unanswered, an answer that does not fit its question, or
+            already submitted.
         NotFound, PermissionDenied: see :func:`own_assignment`.
     """
     _check_text(text)
     if not text.strip():
         raise InvalidInput("the report is empty")
-    if not isinstance(likert, dict):
-        raise InvalidInput("Likert answers are missing")
     study = session.get(ReaderStudy, own_assignment(session, reader, assignment_id).study_id)
-    validate_likert(study.likert_scales, likert)
+    answers = questions.validate_answers(study.questions, answers)
     report = autosave(session, reader, assignment_id, text, active_seconds, base_version)
     report.final_text = text
     report.submitted_at = utcnow()
     report.status = STATUS_SUBMITTED
-    for question, value in likert.items():
-        session.add(LikertResponse(report_id=report.id, question=question, value=value, scale=study.likert_scales[question]))
+    definitions = {q["code"]: q for q in study.questions}
+    for code, value in answers.items():
+        session.add(QuestionAnswer(report_id=report.id, question=code, value=value, definition=definitions[code]))
     _log(session, "submitted", reader, report.assignment, active_seconds=report.active_seconds)
     session.flush()
     return report

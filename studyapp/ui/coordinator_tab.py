@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
-from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, studies
+from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, questions, studies
 from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
 from studyapp.ui.preview import ReaderPreview
 from studyapp.ui.pacs_panel import PacsPanel
@@ -53,6 +53,11 @@ class CoordinatorTab:
             with gr.Row():
                 self.mark_practice = gr.Button("Mark as practice", elem_id="coord-mark-practice")
                 self.unmark_practice = gr.Button("Make counted again")
+        with gr.Accordion("Questions after each report", open=False):
+            self.questions = gr.Markdown(elem_id="coord-questions")
+            self.questions_file = gr.File(label="Question set (JSON or YAML; cannot change once a reader answered)",
+                                          file_types=[".json", ".yaml", ".yml"], elem_id="coord-questions-file")
+            self.set_questions = gr.Button("Set questions", elem_id="coord-set-questions")
         with gr.Accordion("Readers and assignment", open=False):
             with gr.Row():
                 self.username = gr.Textbox(label="Username")
@@ -95,6 +100,7 @@ class CoordinatorTab:
                                  overview, **private)
         self.unmark_practice.click(self._set_practice(False), [self.study, self.practice_keys, self.practice_file],
                                    overview, **private)
+        self.set_questions.click(self._set_questions, [self.study, self.questions_file], overview, **private)
         self.add_user.click(self._add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
         self.add_existing.click(self._add_existing, [self.study, self.existing], overview, **private)
@@ -105,7 +111,8 @@ class CoordinatorTab:
     @property
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
-        return [self.study, self.progress, self.case_progress, self.template, self.status, self.existing, self.readers,
+        return [self.study, self.progress, self.case_progress, self.template, self.questions, self.status,
+                self.existing, self.readers,
                 *self.preview.outputs]
 
     def on_load(self, session, user) -> dict:
@@ -131,6 +138,7 @@ class CoordinatorTab:
             self.readers: (f"Readers of {name} ({len(enrolled)}): {', '.join(enrolled)}" if enrolled
                            else f"{name} has no readers yet." if study else ""),
             self.template: study.template_text if study else "",
+            self.questions: questions_markdown(study.questions) if study else "",
             self.status: message,
         }
 
@@ -197,6 +205,15 @@ class CoordinatorTab:
         return handler
 
     @shows_errors
+    def _set_questions(self, name, upload, request: gr.Request):
+        if upload is None:
+            raise gr.Error("choose a JSON or YAML file first")
+        with user_action(self.ctx, request, coordinator=True) as (session, _):
+            study = studies.get_study(session, name or "")
+            questions.set_questions(session, study, questions.read_questions_file(upload))
+            return self._overview(session, name, f"Study **{study.name}** now asks {len(study.questions)} question(s).")
+
+    @shows_errors
     def _add_account(self, name, username, password, role, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             user = accounts.add_user(session, username or "", password or "", role=role)
@@ -249,6 +266,11 @@ def readable_headers(table: pd.DataFrame) -> pd.DataFrame:
     CSV exports keep their column names."""
     return table.rename(columns=lambda c: HEADERS.get(c) or (f"Submitted ({c.removeprefix('submitted_')})"
                                                              if c.startswith("submitted_") else c))
+
+
+def questions_markdown(study_questions: list[dict]) -> str:
+    """The study's questions as a numbered list with code, kind, scale or choices (coordinator view)."""
+    return "\n".join(f"{i}. `{q['code']}`: {questions.describe(q)}" for i, q in enumerate(study_questions, start=1))
 
 
 def _safe_filename(name: str) -> str:

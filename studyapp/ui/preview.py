@@ -12,17 +12,13 @@ from studyapp.db.models import StudyReader, User
 from studyapp.services import reading, studies
 from studyapp.services.errors import NotFound
 from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.services.questions import describe
 from studyapp.ui.reading_tab import context_markdown, worklist_choices
 from studyapp.ui.viewer import Viewer
 
 
-def _questions_markdown(scales: dict) -> str:
-    lines = ["**Questions after submission:**"]
-    for scale in scales.values():
-        labels = scale.get("labels") or []
-        lines.append(f"- {scale['question']} ({scale['min']}-{scale['max']}"
-                     + (f": {', '.join(labels)}" if labels else "") + ")")
-    return "\n".join(lines)
+def _questions_markdown(questions: list[dict]) -> str:
+    return "\n".join(["**Questions after submission:**", *(f"- {describe(q)}" for q in questions)])
 
 
 class ReaderPreview:
@@ -70,7 +66,7 @@ class ReaderPreview:
             raise NotFound(f"assignment {assignment_id} is not in {reader.username!r}'s worklist")
         screen = reading.preview_case(session, user, assignment_id)
         updates.update({self.context: context_markdown(screen), self.text: screen.text,
-                        self.questions: _questions_markdown(screen.likert_scales)})
+                        self.questions: _questions_markdown(screen.questions)})
         return updates | self.viewer.open(session, user, screen.case_id)
 
     @shows_errors

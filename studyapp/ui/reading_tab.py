@@ -1,12 +1,13 @@
 """The reader's tab: worklist, viewer, clinical context, draft editor with active-time timer and autosave,
-then Likert ratings on submission (paper section 4.3, "User study").
+then the study's questions on submission (by default the paper's two Likert items, section 4.3, "User study";
+``studyapp.services.questions``), drawn for each case with ``gr.render``.
 
 Blinding: every value sent to the browser comes from ``studyapp.services.reading``'s blinded views.
 """
 
 import gradio as gr
 
-from studyapp.db.models import DEFAULT_LIKERT, STATUS_SUBMITTED
+from studyapp.db.models import STATUS_SUBMITTED
 from studyapp.services import reading
 from studyapp.services.errors import NotFound
 from studyapp.ui.context import UIContext, shows_errors, user_action
@@ -33,6 +34,39 @@ def _likert_choices(scale: dict) -> list[tuple[str, int]]:
     values = range(scale["min"], scale["max"] + 1)
     labels = scale.get("labels") or [str(v) for v in values]
     return [(f"{v} - {label}", v) for v, label in zip(values, labels)]
+
+
+def question_input(question: dict) -> gr.components.Component:
+    """The input component of one question (inside a ``gr.render``); ``elem_id`` is ``question-<code>``."""
+    label = question["question"] + ("" if question["required"] else " (optional)")
+    common = {"label": label, "elem_id": f"question-{question['code']}", "value": None}
+    kind = question["kind"]
+    if kind == "likert":
+        return gr.Radio(choices=_likert_choices(question), **common)
+    if kind == "single_choice":
+        return gr.Radio(choices=question["choices"], **common)
+    if kind == "multiple_choice":
+        return gr.CheckboxGroup(choices=question["choices"], **common | {"value": []})
+    if kind == "yes_no":
+        return gr.Radio(choices=["yes", "no"], **common)
+    if kind == "number":
+        unit = f" ({question['unit']})" if question.get("unit") else ""
+        return gr.Number(minimum=question.get("min"), maximum=question.get("max"), **common | {"label": label + unit})
+    return gr.Textbox(lines=2, max_length=question["max_chars"], **common)
+
+
+def answer_value(question: dict, value):
+    """A component's value as the answer :func:`studyapp.services.questions.validate_answers` expects."""
+    if value is None or value == [] or value == "":
+        return None
+    kind = question["kind"]
+    if kind == "likert":
+        return int(value)
+    if kind == "yes_no":
+        return value == "yes"
+    if kind == "number":
+        return float(value)
+    return value
 
 
 def context_markdown(screen: reading.CaseScreen) -> str:
@@ -77,15 +111,11 @@ class ReadingTab:
                 self.save_status = gr.Markdown(elem_id="save-status")
                 self.finish = gr.Button("Submit report", variant="primary", interactive=False, elem_id="finish-report")
                 with gr.Group(visible=False, elem_id="likert-panel") as self.likert_panel:
-                    self.confidence = gr.Radio(label=DEFAULT_LIKERT["confidence"]["question"], elem_id="likert-confidence",
-                                               choices=_likert_choices(DEFAULT_LIKERT["confidence"]))
-                    self.mental_demand = gr.Radio(label=DEFAULT_LIKERT["mental_demand"]["question"],
-                                                  elem_id="likert-mental-demand",
-                                                  choices=_likert_choices(DEFAULT_LIKERT["mental_demand"]))
+                    # {"assignment", "questions"} of the open case: a new case draws a fresh, empty form
+                    self.form = gr.State(None)
                     self.submit_message = gr.Markdown(elem_id="submit-message")
-                    with gr.Row():
-                        self.back = gr.Button("Back to editing")
-                        self.confirm = gr.Button("Confirm submission", variant="primary", elem_id="confirm-submit")
+                    self.back = gr.Button("Back to editing")
+                    gr.render(inputs=[self.form])(self._render_form)
         self.timer_start = gr.JSON(visible=False)
         self.active_seconds = gr.Number(visible=False)
         self.autosave_timer = gr.Timer(5.0, active=False)
@@ -113,12 +143,22 @@ class ReadingTab:
         )
         self.back.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
                         [self.likert_panel, self.finish], **private)
-        self.confirm.click(
-            self._submit,
-            [self.study, self.assignment, self.version, self.editor, self.confidence, self.mental_demand,
-             self.active_seconds],
-            screen, js=WITH_TIMER_SECONDS, **private,
-        ).then(**self.start_timer)
+
+    def _render_form(self, form):
+        """The open case's questions in order, and the confirm button that submits them with the report."""
+        if not form:
+            return
+        questions = form["questions"]
+        inputs = [question_input(q) for q in questions]
+        confirm = gr.Button("Confirm submission", variant="primary", elem_id="confirm-submit")
+
+        def submit(study_name, assignment_id, version, text, *values, request: gr.Request):
+            *answers, seconds = values
+            return self._submit(study_name, assignment_id, version, text, seconds, request,
+                                {q["code"]: answer_value(q, v) for q, v in zip(questions, answers)})
+
+        confirm.click(submit, [self.study, self.assignment, self.version, self.editor, *inputs, self.active_seconds],
+                      self.screen_outputs, js=WITH_TIMER_SECONDS, api_visibility="private").then(**self.start_timer)
 
     @property
     def start_timer(self) -> dict:
@@ -134,7 +174,7 @@ class ReadingTab:
     def screen_outputs(self) -> list:
         """Every component a case switch updates (worklist, context, editor, Likert, timer, viewer)."""
         return [self.study, self.about, self.worklist, self.assignment, self.version, self.context, self.editor,
-                self.finish, self.likert_panel, self.confidence, self.mental_demand, self.submit_message,
+                self.finish, self.likert_panel, self.form, self.submit_message,
                 self.save_status, self.timer_start, self.autosave_timer,
                 *self.viewer.open_outputs]
 
@@ -163,8 +203,7 @@ class ReadingTab:
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
                    self.version: None,
                    self.about: study.description if study is not None else "",
-                   self.likert_panel: gr.update(visible=False), self.confidence: None, self.mental_demand: None,
-                   self.submit_message: ""}
+                   self.likert_panel: gr.update(visible=False), self.form: None, self.submit_message: ""}
         if screen is None:
             done = bool(items) and all(i.status == STATUS_SUBMITTED for i in items)
             message = note or ("All cases are submitted. Thank you!" if done else "Choose a case from the worklist.")
@@ -174,17 +213,13 @@ class ReadingTab:
             updates.update(self.viewer.open(session, user, None))
             return updates
         editable = screen.status != STATUS_SUBMITTED
-        scales = screen.likert_scales
         updates.update({
             self.version: screen.version,
             self.context: context_markdown(screen),
             self.editor: gr.update(value=screen.text, interactive=editable),
             self.finish: gr.update(interactive=editable, visible=True),
             self.save_status: "" if editable else "This report is submitted.",
-            self.confidence: gr.update(value=None, label=scales["confidence"]["question"],
-                                       choices=_likert_choices(scales["confidence"])),
-            self.mental_demand: gr.update(value=None, label=scales["mental_demand"]["question"],
-                                          choices=_likert_choices(scales["mental_demand"])),
+            self.form: {"assignment": screen.assignment_id, "questions": screen.questions} if editable else None,
             self.timer_start: {"running": editable, "seconds": screen.active_seconds, "idle": screen.idle_seconds,
                                "assignment": screen.assignment_id},
             self.autosave_timer: gr.Timer(value=screen.autosave_seconds, active=editable),
@@ -242,11 +277,9 @@ class ReadingTab:
             status, version = self._autosave_status(session, user, assignment_id, version, text, seconds)
         return status, version, gr.update(visible=True), gr.update(visible=False)
 
-    def _submit(self, study_name, assignment_id, version, text, confidence, mental_demand, seconds,
-                request: gr.Request):
+    def _submit(self, study_name, assignment_id, version, text, seconds, request: gr.Request, answers: dict):
         """Submit; a refusal (unanswered question) is shown beside the confirm button, not as a lasting toast, and
         the next screen replaces it, so a later successful submission does not read as a failure."""
-        answers = {k: int(v) for k, v in (("confidence", confidence), ("mental_demand", mental_demand)) if v is not None}
         try:
             with user_action(self.ctx, request) as (session, user):
                 study = self._study(session, user, study_name)

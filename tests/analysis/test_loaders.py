@@ -57,7 +57,7 @@ def _damage(db, frames):
         in_progress.status, in_progress.final_text = "in_progress", None
         _report(session, "reader02", llm_cases[1]).final_text = "   "
         first = _report(session, "reader00", "case000")
-        session.delete(next(a for a in first.likert if a.question == "confidence"))
+        session.delete(next(a for a in first.answers if a.question == "confidence"))
 
 
 def test_bad_input_is_skipped_and_listed(small, tmp_path):

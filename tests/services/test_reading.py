@@ -1,10 +1,10 @@
-"""Reading flow: open -> autosave -> submit with Likert, ownership checks, active-time clamp, export row."""
+"""Reading flow: open -> autosave -> submit with the default questions, ownership checks, active-time clamp, export row."""
 
 from datetime import timedelta
 
 import pytest
 
-from studyapp.db.models import Assignment, Case, Draft, LikertResponse, Report, ReportVersion, Series
+from studyapp.db.models import Assignment, Case, Draft, QuestionAnswer, Report, ReportVersion, Series
 from studyapp.services import accounts, export, reading, studies
 from studyapp.services.errors import InvalidInput, PermissionDenied
 
@@ -62,7 +62,7 @@ def test_open_autosave_submit_and_export(setup):
         assert report.status == "submitted" and report.active_seconds == 40.0
         assert [v.text for v in s.query(ReportVersion).order_by(ReportVersion.id)] == [
             "Heart normal. Lungs clear.", "Heart normal. Lungs clear. No effusion."]
-        assert {(r.question, r.value, r.scale["max"]) for r in s.query(LikertResponse)} == {
+        assert {(r.question, r.value, r.definition["max"]) for r in s.query(QuestionAnswer)} == {
             ("confidence", 4, 5), ("mental_demand", 2, 5)}
         study = studies.get_study(s, "s1")
         row = export.reads_table(s, study).iloc[0]

@@ -18,7 +18,7 @@ def test_upgrade_head_matches_models(tmp_path):
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection, opts={"render_as_batch": True}), Base.metadata)
     assert diff == []
-    assert {"reader_studies", "cases", "instances", "reports", "report_versions", "likert_responses",
+    assert {"reader_studies", "cases", "instances", "reports", "report_versions", "question_answers",
             "audit_events"} <= set(inspect(engine).get_table_names())
 
 

@@ -36,7 +36,7 @@ def test_migrations_and_a_reading_on_postgresql(postgresql_url, shared_data, tmp
     with sessions() as s:
         report = s.query(Report).one()
         assert report.submitted_at.tzinfo is not None and report.submitted_at >= report.opened_at
-        assert {r.question: r.scale["max"] for r in report.likert} == {"confidence": 5, "mental_demand": 5}
+        assert {r.question: r.definition["max"] for r in report.answers} == {"confidence": 5, "mental_demand": 5}
         row = export.reads_table(s, studies.get_study(s, "PG study")).query("status == 'submitted'").iloc[0]
         assert row.final_text == "Édition: épanchement pleural gauche." and row.confidence == 5
         taken = s.query(Assignment).filter_by(reader_id=report.assignment.reader_id).first()

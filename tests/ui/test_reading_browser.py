@@ -7,7 +7,7 @@ import csv
 import pandas as pd
 from sqlalchemy import select
 
-from studyapp.db.models import Report
+from studyapp.db.models import QuestionAnswer, Report
 from studyapp.services import accounts, design, drafts, export, ingest, studies
 from tests.browser import sign_in
 
@@ -106,8 +106,8 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     assert page.locator("#report-editor textarea").input_value().endswith("No pneumothorax.")
     assert page.locator('.sv-root:visible[data-status="ready"]').count() == 1
     assert page.get_by_text("Error", exact=True).count() == 0  # no failed-output overlays
-    page.locator("#likert-confidence").get_by_text("4 -").click()
-    page.locator("#likert-mental-demand").get_by_text("2 -").click()
+    page.locator("#question-confidence").get_by_text("4 -").click()
+    page.locator("#question-mental_demand").get_by_text("2 -").click()
     page.locator("#confirm-submit").click()
     page.wait_for_selector("#save-status >> text=Report submitted", timeout=30_000)
     # the refusal belonged to the first confirm: after the successful one no warning is left on screen
@@ -127,7 +127,9 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     assert row.final_text == final_text
     assert first_label.startswith(f"Case {row.position:02d} · ") and row.case_key not in first_label
     assert (row.confidence, row.mental_demand) == (4, 2)
-    assert row.confidence_scale == "1-5"
+    with app.sessions() as session:  # each answer keeps the scale it was given on
+        stored = {a.question: a.definition["max"] for a in session.scalars(select(QuestionAnswer))}
+    assert stored == {"confidence": 5, "mental_demand": 5}
     assert row.active_seconds > 0
     assert row.chars_changed == len(" Small left pleural effusion. No pneumothorax.")
     assert row.draft_source == (SOURCES.get(row.arm) or "normal template")

@@ -35,7 +35,7 @@ def test_reading_screen_fits_without_scrolling(serve_app, browser, tmp_path):
     page.wait_for_timeout(500)
 
     assert page.evaluate("() => document.scrollingElement.scrollHeight") <= VIEWPORT["height"]
-    for selector in ("#confirm-submit", "#likert-mental-demand", "#report-editor", ".sv-root:visible",
+    for selector in ("#confirm-submit", "#question-mental_demand", "#report-editor", ".sv-root:visible",
                      ".sv-root:visible .sv-bar"):  # the viewer with its window, preset and slice controls
         assert _bottom(page, selector) <= VIEWPORT["height"], f"{selector} is below the fold"
     # the image takes the height left over, and the Likert questions sit beside the editor, right of the image
