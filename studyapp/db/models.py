@@ -61,7 +61,8 @@ class ReaderStudy(Base):
     seed: Mapped[int] = mapped_column(Integer, default=0)
     template_text: Mapped[str] = mapped_column(Text, default="")
     #: the ordered post-report questions (``studyapp.services.questions``)
-    questions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=lambda: [dict(q) for q in DEFAULT_QUESTIONS])
+    questions: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=lambda: [dict(q) for q in DEFAULT_QUESTIONS], server_default="[]")
     autosave_seconds: Mapped[float] = mapped_column(Float, default=5.0)
     idle_seconds: Mapped[float] = mapped_column(Float, default=60.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

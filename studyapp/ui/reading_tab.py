@@ -152,7 +152,8 @@ class ReadingTab:
         inputs = [question_input(q) for q in questions]
         confirm = gr.Button("Confirm submission", variant="primary", elem_id="confirm-submit")
 
-        def submit(study_name, assignment_id, version, text, *values, request: gr.Request):
+        def submit(request: gr.Request, study_name, assignment_id, version, text, *values):
+            # request first: Gradio passes gr.Request only to positional parameters, not after *values
             *answers, seconds = values
             return self._submit(study_name, assignment_id, version, text, seconds, request,
                                 {q["code"]: answer_value(q, v) for q, v in zip(questions, answers)})

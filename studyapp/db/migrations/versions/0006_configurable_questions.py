@@ -46,8 +46,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_question_answers')),
     sa.UniqueConstraint('report_id', 'question', name=op.f('uq_question_answers_report_id_question'))
     )
-    with op.batch_alter_table('reader_studies') as batch_op:
-        batch_op.add_column(sa.Column('questions', sa.JSON(), nullable=True))
+    # plain ALTER TABLE (not a batch copy of reader_studies, which SQLite refuses while rows refer to it)
+    op.add_column('reader_studies', sa.Column('questions', sa.JSON(), server_default='[]', nullable=False))
     for study_id, scales in bind.execute(sa.select(studies_old.c.id, studies_old.c.likert_scales)).all():
         scales = scales or {}
         bind.execute(studies_old.update().where(studies_old.c.id == study_id).values(
@@ -57,9 +57,7 @@ def upgrade() -> None:
     if rows:
         op.bulk_insert(answers, [{'id': r.id, 'report_id': r.report_id, 'question': r.question, 'value': r.value,
                                   'definition': _question(r.question, r.scale or {})} for r in rows])
-    with op.batch_alter_table('reader_studies') as batch_op:
-        batch_op.alter_column('questions', existing_type=sa.JSON(), nullable=False)
-        batch_op.drop_column('likert_scales')
+    op.drop_column('reader_studies', 'likert_scales')
     op.drop_table('likert_responses')
 
 
@@ -81,8 +79,7 @@ def downgrade() -> None:
     answers = sa.table('question_answers', sa.column('id', sa.Integer), sa.column('report_id', sa.Integer),
                        sa.column('question', sa.String), sa.column('value', sa.JSON),
                        sa.column('definition', sa.JSON))
-    with op.batch_alter_table('reader_studies') as batch_op:
-        batch_op.add_column(sa.Column('likert_scales', sa.JSON(), nullable=True))
+    op.add_column('reader_studies', sa.Column('likert_scales', sa.JSON(), server_default='{}', nullable=False))
 
     def scale(q):
         return {k: q[k] for k in ('min', 'max', 'question', 'labels') if k in q}
@@ -95,7 +92,5 @@ def downgrade() -> None:
     if rows:
         op.bulk_insert(likert, [{'id': r.id, 'report_id': r.report_id, 'question': r.question, 'value': r.value,
                                  'scale': scale(r.definition)} for r in rows])
-    with op.batch_alter_table('reader_studies') as batch_op:
-        batch_op.alter_column('likert_scales', existing_type=sa.JSON(), nullable=False)
-        batch_op.drop_column('questions')
+    op.drop_column('reader_studies', 'questions')
     op.drop_table('question_answers')
