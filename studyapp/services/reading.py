@@ -295,9 +295,9 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     """
     _check_text(text)
     report = _open_report(session, reader, assignment_id)
+    label = case_label(report.assignment.position, report.assignment.case)  # before any change: no autoflush
     if text != report.current_text and base_version is not None and base_version != report.version:
-        raise StaleSave(case_label(report.assignment.position, report.assignment.case), report.version,
-                        report.last_saved_at)
+        raise StaleSave(label, report.version, report.last_saved_at)
     now = utcnow()
     report.active_seconds = _accept_active_seconds(report, active_seconds, now)
     report.last_saved_at = now
@@ -308,8 +308,7 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     try:
         session.flush()  # UPDATE ... WHERE version = the version read above: a concurrent save makes it match 0 rows
     except StaleDataError:
-        raise StaleSave(case_label(report.assignment.position, report.assignment.case), report.version + 1,
-                        None) from None
+        raise StaleSave(label, report.version + 1, None) from None
     return report
 
 

@@ -113,9 +113,10 @@ class ReadingTab:
                 with gr.Group(visible=False, elem_id="likert-panel") as self.likert_panel:
                     # {"assignment", "questions"} of the open case: a new case draws a fresh, empty form
                     self.form = gr.State(None)
+                    with gr.Column(elem_id="question-form"):  # its own container: a re-render replaces only this
+                        gr.render(inputs=[self.form])(self._render_form)
                     self.submit_message = gr.Markdown(elem_id="submit-message")
                     self.back = gr.Button("Back to editing")
-                    gr.render(inputs=[self.form])(self._render_form)
         self.timer_start = gr.JSON(visible=False)
         self.active_seconds = gr.Number(visible=False)
         self.autosave_timer = gr.Timer(5.0, active=False)
