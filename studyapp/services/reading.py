@@ -295,9 +295,10 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     """
     _check_text(text)
     report = _open_report(session, reader, assignment_id)
-    label = case_label(report.assignment.position, report.assignment.case)  # before any change: no autoflush
-    if text != report.current_text and base_version is not None and base_version != report.version:
-        raise StaleSave(label, report.version, report.last_saved_at)
+    # read before any change: after a failed flush the session is rolled back and cannot load them
+    label, version = case_label(report.assignment.position, report.assignment.case), report.version
+    if text != report.current_text and base_version is not None and base_version != version:
+        raise StaleSave(label, version, report.last_saved_at)
     now = utcnow()
     report.active_seconds = _accept_active_seconds(report, active_seconds, now)
     report.last_saved_at = now
@@ -308,7 +309,7 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     try:
         session.flush()  # UPDATE ... WHERE version = the version read above: a concurrent save makes it match 0 rows
     except StaleDataError:
-        raise StaleSave(label, report.version + 1, None) from None
+        raise StaleSave(label, version + 1, None) from None
     return report
 
 
