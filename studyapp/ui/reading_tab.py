@@ -282,13 +282,19 @@ class ReadingTab:
     def _submit(self, study_name, assignment_id, version, text, seconds, request: gr.Request, answers: dict):
         """Submit; a refusal (unanswered question) is shown beside the confirm button, not as a lasting toast, and
         the next screen replaces it, so a later successful submission does not read as a failure."""
-        try:
-            with user_action(self.ctx, request) as (session, user):
-                study = self._study(session, user, study_name)
-                reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers, version)
-                updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
-        except gr.Error as error:
-            return {self.submit_message: f"**Not submitted:** {error.message}"}
+        for attempt in range(2):
+            try:
+                with user_action(self.ctx, request) as (session, user):
+                    study = self._study(session, user, study_name)
+                    reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers, version)
+                    updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
+                break
+            except gr.Error as error:
+                # this tab's own autosave of the same text may commit while the submission runs (a concurrent
+                # flush); once more, the identical text passes the version check, a newer text of another tab not
+                if attempt == 0 and isinstance(error.__cause__, reading.StaleSave):
+                    continue
+                return {self.submit_message: f"**Not submitted:** {error.message}"}
         updates[self.save_status] = "Report submitted. " + (
             "Next case opened." if updates[self.assignment] is not None else "")
         return updates
