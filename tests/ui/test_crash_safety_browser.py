@@ -7,7 +7,6 @@
   the idle time is refused until a fresh sign-in.
 """
 
-import csv
 import random
 import time
 
@@ -15,9 +14,10 @@ from sqlalchemy import select
 
 from studyapp.db.models import Report
 from studyapp.db.session import open_database
-from studyapp.services import accounts, design, drafts, ingest, studies
+from studyapp.services import accounts, design
 from tests.appserver import AppProcess
 from tests.browser import sign_in
+from tests.studies import chest_study_with_drafts
 
 PASSWORD = "crash-reader-password"
 COORDINATOR_PASSWORD = "crash-coordinator-password"
@@ -29,16 +29,7 @@ def _serve(shared_data, tmp_path, *extra_args) -> AppProcess:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sessions = open_database(url)
     with sessions.begin() as s:
-        study = studies.create_study(s, "Crash study", template_text="TEMPLATE: normal chest.")
-        assert ingest.import_folder(s, study, shared_data / "dicom" / "cxr").counts["failed"] == 0
-        drafts_csv = tmp_path / "drafts.csv"
-        with drafts_csv.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["case_key", "arm", "text", "source"])
-            writer.writerows([c.case_key, arm, f"Draft {arm} for {c.case_key}.", arm] for c in study.cases
-                             for arm in ("llm", "model"))
-        assert drafts.import_drafts(s, study, drafts_csv).errors == []
-        drafts.set_template(s, study, study.template_text)
+        study = chest_study_with_drafts(s, "Crash study", shared_data / "dicom" / "cxr", tmp_path)
         accounts.enroll_reader(s, study, accounts.add_user(s, "reader1", PASSWORD))
         accounts.add_user(s, "coord", COORDINATOR_PASSWORD, role="coordinator")
         design.generate_assignments(s, study, seed=3, cases_per_reader=3)

@@ -1,26 +1,16 @@
 """In the browser: the practice case comes first in the worklist, labelled "practice" there and on the case, and a
 counted case is refused until the practice case is submitted."""
 
-import csv
-
-from studyapp.services import accounts, design, drafts, ingest, practice, studies
+from studyapp.services import accounts, design, practice
 from tests.browser import sign_in
+from tests.studies import chest_study_with_drafts
 
 PASSWORD = "practice-reader-password"
 
 
 def test_practice_case_is_first_and_labelled(serve_app, browser, shared_data, tmp_path):
     def fill(s):
-        study = studies.create_study(s, "Practice study", template_text="TEMPLATE: normal chest.")
-        assert ingest.import_folder(s, study, shared_data / "dicom" / "cxr").counts["failed"] == 0
-        drafts_csv = tmp_path / "drafts.csv"
-        with drafts_csv.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["case_key", "arm", "text", "source"])
-            writer.writerows([c.case_key, arm, f"Draft {arm} for {c.case_key}.", arm] for c in study.cases
-                             for arm in ("llm", "model"))
-        drafts.import_drafts(s, study, drafts_csv)
-        drafts.set_template(s, study, study.template_text)
+        study = chest_study_with_drafts(s, "Practice study", shared_data / "dicom" / "cxr", tmp_path)
         accounts.enroll_reader(s, study, accounts.add_user(s, "reader1", PASSWORD))
         practice.set_practice(s, study, [(0, study.cases[0].case_key)])
         design.generate_assignments(s, study, seed=2, cases_per_reader=3)
