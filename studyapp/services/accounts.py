@@ -1,5 +1,8 @@
 """User accounts issued by the coordinator; passwords hashed with Argon2id (argon2-cffi)."""
 
+import functools
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -7,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER, ReaderStudy, StudyReader, User
 from studyapp.services.errors import InvalidInput, NotFound
+from studyapp.services.passwords import check_password
 
 _hasher = PasswordHasher()
 ROLES = (ROLE_READER, ROLE_COORDINATOR)
@@ -18,13 +22,16 @@ def add_user(
     """Create an account.
 
     Raises:
-        InvalidInput: empty username, password shorter than 8 characters, unknown role, or username taken.
+        InvalidInput: empty username, a password the policy refuses (:func:`studyapp.services.passwords.check_password`:
+            short, common or guessable; the message says why), unknown role, or username taken.
     """
     username = username.strip()
     if not username:
         raise InvalidInput("username is empty")
-    if len(password) < 8:
-        raise InvalidInput(f"password for {username!r} is shorter than 8 characters")
+    try:
+        check_password(password, username, display_name)
+    except InvalidInput as refused:
+        raise InvalidInput(f"password for {username!r} refused: {refused}") from None
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; expected one of {ROLES}")
     if session.scalar(select(User).where(User.username == username)) is not None:
@@ -37,13 +44,21 @@ def add_user(
     return user
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """An Argon2 hash of a random password, made once per process with the same parameters as real hashes."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 def authenticate(session: Session, username: str, password: str) -> User | None:
-    """Return the user when ``password`` matches the stored Argon2 hash, else ``None``."""
+    """Return the user when ``password`` matches the stored Argon2 hash, else ``None``.
+
+    An unknown username is verified against a dummy hash, so it takes as long as a wrong password of an existing
+    account (the answer time does not tell which usernames exist).
+    """
     user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        return None
     try:
-        _hasher.verify(user.password_hash, password)
+        _hasher.verify(user.password_hash if user is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return user

@@ -37,9 +37,9 @@ def make_study(session, n_normal: int, n_abnormal: int, n_readers: int, name: st
         session.add(Draft(case_id=case.id, arm_id=model_arm.id, text=candidate_text(i), source="gpt-4o-style"))
     readers = []
     for r in range(n_readers):
-        user = accounts.add_user(session, f"{name}-reader{r}", "password123")
+        user = accounts.add_user(session, f"{name}-reader{r}", "orbit-lantern-42")
         accounts.enroll_reader(session, study, user)
         readers.append(user)
-    coordinator = accounts.add_user(session, f"{name}-coord", "password123", role=ROLE_COORDINATOR)
+    coordinator = accounts.add_user(session, f"{name}-coord", "orbit-lantern-42", role=ROLE_COORDINATOR)
     session.flush()
     return study, readers, coordinator

@@ -102,6 +102,6 @@ def test_assignment_errors(small):
             comparisons.assign_readers(s, other, readers_per_pair=4)
         with pytest.raises(InvalidInput, match="coordinator account"):
             comparisons.assign_readers(s, other, readers=[accounts.get_user(s, ids["coordinator"])])
-        outsider = accounts.add_user(s, "outsider", "password123")
+        outsider = accounts.add_user(s, "outsider", "orbit-lantern-42")
         with pytest.raises(InvalidInput, match="'outsider' is not a reader of this study"):
             comparisons.assign_readers(s, other, readers=[outsider])

@@ -30,7 +30,7 @@ def setup(db):
     with db.begin() as s:
         study = studies.create_study(s, "s1", template_text="Normal chest.")
         arms = {a.code: a for a in study.arms}
-        reader = accounts.add_user(s, "reader1", "password1")
+        reader = accounts.add_user(s, "reader1", "orbit-lantern-1")
         accounts.enroll_reader(s, study, reader)
         ids = []
         for position, (key, arm) in enumerate((("C1", "llm"), ("C2", "model")), start=1):

@@ -19,8 +19,8 @@ def setup(db):
         s.flush()
         llm = next(a for a in study.arms if a.code == "llm")
         s.add(Draft(case_id=case.id, arm_id=llm.id, text="Heart normal.", source="gpt-4o-secret"))
-        r1 = accounts.add_user(s, "reader1", "password1")
-        accounts.add_user(s, "reader2", "password2")
+        r1 = accounts.add_user(s, "reader1", "orbit-lantern-1")
+        accounts.add_user(s, "reader2", "orbit-lantern-2")
         accounts.enroll_reader(s, study, r1)
         a = Assignment(study_id=study.id, reader_id=r1.id, case_id=case.id, arm_id=llm.id, position=1)
         s.add(a)
@@ -94,13 +94,13 @@ def test_refused_submission_keeps_autosaved_text(setup):
 
 def test_accounts_hash_and_reject(db):
     with db.begin() as s:
-        user = accounts.add_user(s, "coord", "longpassword", role="coordinator")
-        assert "longpassword" not in user.password_hash and user.password_hash.startswith("$argon2id$")
-        assert accounts.authenticate(s, "coord", "longpassword").id == user.id
+        user = accounts.add_user(s, "coord", "long-coordinator-pass", role="coordinator")
+        assert "long-coordinator-pass" not in user.password_hash and user.password_hash.startswith("$argon2id$")
+        assert accounts.authenticate(s, "coord", "long-coordinator-pass").id == user.id
         assert accounts.authenticate(s, "coord", "wrong") is None
-        assert accounts.authenticate(s, "nobody", "longpassword") is None
+        assert accounts.authenticate(s, "nobody", "long-coordinator-pass") is None
         with pytest.raises(InvalidInput, match="already taken"):
-            accounts.add_user(s, "coord", "longpassword")
+            accounts.add_user(s, "coord", "long-coordinator-pass")
         with pytest.raises(InvalidInput, match="shorter than 8"):
             accounts.add_user(s, "x", "short")
 
@@ -225,7 +225,7 @@ def test_case_progress_counts_reads_per_arm_and_median_time(setup):
 def test_preview_is_blinded_read_only_and_for_coordinators(setup):
     db, ids = setup
     with db.begin() as s:
-        coordinator = accounts.add_user(s, "coord", "password123", role="coordinator")
+        coordinator = accounts.add_user(s, "coord", "orbit-lantern-42", role="coordinator")
         screen = reading.preview_case(s, coordinator, ids["assignment"])
         assert (screen.text, screen.status, screen.label) == ("Heart normal.", "new", "Case 01")
         assert "gpt-4o-secret" not in repr(screen) and "llm" not in repr(screen)
