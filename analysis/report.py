@@ -1,5 +1,6 @@
 """Writing an analysis to disk: one CSV per table, ``columns.csv`` documenting every column, ``skipped.csv``,
-the figures (HTML + PNG) and one self-contained ``report.html``."""
+the figures (HTML + PNG) and one self-contained ``report.html``. CSVs are written by
+:func:`studyapp.services.safe_csv.write_csv` (cells a spreadsheet would run as a formula neutralised)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from analysis.figures import write_figures
 from analysis.skipped import practice_reads_left_out
+from studyapp.services.safe_csv import write_csv
 
 if TYPE_CHECKING:
     from analysis.pipeline import AnalysisResult
@@ -52,12 +54,12 @@ def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[st
     files: dict[str, Path] = {}
     for name, table in result.tables.items():
         files[f"{name}.csv"] = out_dir / f"{name}.csv"
-        table.to_csv(files[f"{name}.csv"], index=False)
+        write_csv(table, files[f"{name}.csv"])
     files["columns.csv"] = out_dir / "columns.csv"
-    columns.to_csv(files["columns.csv"], index=False)
+    write_csv(columns, files["columns.csv"])
     skipped = pd.DataFrame([vars(s) for s in result.skipped], columns=["step", "item", "reason"])
     files["skipped.csv"] = out_dir / "skipped.csv"
-    skipped.to_csv(files["skipped.csv"], index=False)
+    write_csv(skipped, files["skipped.csv"])
     files |= write_figures(result.figures, out_dir / "figures")
 
     parts = [

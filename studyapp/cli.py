@@ -328,9 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.set_defaults(run=_cmd_progress)
 
-    p = sub.add_parser("export", help="export the reads CSV (one row per reader x case)")
+    p = sub.add_parser("export", help="export the reads (one row per reader x case): CSV with formula cells "
+                                      "neutralised, or JSON Lines with the texts verbatim when OUT ends in .jsonl")
     p.add_argument("study")
-    p.add_argument("out")
+    p.add_argument("out", help="file to write: NAME.csv or NAME.jsonl")
     p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("pacs-search", help="search a PACS over DICOMweb (QIDO-RS) and list the studies found")

@@ -33,6 +33,7 @@ from studyapp.services.comparisons import (
     require_coordinator,
     side_sources,
 )
+from studyapp.services import safe_csv
 
 #: Case labels reported separately, next to "overall" (``Case.label``).
 LABEL_GROUPS = ("normal", "abnormal")
@@ -221,13 +222,17 @@ def comparison_table(session: Session, coordinator: User, set_id: int) -> pd.Dat
 
 
 def export_comparison_csv(session: Session, coordinator: User, set_id: int, path: str | Path) -> pd.DataFrame:
-    """Write :func:`comparison_table` to ``path`` as UTF-8 CSV and return it.
+    """Write :func:`comparison_table` to ``path`` and return it: JSON Lines with the texts verbatim when ``path``
+    ends in ``.jsonl``, else UTF-8 CSV with formula cells neutralised (:mod:`studyapp.services.safe_csv`).
 
     Raises:
         PermissionDenied, NotFound: as for :func:`comparison_table`.
     """
     frame = comparison_table(session, coordinator, set_id)
-    frame.to_csv(path, index=False)
+    if Path(path).suffix.lower() == ".jsonl":
+        safe_csv.write_jsonl(frame, path)
+    else:
+        safe_csv.write_csv(frame, path)
     return frame
 
 

@@ -20,7 +20,7 @@ from studyapp.db.models import (
     ReaderStudy,
     Report,
 )
-from studyapp.services import audit, questions
+from studyapp.services import audit, questions, safe_csv
 
 #: Columns of the reads CSV, in order, with their meaning (documented for analysts).
 READS_COLUMNS = {
@@ -118,9 +118,14 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
 
 
 def export_reads_csv(session: Session, study: ReaderStudy, path: str | Path) -> pd.DataFrame:
-    """Write :func:`reads_table` to ``path`` as UTF-8 CSV and return the table."""
+    """Write :func:`reads_table` to ``path`` and return the table: JSON Lines with the texts verbatim when ``path``
+    ends in ``.jsonl``, else UTF-8 CSV with formula cells neutralised (:mod:`studyapp.services.safe_csv`: a report
+    text starting with ``=`` gets a leading ``'``)."""
     table = reads_table(session, study)
-    table.to_csv(path, index=False)
+    if Path(path).suffix.lower() == ".jsonl":
+        safe_csv.write_jsonl(table, path)
+    else:
+        safe_csv.write_csv(table, path)
     audit.record(session, "reads_exported", study_id=study.id, file=str(path), rows=len(table))
     return table
 

