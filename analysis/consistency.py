@@ -32,7 +32,7 @@ READING_CONSISTENCY_COLUMNS: dict[str, str] = {
     "arm": "Arm.code",
     "n_peers": "peer reports judged successfully",
     "n_peers_failed": "peer comparisons the judge failed on (listed in skipped.csv)",
-    "peer_discrepancy": "mean urgent + emergent corrections over the judged peers",
+    "peer_discrepancy": "mean urgent + emergent corrections over the judged peers (NaN when none)",
 }
 
 
@@ -52,12 +52,14 @@ def peer_discrepancies(readings: pd.DataFrame, judge: Judge) -> Consistency:
     Args:
         readings: usable readings (:func:`analysis.skipped.usable_readings`) with ``assignment_id``,
             ``reader``, ``case``, ``arm``, ``final_text``.
-        judge: any :class:`analysis.judges.Judge`; its failures on a pair are listed as skipped and the
-            reading's mean is taken over the remaining peers (``n_peers_failed`` says how many).
+        judge: any :class:`analysis.judges.Judge`; each pair it fails on is listed as skipped, and the
+            reading's mean is taken over the remaining peers with ``n_peers_failed`` saying how many failed
+            and a skipped entry for the reading ("peer discrepancy over 7 of 9 peers").
 
     Returns:
-        :class:`Consistency`. A reading whose case has no other usable report, or whose every peer
-        comparison failed, gets no ``peer_discrepancy`` row and a skipped entry instead.
+        :class:`Consistency`; ``per_reading`` has one row per reading. A reading whose case has no other
+        usable report, or whose every peer comparison failed, has ``n_peers`` 0, a NaN ``peer_discrepancy``
+        and a skipped entry saying which.
     """
     meta, pairs = [], []
     for _, group in readings.groupby("case", sort=True):
@@ -87,15 +89,19 @@ def peer_discrepancies(readings: pd.DataFrame, judge: Judge) -> Consistency:
     per_reading = []
     for row in readings.itertuples():
         n_failed = int(failed.get(row.assignment_id, 0))
-        if row.assignment_id not in judged.index:
+        n_judged = int(judged.loc[row.assignment_id, "size"]) if row.assignment_id in judged.index else 0
+        if not n_judged:
             reason = ("every peer comparison failed" if n_failed
                       else "no other reader's final report of this case")
             skipped.append(Skipped("consistency", reading_label(row), reason))
-            continue
+        elif n_failed:
+            skipped.append(Skipped("consistency", reading_label(row),
+                                   f"peer discrepancy over {n_judged} of {n_judged + n_failed} peers: "
+                                   f"{n_failed} comparison(s) failed"))
         per_reading.append({
             "assignment_id": row.assignment_id, "reader": row.reader, "case": row.case, "arm": row.arm,
-            "n_peers": int(judged.loc[row.assignment_id, "size"]), "n_peers_failed": n_failed,
-            "peer_discrepancy": float(judged.loc[row.assignment_id, "mean"]),
+            "n_peers": n_judged, "n_peers_failed": n_failed,
+            "peer_discrepancy": float(judged.loc[row.assignment_id, "mean"]) if n_judged else float("nan"),
         })
     return Consistency(
         pair_frame.drop(columns="_assignment_id"),

@@ -47,6 +47,8 @@ READINGS_TABLE_COLUMNS: dict[str, str] = {
     "template_use": "draft-to-final similarity (similarity_measure)",
     "similarity_measure": "measure used for template_use",
     "peer_discrepancy": "mean urgent + emergent corrections against the other readers of the case",
+    "n_peers": "peer reports the judge compared this reading with successfully",
+    "n_peers_failed": "peer comparisons the judge failed on (each listed in skipped.csv)",
     "likert_<question>": "Likert answer per question (e.g. likert_confidence, likert_mental_demand)",
 }
 
@@ -170,7 +172,7 @@ def analyse_frames(
     )
     consistency = peer_discrepancies(readings, judge)
     skipped += consistency.skipped
-    readings = readings.merge(consistency.per_reading[["assignment_id", "peer_discrepancy"]],
+    readings = readings.merge(consistency.per_reading[["assignment_id", "peer_discrepancy", "n_peers", "n_peers_failed"]],
                               on="assignment_id", how="left")
     readings, likert_skips = experience.attach_likert(readings, frames.likert)
     skipped += likert_skips

@@ -60,8 +60,13 @@ class Discrepancy:
         line: 1-based candidate line to replace or delete; None for a line to insert.
         correction: new text for the line, or None to delete it.
         severity: clinical severity of leaving it uncorrected.
-        category: error category.
+        category: the (first) error category.
         comment: short reason (the finding concerned).
+        categories: every error category of the correction, ``category`` first (FineRadScore labels a line
+            with one or more categories); ``(category,)`` when not given.
+
+    Raises:
+        ValueError: ``categories`` given but not starting with ``category``.
     """
 
     line: Optional[int]
@@ -69,6 +74,20 @@ class Discrepancy:
     severity: Severity
     category: ErrorCategory
     comment: str = ""
+    categories: tuple[ErrorCategory, ...] = ()
+
+    def __post_init__(self):
+        if not self.categories:
+            object.__setattr__(self, "categories", (self.category,))
+        elif self.categories[0] is not self.category:
+            raise ValueError(f"categories {self.categories} must start with category {self.category}")
+
+    def as_record(self) -> dict:
+        """JSON-ready form: ``{line, category, severity, comment}`` (enum values as strings) plus
+        ``categories`` (list) and ``correction``."""
+        return {"line": self.line, "category": self.category.value, "severity": self.severity.value,
+                "comment": self.comment, "categories": [c.value for c in self.categories],
+                "correction": self.correction}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ READINGS = pd.DataFrame({
 
 def test_hand_computed_leave_one_out():
     result = peer_discrepancies(READINGS, OfflineJudge())
-    per = result.per_reading.set_index("reader")
+    per = result.per_reading[result.per_reading["case"] == "k1"].set_index("reader")
     assert per["peer_discrepancy"].to_dict() == {"a": 1.0, "b": 1.5, "c": 1.5}
     assert per["n_peers"].to_dict() == {"a": 2, "b": 2, "c": 2}
     pairs = result.pairs.set_index(["reader", "peer"])["urgent_emergent"].to_dict()
@@ -36,7 +36,8 @@ def test_hand_computed_leave_one_out():
 
 def test_case_read_once_is_skipped_with_reason():
     result = peer_discrepancies(READINGS, OfflineJudge())
-    assert 4 not in set(result.per_reading["assignment_id"])
+    alone = result.per_reading.set_index("assignment_id").loc[4]
+    assert (alone["n_peers"], alone["n_peers_failed"]) == (0, 0) and pd.isna(alone["peer_discrepancy"])
     (skip,) = result.skipped
     assert (skip.step, skip.item, skip.reason) == (
         "consistency", "reader a x case k2 (model)", "no other reader's final report of this case")
