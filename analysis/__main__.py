@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis.consistency import failed_comparisons_note
 from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
 from analysis.statistics import N_RESAMPLES
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {result.files['report.html']}")
     print(f"tables: {len(result.tables)}, figures: {len(result.figures)}, skipped items: {len(result.skipped)}"
           f" (practice reads left out: {practice_reads_left_out(result.skipped)}; see {result.files['skipped.csv']})")
+    if failures := failed_comparisons_note(result.tables["readings"]):
+        print(f"warning: {failures}")
     return 0
 
 

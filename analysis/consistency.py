@@ -108,3 +108,19 @@ def peer_discrepancies(readings: pd.DataFrame, judge: Judge) -> Consistency:
         pd.DataFrame(per_reading, columns=list(READING_CONSISTENCY_COLUMNS)),
         skipped,
     )
+
+
+def failed_comparisons_note(readings: pd.DataFrame) -> str:
+    """One sentence on the peer comparisons the judge failed on, for the report and the app; "" when none.
+
+    Args:
+        readings: frame with ``n_peers`` and ``n_peers_failed`` per reading (:data:`READING_CONSISTENCY_COLUMNS`;
+            the analysis's ``readings`` table).
+    """
+    failed = readings["n_peers_failed"].fillna(0)
+    if not failed.sum():
+        return ""
+    judged = readings["n_peers"].fillna(0)
+    partial, none = int(((failed > 0) & (judged > 0)).sum()), int(((failed > 0) & (judged == 0)).sum())
+    return (f"The discrepancy judge failed on {int(failed.sum())} peer comparison(s): {partial} reading(s) have a "
+            f"peer discrepancy over fewer peers and {none} have none; each is listed among the left-out items.")

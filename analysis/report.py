@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from analysis.consistency import failed_comparisons_note
 from analysis.figures import write_figures
 from analysis.skipped import practice_reads_left_out
 from studyapp.services.safe_csv import write_csv
@@ -70,6 +71,8 @@ def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[st
             f"percentiles. Skipped items: {len(result.skipped)} (listed at the end), of which practice reads left "
             f"out: {practice_reads_left_out(result.skipped)}.") + "</p>",
     ]
+    if failures := failed_comparisons_note(result.tables["readings"]):
+        parts.append(f"<p id='judge-failures'><strong>Warning:</strong> {html.escape(failures)}</p>")
     for index, (name, fig) in enumerate(result.figures.items()):
         parts.append(_section(name, fig.to_html(full_html=False, include_plotlyjs=index == 0)))
     for name in ("arm_summary", "time_saved_by_template_use", "discrepancy_by_interval", "likert_summary", "choice_summary",

@@ -19,6 +19,10 @@ class Settings:
             (``$STUDYAPP_SESSION_IDLE_MINUTES``, default 30).
         ratescore_dir: local RaTEScore models (``$STUDYAPP_RATESCORE_DIR``, folders ``ner/`` and ``encoder/``) for
             template use in the analysis; ``None`` means ROUGE-L (see ``analysis.similarity``).
+        llm_judge_url: OpenAI-compatible base URL of an LLM discrepancy judge for the app's analysis
+            (``$STUDYAPP_LLM_JUDGE_URL``, e.g. ``http://127.0.0.1:8000/v1``); ``None`` means the offline judge.
+            The API key, if any, comes from ``$OPENAI_API_KEY``; answers are cached in ``{data_dir}/llm-cache``.
+        llm_judge_model: model name sent to that endpoint (``$STUDYAPP_LLM_JUDGE_MODEL``, default ``gpt-4o``).
         show_api: show Gradio's "Use via API" page link (``$STUDYAPP_SHOW_API=1``); off by default, for
             readers and coordinators alike.
     """
@@ -29,6 +33,8 @@ class Settings:
     ratescore_dir: Path | None = field(
         default_factory=lambda: Path(os.environ["STUDYAPP_RATESCORE_DIR"]) if os.environ.get("STUDYAPP_RATESCORE_DIR") else None
     )
+    llm_judge_url: str | None = field(default_factory=lambda: os.environ.get("STUDYAPP_LLM_JUDGE_URL") or None)
+    llm_judge_model: str = field(default_factory=lambda: os.environ.get("STUDYAPP_LLM_JUDGE_MODEL") or "gpt-4o")
 
     show_api: bool = field(default_factory=lambda: os.environ.get("STUDYAPP_SHOW_API", "") == "1")
 

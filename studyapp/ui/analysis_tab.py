@@ -1,12 +1,15 @@
-"""The coordinator's analysis tab: runs ``analysis.run_analysis`` on a study (offline judge) and shows a summary
-first (the headline numbers with 95% CIs per arm, then the per-arm table), the Fig. 5 panels in sub-tabs, what was
-left out and why (folded), and the files (CSV tables, HTML report)."""
+"""The coordinator's analysis tab: runs ``analysis.run_analysis`` on a study (the offline judge, or the LLM judge at
+``Settings.llm_judge_url``) and shows a summary first (the headline numbers with 95% CIs per arm, then the per-arm
+table; a warning when the judge failed on peer comparisons), the Fig. 5 panels in sub-tabs, what was left out and why
+(folded), and the files (CSV tables, HTML report)."""
 
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 
+from analysis.consistency import failed_comparisons_note
+from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
 from analysis.skipped import practice_reads_left_out
 from studyapp.services import studies
@@ -98,13 +101,22 @@ class AnalysisTab:
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
         out_dir = Path(tempfile.mkdtemp(prefix="analysis-"))
+        settings = self.ctx.settings
+        judge = (LLMJudge(settings.llm_judge_url, settings.llm_judge_model, cache_dir=Path(settings.data_dir) / "llm-cache")
+                 if settings.llm_judge_url else OfflineJudge())
         try:
-            result = run_analysis(self.ctx.sessions, study.name, out_dir, ratescore_dir=self.ctx.settings.ratescore_dir)
+            result = run_analysis(self.ctx.sessions, study.name, out_dir, judge, ratescore_dir=settings.ratescore_dir)
         except (LookupError, ValueError) as error:
             raise gr.Error(str(error)) from error
+        finally:
+            if isinstance(judge, LLMJudge):
+                judge.close()
         status = (f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
                   f"reference arm `{result.reference_arm}`. Practice reads left out: "
                   f"{practice_reads_left_out(result.skipped)}; {len(result.skipped)} item(s) left out in all (below).")
+        failures = failed_comparisons_note(result.tables["readings"])
+        if failures:
+            status += f"\n\n**Warning:** {failures}"
         skipped = "\n".join(f"- {s.step}: {s.item}: {s.reason}" for s in result.skipped) or "Nothing."
         plots = [result.figures.get(name) for name in FIGURES]
         summary = result.tables.get("arm_summary")

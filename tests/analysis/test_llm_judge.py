@@ -8,7 +8,7 @@ import socket
 import pandas as pd
 import pytest
 
-from analysis.consistency import peer_discrepancies
+from analysis.consistency import failed_comparisons_note, peer_discrepancies
 from analysis.judges import Discrepancy, ErrorCategory, JudgeError, JudgeFailure, LLMJudge, Severity
 from analysis.judges.llm import FEW_SHOT, SYSTEM_PROMPT, MalformedAnswer, parse_answer
 from tests.chatserver import Hang, Raw, chat_server, pair_prompt  # noqa: F401 (fixture)
@@ -284,3 +284,31 @@ def test_run_analysis_with_llm_judge_lists_what_the_endpoint_failed(chat_server,
     written = pd.read_csv(result.files["skipped.csv"])
     assert (written["reason"] == "every peer comparison failed").sum() == 6
     assert {"n_peers", "n_peers_failed"} <= set(pd.read_csv(result.files["readings.csv"]).columns)
+    note = ("The discrepancy judge failed on 24 peer comparison(s): 12 reading(s) have a peer discrepancy over fewer "
+            "peers and 6 have none; each is listed among the left-out items.")
+    assert failed_comparisons_note(result.tables["readings"]) == note
+    assert f"<strong>Warning:</strong> {note}" in result.files["report.html"].read_text()
+
+
+def test_command_line_with_an_endpoint_answering_garbage(chat_server, db, tmp_path, capsys):
+    """``python -m analysis --judge llm`` against a server that answers an HTML page: the analysis completes,
+    every comparison is a named skipped entry, and the command warns."""
+    from analysis.__main__ import main
+    from analysis.simulation import simulate_study, write_study
+
+    write_study(db, simulate_study(n_readers=3, n_cases=4, seed=2, name="garbage study"))
+    server = chat_server(lambda messages: Raw(200, "<html>Welcome to nginx</html>"))
+    out = tmp_path / "out"
+    assert main(["--database", str(db.kw["bind"].url), "--study", "garbage study", "--out", str(out), "--judge", "llm",
+                 "--llm-url", server.url, "--llm-model", "local", "--llm-concurrency", "1", "--resamples", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: The discrepancy judge failed on 24 peer comparison(s): 0 reading(s) have a peer discrepancy " \
+           "over fewer peers and 12 have none" in printed
+    skipped = pd.read_csv(out / "skipped.csv")
+    pairs = skipped[skipped["item"].str.contains(" vs peer ")]
+    assert len(pairs) == 24
+    # 5 pairs lost to the endpoint (5 attempts each), the other 19 not sent
+    assert pairs["reason"].str.contains("endpoint answer is not a chat completion .*Welcome to nginx").all()
+    assert pairs["reason"].str.startswith("llm:local: no valid answer after 5 attempt(s); last: endpoint").sum() == 5
+    assert pairs["reason"].str.startswith("llm:local: not sent: the endpoint failed 5 comparisons in a row").sum() == 19
+    assert len(server.requests) == 25
