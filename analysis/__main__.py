@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--judge llm needs --llm-url")
     judge = OfflineJudge()
     if args.judge == "llm":
-        judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache or args.out / "llm-cache",
-                         max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
+        try:
+            judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache or args.out / "llm-cache",
+                             max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
+        except ValueError as error:
+            parser.error(str(error))
     study = int(args.study) if args.study_id else args.study
     try:
         result = run_analysis(open_database(args.database), study, args.out, judge, args.resamples, args.seed,

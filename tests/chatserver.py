@@ -33,7 +33,7 @@ class ChatServer:
 
     Attributes:
         url: base URL to give the judge (``http://127.0.0.1:PORT/v1``).
-        requests: every request body received, in order.
+        requests: every request body received, in order (see :meth:`wait_for_requests`).
         max_in_flight: most requests handled at once.
     """
 
@@ -43,7 +43,7 @@ class ChatServer:
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.closing = threading.Event()
         server = self
 
@@ -52,6 +52,7 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append(body)
+                    server.lock.notify_all()
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
@@ -87,6 +88,18 @@ class ChatServer:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def wait_for_requests(self, n: int, timeout_s: float = 60.0) -> list[dict]:
+        """The requests once at least ``n`` have arrived (a client that timed out may return before the server
+        thread has read its request).
+
+        Raises:
+            AssertionError: fewer than ``n`` within ``timeout_s``.
+        """
+        with self.lock:
+            assert self.lock.wait_for(lambda: len(self.requests) >= n, timeout_s), (
+                f"{len(self.requests)} request(s) within {timeout_s} s, expected {n}")
+            return list(self.requests)
 
     def close(self) -> None:
         """Release hanging replies, stop serving and close the socket."""

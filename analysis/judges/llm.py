@@ -390,7 +390,7 @@ class LLMJudge:
 
     Raises:
         ValueError: ``max_attempts``, ``max_concurrency`` or ``max_endpoint_failures`` below 1, ``timeout_s``
-            not positive, or an empty ``model``.
+            not positive, an empty ``model``, or a ``base_url`` that is not an http(s) URL with a host.
     """
 
     def __init__(
@@ -412,6 +412,13 @@ class LLMJudge:
             raise ValueError(f"timeout_s={timeout_s} must be positive")
         if not model:
             raise ValueError("model must be a non-empty model name")
+        try:
+            url = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError) as error:
+            raise ValueError(f"base_url {base_url!r} is not a URL: {error}") from error
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"base_url {base_url!r} must be an http:// or https:// URL with a host, "
+                             "e.g. http://127.0.0.1:8000/v1")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = f"llm:{model}"

@@ -102,9 +102,11 @@ class AnalysisTab:
             study = studies.get_study(session, name or "")
         out_dir = Path(tempfile.mkdtemp(prefix="analysis-"))
         settings = self.ctx.settings
-        judge = (LLMJudge(settings.llm_judge_url, settings.llm_judge_model, cache_dir=Path(settings.data_dir) / "llm-cache")
-                 if settings.llm_judge_url else OfflineJudge())
+        judge = None
         try:
+            judge = (LLMJudge(settings.llm_judge_url, settings.llm_judge_model,
+                              cache_dir=Path(settings.data_dir) / "llm-cache")
+                     if settings.llm_judge_url else OfflineJudge())
             result = run_analysis(self.ctx.sessions, study.name, out_dir, judge, ratescore_dir=settings.ratescore_dir)
         except (LookupError, ValueError) as error:
             raise gr.Error(str(error)) from error

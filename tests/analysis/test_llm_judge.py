@@ -145,7 +145,7 @@ def test_a_hanging_endpoint_times_out_into_a_failure(chat_server):
     (result,) = LLMJudge(server.url, "m", max_attempts=2, timeout_s=0.3).judge_many([("A. B.", "C.")])
     assert isinstance(result, JudgeFailure) and result.attempts == 2
     assert result.reason == "llm:m: no valid answer after 2 attempt(s); last: endpoint timed out (no answer within 0.3 s)"
-    assert len(server.requests) == 2
+    assert len(server.wait_for_requests(2)) == 2
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_endpoint_errors_are_named_failures(chat_server, reply, requests, messag
     assert isinstance(result, JudgeFailure)
     assert result.prompt_tokens == 0
     assert re.search(message, result.reason), result.reason
-    assert len(server.requests) == requests == result.attempts
+    assert len(server.wait_for_requests(requests)) == requests == result.attempts
 
 
 def test_unreachable_endpoint_is_a_named_failure():
@@ -182,7 +182,7 @@ def test_after_repeated_endpoint_failures_the_rest_is_not_sent(chat_server):
     assert ["timed out" in r.reason for r in results] == [True, True, True, True, True]
     assert [r.reason.startswith("llm:m: not sent: the endpoint failed 2 comparisons in a row") for r in results] == [
         False, False, True, True, True]
-    assert len(server.requests) == 2
+    assert len(server.wait_for_requests(2)) == 2
 
 
 def test_a_malformed_answer_does_not_count_as_an_endpoint_failure(chat_server):
@@ -241,6 +241,19 @@ def test_bad_options():
         LLMJudge("http://127.0.0.1:1/v1", "m", timeout_s=0)
     with pytest.raises(ValueError, match="model"):
         LLMJudge("http://127.0.0.1:1/v1", "")
+    for url in ("localhost:8000/v1", "ftp://host/v1", "http:///v1"):
+        with pytest.raises(ValueError, match="must be an http:// or https:// URL with a host"):
+            LLMJudge(url, "m")
+
+
+def test_command_line_refuses_a_bad_endpoint_url(db, tmp_path, capsys):
+    from analysis.__main__ import main
+
+    with pytest.raises(SystemExit) as usage:
+        main(["--database", str(db.kw["bind"].url), "--study", "s", "--out", str(tmp_path), "--judge", "llm",
+              "--llm-url", "localhost:8000/v1"])
+    assert usage.value.code == 2
+    assert "base_url 'localhost:8000/v1' must be an http:// or https:// URL" in capsys.readouterr().err
 
 
 def test_discrepancy_record_shape():
