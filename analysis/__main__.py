@@ -1,4 +1,6 @@
-"""Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge ...] [--ratescore-dir DIR]``.
+"""Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge ...] [--ratescore-dir DIR]``,
+or ``python -m analysis judge --pairs PAIRS.jsonl --out OUT.jsonl [--judge offline|llm ...]`` to judge report
+pairs outside a study (:mod:`analysis.judging`).
 
 Runs the whole reader-study analysis (:func:`analysis.pipeline.run_analysis`) and prints where the report is
 and how many items were skipped. Exit status as for the app's commands (README, "Exit status"): 0 done, 1 refused
@@ -12,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis import judging
 from analysis.consistency import failed_comparisons_note
 from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the analysis, print a summary; returns the exit status."""
+    """Parse ``argv``, run the analysis (or the ``judge`` command), print a summary; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["judge"]:
+        return judging.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.judge == "llm" and not args.llm_url:

@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass
 
 _HEADER = re.compile(
-    r"^\s*(?P<name>findings|impression|conclusion|comparison|indication|history|technique|examination)\s*:\s*",
+    r"(?:^|(?<=[.!?;]))[ \t]*(?P<name>findings|impression|conclusions?|comparison|indications?|clinical history|"
+    r"history|technique|examination|exam)[ \t]*:[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -31,7 +32,8 @@ class ReportSections:
 
 
 def split_sections(text: str) -> ReportSections:
-    """Split ``text`` at headers such as ``FINDINGS:`` and ``IMPRESSION:`` (case-insensitive, at line start).
+    """Split ``text`` at headers such as ``FINDINGS:`` and ``IMPRESSION:`` (case-insensitive; at a line start
+    or inline after a sentence end, as in "Chest, two views. FINDINGS: ... IMPRESSION: ...").
 
     A report without any header is taken to be all findings (templates and drafts in this study are often
     written that way). Text before the first header is ignored when headers exist, as are other sections
@@ -49,7 +51,8 @@ def split_sections(text: str) -> ReportSections:
     for match, following in zip(matches, matches[1:] + [None]):
         end = following.start() if following else len(text)
         name = match.group("name").lower()
-        name = "impression" if name == "conclusion" else name
+        name = {"conclusion": "impression", "conclusions": "impression", "indications": "indication",
+                "clinical history": "history", "exam": "examination"}.get(name, name)
         parts[name] = (parts.get(name, "") + " " + text[match.end() : end]).strip()
     return ReportSections(
         findings=parts.get("findings", ""), impression=parts.get("impression", ""), has_headers=True
@@ -57,9 +60,17 @@ def split_sections(text: str) -> ReportSections:
 
 
 def findings_lines(text: str) -> list[str]:
-    """The findings section of ``text`` as a list of non-empty sentences (line 1 is element 0)."""
-    findings = split_sections(text).findings
-    return [line.strip() for line in _SENTENCE_END.split(findings) if line and line.strip()]
+    """The lines a discrepancy judge compares: the FINDINGS section of ``text`` as a list of non-empty sentences
+    (line 1 is element 0); the IMPRESSION's sentences when the report has headers but an empty or missing
+    FINDINGS section (an IMPRESSION-only report is read, not taken for an empty report that would miss every
+    peer's findings).
+
+    Raises:
+        TypeError: ``text`` is not a string.
+    """
+    sections = split_sections(text)
+    return [line.strip() for line in _SENTENCE_END.split(sections.findings or sections.impression)
+            if line and line.strip()]
 
 
 def numbered(lines: list[str]) -> str:
