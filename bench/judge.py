@@ -232,6 +232,15 @@ PARAPHRASES: tuple[tuple[str, str, str], ...] = (
     (r"\bNo acute bony abnormalit(y|ies)\b", "The osseous structures are intact", "No acute osseous abnormality"),
 )
 
+#: IU MeSH major terms -> severity of missing that finding (for the real-wording check).
+MESH_SEVERITY: dict[str, str] = {
+    "Pneumothorax": "urgent", "Pneumonia": "urgent", "Consolidation": "urgent", "Infiltrate": "urgent",
+    "Airspace Disease": "urgent", "Pulmonary Edema": "urgent", "Pulmonary Congestion": "urgent",
+    "Cardiomegaly": "actionable_nonurgent", "Pleural Effusion": "actionable_nonurgent",
+    "Nodule": "actionable_nonurgent", "Mass": "actionable_nonurgent", "Fractures, Bone": "actionable_nonurgent",
+    "Pulmonary Atelectasis": "not_actionable", "Emphysema": "not_actionable", "Hernia, Hiatal": "not_actionable",
+}
+
 KINDS = ("omission", "false_finding", "laterality", "negation", "severity", "device")
 CONTROLS = ("paraphrase", "reorder", "normal_pair")
 
@@ -248,8 +257,9 @@ class Case:
 
 
 def load_reports(path: Path = IU_REPORTS) -> list[dict]:
-    """Real IU reports with a FINDINGS section: ``{"name", "findings", "impression", "normal"}``; ``normal``
-    is True when the report's MeSH major terms are exactly "normal" (IU's own label, independent of any judge)."""
+    """Real IU reports with a FINDINGS section: ``{"name", "findings", "impression", "normal", "terms"}``;
+    ``normal`` is True when the report's MeSH major terms are exactly "normal", ``terms`` holds the heads of its
+    MeSH major terms (IU's own indexing, independent of any judge)."""
     reports = []
     with tarfile.open(path) as archive:
         for member in archive.getmembers():
@@ -257,10 +267,12 @@ def load_reports(path: Path = IU_REPORTS) -> list[dict]:
                 continue
             root = ET.fromstring(archive.extractfile(member).read())
             sections = {node.get("Label"): (node.text or "").strip() for node in root.iter("AbstractText")}
-            majors = [(node.text or "").strip().lower() for node in root.iter("major")]
+            majors = [(node.text or "").strip() for node in root.iter("major")]
             if sections.get("FINDINGS"):
                 reports.append({"name": member.name, "findings": sections["FINDINGS"],
-                                "impression": sections.get("IMPRESSION", ""), "normal": majors == ["normal"]})
+                                "impression": sections.get("IMPRESSION", ""),
+                                "normal": [m.lower() for m in majors] == ["normal"],
+                                "terms": {m.split("/")[0].strip() for m in majors}})
     reports.sort(key=lambda r: r["name"])
     return reports
 
@@ -385,13 +397,28 @@ def build_cases(reports: list[dict], split: str, per_kind: int = 150, seed: int 
     return cases
 
 
+def real_label_cases(reports: list[dict], per_term: int = 40, seed: int = 0) -> list[Case]:
+    """Real wording, independent of both the benchmark's and the judge's authors: a MeSH-normal report as the
+    candidate against a real report (FINDINGS and IMPRESSION) indexed with one term of :data:`MESH_SEVERITY`;
+    the candidate omits that finding, whose expected severity comes from the term."""
+    rng = random.Random(f"{seed}-real")
+    normal = [r["findings"] for r in reports if r["normal"]]
+    cases = []
+    for term, severity in MESH_SEVERITY.items():
+        labelled = [r for r in reports if term in r["terms"]]
+        for report in rng.sample(labelled, min(per_term, len(labelled))):
+            cases.append(Case("real_mesh", term, rng.choice(normal),
+                              f"{report['findings']} {report['impression']}".strip(), severity))
+    return cases
+
+
 def evaluate(judge, cases: list[Case]) -> dict[str, dict[str, float]]:
     """Per kind: ``n``, ``flagged`` (share with a non-comparison discrepancy), ``n_urgent_expected``,
     ``urgent_sensitivity`` (share of those flagged urgent/emergent), ``urgent_any`` (share with any
     urgent/emergent) and ``asymmetric`` (share whose urgent/emergent count changes with the direction)."""
     comparison = {"mentions_comparison_absent_from_reference", "omits_comparison"}
     rows: dict[str, dict[str, float]] = {}
-    for kind in KINDS + CONTROLS:
+    for kind in KINDS + CONTROLS + ("real_mesh",):
         chosen = [c for c in cases if c.kind == kind]
         if not chosen:
             continue
@@ -430,7 +457,7 @@ def misses(judge, cases: list[Case], limit: int = 20) -> list[str]:
 def summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     """Pooled figures against the targets: ``urgent_sensitivity`` over all errors that should be
     urgent/emergent, ``flagged`` over all injected errors, ``control_urgent`` over all controls."""
-    errors = [rows[k] for k in KINDS if k in rows]
+    errors = [rows[k] for k in KINDS if k in rows]  # the real-wording check is reported apart
     controls = [rows[k] for k in CONTROLS if k in rows]
     n_should = sum(r["n_urgent_expected"] for r in errors)
     return {
@@ -480,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         ok &= _print(split, evaluate(judge, cases))
         if split == "tune" and args.show_misses:
             print("\n".join(misses(judge, cases, args.show_misses)))
+    real = real_label_cases(reports, seed=args.seed)
+    print("\nreal wording (IU MeSH-indexed report vs a MeSH-normal candidate that omits it; not in the targets):")
+    print(f"{'MeSH term':<24}{'n':>5}{'any discrepancy':>17}{'expected':>22}{'any U/E':>9}")
+    for term, severity in MESH_SEVERITY.items():
+        row = evaluate(judge, [c for c in real if c.finding == term])["real_mesh"]
+        print(f"{term:<24}{row['n']:>5}{row['flagged']:>17.1%}{severity:>22}{row['urgent_any']:>9.1%}")
     return 0 if ok else 1
 
 

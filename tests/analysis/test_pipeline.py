@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from analysis import analyse_frames
+from analysis.findings import LEXICON_VERSION
 from analysis.pipeline import TABLE_COLUMNS
 from analysis.simulation import simulate_study
 
@@ -56,7 +57,7 @@ def test_every_reading_has_a_peer_discrepancy(result):
     assert readings["peer_discrepancy"].notna().all()
     assert len(result.tables["peer_pairs"]) == 75 * 10 * 9
     assert set(readings["similarity_measure"]) == {result.similarity_measure}
-    assert result.judge == "offline-negex cxr-lexicon-1"
+    assert result.judge == f"offline-negex {LEXICON_VERSION}"
 
 
 def test_figures_are_written_and_png_decodes(result):

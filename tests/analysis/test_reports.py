@@ -34,3 +34,13 @@ def test_template_use():
         template_use(None, "x")
     with pytest.raises(TypeError, match="must be str"):
         split_sections(3)
+
+
+def test_inline_headers_and_impression_only_reports():
+    inline = "Chest, two views. FINDINGS: Heart normal. No effusion. IMPRESSION: Normal chest."
+    assert (split_sections(inline).findings, split_sections(inline).impression) == (
+        "Heart normal. No effusion.", "Normal chest.")
+    assert findings_lines("IMPRESSION: Small right effusion. No pneumothorax.") == [
+        "Small right effusion.", "No pneumothorax."]
+    assert findings_lines("FINDINGS:\nIMPRESSION: Normal chest.") == ["Normal chest."]
+    assert split_sections("The impression: is not a header here").has_headers is False
