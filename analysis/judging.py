@@ -8,8 +8,9 @@ Input: one JSON object per line with ``id`` (string or integer, unique), ``refer
 ignored. The whole file is checked before any pair is judged; every bad line is named.
 
 Output: one JSON object per input pair, in input order: ``id``, ``urgent_emergent`` (int, the paper's Fig. 5b
-count), ``discrepancies`` (list of ``{line, category, severity, comment, correction}``: FineRadScore's
-corrections, ``line`` 1-based in the candidate's findings or null for a line to insert) and ``judge``
+count), ``discrepancies`` (list of :meth:`analysis.judges.Discrepancy.as_record`: ``{line, category, severity,
+comment, categories, correction}``, FineRadScore's corrections, ``line`` 1-based in the candidate's findings or
+null for a line to insert) and ``judge``
 (``{name, version}``). A pair the judge failed on (an LLM endpoint that timed out or answered garbage) gets
 ``urgent_emergent`` null, ``discrepancies`` null and ``error`` (the reason) instead.
 
@@ -25,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.judges import Discrepancy, Judge, JudgeFailure, LLMJudge, OfflineJudge
+from analysis.judges import Judge, JudgeFailure, LLMJudge, OfflineJudge
 
 MAX_NAMED_PROBLEMS = 20
 
@@ -93,12 +94,6 @@ def read_pairs(path: Path) -> list[Pair]:
     return pairs
 
 
-def _record(discrepancy: Discrepancy) -> dict:
-    return {"line": discrepancy.line, "category": discrepancy.category.value,
-            "severity": discrepancy.severity.value, "comment": discrepancy.comment,
-            "correction": discrepancy.correction}
-
-
 def judge_pairs(pairs: list[Pair], judge: Judge) -> list[dict]:
     """Output records (see module docstring) of ``pairs`` in order; a failed pair carries ``error``."""
     results = judge.judge_many([(pair.candidate, pair.reference) for pair in pairs])
@@ -110,7 +105,7 @@ def judge_pairs(pairs: list[Pair], judge: Judge) -> list[dict]:
                             "error": result.reason})
         else:
             records.append({"id": pair.id, "urgent_emergent": result.urgent_emergent,
-                            "discrepancies": [_record(d) for d in result.discrepancies],
+                            "discrepancies": [d.as_record() for d in result.discrepancies],
                             "judge": {"name": result.judge, "version": result.judge_version}})
     return records
 

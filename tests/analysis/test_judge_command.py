@@ -44,7 +44,8 @@ def test_command_writes_one_line_per_pair(pairs, tmp_path):
     assert [r["urgent_emergent"] for r in records] == [0, 1, 1, 0]
     assert records[0]["discrepancies"] == [] and records[3]["discrepancies"] == []
     assert records[1]["discrepancies"] == [{"line": None, "category": "omission", "severity": "urgent",
-                                            "comment": "pneumothorax", "correction": "Large right pneumothorax."}]
+                                            "comment": "pneumothorax", "categories": ["omission"],
+                                            "correction": "Large right pneumothorax."}]
     (ett,) = records[2]["discrepancies"]
     assert (ett["line"], ett["category"], ett["severity"]) == (1, "wrong_location", "emergent")
     assert all(r["judge"] == {"name": "offline-negex", "version": records[0]["judge"]["version"]} for r in records)
