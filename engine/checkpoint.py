@@ -16,6 +16,7 @@ renamed keys: defect 4).
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ WEIGHTS_NAME = "model.safetensors"
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 LLM_PREFIX = "backbone.llm."
+#: The tokenizer files a checkpoint holds (JSON).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 class CheckpointError(ValueError):
@@ -73,8 +76,12 @@ def build_model(config: MedVersaConfig, llm_path: str | Path, tokenizer: PreTrai
     try:
         llm, info = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, output_loading_info=True,
                                                          ignore_mismatched_sizes=True, local_files_only=True)
-    except (OSError, ValueError, SafetensorError) as err:
+    except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load the causal LM in {llm_path}: {err}") from err
+    except (SafetensorError, pickle.UnpicklingError) as err:  # transformers reads a .bin with weights_only=True
+        files = [str(f) for f in sorted(llm_path.glob("*.safetensors")) + sorted(llm_path.glob("*.bin"))]
+        raise CheckpointError(f"cannot load the causal LM in {llm_path}: weights {', '.join(files)} refused: "
+                              f"{_load_failure(err)}") from err
     problems = [f"{len(info[kind])} {kind.replace('_', ' ')} {sorted(info[kind])[:5]}"
                 for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs") if info[kind]]
     if problems:
@@ -132,6 +139,12 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype | None = None,
         raise CheckpointError(f"{directory / CONFIG_NAME} is not valid JSON: {err}") from err
     except (TypeError, ValueError) as err:  # unknown keys: a config written by another program
         raise CheckpointError(f"{directory / CONFIG_NAME} is not a MedVersa config: {err}") from err
+    for name in TOKENIZER_FILES:  # named when unreadable (the tokenizer loader names only the folder)
+        if (directory / name).is_file():
+            try:
+                json.loads((directory / name).read_bytes().decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as err:
+                raise CheckpointError(f"{directory / name} is refused: not a JSON tokenizer file ({err})") from err
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError) as err:
@@ -148,6 +161,32 @@ def _check_keys(what: str, expected: set[str], given: set[str]) -> None:
         raise CheckpointError(
             f"{what}: {len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
         )
+
+
+def load_torch_file(path: str | Path):
+    """The object a ``torch.save`` file holds, read with ``torch.load(weights_only=True)``: tensors, numbers,
+    strings and containers only. The project's one way of reading a ``torch.save`` file: a crafted pickle (one that
+    would import or call anything) is refused before any of it runs.
+
+    Raises:
+        CheckpointError: ``path`` is missing, not a ``torch.save`` file, or holds anything but tensors and plain
+            values; the message names the file and what was refused.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is refused: not a file of tensors and plain values (a pickle that would "
+                              f"import or call code is never loaded): {_load_failure(err)}") from err
+
+
+def _load_failure(err: Exception) -> str:
+    """The reason in a ``torch.load`` error, without its advice to retry with ``weights_only=False``."""
+    text = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it asks for the global {refused.group(1)} (only tensors and plain values are allowed)"
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return "it holds objects other than tensors and plain values" if first.startswith("Weights only") else first
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -369,7 +408,7 @@ def convert_released(released: dict[str, torch.Tensor] | str | Path, model: MedV
             message lists them); nothing is written in that case.
     """
     if not isinstance(released, dict):
-        released = torch.load(released, map_location="cpu", weights_only=True)
+        released = load_torch_file(released)
     report = map_released_state_dict(released, model)
     if not report.ok:
         raise CheckpointError("released checkpoint does not match the model:\n" + report.summary())

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import SwinConfig, SwinModel
 
-from engine.checkpoint import CheckpointError
+from engine.checkpoint import CheckpointError, load_torch_file
 from engine.heads.segmentation import GroupNormResNet18Features
 from engine.modeling import MedVersaModel
 from engine.vision import SwinEncoder2D
@@ -46,7 +46,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: another suffix, or the file does not hold a flat ``name -> tensor`` dict.
+        CheckpointError: another suffix, a file that is not a ``torch.save`` of tensors and plain values (e.g. a
+            pickle that would run code: refused, naming the file), or not a flat ``name -> tensor`` dict.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,7 +57,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     if suffix not in _TORCH_SUFFIXES:
         raise CheckpointError(f"{path}: weights must be .safetensors or a PyTorch {sorted(_TORCH_SUFFIXES)} file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
     return state

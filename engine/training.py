@@ -13,8 +13,10 @@ shard). AdamW with the paper's schedule (:func:`learning_rate`). Two stages:
 
 A checkpoint (``OUTPUT_DIR/checkpoint-STEP``) is the engine's own format (:func:`engine.checkpoint.save_checkpoint`,
 loadable by :func:`engine.checkpoint.load_checkpoint` and ``engine.drafts``) plus ``train_config.json``,
-``training_state.pt`` (step, optimizer, scheduler, process count) and ``rank_state_R.pt`` per process (its
-sampler state and the python/numpy/torch RNG states). Resuming from it continues exactly: on CPU the losses are
+``training_state.pt`` (step, optimizer, scheduler, process count: tensors and plain values, loaded with
+``torch.load(weights_only=True)``) and ``rank_state_R.json`` per process (its sampler state and the
+python/numpy/torch RNG states). Nothing of a checkpoint is unpickled beyond tensors and plain values, so a shared
+checkpoint folder cannot run code (issue 18). Resuming from it continues exactly: on CPU the losses are
 bit for bit those of a run that never stopped. Augmentation draws come from
 :func:`engine.data.loading.example_rng` of (seed, batch number, slot in the batch), so they do not depend on
 data-loader workers or prefetching; the sampler state saved is that after the last minibatch trained on.
@@ -22,6 +24,7 @@ data-loader workers or prefetching; the sampler state saved is that after the la
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -39,8 +42,9 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from engine.checkpoint import (ADAPTER_DIR, ADAPTER_WEIGHTS, WEIGHTS_NAME, load_adapter_weights, load_checkpoint,
-                               load_module_weights, resolve_llm_path, save_checkpoint)
+from engine.checkpoint import (ADAPTER_DIR, ADAPTER_WEIGHTS, WEIGHTS_NAME, CheckpointError, load_adapter_weights,
+                               load_checkpoint, load_module_weights, load_torch_file, resolve_llm_path,
+                               save_checkpoint)
 from engine.configuration import MedVersaConfig
 from engine.data.collate import collate
 from engine.data.loading import Example, example_rng, load_example
@@ -224,23 +228,72 @@ def _to_device(inputs: MedVersaInputs, device: torch.device) -> MedVersaInputs:
 # ------------------------------------------------------------------------------------------------ state
 
 
+def _tensor_text(tensor: torch.Tensor) -> str:
+    return base64.b64encode(tensor.numpy().tobytes()).decode("ascii")
+
+
+def _text_tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text, validate=True)), dtype=torch.uint8)
+
+
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The python, numpy and torch (and CUDA) RNG states as JSON values (torch states: base64 of their bytes)."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    state = {"python": [version, list(internal), gauss], "numpy": numpy_state,
+             "torch": _tensor_text(torch.get_rng_state())}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [_tensor_text(s) for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = dict(state["numpy"], state=dict(state["numpy"]["state"]))
+    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(_text_tensor(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([_text_tensor(s) for s in state["cuda"]])
 
 
 def rank_state_name(rank: int) -> str:
-    return f"rank_state_{rank}.pt"
+    return f"rank_state_{rank}.json"
+
+
+def load_training_state(path: Path) -> dict:
+    """The training state in ``path`` (step, optimizer, scheduler, process count), read by
+    :func:`engine.checkpoint.load_torch_file` (tensors and plain values only: a crafted pickle cannot run code).
+
+    Raises:
+        ResumeError: ``path`` is not such a file (a pickle that would import or call anything, a truncated or
+            foreign file), naming it.
+    """
+    try:
+        state = load_torch_file(path)
+    except CheckpointError as err:
+        raise ResumeError(str(err)) from err
+    missing = {"step", "optimizer", "scheduler", "world_size"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise ResumeError(f"{path} is refused: not a training state (no {sorted(missing)})")
+    return state
+
+
+def load_rank_state(path: Path) -> dict:
+    """A process's sampler and RNG states from the JSON file ``path`` (see :func:`_rng_state`).
+
+    Raises:
+        ResumeError: ``path`` is not that JSON (e.g. a pickle), naming it.
+    """
+    try:
+        state = json.loads(path.read_bytes().decode("utf-8"))
+        if not (isinstance(state, dict) and all(isinstance(state.get(k), dict) for k in ("sampler", "rng"))):
+            raise ValueError("no 'sampler' and 'rng' objects")
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ResumeError(f"{path} is refused: not a JSON rank state ({err})") from err
+    return state
 
 
 def check_resume_folder(directory: Path, config: TrainConfig, world_size: int) -> dict:
@@ -256,7 +309,10 @@ def check_resume_folder(directory: Path, config: TrainConfig, world_size: int) -
     for name in (TRAIN_CONFIG_NAME, TRAINING_STATE_NAME, WEIGHTS_NAME, f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}"):
         if not (directory / name).is_file():
             raise ResumeError(f"{directory} is not a training checkpoint: {name} is missing")
-    saved = TrainConfig.from_dict(json.loads((directory / TRAIN_CONFIG_NAME).read_text()))
+    try:
+        saved = TrainConfig.from_dict(json.loads((directory / TRAIN_CONFIG_NAME).read_bytes().decode("utf-8")))
+    except (UnicodeDecodeError, ValueError, TypeError) as err:
+        raise ResumeError(f"{directory / TRAIN_CONFIG_NAME} is refused: not a JSON training config ({err})") from err
     differences = config.resume_differences(saved)
     if differences:
         key, here, there = differences[0]
@@ -264,12 +320,14 @@ def check_resume_folder(directory: Path, config: TrainConfig, world_size: int) -
             f"{directory} was written by another training config: {key} is {there!r} there and {here!r} here "
             f"({len(differences)} differing key(s): {[d[0] for d in differences]}); resume with the config it was "
             f"started with")
-    state = torch.load(directory / TRAINING_STATE_NAME, map_location="cpu", weights_only=False)
+    state = load_training_state(directory / TRAINING_STATE_NAME)
     if state["world_size"] != world_size:
         raise ResumeError(f"{directory} was written by {state['world_size']} process(es), this run has {world_size}; "
                           "exact resume needs the same process count (each process holds its own sampler shard)")
     if not (directory / rank_state_name(0)).is_file():
-        raise ResumeError(f"{directory} is not a training checkpoint: {rank_state_name(0)} is missing")
+        pickled = " (its rank_state_0.pt is a pickle of an earlier version, never loaded)" if (
+            directory / "rank_state_0.pt").is_file() else ""
+        raise ResumeError(f"{directory} is not a training checkpoint: {rank_state_name(0)} is missing{pickled}")
     return state
 
 
@@ -383,7 +441,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
-        rank_state = torch.load(resume / rank_state_name(rank), map_location="cpu", weights_only=False)
+        rank_state = load_rank_state(resume / rank_state_name(rank))
         sampler.load_state_dict(rank_state["sampler"])
     accumulation = config.gradient_accumulation_steps
     batches = iter(build_loader(samples, sampler, tokenizer, unwrapped.config, config))
@@ -453,7 +511,8 @@ def save_training_checkpoint(accelerator: Accelerator, model: MedVersaModel, tok
     partial_dir = final.with_name(final.name + ".partial")
     partial_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    torch.save({"sampler": sampler_state, "rng": _rng_state()}, partial_dir / rank_state_name(accelerator.process_index))
+    (partial_dir / rank_state_name(accelerator.process_index)).write_text(
+        json.dumps({"sampler": sampler_state, "rng": _rng_state()}), encoding="utf-8")
     if accelerator.is_main_process:
         save_checkpoint(model, tokenizer, partial_dir)
         torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

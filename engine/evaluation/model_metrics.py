@@ -91,6 +91,8 @@ def chexbert_metric(metrics_dir: Path | None, batch_size: int = 16) -> TextMetri
     """
     from transformers import AutoTokenizer, BertConfig
 
+    from engine.checkpoint import CheckpointError, load_torch_file
+
     folder = _check_folder(metrics_dir, "chexbert")
     weights, base = folder / "chexbert.pth", folder / "bert-base-uncased"
     for needed in (weights, base):
@@ -103,9 +105,9 @@ def chexbert_metric(metrics_dir: Path | None, batch_size: int = 16) -> TextMetri
         raise MetricUnavailable(f"chexbert: cannot load the tokenizer and config in {base}: {err}") from err
     model = CheXbertEncoder(config)
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises pickle, zip and runtime errors for a file that is not its format
-        raise MetricUnavailable(f"chexbert: {weights} is not a readable torch file: {err}") from err
+        state = load_torch_file(weights)
+    except CheckpointError as err:
+        raise MetricUnavailable(f"chexbert: {err}") from err
     if not isinstance(state, dict):
         raise MetricUnavailable(f"chexbert: {weights} holds a {type(state).__name__}, not a state dict")
     state = state.get("model_state_dict", state)

@@ -17,8 +17,10 @@ from engine.checkpoint import (
 )
 from engine.configuration import DET_TOKEN, MedVersaConfig
 from engine.modeling import MedVersaInputs
+from engine.pretrained import read_state_dict
 from engine.processing import build_prompt, encode_prompt, pad_sequences
 from engine.tiny import train_tokenizer
+from tests.engine.pickles import plant_pickle
 from tests.engine.published_layouts import hub_swin_layout, smp_unet_2d_layout, swin_relative_position_index
 
 
@@ -278,7 +280,7 @@ def test_corrupt_files_are_refused_with_their_path(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=f"unreadable weights file {adapter}: .*header too small"):
         load_checkpoint(target)
     (target / "tokenizer.json").write_text("garbage")
-    with pytest.raises(CheckpointError, match=f"cannot load the tokenizer in {target}: "):
+    with pytest.raises(CheckpointError, match=f"{target / 'tokenizer.json'} is refused: not a JSON tokenizer file"):
         load_checkpoint(target)
     (target / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=f"{target / 'config.json'} is not valid JSON"):
@@ -291,3 +293,29 @@ def test_corrupt_files_are_refused_with_their_path(tiny_checkpoint, tmp_path):
     lm_weights.write_bytes(lm_weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=f"cannot load the causal LM in {llm / 'llm'}: "):
         load_checkpoint(llm)
+
+
+def test_a_planted_pickle_in_any_file_of_a_checkpoint_is_refused_and_runs_no_code(tiny_checkpoint, tmp_path):
+    """Issue 18: nothing a checkpoint load reads is unpickled beyond tensors and plain values; each planted pickle
+    is refused with a message naming the file, and the pickle never runs."""
+    marker = tmp_path / "code-ran"
+    read_on_load = ("config.json", "tokenizer.json", "tokenizer_config.json", "llm/config.json",
+                    "llm/model.safetensors", "llm/pytorch_model.bin", "adapter/adapter_model.safetensors",
+                    "model.safetensors")
+    for name in read_on_load:
+        hostile = tmp_path / f"hostile-{name.replace('/', '-')}"
+        shutil.copytree(tiny_checkpoint, hostile)
+        if name == "llm/pytorch_model.bin":  # the LM's weights as a PyTorch file instead of safetensors
+            (hostile / "llm" / "model.safetensors").unlink()
+        plant_pickle(hostile / name, marker)
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(hostile)
+        assert str(hostile / name) in str(refused.value), (name, str(refused.value))
+        assert not marker.exists(), f"unpickling {name} ran code"
+    plant_pickle(tmp_path / "released.pt", marker)
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'released.pt'} is refused: .*the global io.open"):
+        convert_released(tmp_path / "released.pt", None, None, tmp_path / "converted")
+    plant_pickle(tmp_path / "resnet18.pth", marker)
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'resnet18.pth'} is refused: .*the global io.open"):
+        read_state_dict(tmp_path / "resnet18.pth")
+    assert not marker.exists() and not (tmp_path / "converted").exists()

@@ -7,6 +7,7 @@ segmentation; detection with the box of the real mask's extent), the TotalSegmen
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.configuration import DET_TOKEN, MedVersaConfig
 from engine.data.collate import collate
 from engine.data.loading import load_example
@@ -27,6 +28,7 @@ from engine.training import ResumeError, learning_rate, train
 from engine.training_config import TrainConfig
 from tests.browser import free_port
 from tests.engine.conftest import iu_reports
+from tests.engine.pickles import plant_pickle
 from tests.engine.training_fixtures import fixture_samples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -291,12 +293,38 @@ def test_two_processes_under_accelerate_launch_write_one_checkpoint(train_setup,
     checkpoints = sorted(p.name for p in (tmp_path / "ddp").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-0000002"]
     folder = tmp_path / "ddp" / "checkpoint-0000002"
-    state = torch.load(folder / "training_state.pt", weights_only=False)
+    state = torch.load(folder / "training_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 2
-    assert (folder / "rank_state_0.pt").is_file() and (folder / "rank_state_1.pt").is_file()
-    sampler_states = [torch.load(folder / f"rank_state_{r}.pt", weights_only=False)["sampler"] for r in (0, 1)]
+    sampler_states = [json.loads((folder / f"rank_state_{r}.json").read_text())["sampler"] for r in (0, 1)]
     assert [s["rank"] for s in sampler_states] == [0, 1] and all(s["step"] == 2 for s in sampler_states)
     log = [json.loads(line) for line in (tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
     model, _ = load_checkpoint(folder)
     assert model.config.token_ids
+
+
+def test_resume_refuses_a_planted_pickle_in_each_file_it_reads_and_runs_no_code(train_setup, tmp_path):
+    """Issue 18: ``training_state.pt`` and ``rank_state_R.pt`` were read with ``weights_only=False``; a crafted file
+    ran code on ``--resume``. Each file a resume reads now refuses a pickle, naming the file."""
+    (checkpoint,) = train(make_config(train_setup, tmp_path / "run", max_steps=1)).checkpoints
+    marker = tmp_path / "code-ran"
+    read_on_resume = ("training_state.pt", "rank_state_0.json", "train_config.json", "model.safetensors",
+                      "adapter/adapter_model.safetensors")
+    for name in read_on_resume:
+        hostile = tmp_path / f"hostile-{name.replace('/', '-')}"
+        shutil.copytree(checkpoint, hostile)
+        plant_pickle(hostile / name, marker)
+        with pytest.raises((ResumeError, CheckpointError)) as refused:
+            train(make_config(train_setup, tmp_path / f"out-{hostile.name}", max_steps=2), resume=hostile)
+        assert str(hostile / name) in str(refused.value), refused.value
+        assert not marker.exists(), f"unpickling {name} ran code"
+    hostile = tmp_path / "hostile-training_state.pt"
+    with pytest.raises(ResumeError, match="is refused: not a file of tensors and plain values .*the global io.open"):
+        train(make_config(train_setup, tmp_path / "out-again", max_steps=2), resume=hostile)
+    # an earlier version's pickled rank state is named and never read
+    legacy = tmp_path / "legacy"
+    shutil.copytree(checkpoint, legacy)
+    (legacy / "rank_state_0.json").rename(legacy / "rank_state_0.pt")
+    with pytest.raises(ResumeError, match=r"rank_state_0.json is missing \(its rank_state_0.pt is a pickle"):
+        train(make_config(train_setup, tmp_path / "out-legacy", max_steps=2), resume=legacy)
+    assert not marker.exists()

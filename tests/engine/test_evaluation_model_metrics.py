@@ -86,5 +86,6 @@ def test_junk_chexbert_folder_is_unavailable_not_an_error(tmp_path, reports):
                                                 f"{folder / 'bert-base-uncased'}: "):
         model_metric("chexbert", tmp_path)
     write_tiny_bert(folder / "bert-base-uncased", reports)
-    with pytest.raises(MetricUnavailable, match=f"chexbert: {folder / 'chexbert.pth'} is not a readable torch file"):
+    with pytest.raises(MetricUnavailable,
+                       match=f"chexbert: {folder / 'chexbert.pth'} is refused: not a file of tensors"):
         model_metric("chexbert", tmp_path)

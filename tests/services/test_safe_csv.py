@@ -36,7 +36,8 @@ def test_neutralise_cell_prefixes_formulas_and_keeps_numbers_and_text():
 
 def test_write_csv_neutralises_text_cells_and_headers_not_numbers(tmp_path):
     table = pd.DataFrame({"text": PAYLOADS[:4], "difference": [-0.5, -1.25, 2.0, np.nan],
-                          "count": pd.array([-1, 2, None, 4], dtype="Int64"), "=HYPERLINK(\"x\")": ["a", "b", "c", "d"]})
+                          "count": pd.array([-1, 2, None, 4], dtype="Int64"),
+                          "=HYPERLINK(\"x\")": ["a", "b", "c", "d"]})
     write_csv(table, tmp_path / "t.csv")
     assert cells_a_spreadsheet_would_run(tmp_path / "t.csv") == []
     back = pd.read_csv(tmp_path / "t.csv")
