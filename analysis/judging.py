@@ -130,15 +130,20 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.judge == "llm" and not args.llm_url:
         parser.error("--judge llm needs --llm-url")
+    judge: Judge = OfflineJudge()
+    if args.judge == "llm":
+        try:
+            judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache,
+                             max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
+        except ValueError as error:
+            parser.error(str(error))
     try:
         pairs = read_pairs(args.pairs)
     except PairsFileError as error:
         print(f"error: {error}", file=sys.stderr)
+        if isinstance(judge, LLMJudge):
+            judge.close()
         return 1
-    judge: Judge = OfflineJudge()
-    if args.judge == "llm":
-        judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache,
-                         max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
     try:
         records = judge_pairs(pairs, judge)
     finally:

@@ -88,6 +88,11 @@ def test_usage_errors_exit_2(pairs, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         judging.main(["--out", str(tmp_path / "o.jsonl")])
     assert exit_info.value.code == 2
+    for bad in (["--llm-url", "ftp://example.org/v1"], ["--llm-url", "http://127.0.0.1:9/v1", "--llm-concurrency", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            judging.main(["--pairs", str(pairs), "--out", str(tmp_path / "o.jsonl"), "--judge", "llm", *bad])
+        assert exit_info.value.code == 2
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_llm_endpoint_down_is_reported_per_pair(pairs, tmp_path, capsys):
