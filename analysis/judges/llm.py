@@ -256,7 +256,11 @@ def _item(item: Any) -> Any:
         out["severity"] = _severity(out["severity"])
     if "categories" in out:
         values = out["categories"] if isinstance(out["categories"], list) else [out["categories"]]
-        out["categories"] = list(dict.fromkeys(_category(v) for v in values))
+        categories: list[Any] = []
+        for category in map(_category, values):
+            if category not in categories:  # == rather than a hash: a value may be a list or an object
+                categories.append(category)
+        out["categories"] = categories
     correction = out.get("correction")
     if isinstance(correction, str) and correction.strip().lower() in _DELETE:
         out["correction"] = None
@@ -281,7 +285,8 @@ def normalise_answer(content: str) -> Any:
     """The lenient half of parsing: find the answer's JSON and bring it to :class:`AnswerSchema`'s shape.
 
     Finds the first JSON object with a ``corrections`` key (any case) anywhere in ``content``, else the first
-    JSON array of objects (taken as the corrections list); then, per correction, maps FineRadScore's field names (``clinical severity``, ``error
+    JSON array of objects (taken as the corrections list) or object keyed by line number (FineRadScore's own
+    format: ``{"2": {...}, "None": {...}}``); then, per correction, maps FineRadScore's field names (``clinical severity``, ``error
     category``, ``comments``), any letter case and a trailing "error" of severities ("Urgent error" ->
     ``urgent``), category names, numbers 1-6 or one category given as a string, a line number given as a
     string (``"3"``, ``"line 3"``) or as ``"null"``, and ``[delete]`` as the correction. Values it cannot map
@@ -301,6 +306,9 @@ def normalise_answer(content: str) -> Any:
     for value in values:
         if isinstance(value, list) and all(isinstance(i, dict) for i in value):
             return {"corrections": [_item(i) for i in value]}
+        if (isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+                and all(_LINE.fullmatch(str(k).strip()) or str(k).strip().lower() in _NO_LINE for k in value)):
+            return {"corrections": [_item({**item, "line": key}) for key, item in value.items()]}
     raise MalformedAnswer('answer must be a JSON object with a "corrections" list')
 
 

@@ -2,6 +2,7 @@
 answers from a script: valid and malformed answers, error statuses, bodies that are not chat completions, hangs."""
 
 import json
+import random
 import re
 import socket
 
@@ -85,6 +86,13 @@ def test_prompt_defines_every_severity_and_category_and_examples_are_valid_answe
         ('I checked [1] line. [{"line": 1, "severity": "urgent", "categories": ["omission"]}]',
          [(1, Severity.URGENT, (ErrorCategory.OMISSION,), None)]),
         ('No corrections needed: {"corrections": []}', []),
+        # FineRadScore's own answer format: an object keyed by line number, "None" for an insertion
+        ('{"2": {"corrections": "[delete]", "clinical severity": "Urgent error", "comments": "",'
+         ' "error category": ["False prediction of finding"]},'
+         ' "None": {"corrections": "Small left effusion.", "clinical severity": "Not actionable",'
+         ' "error category": ["Omission of finding"]}}',
+         [(2, Severity.URGENT, (ErrorCategory.FALSE_FINDING,), None),
+          (None, Severity.NOT_ACTIONABLE, (ErrorCategory.OMISSION,), "Small left effusion.")]),
     ],
 )
 def test_parse_answer_is_lenient_before_the_schema(content, expected):
@@ -104,7 +112,12 @@ def test_parse_answer_is_lenient_before_the_schema(content, expected):
         ('{"corrections": [{"line": 1, "severity": "urgent"}]}', r"categories: Field required"),
         ('{"corrections": [{"line": true, "severity": "urgent", "categories": ["omission"]}]}', r"line.*integer"),
         ('{"corrections": [{"line": "two", "severity": "urgent", "categories": ["omission"]}]}', r"line.*'two'"),
+        ('{"corrections": [{"line": 1, "severity": "urgent", "categories": [{"a": 1}, {"a": 1}, ["x"]]}]}',
+         r"categories\[0\].*\{'a': 1\}"),
+        ('{"corrections": [{"line": 1, "severity": null, "categories": ["omission"]}]}', r"severity.*None"),
+        ('{"corrections": {"line": 1}}', r"corrections: Input should be a valid list"),
         ('{"fixes": []}', "corrections"),
+        ('{"1": {"severity": "urgent"}, "summary": {}}', "corrections"),
         ("[1, 2]", "corrections"),
         ('{"corrections": [{"line": 1, "correction": 5, "severity": "urgent", "categories": ["omission"]}]}',
          "string"),
@@ -113,6 +126,34 @@ def test_parse_answer_is_lenient_before_the_schema(content, expected):
 def test_parse_answer_rejects(content, message):
     with pytest.raises(MalformedAnswer, match=message):
         parse_answer(content, n_lines=2)
+
+
+def test_parse_answer_raises_only_malformed_answer_on_arbitrary_json():
+    """2,000 random JSON values built from the answer's own keys and odd values: each one parses or raises
+    MalformedAnswer, never another exception (which would escape the judge's retry loop)."""
+    rng = random.Random(17)
+    keys = ["corrections", "Corrections", "line", "severity", "clinical severity", "categories", "category",
+            "error category", "correction", "comment", "1", "None", "x"]
+    leaves = [None, True, 0, 1, 2, 9, -1, 1.5, "2", "line 1", "urgent", "Urgent error", "omission", "3", "[delete]",
+              "", "null", [], {}]
+
+    def value(depth):
+        kind = rng.random()
+        if depth > 3 or kind < 0.4:
+            return rng.choice(leaves)
+        if kind < 0.7:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randint(0, 5))}
+
+    outcomes = {"parsed": 0, "malformed": 0}
+    for _ in range(2000):
+        content = rng.choice(["", "Answer: ", "```json\n"]) + json.dumps(value(0)) + rng.choice(["", " done", "\n```"])
+        try:
+            parse_answer(content, n_lines=3)
+            outcomes["parsed"] += 1
+        except MalformedAnswer:
+            outcomes["malformed"] += 1
+    assert outcomes["parsed"] > 0 and outcomes["malformed"] > 0
 
 
 def test_malformed_answer_is_retried_with_the_parse_error_in_the_conversation(chat_server, tmp_path):
