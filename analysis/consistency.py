@@ -59,7 +59,8 @@ def peer_discrepancies(readings: pd.DataFrame, judge: Judge) -> Consistency:
     Returns:
         :class:`Consistency`; ``per_reading`` has one row per reading. A reading whose case has no other
         usable report, or whose every peer comparison failed, has ``n_peers`` 0, a NaN ``peer_discrepancy``
-        and a skipped entry saying which.
+        and a skipped entry saying which. A study whose final reports are all identical to their peers' gets
+        one skipped entry saying so (its zero discrepancies are kept, the denominator does not shrink).
     """
     meta, pairs = [], []
     for _, group in readings.groupby("case", sort=True):
@@ -71,6 +72,10 @@ def peer_discrepancies(readings: pd.DataFrame, judge: Judge) -> Consistency:
                     pairs.append((cand.final_text, ref.final_text))
     results = judge.judge_many(pairs)
     skipped, pair_rows = [], []
+    if pairs and all(" ".join(c.split()).lower() == " ".join(r.split()).lower() for c, r in pairs):
+        skipped.append(Skipped("consistency", f"all {len(pairs)} peer comparisons",
+                               "every final report is word for word the same as its peers': the peer discrepancy "
+                               "is 0 by construction and its arm differences say nothing about the reports"))
     for (cand, ref), result in zip(meta, results):
         if isinstance(result, JudgeFailure):
             skipped.append(Skipped("consistency", f"{reading_label(cand)} vs peer {ref.reader}", result.reason))

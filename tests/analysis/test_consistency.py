@@ -43,6 +43,16 @@ def test_case_read_once_is_skipped_with_reason():
         "consistency", "reader a x case k2 (model)", "no other reader's final report of this case")
 
 
+def test_all_identical_reports_are_named():
+    same = READINGS.assign(final_text="FINDINGS: The lungs are clear. No pneumothorax.")
+    same.loc[1, "final_text"] = " findings: the lungs are clear.  No pneumothorax. "
+    result = peer_discrepancies(same, OfflineJudge())
+    assert result.per_reading["peer_discrepancy"].iloc[:3].tolist() == [0.0, 0.0, 0.0]
+    assert [(s.item, s.reason.split(":")[0]) for s in result.skipped][0] == (
+        "all 6 peer comparisons", "every final report is word for word the same as its peers'")
+    assert not any("word for word" in s.reason for s in peer_discrepancies(READINGS, OfflineJudge()).skipped)
+
+
 def test_empty_readings_give_empty_tables():
     result = peer_discrepancies(READINGS.iloc[:0], OfflineJudge())
     assert result.per_reading.empty and result.pairs.empty and result.skipped == []
