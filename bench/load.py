@@ -111,6 +111,7 @@ class Reader:
     base: str
     client: httpx.AsyncClient
     session_hash: str = field(default_factory=lambda: secrets.token_hex(6))
+    page: str = field(default_factory=lambda: secrets.token_hex(16))  # the page id autosave.js would draw
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     assignment_id: int | None = None
@@ -187,8 +188,9 @@ class Reader:
         while time.monotonic() - start < duration_s:
             n += 1
             text += f" {WORDS[(self.index + n) % len(WORDS)]}-{n}"
-            # inputs: assignment (state), version (state), editor text, active seconds (the browser timer's total)
-            data = [None, None, text, float(n * interval_s)]
+            # inputs: assignment (state), version (state), editor text, the page's save token ("<page id>:<save
+            # number>", as autosave.js sends it), active seconds (the browser timer's total)
+            data = [None, None, text, f"{self.page}:{n}", float(n * interval_s)]
             began = time.perf_counter()
             try:
                 status = (await self.event(events.autosave, data))[0]

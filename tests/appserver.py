@@ -21,12 +21,15 @@ class AppProcess:
 
     Args:
         extra_args: more command-line options (before ``--serve``), e.g. ``["--session-idle-minutes", "1"]``.
+        env: more environment variables of the server process (e.g. a test hook's).
     """
 
-    def __init__(self, data_dir: Path, database_url: str, extra_args: list[str] | None = None):
+    def __init__(self, data_dir: Path, database_url: str, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         self.data_dir = Path(data_dir)
         self.database_url = database_url
         self.extra_args = list(extra_args or [])
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "server.log"
@@ -42,7 +45,7 @@ class AppProcess:
         log = self.log_path.open("ab")
         command = [sys.executable, str(ROOT / "app.py"), "--data-dir", str(self.data_dir), "--database",
                    self.database_url, *self.extra_args, "--serve", "--no-demo", "--port", str(self.port)]
-        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout_s

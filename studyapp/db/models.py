@@ -258,9 +258,14 @@ class Report(Base):
     submitted_at: Mapped[Optional[datetime]] = mapped_column()
     last_saved_at: Mapped[Optional[datetime]] = mapped_column()
     active_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    #: save counter (SQLAlchemy ``version_id_col``): every UPDATE checks and increments it, so two concurrent
-    #: saves cannot both win; a tab's save based on an older version is refused (``reading.StaleSave``)
+    #: text version (SQLAlchemy ``version_id_col``): every ORM UPDATE checks and increments it, so two concurrent
+    #: saves cannot both win; a save of unchanged text leaves it alone; a tab's save based on an older version is
+    #: refused (``reading.StaleSave``)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    #: the browser tab (one page load's random id) that stored ``current_text``, and that save's place in the tab's
+    #: order (``reading.TabSave``): saves of one tab never conflict with each other
+    saved_by_tab: Mapped[Optional[str]] = mapped_column(String(64))
+    tab_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     assignment: Mapped[Assignment] = relationship(back_populates="report")
     versions: Mapped[list[ReportVersion]] = relationship(

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -271,24 +271,39 @@ def _open_report(session: Session, reader: User, assignment_id: int) -> Report:
     return report
 
 
+@dataclass(frozen=True)
+class TabSave:
+    """Which browser tab sent a save: ``page`` is a random id of one page load, ``sequence`` counts that page's save
+    snapshots (each later snapshot has a larger number and the tab's newer text)."""
+
+    page: str
+    sequence: int
+
+
 def autosave(session: Session, reader: User, assignment_id: int, text: str, active_seconds: float,
-             base_version: int | None = None) -> Report:
+             base_version: int | None = None, tab: TabSave | None = None) -> Report:
     """Store the current text as a new version (only when it changed) and the active time.
 
     Two tabs of one reader on one case must not overwrite each other silently: a save names the
-    ``base_version`` its text grew from (``CaseScreen.version``, then ``Report.version`` after each save; every
-    save increments it) and one that changes the text is refused when the stored version has moved on since.
+    ``base_version`` its text grew from (``CaseScreen.version``, then ``Report.version`` after each save) and one
+    that changes the text is refused when another tab stored a newer text since. The version counts text changes
+    only: a save of unchanged text (a periodic save of an idle tab) stores the active time without moving it, so it
+    never makes another tab's text stale. Saves of one tab are told apart by ``tab``: a text this same tab stored
+    is never a conflict (its saves may overlap: a periodic save and a typing save sent together), and a snapshot
+    older than one the tab already stored (arriving late) changes nothing.
 
     Args:
         text: the editor's full text.
         active_seconds: the browser's running total of active seconds for this case.
         base_version: the version the tab's text is based on; ``None`` skips the check (command line, tests).
+        tab: the sending tab and the save's place in its order; ``None`` for saves without a tab (command line).
 
     Returns:
         The report; ``report.version`` is the version the tab's text now is (send it with the next save).
 
     Raises:
-        StaleSave: ``text`` differs from the stored text and ``base_version`` is older than the stored version.
+        StaleSave: ``text`` differs from the stored text, ``base_version`` is older than the stored version and the
+            stored text came from another tab (or a save without ``tab``).
         InvalidInput: the report is not open or already submitted, ``text`` is not text or longer than
             :data:`MAX_REPORT_CHARS`, or ``active_seconds`` is not a finite non-negative number.
         NotFound, PermissionDenied: see :func:`own_assignment`.
@@ -297,15 +312,22 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
     report = _open_report(session, reader, assignment_id)
     # read before any change: after a failed flush the session is rolled back and cannot load them
     label, version = case_label(report.assignment.position, report.assignment.case), report.version
-    if text != report.current_text and base_version is not None and base_version != version:
-        raise StaleSave(label, version, report.last_saved_at)
+    same_tab = tab is not None and report.saved_by_tab == tab.page
+    if same_tab and tab.sequence <= report.tab_sequence:
+        return report  # a late snapshot of this tab: it already stored a newer text
     now = utcnow()
-    report.active_seconds = _accept_active_seconds(report, active_seconds, now)
-    report.last_saved_at = now
-    if text != report.current_text:
-        report.current_text = text
-        # added directly, not through report.versions, which would load every earlier version on each save
-        session.add(ReportVersion(report_id=report.id, saved_at=now, text=text, active_seconds=report.active_seconds))
+    seconds = _accept_active_seconds(report, active_seconds, now)
+    if text == report.current_text:
+        # not a text version: an UPDATE by criteria leaves the version counter alone (the object is synchronised)
+        session.execute(update(Report).where(Report.id == report.id)
+                        .values(active_seconds=seconds, last_saved_at=now))
+        return report
+    if base_version is not None and base_version != version and not same_tab:
+        raise StaleSave(label, version, report.last_saved_at)
+    report.active_seconds, report.last_saved_at, report.current_text = seconds, now, text
+    report.saved_by_tab, report.tab_sequence = (tab.page, tab.sequence) if tab else (None, 0)
+    # added directly, not through report.versions, which would load every earlier version on each save
+    session.add(ReportVersion(report_id=report.id, saved_at=now, text=text, active_seconds=seconds))
     try:
         session.flush()  # UPDATE ... WHERE version = the version read above: a concurrent save makes it match 0 rows
     except StaleDataError:
@@ -321,6 +343,7 @@ def submit(
     active_seconds: float,
     answers: dict,
     base_version: int | None = None,
+    tab: TabSave | None = None,
 ) -> Report:
     """Submit the final report with the answers to the study's questions (by default the paper's confidence and
     mental demand Likert items, section 4.3; checked by :func:`studyapp.services.questions.validate_answers`).
@@ -328,7 +351,7 @@ def submit(
     Validation runs before anything is written, so a refused submission leaves the autosaved text as it was.
 
     Raises:
-        StaleSave: see :func:`autosave` (``base_version`` as there).
+        StaleSave: see :func:`autosave` (``base_version`` and ``tab`` as there).
         InvalidInput: empty report, a required question unanswered, an answer that does not fit its question, or
             already submitted.
         NotFound, PermissionDenied: see :func:`own_assignment`.
@@ -338,7 +361,7 @@ def submit(
         raise InvalidInput("the report is empty")
     study = session.get(ReaderStudy, own_assignment(session, reader, assignment_id).study_id)
     answers = questions.validate_answers(study.questions, answers)
-    report = autosave(session, reader, assignment_id, text, active_seconds, base_version)
+    report = autosave(session, reader, assignment_id, text, active_seconds, base_version, tab)
     report.final_text = text
     report.submitted_at = utcnow()
     report.status = STATUS_SUBMITTED

@@ -5,6 +5,9 @@ then the study's questions on submission (by default the paper's two Likert item
 Blinding: every value sent to the browser comes from ``studyapp.services.reading``'s blinded views.
 """
 
+import os
+import time
+
 import gradio as gr
 
 from studyapp.db.models import STATUS_SUBMITTED
@@ -12,10 +15,15 @@ from studyapp.services import reading
 from studyapp.services.errors import NotFound
 from studyapp.ui.context import UIContext, shows_errors, user_action
 from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired, sign_in_token
+from studyapp.ui.tab_saves import TabSaveLocks, parse_tab
 from studyapp.ui.viewer import Viewer
 
-#: JavaScript run before autosave/submit handlers: replaces the last input (active seconds) with the timer's total.
-WITH_TIMER_SECONDS = "(...args) => { args[args.length - 1] = window.studyTimer ? window.studyTimer.seconds() : 0; return args; }"
+#: JavaScript run before every handler that saves the text: the last two inputs become this save's tab token
+#: (``autosave.js``, parsed by :func:`studyapp.ui.tab_saves.parse_tab`) and the timer's total of active seconds.
+WITH_SAVE_SNAPSHOT = ("(...args) => { const n = args.length; args[n - 2] = window.studySave ? window.studySave.next() : ''; "
+                      "args[n - 1] = window.studyTimer ? window.studyTimer.seconds() : 0; return args; }")
+#: JavaScript of the periodic timer and of leaving the editor: both save through the one "Save now" event.
+SAVE_NOW = "() => { if (window.studySave) window.studySave.now(); }"
 #: JavaScript run after a case is shown: start the timer from the stored active time, or show it stopped. For the
 #: case already on screen (a refused submission) it keeps counting from the larger of the two totals.
 START_TIMER = ("(t) => { const timer = window.studyTimer; if (t && t.running) { "
@@ -27,6 +35,9 @@ STALE = -1
 #: Autosaves of different readers run in parallel up to this many at once (Gradio's default is one at a time,
 #: which queues 30 readers' saves behind each other; bench/load.py measures it).
 AUTOSAVE_WORKERS = 8
+#: Test hook: seconds every save keeps its transaction open (``STUDYAPP_TEST_SAVE_DELAY_S``), to reproduce a slow
+#: database in browser tests; 0 (no delay) unless set.
+TEST_SAVE_DELAY_S = float(os.environ.get("STUDYAPP_TEST_SAVE_DELAY_S", "0"))
 STATUS_LABELS = {"new": "to do", "in_progress": "in progress", STATUS_SUBMITTED: "submitted"}
 
 
@@ -118,7 +129,9 @@ class ReadingTab:
                     self.submit_message = gr.Markdown(elem_id="submit-message")
                     self.back = gr.Button("Back to editing")
         self.timer_start = gr.JSON(visible=False)
+        self.save_tab = gr.Textbox(visible=False)  # the tab token of each save (WITH_SAVE_SNAPSHOT)
         self.active_seconds = gr.Number(visible=False)
+        self._tab_locks = TabSaveLocks()
         self.autosave_timer = gr.Timer(5.0, active=False)
         self.save_now = gr.Button("Save now", visible="hidden", elem_id="autosave-now")  # clicked by timer.js on typing
         self._wire()
@@ -130,17 +143,19 @@ class ReadingTab:
         self.study.input(self._show_worklist, [self.study], screen, **private).then(**self.start_timer)
         self.worklist.input(
             self._switch_case, [self.study, self.worklist, self.assignment, self.version, self.editor,
-                                self.active_seconds], screen,
-            js=WITH_TIMER_SECONDS, **private,
+                                self.save_tab, self.active_seconds], screen,
+            js=WITH_SAVE_SNAPSHOT, **private,
         ).then(**self.start_timer)
-        saving = [self.assignment, self.version, self.editor, self.active_seconds]
-        for trigger in (self.autosave_timer.tick, self.save_now.click, self.editor.blur):
-            trigger(self._autosave, saving, [self.save_status, self.version], js=WITH_TIMER_SECONDS,
-                    trigger_mode="always_last", concurrency_id="autosave", concurrency_limit=AUTOSAVE_WORKERS,
-                    **private)
+        saving = [self.assignment, self.version, self.editor, self.save_tab, self.active_seconds]
+        # one save event per page, one in flight at a time, the newest waiting one replacing older ones
+        self.save_now.click(self._autosave, saving, [self.save_status, self.version], js=WITH_SAVE_SNAPSHOT,
+                            trigger_mode="always_last", concurrency_id="autosave", concurrency_limit=AUTOSAVE_WORKERS,
+                            **private)
+        for trigger in (self.autosave_timer.tick, self.editor.blur):
+            trigger(None, None, None, js=SAVE_NOW, **private)
         self.finish.click(
             self._ask_likert, saving, [self.save_status, self.version, self.likert_panel, self.finish],
-            js=WITH_TIMER_SECONDS, **private,
+            js=WITH_SAVE_SNAPSHOT, **private,
         )
         self.back.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
                         [self.likert_panel, self.finish], **private)
@@ -155,12 +170,13 @@ class ReadingTab:
 
         def submit(request: gr.Request, study_name, assignment_id, version, text, *values):
             # request first: Gradio passes gr.Request only to positional parameters, not after *values
-            *answers, seconds = values
-            return self._submit(study_name, assignment_id, version, text, seconds, request,
+            *answers, token, seconds = values
+            return self._submit(study_name, assignment_id, version, text, token, seconds, request,
                                 {q["code"]: answer_value(q, v) for q, v in zip(questions, answers)})
 
-        confirm.click(submit, [self.study, self.assignment, self.version, self.editor, *inputs, self.active_seconds],
-                      self.screen_outputs, js=WITH_TIMER_SECONDS, api_visibility="private").then(**self.start_timer)
+        confirm.click(submit, [self.study, self.assignment, self.version, self.editor, *inputs, self.save_tab,
+                               self.active_seconds],
+                      self.screen_outputs, js=WITH_SAVE_SNAPSHOT, api_visibility="private").then(**self.start_timer)
 
     @property
     def start_timer(self) -> dict:
@@ -235,11 +251,12 @@ class ReadingTab:
             return self._screen(session, user, self._study(session, user, study_name), None)
 
     @shows_errors
-    def _switch_case(self, study_name, target, assignment_id, version, text, seconds, request: gr.Request):
+    def _switch_case(self, study_name, target, assignment_id, version, text, token, seconds, request: gr.Request):
+        tab = parse_tab(token)
         try:
-            with user_action(self.ctx, request) as (session, user):
+            with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
                 if assignment_id is not None and version != STALE:
-                    self._autosave_status(session, user, assignment_id, version, text, seconds)
+                    self._autosave_status(session, user, assignment_id, version, text, tab, seconds)
                 return self._screen(session, user, self._study(session, user, study_name), target)
         except gr.Error as error:
             if not isinstance(error.__cause__, reading.StaleSave):
@@ -248,53 +265,52 @@ class ReadingTab:
             return {self.save_status: f"**{error.message}**", self.version: STALE,
                     self.worklist: gr.update(value=assignment_id)}
 
-    def _autosave(self, assignment_id, version, text, seconds, request: gr.Request):
+    def _autosave(self, assignment_id, version, text, token, seconds, request: gr.Request):
         """Periodic, typing and leaving-the-editor saves; only a changed text counts as sign-in activity."""
         if assignment_id is None or version == STALE:
             return gr.update(), gr.update()
+        tab = parse_tab(token)
         try:
-            with user_action(self.ctx, request, active=False) as (session, user):
+            with self._tab_locks.hold(tab), user_action(self.ctx, request, active=False) as (session, user):
                 report = reading.own_assignment(session, user, assignment_id).report
                 if report is not None and (text or "") != report.current_text:
                     self.ctx.sign_ins.touch(sign_in_token(request))
-                return self._autosave_status(session, user, assignment_id, version, text, seconds)
+                return self._autosave_status(session, user, assignment_id, version, text, tab, seconds)
         except gr.Error as error:  # shown on the screen too, not only as a passing toast
             gr.Warning(error.message)
             if isinstance(error.__cause__, SessionExpired):
                 return f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})", STALE
             return f"**{error.message}**", STALE if isinstance(error.__cause__, reading.StaleSave) else gr.update()
 
-    def _autosave_status(self, session, user, assignment_id, version, text, seconds) -> tuple:
+    def _autosave_status(self, session, user, assignment_id, version, text, tab, seconds) -> tuple:
         report = reading.own_assignment(session, user, assignment_id).report
         if report is None or report.status == STATUS_SUBMITTED:
             return gr.update(), gr.update()
-        report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0), version)
+        report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0), version, tab)
+        if TEST_SAVE_DELAY_S:
+            time.sleep(TEST_SAVE_DELAY_S)  # test hook: the transaction stays open, as under a slow database
         return f"Saved {report.last_saved_at:%H:%M:%S} UTC", report.version
 
     @shows_errors
-    def _ask_likert(self, assignment_id, version, text, seconds, request: gr.Request):
+    def _ask_likert(self, assignment_id, version, text, token, seconds, request: gr.Request):
         if assignment_id is None:
             raise gr.Error("open a case first")
-        with user_action(self.ctx, request) as (session, user):
-            status, version = self._autosave_status(session, user, assignment_id, version, text, seconds)
+        tab = parse_tab(token)
+        with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
+            status, version = self._autosave_status(session, user, assignment_id, version, text, tab, seconds)
         return status, version, gr.update(visible=True), gr.update(visible=False)
 
-    def _submit(self, study_name, assignment_id, version, text, seconds, request: gr.Request, answers: dict):
+    def _submit(self, study_name, assignment_id, version, text, token, seconds, request: gr.Request, answers: dict):
         """Submit; a refusal (unanswered question) is shown beside the confirm button, not as a lasting toast, and
         the next screen replaces it, so a later successful submission does not read as a failure."""
-        for attempt in range(2):
-            try:
-                with user_action(self.ctx, request) as (session, user):
-                    study = self._study(session, user, study_name)
-                    reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers, version)
-                    updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
-                break
-            except gr.Error as error:
-                # this tab's own autosave of the same text may commit while the submission runs (a concurrent
-                # flush); once more, the identical text passes the version check, a newer text of another tab not
-                if attempt == 0 and isinstance(error.__cause__, reading.StaleSave):
-                    continue
-                return {self.submit_message: f"**Not submitted:** {error.message}"}
+        tab = parse_tab(token)
+        try:
+            with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
+                study = self._study(session, user, study_name)
+                reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers, version, tab)
+                updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
+        except gr.Error as error:
+            return {self.submit_message: f"**Not submitted:** {error.message}"}
         updates[self.save_status] = "Report submitted. " + (
             "Next case opened." if updates[self.assignment] is not None else "")
         return updates

@@ -162,16 +162,16 @@ def test_two_tabs_cannot_overwrite_each_other(setup):
     assert first_tab == second_tab + 1
     with db.begin() as s:
         r1 = accounts.get_user(s, "reader1")
-        # the second tab still unchanged: its save of the same text is fine and brings it up to date
-        assert reading.autosave(s, r1, ids["assignment"], "Tab one text.", 0.0, second_tab).version == first_tab + 1
-        with pytest.raises(reading.StaleSave, match=r"Not saved: Case 01 was saved from another tab .* \(version 3\)"):
+        # the second tab still unchanged: its save of the same text is fine, brings it up to date and moves no version
+        assert reading.autosave(s, r1, ids["assignment"], "Tab one text.", 0.0, second_tab).version == first_tab
+        with pytest.raises(reading.StaleSave, match=r"Not saved: Case 01 was saved from another tab .* \(version 2\)"):
             reading.autosave(s, r1, ids["assignment"], "Tab two text.", 0.0, second_tab)
         with pytest.raises(reading.StaleSave):
             reading.submit(s, r1, ids["assignment"], "Tab two text.", 0.0, {"confidence": 1, "mental_demand": 1},
                            second_tab)
     with db() as s:
         report = s.query(Report).one()
-        assert report.current_text == "Tab one text." and report.version == 3
+        assert report.current_text == "Tab one text." and report.version == 2
         assert [v.text for v in report.versions] == ["Tab one text."]
 
 
@@ -235,3 +235,43 @@ def test_preview_is_blinded_read_only_and_for_coordinators(setup):
         reading.open_case(s, accounts.get_user(s, "reader1"), ids["assignment"])
         reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Edited.", 0.0)
         assert reading.preview_case(s, coordinator, ids["assignment"]).text == "Edited."
+
+
+def test_saves_of_one_tab_never_conflict_and_a_late_older_snapshot_changes_nothing(setup):
+    db, ids = setup
+    tab = "ab" * 16
+    with db.begin() as s:
+        base = reading.open_case(s, accounts.get_user(s, "reader1"), ids["assignment"]).version
+    # the timer's save and the typing save of one page, both sent from the same base version
+    with db.begin() as s:
+        reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Heart", 1.0, base,
+                         reading.TabSave(tab, 2))
+    with db.begin() as s:  # an older snapshot of the same page arriving late: no refusal, no change
+        report = reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Hea", 1.0, base,
+                                  reading.TabSave(tab, 1))
+        assert report.current_text == "Heart"
+    with db.begin() as s:  # a newer snapshot of the same page from the same old base: stored, not "another tab"
+        report = reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Heart normal.", 2.0, base,
+                                  reading.TabSave(tab, 3))
+        assert (report.current_text, report.saved_by_tab, report.tab_sequence) == ("Heart normal.", tab, 3)
+    with db.begin() as s:  # another page from that base is refused
+        with pytest.raises(reading.StaleSave):
+            reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Other tab.", 2.0, base,
+                             reading.TabSave("cd" * 16, 9))
+    with db() as s:
+        report = s.query(Report).one()
+        assert [v.text for v in report.versions] == ["Heart", "Heart normal."]
+
+
+def test_a_save_of_unchanged_text_stores_the_time_and_leaves_the_version(setup):
+    db, ids = setup
+    with db.begin() as s:
+        version = reading.open_case(s, accounts.get_user(s, "reader1"), ids["assignment"]).version
+    with db.begin() as s:
+        report = reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Typed.", 0.5, version)
+        version = report.version
+    with db.begin() as s:  # a periodic save of an idle tab
+        reading.autosave(s, accounts.get_user(s, "reader1"), ids["assignment"], "Typed.", 1.5, version)
+    with db() as s:
+        report = s.query(Report).one()
+        assert report.version == version and report.active_seconds == pytest.approx(1.5, abs=0.01)

@@ -3,6 +3,7 @@
 - the server is killed with SIGKILL at a random moment while the reader types; after a restart at most the last
   5 s of typing are missing and the active time resumes from what was stored;
 - two tabs of one reader on one case: the older tab's save is refused with a visible notice, nothing is overwritten;
+- one tab whose periodic, typing and leaving-the-editor saves overlap against a slow database is never refused;
 - an idle sign-in session ends: the reader is told, signs in again and finds the text; a coordinator action after
   the idle time is refused until a fresh sign-in.
 """
@@ -25,16 +26,17 @@ EDITOR_FILLED = "() => document.querySelector('#report-editor textarea')?.value.
 WORDS = "heart size normal lungs clear no effusion no pneumothorax mediastinum unremarkable osseous structures intact"
 
 
-def _serve(shared_data, tmp_path, *extra_args) -> AppProcess:
+def _serve(shared_data, tmp_path, *extra_args, autosave_seconds: float = 5.0, env=None) -> AppProcess:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sessions = open_database(url)
     with sessions.begin() as s:
         study = chest_study_with_drafts(s, "Crash study", shared_data / "dicom" / "cxr", tmp_path)
+        study.autosave_seconds = autosave_seconds
         accounts.enroll_reader(s, study, accounts.add_user(s, "reader1", PASSWORD))
         accounts.add_user(s, "coord", COORDINATOR_PASSWORD, role="coordinator")
         design.generate_assignments(s, study, seed=3, cases_per_reader=3)
     sessions.kw["bind"].dispose()
-    server = AppProcess(tmp_path / "data", url, list(extra_args))
+    server = AppProcess(tmp_path / "data", url, list(extra_args), env=env)
     server.start()
     return server
 
@@ -147,6 +149,39 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         second_editor.type(" Then the second.")
         _wait_stored(server, second, " Typed in the first tab. Then the second.")
         assert "Not saved" not in second.locator("#save-status").inner_text()
+        context.close()
+    finally:
+        server.stop()
+
+
+def test_one_tab_whose_saves_overlap_against_a_slow_database_is_never_refused(shared_data, tmp_path, browser):
+    # every save holds its transaction 0.4 s; the periodic save runs every second, typing saves after each pause,
+    # and each word also leaves the editor and comes back: three kinds of save of one page, overlapping
+    server = _serve(shared_data, tmp_path, autosave_seconds=1.0, env={"STUDYAPP_TEST_SAVE_DELAY_S": "0.4"})
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        sign_in(page, server.url, "reader1", PASSWORD)
+        editor = _open_first_case(page)
+        page.evaluate("""() => { window.saveStatuses = [];
+            new MutationObserver(() => window.saveStatuses.push(document.querySelector('#save-status').innerText))
+                .observe(document.querySelector('#save-status'), {subtree: true, childList: true, characterData: true});
+        }""")
+        words = WORDS.split()
+        for n in range(30):
+            editor.type(f" {words[n % len(words)]}{n}", delay=20)
+            page.evaluate("() => window.studySave.now()")  # a typing save at once, beside the timer's
+            if n % 3 == 0:
+                page.locator("#case-timer").click()  # leaving the editor saves too
+                editor.click()
+                editor.press("End")
+            page.wait_for_timeout(random.uniform(100, 700))
+        typed = editor.input_value()
+        _wait_stored(server, page, typed[-30:], timeout_s=60.0)
+        statuses = page.evaluate("() => window.saveStatuses")
+        assert statuses and not [s for s in statuses if "Not saved" in s or "another tab" in s], statuses
+        assert _stored_report(server).current_text == typed
+        assert "Not saved" not in page.locator("#save-status").inner_text()
         context.close()
     finally:
         server.stop()
