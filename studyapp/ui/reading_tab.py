@@ -283,13 +283,16 @@ class ReadingTab:
             return f"**{error.message}**", STALE if isinstance(error.__cause__, reading.StaleSave) else gr.update()
 
     def _autosave_status(self, session, user, assignment_id, version, text, tab, seconds) -> tuple:
+        """Save; the status line changes only when the text did ("Saved" stays the time the text was stored, and a
+        periodic save of unchanged text does not replace a message such as "Report submitted")."""
         report = reading.own_assignment(session, user, assignment_id).report
         if report is None or report.status == STATUS_SUBMITTED:
             return gr.update(), gr.update()
+        unchanged = (text or "") == report.current_text
         report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0), version, tab)
         if TEST_SAVE_DELAY_S:
             time.sleep(TEST_SAVE_DELAY_S)  # test hook: the transaction stays open, as under a slow database
-        return f"Saved {report.last_saved_at:%H:%M:%S} UTC", report.version
+        return gr.update() if unchanged else f"Saved {report.last_saved_at:%H:%M:%S} UTC", report.version
 
     @shows_errors
     def _ask_likert(self, assignment_id, version, text, token, seconds, request: gr.Request):
