@@ -30,6 +30,7 @@ Reply = Union[str, Raw, Hang]
 class ChatServer:
     """Loopback server; ``answer(messages) -> reply`` decides each reply: a ``str`` becomes the assistant message
     of a chat completion (usage 100 prompt + 20 completion tokens), :class:`Raw` and :class:`Hang` as documented.
+    With ``json_mode`` False, a request with ``response_format`` gets HTTP 400 naming it (as some local servers).
 
     Attributes:
         url: base URL to give the judge (``http://127.0.0.1:PORT/v1``).
@@ -37,8 +38,9 @@ class ChatServer:
         max_in_flight: most requests handled at once.
     """
 
-    def __init__(self, answer: Callable[[list[dict]], Reply], delay_s: float = 0.0):
+    def __init__(self, answer: Callable[[list[dict]], Reply], delay_s: float = 0.0, json_mode: bool = True):
         self.answer = answer
+        self.json_mode = json_mode
         self.delay_s = delay_s
         self.requests: list[dict] = []
         self.in_flight = 0
@@ -57,6 +59,8 @@ class ChatServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     reply = server.answer(body["messages"])
+                    if "response_format" in body and not server.json_mode:
+                        reply = Raw(400, '{"error": "unsupported parameter: response_format"}')
                     if server.delay_s:
                         server.closing.wait(server.delay_s)
                     if isinstance(reply, Hang):
@@ -117,11 +121,11 @@ def pair_prompt(messages: list[dict]) -> str:
 
 @pytest.fixture()
 def chat_server():
-    """Call with ``answer`` (and ``delay_s``) to start a :class:`ChatServer`; all are closed after the test."""
+    """Call with ``answer`` (and ``delay_s``, ``json_mode``) to start a :class:`ChatServer`; all are closed after the test."""
     servers: list[ChatServer] = []
 
-    def start(answer: Callable[[list[dict]], Reply], delay_s: float = 0.0) -> ChatServer:
-        servers.append(ChatServer(answer, delay_s))
+    def start(answer: Callable[[list[dict]], Reply], delay_s: float = 0.0, json_mode: bool = True) -> ChatServer:
+        servers.append(ChatServer(answer, delay_s, json_mode))
         return servers[-1]
 
     yield start

@@ -392,7 +392,8 @@ class LLMJudge:
         max_attempts: calls per pair before giving up on malformed answers or endpoint errors (>= 1).
         max_concurrency: requests in flight at once in :meth:`judge_many` (>= 1).
         timeout_s: per-request timeout in seconds (> 0).
-        json_mode: send ``response_format={"type": "json_object"}``.
+        json_mode: send ``response_format={"type": "json_object"}`` (turned off by itself when the server
+            refuses it with an HTTP 400 naming ``response_format``).
         max_endpoint_failures: after this many pairs in a row lost to the endpoint (timeouts, connection or
             HTTP errors, answers that are not chat completions), the remaining pairs are not sent (>= 1).
 
@@ -478,17 +479,27 @@ class LLMJudge:
             json.dump({"model": self.model, "prompt_version": PROMPT_VERSION, "content": content}, handle)
         os.replace(handle.name, self.cache_dir / f"{key}.json")
 
-    def _complete(self, messages: list[dict]) -> tuple[str, int, int]:
-        """One chat completion: (content, prompt tokens, completion tokens). Raises _EndpointProblem."""
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
-        if self.json_mode:
-            body["response_format"] = {"type": "json_object"}
+    def _post(self, body: dict) -> httpx.Response:
         try:
-            response = self._client.post(f"{self.base_url}/chat/completions", json=body)
+            return self._client.post(f"{self.base_url}/chat/completions", json=body)
         except httpx.TimeoutException as error:
             raise _EndpointProblem(f"endpoint timed out (no answer within {self.timeout_s:g} s)") from error
         except httpx.TransportError as error:
             raise _EndpointProblem(f"endpoint unreachable ({type(error).__name__}: {error})") from error
+
+    def _complete(self, messages: list[dict]) -> tuple[str, int, int]:
+        """One chat completion: (content, prompt tokens, completion tokens). Raises _EndpointProblem.
+
+        A server that refuses ``response_format`` (HTTP 400 naming it) is asked again without it, and JSON mode
+        stays off for this judge: the instructions ask for JSON anyway."""
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0}
+        if self.json_mode:
+            body["response_format"] = {"type": "json_object"}
+        response = self._post(body)
+        if response.status_code == 400 and "response_format" in body and "response_format" in response.text:
+            self.json_mode = False
+            del body["response_format"]
+            response = self._post(body)
         if response.status_code >= 400:
             final = response.status_code < 500 and response.status_code not in (408, 429)
             raise _EndpointProblem(f"endpoint answered HTTP {response.status_code}: {response.text[:200]!r}", final)

@@ -207,6 +207,14 @@ def test_endpoint_errors_are_named_failures(chat_server, reply, requests, messag
     assert len(server.wait_for_requests(requests)) == requests == result.attempts
 
 
+def test_a_server_without_json_mode_is_asked_again_without_it(chat_server):
+    server = chat_server(lambda messages: VALID, json_mode=False)
+    judge = LLMJudge(server.url, "m", max_attempts=1)
+    assert judge.judge(CANDIDATE, REFERENCE).attempts == 1 and judge.judge("A. B.", "C.").attempts == 1
+    assert ["response_format" in r for r in server.requests] == [True, False, False]
+    assert not judge.json_mode
+
+
 def test_unreachable_endpoint_is_a_named_failure():
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
