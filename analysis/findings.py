@@ -80,14 +80,18 @@ class Concept:
 #: The concepts read from a report (CheXpert observations, the issue's additions, support devices).
 LEXICON: tuple[Concept, ...] = (
     Concept("pneumothorax", U, True, (
-        r"pneumothora(?:x|ces)", r"\bptx\b", r"hydropneumothorax", r"visceral pleural (?:line|edge)")),
+        r"pneumothora(?:x|ces)", r"\bptx\b", r"hydropneumothorax", r"visceral pleural (?:line|edge)",
+        r"deep sulcus sign")),
     Concept("pneumoperitoneum", E, False, (
         r"pneumoperitoneum",
         r"free (?:intraperitoneal |intra-abdominal |subdiaphragmatic |abdominal )?(?:air|gas)",
         r"(?:air|gas|lucency|lucencies) (?:is |are |seen |noted )?(?:under|beneath|below) (?:the |both )?"
         r"(?:right |left )?(?:hemi-?)?diaphragms?",
-        r"subdiaphragmatic (?:free )?(?:air|gas|lucency|lucencies)")),
-    Concept("pneumomediastinum", U, False, (r"pneumomediastinum", r"mediastinal (?:emphysema|air)")),
+        r"subdiaphragmatic (?:free )?(?:air|gas|lucency|lucencies)", r"rigler'?s? sign", r"football sign")),
+    Concept("pneumomediastinum", U, False, (r"pneumomediastinum", r"mediastinal (?:emphysema|air)",
+                                            r"continuous diaphragm sign")),
+    Concept("hemothorax", U, True, (r"ha?emothora(?:x|ces)", r"ha?emopneumothorax")),
+    Concept("lung contusion", U, True, (r"(?:pulmonary |lung )?contusions?",)),
     Concept("widened mediastinum", U, False, (
         r"widen(?:ed|ing) (?:of )?(?:the )?(?:superior |upper )?mediastin\w*",
         r"\bmediastin(?:um|al (?:silhouette|contours?|width|shadow))\b,? " + _gap(3)
@@ -108,12 +112,19 @@ LEXICON: tuple[Concept, ...] = (
         r"o?edema\b",
         r"kerley(?: [ab])? lines?", r"septal (?:line )?thickening", r"(?:interlobular )?septal lines",
         r"peribronchial cuffing", r"cephalization", r"(?:pulmonary )?(?:vascular|venous) congestion",
-        r"fluid overload", r"bat ?wing")),
+        r"fluid overload", r"bat ?wing", r"\bards\b", r"acute respiratory distress", r"(?:congestive )?(?:heart|cardiac) failure", r"\bchf\b",
+        r"congestive changes", r"(?:pulmonary )?venous hypertension",
+        # vascular signs, unless the sentence goes on to call them normal ("... appear within limits of normal")
+        r"(?:(?:vascular|vasculature|vascularity) (?:prominence|engorgement|indistinctness)|"
+        r"prominen(?:ce|t) (?:of )?(?:the )?(?:central )?(?:pulmonary )?(?:vascular\w*|vasculature)|"
+        r"(?:central |pulmonary )+(?:vascular\w*|vasculature|vessels) (?:is |are |appears? )?(?:prominent|engorged)|"
+        r"increased (?:lung |pulmonary )?vascularity|indistinct (?:pulmonary )?vascul\w*)"
+        r"(?![^.;]*\b(?:within (?:the )?(?:normal limits|limits of normal)|normal|unremarkable)\b)")),
     Concept("pleural effusion", A, True, (
         r"(?<!pericardial )(?:pleural )?effusions?", r"pleural fluid",
         r"blunt(?:ing|ed) (?:of )?(?:the )?(?:" + _SIDE + r" )?(?:lateral |posterior )?costophrenic "
         r"(?:angles?|sulcus|sulci|recess)",
-        r"costophrenic (?:angles?|sulcus|sulci|recess)(?: \w+){0,2} (?:blunted|blunting)")),
+        r"costophrenic (?:angles?|sulcus|sulci|recess|\w+)(?: \w+){0,2} (?:blunted|blunting)")),
     Concept("cardiomegaly", A, False, (
         r"cardiomegaly",
         r"(?:heart|cardiac (?:silhouette|shadow|size)|heart size|cardiomediastinal silhouette) "
@@ -182,8 +193,8 @@ _POSITIONS: dict[str, tuple[tuple[str, Optional[Severity]], ...]] = {
         (r"(?:right|left) (?:main ?stem|main|mainstem|main-stem) bronch\w*|bronch(?:us|i)\b|esophag\w*|"
          r"oesophag\w*|hypopharynx|pharynx", E),
         (r"at the (?:level of the )?carina|too (?:low|high|deep|distal)|(?:low|high)[- ]lying|"
-         r"above the (?:thoracic inlet|clavicles)|retract\w*|withdraw\w*|malposition\w*|should be (?:advanced|pulled)",
-         U),
+         r"(?:above|at) the (?:level of the )?(?:thoracic inlet|clavicles)|retract\w*|withdraw\w*|malposition\w*|"
+         r"should be (?:advanced|pulled)|(?<![\d.])(?:0|1|1\.\d|[89]|\d\d)(?:\.\d+)? ?cm above the carina", U),
         (r"\d+(?:\.\d+)? ?cm above the carina|satisfactory|appropriate|standard|good|adequate|acceptable|"
          r"expected|(?:well|correctly|optimally) positioned|mid(?:-| )?trachea|within the trachea|in the trachea|"
          r"unchanged (?:in )?position", None),
@@ -361,14 +372,22 @@ def _pipeline() -> spacy.Language:
     return nlp
 
 
-def _side(text: str, last: bool) -> frozenset[str]:
-    matches = list(_SIDE_WORD.finditer(text))
-    if not matches:
-        return frozenset()
-    match = matches[-1] if last else matches[0]
+def _side_of(match: re.Match) -> frozenset[str]:
     if match.group("both"):
         return frozenset({"right", "left"})
     return frozenset({"right"} if match.group("right") else {"left"})
+
+
+def _side(text: str, last: bool) -> frozenset[str]:
+    """The side named closest to the mention (the last one before it, or the first after it); before a
+    mention, sides joined by "and" count together ("right lower lobe and left basilar consolidation")."""
+    matches = list(_SIDE_WORD.finditer(text))
+    if not matches:
+        return frozenset()
+    if last:
+        joined = [m for m in matches if re.search(r"\band\b", text[m.end():matches[-1].start()])]
+        return frozenset().union(*(_side_of(m) for m in joined + [matches[-1]]))
+    return _side_of(matches[0])
 
 
 def _grade(text: str, last: bool) -> Optional[float]:

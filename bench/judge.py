@@ -397,18 +397,58 @@ def build_cases(reports: list[dict], split: str, per_kind: int = 150, seed: int 
     return cases
 
 
-def real_label_cases(reports: list[dict], per_term: int = 40, seed: int = 0) -> list[Case]:
-    """Real wording, independent of both the benchmark's and the judge's authors: a MeSH-normal report as the
+def _report_half(report: dict) -> str:
+    """``tune`` for IU reports with an even number, ``heldout`` for odd ones."""
+    return "tune" if int(re.search(r"(\d+)\.xml$", report["name"]).group(1)) % 2 == 0 else "heldout"
+
+
+def real_label_cases(reports: list[dict], split: str, per_term: int = 40, seed: int = 0) -> list[Case]:
+    """Real wording, written by neither the benchmark's nor the judge's author: a MeSH-normal report as the
     candidate against a real report (FINDINGS and IMPRESSION) indexed with one term of :data:`MESH_SEVERITY`;
-    the candidate omits that finding, whose expected severity comes from the term."""
-    rng = random.Random(f"{seed}-real")
+    the candidate omits that finding, whose expected severity comes from the term. ``split``: IU reports with
+    an even number (``tune``: their misses were looked at) or an odd one (``heldout``: never looked at)."""
+    rng = random.Random(f"{seed}-real-{split}")
     normal = [r["findings"] for r in reports if r["normal"]]
     cases = []
     for term, severity in MESH_SEVERITY.items():
-        labelled = [r for r in reports if term in r["terms"]]
+        labelled = [r for r in reports if term in r["terms"] and _report_half(r) == split]
         for report in rng.sample(labelled, min(per_term, len(labelled))):
             cases.append(Case("real_mesh", term, rng.choice(normal),
                               f"{report['findings']} {report['impression']}".strip(), severity))
+    return cases
+
+
+#: IU MeSH head -> a keyword a sentence about it contains (bench-side selection, not the judge's lexicon).
+SIDE_FLIP_KEYWORDS: dict[str, str] = {
+    "Pneumothorax": "pneumothorax", "Pneumonia": "pneumonia", "Consolidation": "consolidation",
+    "Infiltrate": "infiltrate", "Airspace Disease": "airspace", "Pleural Effusion": "effusion", "Nodule": "nodul",
+    "Mass": "mass", "Fractures, Bone": "fracture", "Pulmonary Atelectasis": "atelecta", "Opacity": "opaci",
+}
+
+
+def real_side_flip_cases(reports: list[dict], split: str, seed: int = 0) -> list[Case]:
+    """Real sentences with the side flipped: in a report indexed with a term of :data:`SIDE_FLIP_KEYWORDS`, a
+    sentence that names the term's keyword, exactly one side (right or left) and no negation gets the other
+    side; the candidate is the report with that sentence flipped, the reference the report as written. Same
+    halves as :func:`real_label_cases`. Expected: some discrepancy (urgency depends on the sentence)."""
+    rng = random.Random(f"{seed}-flip-{split}")
+    cases = []
+    for term, keyword in SIDE_FLIP_KEYWORDS.items():
+        for report in [r for r in reports if term in r["terms"] and _report_half(r) == split]:
+            text = f"{report['findings']} {report['impression']}".strip()
+            sentences = _sentences(text)
+            usable = [i for i, sentence in enumerate(sentences) if keyword in sentence.lower()
+                      and len(re.findall(r"\b(?:right|left)\b", sentence, re.IGNORECASE)) == 1
+                      and not re.search(r"\b(?:no|not|without|negative|resolved|bilateral)\b", sentence, re.IGNORECASE)]
+            if not usable:
+                continue
+            index = rng.choice(usable)
+            flipped = re.sub(r"\b(right|left|Right|Left|RIGHT|LEFT)\b",
+                             lambda m: {"right": "left", "left": "right"}[m.group(1).lower()]
+                             if m.group(1).islower() else {"right": "Left", "left": "Right"}[m.group(1).lower()],
+                             sentences[index])
+            candidate = " ".join(sentences[:index] + [flipped] + sentences[index + 1:])
+            cases.append(Case("real_side_flip", term, candidate, " ".join(sentences), "actionable_nonurgent"))
     return cases
 
 
@@ -418,7 +458,7 @@ def evaluate(judge, cases: list[Case]) -> dict[str, dict[str, float]]:
     urgent/emergent) and ``asymmetric`` (share whose urgent/emergent count changes with the direction)."""
     comparison = {"mentions_comparison_absent_from_reference", "omits_comparison"}
     rows: dict[str, dict[str, float]] = {}
-    for kind in KINDS + CONTROLS + ("real_mesh",):
+    for kind in KINDS + CONTROLS + ("real_mesh", "real_side_flip"):
         chosen = [c for c in cases if c.kind == kind]
         if not chosen:
             continue
@@ -507,12 +547,23 @@ def main(argv: list[str] | None = None) -> int:
         ok &= _print(split, evaluate(judge, cases))
         if split == "tune" and args.show_misses:
             print("\n".join(misses(judge, cases, args.show_misses)))
-    real = real_label_cases(reports, seed=args.seed)
-    print("\nreal wording (IU MeSH-indexed report vs a MeSH-normal candidate that omits it; not in the targets):")
-    print(f"{'MeSH term':<24}{'n':>5}{'any discrepancy':>17}{'expected':>22}{'any U/E':>9}")
-    for term, severity in MESH_SEVERITY.items():
-        row = evaluate(judge, [c for c in real if c.finding == term])["real_mesh"]
-        print(f"{term:<24}{row['n']:>5}{row['flagged']:>17.1%}{severity:>22}{row['urgent_any']:>9.1%}")
+    for split in (("tune", "heldout") if args.split == "both" else (args.split,)):
+        real = real_label_cases(reports, split, seed=args.seed)
+        print(f"\nreal wording, {split} half (IU MeSH-indexed report vs a MeSH-normal candidate that omits it; "
+              "not in the targets):")
+        print(f"{'MeSH term':<24}{'n':>5}{'any discrepancy':>17}{'expected':>22}{'any U/E':>9}")
+        for term, severity in MESH_SEVERITY.items():
+            row = evaluate(judge, [c for c in real if c.finding == term])["real_mesh"]
+            print(f"{term:<24}{row['n']:>5}{row['flagged']:>17.1%}{severity:>22}{row['urgent_any']:>9.1%}")
+        pooled = evaluate(judge, real)["real_mesh"]
+        print(f"urgent terms flagged urgent/emergent: {pooled['urgent_sensitivity']:.1%} of "
+              f"{pooled['n_urgent_expected']}; any discrepancy: {pooled['flagged']:.1%} of {pooled['n']}")
+        flips = real_side_flip_cases(reports, split, seed=args.seed)
+        row = evaluate(judge, flips)["real_side_flip"]
+        print(f"real sentences with the side flipped: {row['flagged']:.1%} of {row['n']} flagged as some "
+              f"discrepancy, {row['urgent_any']:.1%} urgent/emergent")
+        if split == "tune" and args.show_misses:
+            print("\n".join(misses(judge, [c for c in real if c.expected in URGENT] + flips, args.show_misses)))
     return 0 if ok else 1
 
 

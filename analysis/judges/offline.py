@@ -8,7 +8,9 @@ present or uncertain in either report:
   -> ``omission`` (insert the reference's line); severity :func:`analysis.findings.severity_of` of the report
   that asserts it, one level lower when it is only uncertain there;
 - stated on different sides -> one ``wrong_location`` per side swapped (a right finding called left), a side
-  named by one report only is a ``false_finding`` or ``omission`` of that side; severity of the finding;
+  named by one report only is a ``false_finding`` or ``omission`` of that side; severity of the finding; with
+  the same sides overall, a zone (upper, middle, lower) named with other sides in the two reports is one
+  ``wrong_location`` (a left lower lobe consolidation called right lower lobe next to a right upper one);
 - a tube or line malpositioned in one report and not in the other -> ``wrong_location`` with the
   malposition's severity (an endotracheal tube in a main bronchus is emergent);
 - different size or severity grade classes (trace/small/mild, moderate, large/severe, tension) ->
@@ -92,6 +94,16 @@ class _Stated:
         return frozenset().union(*(m.location for m in self.mentions))
 
     @property
+    def placed(self) -> dict[str, frozenset[str]]:
+        """Zone -> sides, from the mentions that name one zone and a side (bilateral = both sides)."""
+        out: dict[str, frozenset[str]] = {}
+        for mention in self.mentions:
+            if len(mention.location) == 1 and mention.laterality:
+                (zone,) = mention.location
+                out[zone] = out.get(zone, frozenset()) | mention.laterality
+        return out
+
+    @property
     def changes(self) -> frozenset[str]:
         return frozenset(m.change for m in self.mentions if m.change)
 
@@ -132,6 +144,15 @@ def _compare(concept: str, cand: _Stated, ref: _Stated, correction: str) -> list
         for side in extra_ref[len(extra_cand):]:
             out.append(Discrepancy(None, correction, ref.severity(concept), ErrorCategory.OMISSION,
                                    f"{concept}: {side}"))
+    if CONCEPTS[concept].sided and not side_error:
+        cand_placed, ref_placed = cand.placed, ref.placed
+        zone = next((z for z in sorted(cand_placed.keys() & ref_placed.keys()) if cand_placed[z] != ref_placed[z]),
+                    None)
+        if zone:
+            side_error = True
+            out.append(Discrepancy(cand.line, correction, higher, ErrorCategory.WRONG_LOCATION,
+                                   f"{concept}: {'/'.join(sorted(cand_placed[zone]))} instead of "
+                                   f"{'/'.join(sorted(ref_placed[zone]))} in the {zone} zone"))
     if cand.malposition != ref.malposition and (cand.malposition or ref.malposition):
         worst = max((s for s in (cand.malposition, ref.malposition) if s), key=lambda s: s.rank)
         if cand.malposition is None and not cand.positioned:

@@ -53,6 +53,13 @@ ERRORS = [
      (C.WRONG_LOCATION, S.URGENT)),
     ("Endotracheal tube in place.", "Endotracheal tube tip at the level of the carina, recommend retraction.",
      (C.OMISSION, S.URGENT)),
+    ("ETT tip 4.0 cm above the carina.", "ETT tip 1 cm above the carina.", (C.WRONG_LOCATION, S.URGENT)),
+    # other signs and findings
+    ("", "Deep sulcus sign on the left.", (C.OMISSION, S.URGENT)),
+    ("Small right hemothorax.", "", (C.FALSE_FINDING, S.URGENT)),
+    # both sides named in both reports, but a lobe on the other side
+    ("Left upper lobe consolidation. Right lower lobe consolidation.",
+     "Right upper lobe consolidation. Left lower lobe consolidation.", (C.WRONG_LOCATION, S.URGENT)),
     # course since the prior study
     ("Right pleural effusion has increased.", "Right pleural effusion has decreased.",
      (C.WRONG_SEVERITY, S.ACTIONABLE_NONURGENT)),
@@ -68,6 +75,8 @@ SAME = [
     ("Right lower lobe airspace opacity consistent with pneumonia.", "Pneumonia in the right lower lobe."),
     ("Endotracheal tube in satisfactory position.", "ETT tip 5 cm above the carina."),
     ("Lungs are clear without pneumothorax, and there is a small left effusion.", "Small left pleural effusion."),
+    ("Right lower lobe and left basilar consolidation.", "Bibasilar consolidation."),
+    ("Heart size and pulmonary vascular engorgement appear within limits of normal.", "Heart size is normal."),
 ]
 
 
