@@ -112,7 +112,8 @@ LEXICON: tuple[Concept, ...] = (
         r"o?edema\b",
         r"kerley(?: [ab])? lines?", r"septal (?:line )?thickening", r"(?:interlobular )?septal lines",
         r"peribronchial cuffing", r"cephalization", r"(?:pulmonary )?(?:vascular|venous) congestion",
-        r"fluid overload", r"bat ?wing", r"\bards\b", r"acute respiratory distress", r"(?:congestive )?(?:heart|cardiac) failure", r"\bchf\b",
+        r"fluid overload", r"bat ?wing", r"\bards\b", r"acute respiratory distress",
+        r"(?:congestive )?(?:heart|cardiac) failure", r"\bchf\b",
         r"congestive changes", r"(?:pulmonary )?venous hypertension",
         # vascular signs, unless the sentence goes on to call them normal ("... appear within limits of normal")
         r"(?:(?:vascular|vasculature|vascularity) (?:prominence|engorgement|indistinctness)|"

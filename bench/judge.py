@@ -24,7 +24,11 @@ errors that should be urgent/emergent, the share flagged urgent/emergent; for co
 urgent/emergent discrepancy; and the share of pairs whose urgent/emergent count changes with the direction of
 the comparison. Targets: >= 90 %, >= 85 %, <= 2 %.
 
-Usage: python bench/judge.py [--split tune|heldout|both] [--per-kind N] [--seed S] [--judge offline]
+Then two checks in real radiologists' wording, outside the targets, each on a tune and a held-out half of the
+IU reports (even / odd report numbers): a MeSH-normal report against a report indexed with a finding (IU's
+MeSH indexing says what the candidate omits and how severe that is), and real sentences with the side flipped.
+
+Usage: python bench/judge.py [--split tune|heldout|both] [--per-kind N] [--seed S] [--show-misses N]
 """
 
 from __future__ import annotations
@@ -469,7 +473,8 @@ def evaluate(judge, cases: list[Case]) -> dict[str, dict[str, float]]:
         should = [u for c, u in zip(chosen, urgent) if c.expected in URGENT]
         rows[kind] = {
             "n": len(chosen), "flagged": sum(flagged) / len(chosen),
-            "n_urgent_expected": len(should), "urgent_sensitivity": sum(should) / len(should) if should else float("nan"),
+            "n_urgent_expected": len(should),
+            "urgent_sensitivity": sum(should) / len(should) if should else float("nan"),
             "urgent_any": sum(urgent) / len(chosen),
             "asymmetric": sum(f.urgent_emergent != b.urgent_emergent for f, b in zip(forward, backward)) / len(chosen),
         }

@@ -66,7 +66,8 @@ def test_malformed_lines_are_named_and_nothing_is_written(tmp_path, capsys):
     assert judging.main(["--pairs", str(bad), "--out", str(out)]) == 1
     message = capsys.readouterr().err
     assert "6 malformed line(s)" in message
-    for expected in ("line 2: not valid JSON", "line 3: missing 'candidate'", "line 4: expected a JSON object, got list",
+    for expected in ("line 2: not valid JSON", "line 3: missing 'candidate'",
+                     "line 4: expected a JSON object, got list",
                      "line 5: id 1 repeats line 1", "line 6: 'reference' must be a string",
                      "line 7: 'id' must be a string or an integer"):
         assert expected in message
@@ -88,7 +89,8 @@ def test_usage_errors_exit_2(pairs, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         judging.main(["--out", str(tmp_path / "o.jsonl")])
     assert exit_info.value.code == 2
-    for bad in (["--llm-url", "ftp://example.org/v1"], ["--llm-url", "http://127.0.0.1:9/v1", "--llm-concurrency", "0"]):
+    for bad in (["--llm-url", "ftp://example.org/v1"],
+                ["--llm-url", "http://127.0.0.1:9/v1", "--llm-concurrency", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             judging.main(["--pairs", str(pairs), "--out", str(tmp_path / "o.jsonl"), "--judge", "llm", *bad])
         assert exit_info.value.code == 2

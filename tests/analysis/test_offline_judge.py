@@ -98,7 +98,8 @@ def test_same_meaning_in_other_words_is_no_discrepancy(first, second):
 def test_discrepancy_lines_and_corrections():
     candidate = "Heart size is normal. Left lower lobe consolidation. No pneumothorax."
     (d,) = JUDGE.judge(candidate, "Heart size is normal. Right lower lobe consolidation.").discrepancies
-    assert (d.line, d.correction, d.comment) == (2, "Right lower lobe consolidation.", "consolidation: left instead of right")
+    assert (d.line, d.correction, d.comment) == (
+        2, "Right lower lobe consolidation.", "consolidation: left instead of right")
     (o,) = JUDGE.judge("Heart size is normal.", "Heart size is normal. Large right pneumothorax.").discrepancies
     assert (o.line, o.correction, o.category) == (None, "Large right pneumothorax.", C.OMISSION)
     (f,) = JUDGE.judge("Heart size is normal. Large right pneumothorax.", "Heart size is normal.").discrepancies
