@@ -1,6 +1,6 @@
 """A starting checkpoint for training from public weights: the base LM (Llama-2-7B-chat in the paper) with the
 MedVersa tokens added and LoRA attached, the ImageNet ResNet-18 and Swin-B backbones, and freshly initialised
-adapters and heads (paper sections 4.2-4.5).
+adapters and heads (paper sections 4.2-4.4).
 
 ``python -m engine.initialize --llm DIR [--tokenizer DIR] [--resnet18 FILE] [--swin PATH] [--config 7b|tiny] --out DIR``
 

@@ -1,4 +1,4 @@
-"""MedVersa training loop on Hugging Face ``accelerate`` (paper section 4.5).
+"""MedVersa training loop on Hugging Face ``accelerate`` (paper sections 4.3-4.4).
 
 One process per device (``accelerate launch`` / ``torchrun`` start them; DDP, gloo on CPU, NCCL on GPUs), optional
 bf16 mixed precision, gradient accumulation and gradient checkpointing of the LLM. Minibatches are domain-aware
@@ -6,7 +6,7 @@ bf16 mixed precision, gradient accumulation and gradient checkpointing of the LL
 shard). AdamW with the paper's schedule (:func:`learning_rate`). Two stages:
 
 - ``joint``: LoRA, the added-token rows, the visual adapters, the 3D UNet encoder and all heads train; the Swin
-  encoder and the base LM weights stay frozen (paper 4.5, engine-notes.md).
+  encoder and the base LM weights stay frozen (paper 4.4, engine-notes.md).
 - ``segmentation``: the segmentation finetuning stage: the LLM (base weights, LoRA, added-token rows) and the
   visual adapters are frozen and in eval mode; only the segmentation vision modules (the 2D UNet, the 3D UNet's
   encoder and decoder) train, with their own learning rate (paper: 1e-4), on the segmentation samples.
@@ -71,7 +71,7 @@ def learning_rate(step: int, peak: float, total_steps: int, warmup_steps: int = 
                   minimum: float = 3e-6) -> float:
     """The learning rate of optimizer step ``step`` (0-based): linear warm-up from ``warmup_start`` to ``peak``
     over ``warmup_steps`` steps, then half a cosine from ``peak`` down to ``minimum`` at ``total_steps``; ``minimum``
-    after that (paper section 4.5: 3,000 warm-up steps from 1e-7 to 3e-4, cosine to 3e-6 over 500k iterations).
+    after that (paper section 4.4: 3,000 warm-up steps from 1e-7 to 3e-4, cosine to 3e-6 over 500k iterations).
 
     Raises:
         ValueError: negative step, or ``warmup_steps`` not below ``total_steps``.

@@ -1,4 +1,4 @@
-"""The training configuration: a JSON or YAML file read into :class:`TrainConfig` (paper section 4.5 defaults).
+"""The training configuration: a JSON or YAML file read into :class:`TrainConfig` (paper section 4.4 defaults).
 
 Example ``train.json`` (only the three paths are required; every other key has the paper's default)::
 
@@ -25,7 +25,7 @@ RUN_CONTROL_KEYS = frozenset({"output_dir", "max_steps", "save_every", "log_ever
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; the defaults are the paper's (section 4.5) where it gives them.
+    """Everything a training run needs; the defaults are the paper's (section 4.4) where it gives them.
 
     Args:
         init_checkpoint: MedVersa checkpoint folder (:mod:`engine.checkpoint` format) the run starts from, e.g.

@@ -1,4 +1,4 @@
-"""Training data for MedVersa (paper 4.1 MedInterp, 4.5 training details).
+"""Training data for MedVersa (paper 4.1 MedInterp, 4.3 instructions and domain-aware minibatches, 4.4 implementation details).
 
 :mod:`engine.data.schema` (one sample: images, instruction, answer with task tokens, box and mask targets),
 :mod:`engine.data.manifest` (JSONL manifests, validated on read), :mod:`engine.data.loading` (a sample ->

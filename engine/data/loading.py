@@ -1,10 +1,10 @@
-"""A manifest :class:`~engine.data.schema.Sample` -> model-ready tensors, with the paper's augmentations (4.5).
+"""A manifest :class:`~engine.data.schema.Sample` -> model-ready tensors, with the paper's augmentations (4.4).
 
 Images go through the engine's own preprocessing (:mod:`engine.processing`), so training sees what inference
 sees; masks go through the same spatial transform as their image (2D: resize to the model size, nearest; 3D:
 orientation + resize as :func:`engine.processing.prepare_volume`, nearest).
 
-Augmentations (``augment=True``; paper 4.5, all drawn from the given ``random.Random``):
+Augmentations (``augment=True``; paper 4.4, all drawn from the given ``random.Random``):
 
 - random crop of 50-100% of the image area (aspect 3/4-4/3), then the usual resize: 2D report, findings,
   impression, classification, VQA and longitudinal samples (each image its own crop);
@@ -24,21 +24,21 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engine.configuration import SEG2D_TOKEN, SEG3D_TOKEN, MedVersaConfig
-from engine.data.schema import MaskTarget, Sample, Task
-from engine.processing import (build_prompt, load_rgb, load_volume, prepare_volume, preprocess_2d, referred_images,
+from engine.configuration import DET_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN, MedVersaConfig
+from engine.data.schema import MAX_DETECTION_CLASSES, MaskTarget, Sample, Task
+from engine.processing import (build_prompt, instruction, load_rgb, load_volume, prepare_volume, preprocess_2d, referred_images,
                                volume_transform)
 
-#: Tasks whose 2D images are randomly cropped (text answers without targets; paper 4.5).
+#: Tasks whose 2D images are randomly cropped (text answers without targets; paper 4.4).
 CROP_TASKS = frozenset({Task.REPORT, Task.FINDINGS, Task.IMPRESSION, Task.CLASSIFICATION, Task.VQA, Task.LONGITUDINAL})
-#: Tasks whose images are randomly flipped, targets with them (paper 4.5).
+#: Tasks whose images are randomly flipped, targets with them (paper 4.4).
 FLIP_TASKS = frozenset({Task.SEGMENTATION, Task.DETECTION})
 CROP_SCALE = (0.5, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -104,6 +104,8 @@ def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | No
     """
     if augment and rng is None:
         raise ValueError("augment=True needs a seeded random.Random")
+    if rng is not None:
+        sample = draw_wording(sample, rng)
     mask_image_index = _mask_image_index(sample)
     task = Task(sample.task)
     prompt = build_prompt(sample.instruction, len(sample.images), config, sample.context)
@@ -119,6 +121,35 @@ def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | No
         masks_3d=torch.stack(masks) if masks and sample.is_3d else None,
         mask_image_index=mask_image_index if masks else None,
     )
+
+
+def draw_wording(sample: Sample, rng: random.Random) -> Sample:
+    """The sample as one training iteration sees it (paper 4.3): with ``instruction_fields``, an instruction drawn
+    from the task's Table 5 templates; for detection also up to nine classes drawn at random from the box labels
+    and ``absent_classes`` (how many uniformly from 1 to nine, which ones without repeats), named in the
+    instruction in the drawn order and answered ``"cls <DET>."`` (one per box of the class, its boxes in the same
+    order) or ``"cls <N/A>."``. Without ``instruction_fields`` the sample is returned unchanged.
+
+    Both draws come from ``rng`` (:func:`example_rng`), so they are a function of (seed, batch, slot) and a resumed
+    run draws the same.
+    """
+    if sample.instruction_fields is None:
+        return sample
+    fields = dict(sample.instruction_fields)
+    task = Task(sample.task)
+    if task is not Task.DETECTION:
+        return replace(sample, instruction=instruction(task, rng=rng, **fields))
+    present = list(dict.fromkeys(b.label for b in sample.boxes))
+    candidates = present + [c for c in dict.fromkeys(sample.absent_classes) if c not in present]
+    chosen = rng.sample(candidates, rng.randint(1, min(MAX_DETECTION_CLASSES, len(candidates))))
+    boxes = tuple(box for label in chosen for box in sample.boxes if box.label == label)
+    parts = []
+    for label in chosen:
+        count = sum(b.label == label for b in sample.boxes)
+        parts += [f"{label} {DET_TOKEN}."] * count if count else [f"{label} {NA_TOKEN}."]
+    answer = " ".join(parts)
+    fields["target"] = ", ".join(chosen)
+    return replace(sample, instruction=instruction(task, rng=rng, **fields), answer=answer, boxes=boxes)
 
 
 def _mask_image_index(sample: Sample) -> torch.Tensor:
@@ -165,7 +196,7 @@ def _load_2d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, 
 
 def random_crop(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
     """A random crop of ``rgb`` ``(H, W, 3)`` covering 50-100% of its area with aspect 3/4-4/3 (the
-    ``RandomResizedCrop(scale=(0.5, 1))`` recipe; paper 4.5); the whole image when 10 draws do not fit."""
+    ``RandomResizedCrop(scale=(0.5, 1))`` recipe; paper 4.4); the whole image when 10 draws do not fit."""
     height, width = rgb.shape[:2]
     for _ in range(10):
         area = height * width * rng.uniform(*CROP_SCALE)

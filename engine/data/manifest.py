@@ -20,7 +20,7 @@ from PIL import Image
 
 from engine.configuration import DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
 from engine.data.schema import ROLES, BoxTarget, ImageRef, ImagingType, MaskTarget, Sample, Task
-from engine.processing import check_image_references, load_rgb, load_volume
+from engine.processing import TEMPLATES, check_image_references, instruction, load_rgb, load_volume
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,19 @@ def sample_from_dict(row: dict) -> Sample:
         context=_typed(row.get("context"), str, "context", optional=True),
         boxes=tuple(_box(r, i) for i, r in enumerate(boxes)),
         masks=tuple(_mask(r, i) for i, r in enumerate(masks)),
+        instruction_fields=_string_map(row.get("instruction_fields"), "instruction_fields"),
+        absent_classes=tuple(_typed(v, str, "absent_classes[]")
+                             for v in _typed(row.get("absent_classes", []), list, "absent_classes")),
     )
+
+
+def _string_map(value, where: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    _typed(value, dict, where)
+    for key, item in value.items():
+        _typed(item, str, f"{where}.{key}")
+    return dict(value)
 
 
 def _image(row: dict, i: int) -> ImageRef:
@@ -258,6 +270,7 @@ def validate_sample(sample: Sample) -> None:
         check_image_references(sample.instruction, len(sample.images))
     except ValueError as err:
         raise _Invalid(f"instruction: {err}") from None
+    _validate_wording(sample)
     for kind, targets in (("boxes", sample.boxes), ("masks", sample.masks)):
         for i, target in enumerate(targets):
             if not 0 <= target.image_index < len(sample.images):
@@ -276,6 +289,33 @@ def validate_sample(sample: Sample) -> None:
         count = sample.answer.count(token)
         if count != len(targets):
             raise _Invalid(f"answer has {count} {token} but {len(targets)} {kind} target(s)")
+
+
+def _validate_wording(sample: Sample) -> None:
+    """``instruction_fields`` fill every Table 5 template of the task and refer to the images; ``absent_classes``
+    only for detection, none of them a box label."""
+    if sample.absent_classes and sample.task != Task.DETECTION.value:
+        raise _Invalid(f"absent_classes are for detection samples, not {sample.task}")
+    overlap = sorted(set(sample.absent_classes) & {b.label for b in sample.boxes})
+    if overlap:
+        raise _Invalid(f"absent_classes {overlap} also have boxes")
+    if sample.instruction_fields is None:
+        return
+    task = Task(sample.task)
+    if task not in TEMPLATES:
+        raise _Invalid(f"instruction_fields given for task {task.value}, which has no Table 5 templates "
+                       "(its questions are used as written)")
+    fields_ = dict(sample.instruction_fields)
+    if task is Task.DETECTION and sample.masks:
+        raise _Invalid("a detection sample whose classes are re-drawn has no masks (its answer is rebuilt from "
+                       "boxes and absent_classes)")
+    if task is Task.DETECTION:
+        fields_["target"] = "x"  # the target is the classes drawn each iteration
+    try:
+        for index in range(len(TEMPLATES[task])):
+            check_image_references(instruction(task, index=index, **fields_), len(sample.images))
+    except ValueError as err:
+        raise _Invalid(f"instruction_fields {_short(sample.instruction_fields)}: {err}") from None
 
 
 class _FileChecker:

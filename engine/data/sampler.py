@@ -1,10 +1,12 @@
-"""Domain-aware minibatches (paper 4.5): every batch holds one task of one imaging type.
+"""Domain-aware minibatches (paper 4.3): every batch holds one task group of one imaging type.
 
-Each step picks an imaging type by weight, then a task of that type by weight (drawn jointly from the product
-of the two, the same distribution). All ranks pick the same (imaging type, task) at a step - every process runs
+The task groups are the paper's seven: image captioning (findings, impression and full report samples together,
+:data:`TASK_GROUPS`), classification, detection, segmentation, VQA, region captioning and longitudinal captioning.
+Each step picks an imaging type by weight, then a task group of that type by weight (drawn jointly from the product
+of the two, the same distribution). All ranks pick the same (imaging type, task group) at a step - every process runs
 the same heads at the same step - and each draws the batch from its own disjoint shard of that group.
 
-Iteration is epoch-free (infinite): each (imaging type, task) pool is a shuffled permutation of the rank's shard,
+Iteration is epoch-free (infinite): each (imaging type, task group) pool is a shuffled permutation of the rank's shard,
 refilled with a fresh permutation when used up, so every sample of a pool is seen once before any is repeated
 (a batch may straddle a refill). Everything is a function of ``(seed, step)``: the domain of step ``s`` comes from
 ``numpy.random.default_rng([seed, 0, s // CHUNK])``, the ``e``-th permutation of pool ``g`` on rank ``r`` from
@@ -25,17 +27,27 @@ log = logging.getLogger(__name__)
 #: Steps whose domains are drawn together (one generator per chunk).
 CHUNK = 1024
 
+#: Tasks that the sampler treats as one group (paper 4.3: "image captioning" is one of the seven groups; its
+#: findings, impression and report variants share its weight). Other tasks are their own group.
+TASK_GROUPS = {"findings": "captioning", "impression": "captioning", "report": "captioning"}
+
+
+def task_group(task: str) -> str:
+    """The sampler group of ``task`` (:data:`TASK_GROUPS`; the task itself otherwise)."""
+    return TASK_GROUPS.get(task, task)
+
 
 class DomainBatchSampler:
-    """Infinite iterable of batches (lists of indices into ``samples``), one (imaging type, task) per batch.
+    """Infinite iterable of batches (lists of indices into ``samples``), one (imaging type, task group) per batch.
 
     Args:
         samples: the training samples (only ``imaging`` and ``task`` are read).
         batch_size: samples per batch (per rank).
         imaging_weights: ``{imaging type: weight}`` covering every imaging type present; ``None``: equal weights.
             A weight of 0 leaves the type out.
-        task_weights: ``{imaging type: {task: weight}}``; an imaging type given here must list all its tasks
-            present; types not given (or ``None``): equal task weights.
+        task_weights: ``{imaging type: {task group: weight}}`` (group names: :func:`task_group`, e.g.
+            ``"captioning"``); an imaging type given here must list all its groups present; types not given (or
+            ``None``): equal weights.
         seed: non-negative int; the same seed gives the same batches.
         rank, world_size: this process's shard (``0 <= rank < world_size``); shards are disjoint. A group with
             fewer samples than ``world_size`` is left out (logged), since some rank would have none of it.
@@ -61,7 +73,7 @@ class DomainBatchSampler:
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         members: dict[tuple[str, str], list[int]] = {}
         for index, sample in enumerate(samples):
-            members.setdefault((sample.imaging, sample.task), []).append(index)
+            members.setdefault((sample.imaging, task_group(sample.task)), []).append(index)
         if not members:
             raise ValueError("no samples")
         self.groups = sorted(members)
@@ -81,7 +93,7 @@ class DomainBatchSampler:
         self._set_step(0)
 
     def group_of(self, batch: list[int]) -> tuple[str, str]:
-        """``(imaging type, task)`` of a batch from this sampler."""
+        """``(imaging type, task group)`` of a batch from this sampler."""
         return self._group_of_index[batch[0]]
 
     def __iter__(self) -> Iterator[list[int]]:

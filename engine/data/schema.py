@@ -1,4 +1,4 @@
-"""One training sample (paper 4.1 MedInterp, 4.5): images with their imaging type, optional clinical context,
+"""One training sample (paper 4.1 MedInterp, 4.3): images with their imaging type, optional clinical context,
 an instruction (Table 5 template or a VQA question as written), the answer text with task tokens, and the
 targets those tokens stand for (normalized xyxy boxes for ``<DET>``, 2D/3D masks for ``<2DSEG>``/``<3DSEG>``).
 
@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from engine.configuration import DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
 from engine.processing import Modality, Task
 
-#: The imaging type of paper 4.5 (domain-aware minibatches group by it); the same enum as the engine's inputs.
+#: The imaging type of paper 4.3 (domain-aware minibatches group by it); the same enum as the engine's inputs.
 ImagingType = Modality
 
-__all__ = ["BoxTarget", "ImageRef", "ImagingType", "MaskTarget", "Sample", "Task", "ROLES", "TASK_TOKENS"]
+__all__ = ["BoxTarget", "ImageRef", "ImagingType", "MAX_DETECTION_CLASSES", "MaskTarget", "Sample", "Task", "ROLES", "TASK_TOKENS"]
 
 #: Image roles: the study being interpreted, or a prior study (longitudinal comparison).
 ROLES = ("current", "prior")
+
+#: Most classes one detection instruction names (paper 4.3: "up to nine classes").
+MAX_DETECTION_CLASSES = 9
 
 #: Task tokens that need a target, in :class:`Sample` order: ``<DET>`` -> boxes, ``<2DSEG>``/``<3DSEG>`` -> masks.
 TASK_TOKENS = (DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN)
@@ -83,11 +86,21 @@ class Sample:
         task: a :class:`Task` value.
         imaging: an :class:`ImagingType` value, shared by all images.
         images: the images, referred to as ``<img0>``, ``<img1>``, ... in the instruction.
-        instruction: the question (Table 5 template already drawn, or a VQA question as written).
+        instruction: the question: a Table 5 wording (re-drawn at load time when ``instruction_fields`` is given,
+            else used as written), or a VQA question as written.
         answer: target text with task tokens, e.g. ``"heart <DET>. nodule <N/A>."``.
         context: clinical context text (:func:`engine.processing.format_context`) or ``None``.
         boxes: one per ``<DET>`` in ``answer``, in order.
         masks: one per ``<2DSEG>``/``<3DSEG>`` in ``answer``, in order.
+        instruction_fields: the Table 5 template fields (``image``, and ``target``, ``region`` or ``reference`` as
+            the task needs) of a task with templates. Given, the wording is drawn anew for every iteration from
+            the example's seeded generator (paper 4.3: "we choose an instruction at random from the set of
+            instructions linked to the task"; :func:`engine.data.loading.draw_wording`), and ``instruction`` is
+            only one stored example; ``None``: the wording is fixed as written.
+        absent_classes: detection only: class names known to be absent from the image. With
+            ``instruction_fields``, each iteration names up to nine classes drawn at random from the box labels and
+            these, answering ``<DET>`` for present and ``<N/A>`` for absent ones (paper 4.3); ``answer`` and
+            ``boxes`` then hold every present class.
     """
 
     sample_id: str
@@ -100,6 +113,8 @@ class Sample:
     context: str | None = None
     boxes: tuple[BoxTarget, ...] = ()
     masks: tuple[MaskTarget, ...] = ()
+    instruction_fields: dict[str, str] | None = None
+    absent_classes: tuple[str, ...] = ()
 
     @property
     def is_3d(self) -> bool:

@@ -91,20 +91,21 @@ def test_chest_imagenome_boxes(tmp_path, mimic, masks):
     for dicom_id in ("d-pa-1", "d-pa-4"):  # d-pa-4 is a test-split study
         (graphs / f"{dicom_id}_SceneGraph.json").write_text(json.dumps(scene_graph(masks, dicom_id)))
     out = tmp_path / "imagenome.jsonl"
-    assert build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic) == 7
+    assert build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic) == 5
     samples = {s.sample_id: s for s in read_manifest(out)}
     assert_loadable(samples.values())
-    assert Counter(s.task for s in samples.values()) == {"detection": 4, "classification": 1, "region_caption": 2}
+    assert Counter(s.task for s in samples.values()) == {"detection": 2, "classification": 1, "region_caption": 2}
     assert samples["chest-imagenome:d-pa-1:classification"].answer == "lung opacity"
-    anatomy = samples["chest-imagenome:d-pa-1:anatomy0"]
+    anatomy = samples["chest-imagenome:d-pa-1:anatomy"]  # every anatomy; training names up to nine per iteration
     assert anatomy.answer == "cardiac silhouette <DET>. left lung <DET>. right lung <DET>."
+    assert anatomy.instruction_fields == {"image": "<img0>", "target": "cardiac silhouette, left lung, right lung"}
     expected = {o: normalized(extent(masks[o])) for o in masks}
     assert_boxes(anatomy.boxes, [expected["heart"], expected["left lung"], expected["right lung"]])
-    opacity = samples["chest-imagenome:d-pa-1:lung opacity"]
-    assert opacity.answer == "lung opacity <DET>. lung opacity <DET>." and "lung opacity" in opacity.instruction
-    assert_boxes(opacity.boxes, [expected["left lung"], expected["right lung"]])
-    assert samples["chest-imagenome:d-pa-1:pneumonia"].answer == "pneumonia <N/A>."
-    assert samples["chest-imagenome:d-pa-1:enlarged cardiac silhouette"].boxes == ()
+    pathology = samples["chest-imagenome:d-pa-1:pathology"]  # present with boxes, absent ones as <N/A> classes
+    assert pathology.answer == ("lung opacity <DET>. lung opacity <DET>. enlarged cardiac silhouette <N/A>. "
+                                "pneumonia <N/A>.")
+    assert pathology.absent_classes == ("enlarged cardiac silhouette", "pneumonia")
+    assert_boxes(pathology.boxes, [expected["left lung"], expected["right lung"]])
     left = samples["chest-imagenome:d-pa-1:region:left lung"]
     assert left.answer == INFLATED and samples["chest-imagenome:d-pa-1:region:right lung"].answer == GRANULOMA
     x0, y0, x1, y1 = expected["left lung"]

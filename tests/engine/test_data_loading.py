@@ -200,3 +200,51 @@ def test_example_rng_depends_only_on_seed_step_and_slot():
     other = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "123"},
                            capture_output=True, text=True, check=True, timeout=60)
     assert float(other.stdout) == example_rng(3, 7, 2).random()
+
+
+def test_wording_and_detection_classes_are_drawn_anew_each_iteration(derm_paths, tmp_path):
+    """Paper 4.3: a Table 5 instruction per sample per iteration; detection names up to nine classes drawn at random,
+    <DET> with the box for the present one, <N/A> for absent ones; the draws are a function of (seed, step, slot)."""
+    from engine.data.loading import draw_wording
+    from engine.data.manifest import read_manifest, write_manifest
+
+    absent = tuple(f"class {i}" for i in range(12))
+    sample = replace(_lesion_sample(derm_paths), answer="lesion <DET>.", masks=(), instruction_fields={"image": "<img0>"},
+                     absent_classes=absent)
+    sample = read_manifest(write_manifest([sample], tmp_path / "m.jsonl"))[0]  # the fields survive the manifest
+    assert sample.absent_classes == absent and sample.instruction_fields == {"image": "<img0>"}
+    drawn = [draw_wording(sample, example_rng(0, step, 0)) for step in range(60)]
+    assert len({d.instruction for d in drawn}) > 10
+    counts = set()
+    for d in drawn:
+        names = [part.rsplit(" ", 1)[0] for part in d.answer.split(". ")]
+        counts.add(len(names))
+        assert 1 <= len(names) <= 9 and len(set(names)) == len(names)
+        assert d.instruction.count(", ") == len(names) - 1 and all(n in d.instruction for n in names)
+        has_lesion = "lesion" in names
+        assert d.answer.count("<DET>") == len(d.boxes) == int(has_lesion)
+        assert d.answer.count("<N/A>") == len(names) - int(has_lesion)
+        assert all(f"{n} <N/A>." in d.answer for n in names if n != "lesion")
+    assert len(counts) > 4 and any("lesion <DET>." in d.answer for d in drawn)
+    assert draw_wording(sample, example_rng(0, 7, 0)) == drawn[7]  # a resumed run draws the same
+    loaded = [load_example(sample, TINY, example_rng(0, step, 0), augment=False) for step in range(3)]
+    assert [e.prompt for e in loaded] != [loaded[0].prompt] * 3
+    fixed = replace(sample, instruction_fields=None, absent_classes=())
+    assert load_example(fixed, TINY, example_rng(0, 5, 0)).prompt.endswith(f"{fixed.instruction}###Assistant:")
+
+
+def test_bad_wording_fields_are_refused(derm_paths):
+    from engine.data.manifest import validate_sample
+
+    sample = _lesion_sample(derm_paths, task="segmentation")
+    with pytest.raises(ValueError, match=r"instruction_fields .*needs the field\(s\) \['target'\]"):
+        validate_sample(replace(sample, answer="x", masks=(), instruction_fields={"image": "<img0>"}))
+    with pytest.raises(ValueError, match="absent_classes are for detection samples"):
+        validate_sample(replace(sample, answer="x", masks=(), absent_classes=("heart",)))
+    with pytest.raises(ValueError, match=r"absent_classes \['lesion'\] also have boxes"):
+        validate_sample(replace(_lesion_sample(derm_paths), absent_classes=("lesion",)))
+    detection = replace(_lesion_sample(derm_paths), answer="lesion <DET>.", masks=())
+    with pytest.raises(ValueError, match="refers to <img1> but only 1 image"):
+        validate_sample(replace(detection, instruction_fields={"image": "<img1>"}))
+    with pytest.raises(ValueError, match="a detection sample whose classes are re-drawn has no masks"):
+        validate_sample(replace(_lesion_sample(derm_paths), instruction_fields={"image": "<img0>"}))

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from scipy.stats import chisquare
 
-from engine.data.sampler import CHUNK, DomainBatchSampler
+from engine.data.sampler import CHUNK, DomainBatchSampler, task_group
 from engine.data.schema import ImageRef, Sample
 
 #: (imaging, task) -> number of samples
@@ -27,7 +27,7 @@ def _take(sampler, n):
 
 
 IMAGING = {"chest_xray": 0.5, "dermoscopy": 0.3, "ct": 0.2}
-TASKS = {"chest_xray": {"report": 2, "detection": 1, "vqa": 1}, "dermoscopy": {"segmentation": 1, "classification": 0}}
+TASKS = {"chest_xray": {"captioning": 2, "detection": 1, "vqa": 1}, "dermoscopy": {"segmentation": 1, "classification": 0}}
 
 
 def test_batches_are_single_domain_and_follow_the_weights():
@@ -37,17 +37,30 @@ def test_batches_are_single_domain_and_follow_the_weights():
     observed = Counter()
     for batch in batches:
         assert len(batch) == 4
-        kinds = {(samples[i].imaging, samples[i].task) for i in batch}
+        kinds = {(samples[i].imaging, task_group(samples[i].task)) for i in batch}
         assert len(kinds) == 1 and kinds == {sampler.group_of(batch)}
         observed[kinds.pop()] += 1
-    expected = {("chest_xray", "report"): 0.25, ("chest_xray", "detection"): 0.125, ("chest_xray", "vqa"): 0.125,
+    expected = {("chest_xray", "captioning"): 0.25, ("chest_xray", "detection"): 0.125, ("chest_xray", "vqa"): 0.125,
                 ("dermoscopy", "segmentation"): 0.3, ("ct", "segmentation"): 0.2}
     assert observed[("dermoscopy", "classification")] == 0 and set(observed) == set(expected)
     keys = sorted(expected)
     result = chisquare([observed[k] for k in keys], [2000 * expected[k] for k in keys])
     assert result.pvalue > 1e-3, (observed, result)
     # the same counts are far from equal task weights within chest X-ray (the test can fail)
-    assert abs(observed[("chest_xray", "report")] - observed[("chest_xray", "detection")]) > 100
+    assert abs(observed[("chest_xray", "captioning")] - observed[("chest_xray", "detection")]) > 100
+
+
+def test_findings_impression_and_report_are_one_captioning_group():
+    """Paper 4.3: seven task groups; chest captioning gets one share, not one per section."""
+    sizes = {"findings": 30, "impression": 30, "report": 30, "detection": 10}
+    samples = [Sample(f"{task}-{i}", "test", task, "chest_xray", (ImageRef(f"{i}.png", "chest_xray"),), "<img0>?", "a")
+               for task, n in sizes.items() for i in range(n)]
+    sampler = DomainBatchSampler(samples, 2, seed=3)
+    assert sampler.groups == [("chest_xray", "captioning"), ("chest_xray", "detection")]
+    batches = _take(sampler, 1000)
+    captioning = [b for b in batches if sampler.group_of(b) == ("chest_xray", "captioning")]
+    assert 430 < len(captioning) < 570  # one half, not three quarters
+    assert {samples[i].task for b in captioning for i in b} == {"findings", "impression", "report"}
 
 
 def test_pools_refill_as_permutations():
@@ -57,7 +70,7 @@ def test_pools_refill_as_permutations():
     for batch in _take(sampler, 600):
         drawn.setdefault(sampler.group_of(batch), []).extend(batch)
     for key, indices in drawn.items():
-        n = SIZES[key]
+        n = SIZES[key if key[1] != "captioning" else (key[0], "report")]
         assert len(indices) > 2 * n
         for epoch in range(len(indices) // n):  # every sample once per pass through its pool
             assert sorted(indices[epoch * n:(epoch + 1) * n]) == sorted(set(indices))
@@ -118,8 +131,9 @@ def test_prefetched_state_and_mismatched_state():
     ({"imaging_weights": {"chest_xray": 1}}, r"lacks \['ct', 'dermoscopy'\].*give 0"),
     ({"imaging_weights": {"chest_xray": -1, "dermoscopy": 1, "ct": 1}}, "non-negative"),
     ({"imaging_weights": {"chest_xray": 0, "dermoscopy": 0, "ct": 0}}, "no .* group with a positive weight"),
-    ({"task_weights": {"chest_xray": {"report": 1}}}, r"task_weights\['chest_xray'\] lacks \['detection', 'vqa'\]"),
-    ({"task_weights": {"mri": {"report": 1}}}, r"imaging type\(s\) \['mri'\] not in the data"),
+    ({"task_weights": {"chest_xray": {"captioning": 1}}}, r"task_weights\['chest_xray'\] lacks \['detection', 'vqa'\]"),
+    ({"task_weights": {"chest_xray": {"report": 1, "detection": 1, "vqa": 1}}}, r"has \['report'\], not in the data"),
+    ({"task_weights": {"mri": {"captioning": 1}}}, r"imaging type\(s\) \['mri'\] not in the data"),
     ({"rank": 2, "world_size": 2}, "rank must be in"),
     ({"seed": -1}, "non-negative int"),
 ])

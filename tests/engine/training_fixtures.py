@@ -1,7 +1,7 @@
 """A training manifest of real files from ../shared/data, one group per task the tiny model can train on:
 NIH chest PNG + IU report text (report), HAM10000 images + lesion masks (2D segmentation; detection with the
-box of the real mask's extent), the TotalSegmentator CT + organ masks (3D segmentation). Used by the training
-tests and bench/train.py."""
+box of the real mask's extent, two absent classes), the TotalSegmentator CT + organ masks (3D segmentation).
+Instructions (and detection classes) are re-drawn every iteration. Used by the training tests and bench/train.py."""
 
 from pathlib import Path
 
@@ -32,22 +32,25 @@ def fixture_samples(shared_data: Path) -> list[Sample]:
         samples.append(Sample(
             f"iu-{i}", "iu-xray", "report", "chest_xray",
             (ImageRef(str(shared_data / "cxr_png" / "00000001_000.png"), "chest_xray"),),
-            instruction(Task.REPORT, index=i), f"FINDINGS: {report['FINDINGS']} IMPRESSION: {report['IMPRESSION']}"))
+            instruction(Task.REPORT, index=i), f"FINDINGS: {report['FINDINGS']} IMPRESSION: {report['IMPRESSION']}",
+            instruction_fields={"image": "<img0>"}))
     for name in DERM:
         image = ImageRef(str(derm / "images" / f"{name}.jpg"), "dermoscopy")
         mask = derm / "masks" / f"{name}.png"
         samples.append(Sample(
             f"seg-{name}", "ham10000", "segmentation", "dermoscopy", (image,),
             instruction(Task.SEGMENTATION, target="lesion"), f"The segmentation mask of lesion is {SEG2D_TOKEN}.",
-            masks=(MaskTarget(str(mask), "lesion"),)))
+            masks=(MaskTarget(str(mask), "lesion"),), instruction_fields={"image": "<img0>", "target": "lesion"}))
         samples.append(Sample(
             f"det-{name}", "ham10000", "detection", "dermoscopy", (image,),
             instruction(Task.DETECTION, target="lesion"), f"lesion {DET_TOKEN}.",
-            boxes=(BoxTarget("lesion", mask_box(mask)),)))
+            boxes=(BoxTarget("lesion", mask_box(mask)),), instruction_fields={"image": "<img0>"},
+            absent_classes=("nodule", "scar")))
     for organ, value in CT_ORGANS.items():
         samples.append(Sample(
             f"ct-{organ}", "totalsegmentator", "segmentation", "ct",
             (ImageRef(str(shared_data / "nifti" / "example_ct_sm.nii.gz"), "ct"),),
             instruction(Task.SEGMENTATION, target=organ), f"The segmentation mask of {organ} is {SEG3D_TOKEN}.",
-            masks=(MaskTarget(str(shared_data / "nifti" / "example_seg.nii.gz"), organ, value=value),)))
+            masks=(MaskTarget(str(shared_data / "nifti" / "example_seg.nii.gz"), organ, value=value),),
+            instruction_fields={"image": "<img0>", "target": organ}))
     return samples

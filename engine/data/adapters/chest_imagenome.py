@@ -16,10 +16,13 @@ Expected layout (PhysioNet Chest ImaGenome 1.0.0, unpacked; images from MIMIC-CX
 Boxes become normalized xyxy: original pixel coordinates over the JPG's width and height (224-space ones over 224),
 clipped to [0, 1]. Samples per image (paper 4.1, "Chest ImaGenome"):
 
-- anatomy detection: the image's anatomies, up to 9 per sample, each "name <DET>.";
-- pathology detection (anatomical findings and diseases): the boxes of the anatomies where a pathology is marked
-  ``yes`` are its boxes ("lung opacity <DET>." once per anatomy, at most 9); a pathology only marked ``no`` is
-  answered "lung opacity <N/A>.";
+- anatomy detection: one sample with all the image's anatomies, each "name <DET>.";
+- pathology detection (anatomical findings and diseases): one sample per image; the boxes of the anatomies where
+  a pathology is marked ``yes`` are its boxes ("lung opacity <DET>." once per anatomy); a pathology only marked
+  ``no`` is an absent class ("lung opacity <N/A>.").
+
+  Training names up to nine classes of a detection sample per iteration, drawn at random, with ``<N/A>`` for the
+  absent ones (paper 4.3; :func:`engine.data.loading.draw_wording`);
 - classification: the pathologies marked ``yes`` anywhere, sorted and comma-separated ("no finding" when the graph
   marks pathologies but none ``yes``);
 - region captioning: an anatomy's box as ``{region}`` (:func:`region_text`), answered by the report sentences the
@@ -35,11 +38,11 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from engine.data.adapters.common import (MAX_DETECTION_CLASSES, AdapterError, detection_answer, finish,
-                                         image_size, manifest_path)
+from engine.configuration import DET_TOKEN, NA_TOKEN
+from engine.data.adapters.common import AdapterError, finish, image_size, manifest_path, table5
 from engine.data.adapters.mimic_cxr import MimicCxrJpg
-from engine.data.schema import ImageRef, ImagingType, Sample
-from engine.processing import Task, instruction
+from engine.data.schema import BoxTarget, ImageRef, ImagingType, Sample
+from engine.processing import Task
 
 SOURCE = "chest-imagenome"
 SCENE_GRAPHS = Path("silver_dataset") / "scene_graph"
@@ -101,12 +104,16 @@ def anatomy_phrases(graph: dict) -> dict[str, list[str]]:
     return dict(phrases)
 
 
-def _detection(sample_id: str, images: tuple[ImageRef, ...], target: str,
-               entries: list[tuple[str, Box | None]], rng: random.Random) -> Sample:
-    answer, boxes = detection_answer(entries)
+def _detection(sample_id: str, images: tuple[ImageRef, ...], entries: list[tuple[str, Box]], absent: list[str],
+               rng: random.Random) -> Sample:
+    """A detection sample holding every class of the image: one ``<DET>`` per ``(class, box)`` entry, ``<N/A>`` per
+    absent class; training names up to nine of them per iteration (:func:`engine.data.loading.draw_wording`)."""
+    names = list(dict.fromkeys([label for label, _ in entries] + absent))
+    answer = " ".join([f"{label} {DET_TOKEN}." for label, _ in entries] + [f"{label} {NA_TOKEN}." for label in absent])
+    boxes = tuple(BoxTarget(label=label, xyxy=tuple(float(v) for v in box)) for label, box in entries)
     return Sample(sample_id=sample_id, source=SOURCE, task=Task.DETECTION.value, imaging=ImagingType.CHEST_XRAY.value,
-                  images=images, instruction=instruction(Task.DETECTION, target=target, rng=rng), answer=answer,
-                  boxes=boxes)
+                  images=images, **table5(Task.DETECTION, rng, target=", ".join(names)), answer=answer,
+                  boxes=boxes, absent_classes=tuple(absent))
 
 
 def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
@@ -150,29 +157,29 @@ def build_chest_imagenome(root: Path, out_manifest: Path, images_root: Path,
         if not boxes:
             skipped["no boxes"] += 1
             continue
-        names = sorted(boxes)
-        for start in range(0, len(names), MAX_DETECTION_CLASSES):
-            chunk = names[start:start + MAX_DETECTION_CLASSES]
-            samples.append(_detection(f"{SOURCE}:{dicom_id}:anatomy{start // MAX_DETECTION_CLASSES}", images,
-                                      ", ".join(chunk), [(n, boxes[n]) for n in chunk], rng))
+        samples.append(_detection(f"{SOURCE}:{dicom_id}:anatomy", images, [(n, boxes[n]) for n in sorted(boxes)],
+                                  [], rng))
         pathologies = pathology_anatomies(graph)
         if pathologies:
             found = sorted(p for p, (positive, _) in pathologies.items() if positive)
             samples.append(Sample(sample_id=f"{SOURCE}:{dicom_id}:classification", source=SOURCE,
                                   task=Task.CLASSIFICATION.value, imaging=ImagingType.CHEST_XRAY.value, images=images,
-                                  instruction=instruction(Task.CLASSIFICATION, rng=rng),
+                                  **table5(Task.CLASSIFICATION, rng),
                                   answer=", ".join(found) if found else NO_FINDING))
         for anatomy, phrases in sorted(anatomy_phrases(graph).items()):
             if anatomy in boxes:
-                question = instruction(Task.REGION_CAPTION, region=region_text(boxes[anatomy]), rng=rng)
+                wording = table5(Task.REGION_CAPTION, rng, region=region_text(boxes[anatomy]))
                 samples.append(Sample(sample_id=f"{SOURCE}:{dicom_id}:region:{anatomy}", source=SOURCE,
                                       task=Task.REGION_CAPTION.value, imaging=ImagingType.CHEST_XRAY.value,
-                                      images=images, instruction=question, answer=" ".join(phrases)))
+                                      images=images, **wording, answer=" ".join(phrases)))
+        entries, absent = [], []
         for pathology, (positive, negative) in sorted(pathologies.items()):
-            located = [(pathology, boxes[a]) for a in sorted(positive) if a in boxes][:MAX_DETECTION_CLASSES]
+            located = [(pathology, boxes[a]) for a in sorted(positive) if a in boxes]
             if positive and not located:
                 skipped["pathology without anatomy box"] += 1
-                continue
-            entries = located or ([(pathology, None)] if negative else [])
-            samples.append(_detection(f"{SOURCE}:{dicom_id}:{pathology}", images, pathology, entries, rng))
+            entries += located
+            if negative and not positive:
+                absent.append(pathology)
+        if entries or absent:
+            samples.append(_detection(f"{SOURCE}:{dicom_id}:pathology", images, entries, absent, rng))
     return finish(samples, out_manifest, SOURCE, dict(skipped))

@@ -27,10 +27,10 @@ from PIL import Image
 
 from engine.data.adapters.common import (AdapterError, detection_answer, finish, first_existing, image_size,
                                          iter_csv, manifest_path, mask_box, require_file, rle_decode,
-                                         segmentation_sample)
+                                         segmentation_sample, table5)
 from engine.data.adapters.mimic_cxr import MimicCxrJpg
 from engine.data.schema import ImageRef, ImagingType, MaskTarget, Sample
-from engine.processing import Task, instruction
+from engine.processing import Task
 
 SOURCE = "chexmask"
 ORGANS = {"Left Lung": "left lung", "Right Lung": "right lung", "Heart": "heart"}
@@ -94,7 +94,6 @@ def build_chexmask(root: Path, out_manifest: Path, images_root: Path, source: st
             answer, boxes = detection_answer(entries)
             samples.append(Sample(sample_id=f"{SOURCE}:{stem}:detection", source=SOURCE, task=Task.DETECTION.value,
                                   imaging=ImagingType.CHEST_XRAY.value, images=images,
-                                  instruction=instruction(Task.DETECTION, target=", ".join(o for o, _ in entries),
-                                                          rng=rng),
+                                  **table5(Task.DETECTION, rng, target=", ".join(o for o, _ in entries)),
                                   answer=answer, boxes=boxes))
     return finish(samples, out_manifest, SOURCE, dict(skipped))

@@ -20,13 +20,10 @@ import numpy as np
 
 from engine.configuration import DET_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
 from engine.data.manifest import write_manifest
-from engine.data.schema import BoxTarget, ImageRef, ImagingType, MaskTarget, Sample
+from engine.data.schema import MAX_DETECTION_CLASSES, BoxTarget, ImageRef, ImagingType, MaskTarget, Sample
 from engine.processing import Task, instruction
 
 log = logging.getLogger("engine.data.adapters")
-
-#: At most this many classes per detection answer (engine-notes.md: "up to 9 named classes").
-MAX_DETECTION_CLASSES = 9
 
 
 class AdapterError(ValueError):
@@ -180,11 +177,20 @@ def report_samples(sample_id: str, source: str, imaging: str, images: tuple[Imag
     texts = [(Task.FINDINGS, findings), (Task.IMPRESSION, impression),
              (Task.REPORT, report_answer(findings, impression) if findings and impression else None)]
     return [Sample(sample_id=f"{sample_id}:{task.value}", source=source, task=task.value, imaging=imaging,
-                   images=images, instruction=instruction(task, image=ids, rng=rng), answer=answer, context=context)
+                   images=images, **table5(task, rng, image=ids), answer=answer, context=context)
             for task, answer in texts if answer]
 
 
 # ----------------------------------------------------------------------------------------- task answers
+
+
+def table5(task: Task, rng: random.Random, image: str = "<img0>", **fields: str) -> dict:
+    """``instruction`` and ``instruction_fields`` of a :class:`Sample` (as keyword arguments): one Table 5 wording
+    drawn with ``rng`` (stored as an example) and the fields that let training draw a wording anew every iteration
+    (paper 4.3; :func:`engine.data.loading.draw_wording`)."""
+    values = {"image": image, **fields}
+    return {"instruction": instruction(task, rng=rng, **values), "instruction_fields": values}
+
 
 
 def detection_answer(entries: Sequence[tuple[str, tuple[float, float, float, float] | None]],
@@ -215,7 +221,7 @@ def segmentation_sample(sample_id: str, source: str, images: tuple[ImageRef, ...
     imaging = images[0].modality
     token = SEG3D_TOKEN if imaging == ImagingType.CT.value else SEG2D_TOKEN
     return Sample(sample_id=sample_id, source=source, task=Task.SEGMENTATION.value, imaging=imaging, images=images,
-                  instruction=instruction(Task.SEGMENTATION, target=target, rng=rng),
+                  **table5(Task.SEGMENTATION, rng, target=target),
                   answer=segmentation_answer(target, token), context=context, masks=(mask,))
 
 

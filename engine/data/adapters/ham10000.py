@@ -19,10 +19,10 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from engine.data.adapters.common import (AdapterError, finish, manifest_path, read_csv, require_file,
+from engine.data.adapters.common import (AdapterError, finish, manifest_path, read_csv, require_file, table5,
                                          segmentation_sample)
 from engine.data.schema import ImageRef, ImagingType, MaskTarget, Sample
-from engine.processing import Task, format_context, instruction
+from engine.processing import Task, format_context
 
 SOURCE = "ham10000"
 METADATA = "HAM10000_metadata.csv"
@@ -82,7 +82,7 @@ def build_ham10000(root: Path, out_manifest: Path, seed: int = 0) -> int:
         sample_id = f"{SOURCE}:{row['image_id']}"
         samples.append(Sample(sample_id=f"{sample_id}:classification", source=SOURCE,
                               task=Task.CLASSIFICATION.value, imaging=ImagingType.DERMOSCOPY.value, images=images,
-                              instruction=instruction(Task.CLASSIFICATION, rng=rng), answer=DIAGNOSES[row["dx"]],
+                              **table5(Task.CLASSIFICATION, rng), answer=DIAGNOSES[row["dx"]],
                               context=context))
         if not mask_dir.is_dir():
             skipped["no mask folder"] += 1

@@ -23,10 +23,10 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from engine.data.adapters.common import finish, image_ids, read_csv
+from engine.data.adapters.common import finish, image_ids, read_csv, table5
 from engine.data.adapters.mimic_cxr import MimicCxrJpg
 from engine.data.schema import ImagingType, Sample
-from engine.processing import Task, instruction
+from engine.processing import Task
 
 SOURCE = "medical-diff-vqa"
 QUESTIONS = "mimic_pair_questions.csv"
@@ -63,11 +63,12 @@ def build_medical_diff_vqa(root: Path, out_manifest: Path, images_root: Path,
             continue
         if difference:
             task, images = Task.LONGITUDINAL.value, current + reference
-            question = instruction(Task.LONGITUDINAL, image=image_ids(len(current)),
-                                   reference=image_ids(len(reference), start=len(current)), rng=rng)
+            wording = table5(Task.LONGITUDINAL, rng, image=image_ids(len(current)),
+                             reference=image_ids(len(reference), start=len(current)))
         else:
-            task, images, question = Task.VQA.value, current, f"{image_ids(1)} {row['question']}"
+            task, images = Task.VQA.value, current
+            wording = {"instruction": f"{image_ids(1)} {row['question']}"}
         samples.append(Sample(sample_id=f"{SOURCE}:{line}", source=SOURCE, task=task,
-                              imaging=ImagingType.CHEST_XRAY.value, images=images, instruction=question,
+                              imaging=ImagingType.CHEST_XRAY.value, images=images, **wording,
                               answer=row["answer"]))
     return finish(samples, out_manifest, SOURCE, dict(skipped))

@@ -24,10 +24,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.data.adapters.common import (AdapterError, finish, first_existing, image_ids, manifest_path, read_csv,
+from engine.data.adapters.common import (AdapterError, finish, first_existing, image_ids, manifest_path, read_csv, table5,
                                          read_text, report_samples, report_sections, require_file)
 from engine.data.schema import ImageRef, ImagingType, Sample
-from engine.processing import Task, format_context, instruction
+from engine.processing import Task, format_context
 
 SOURCE = "mimic-cxr"
 FRONTAL_VIEWS = ("PA", "AP")
@@ -168,7 +168,7 @@ def build_mimic_cxr(root: Path, out_manifest: Path, reports_root: Path | None = 
             samples.append(Sample(
                 sample_id=f"{sample_id}:longitudinal", source=SOURCE, task=Task.LONGITUDINAL.value,
                 imaging=ImagingType.CHEST_XRAY.value, images=current + before,
-                instruction=instruction(Task.LONGITUDINAL, image=image_ids(len(current)),
-                                        reference=image_ids(len(before), start=len(current)), rng=rng),
+                **table5(Task.LONGITUDINAL, rng, image=image_ids(len(current)),
+                         reference=image_ids(len(before), start=len(current))),
                 answer=impression or findings, context=context))
     return finish(samples, out_manifest, SOURCE, dict(skipped))
