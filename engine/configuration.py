@@ -124,12 +124,20 @@ class DetectionSettings:
 
 @dataclass
 class LoraSettings:
-    """LoRA on the LLM (paper: r=16, alpha=16, dropout 0.1 on q_proj and v_proj)."""
+    """LoRA on the LLM (paper section 4.4: r=16, alpha=16; dropout 0.1 on q_proj and v_proj, released code).
+
+    Args:
+        modules_to_save: LLM modules trained in full and saved with the adapter (peft ``modules_to_save``).
+            Empty for the paper's model, whose base LM stays frozen; the learnable tiny configuration
+            (:meth:`MedVersaConfig.tiny`) trains its ``lm_head``, since a random frozen head bounds every logit and
+            no LoRA can fit text through it.
+    """
 
     r: int = 16
     alpha: int = 16
     dropout: float = 0.1
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    modules_to_save: tuple[str, ...] = ()
 
 
 @dataclass
@@ -222,15 +230,27 @@ class MedVersaConfig:
         return cls()
 
     @classmethod
-    def tiny(cls) -> MedVersaConfig:
-        """A CPU-sized configuration for tests: hidden 32, 32-px images, a 16 x 48 x 48 volume grid."""
+    def tiny(cls, learnable: bool = False) -> MedVersaConfig:
+        """A CPU-sized configuration for tests: hidden 32, 32-px images, a 16 x 48 x 48 volume grid.
+
+        Args:
+            learnable: a configuration whose random LM can fit text: its ``lm_head`` trains in full
+                (``lora.modules_to_save``) and LoRA (r=8, alpha=16, no dropout) covers q/k/v/o. The default tiny
+                model keeps the paper's rules (frozen base LM, LoRA on q/v), and its random frozen head bounds
+                every logit (row norms ~0.15: the language loss cannot fall below ~4.7), so it shows the pipeline
+                runs but cannot show that language training works. The paper's 7B model has a language prior
+                instead (:meth:`paper_7b`, unchanged).
+        """
+        lora = (LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                             modules_to_save=("lm_head",))
+                if learnable else LoraSettings(r=4, alpha=4, dropout=0.0))
         return cls(
             hidden_size=32,
             swin=SwinSettings(image_size=32, patch_size=4, embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=2),
             unet3d=UNet3DSettings(volume_size=(16, 48, 48), channels=(4, 8, 8, 8, 8), num_groups=2),
             seg2d=Seg2DSettings(image_size=32, decoder_channels=(16, 16, 16, 16, 16), num_groups=16),
             detection=DetectionSettings(hidden=16),
-            lora=LoraSettings(r=4, alpha=4, dropout=0.0),
+            lora=lora,
         )
 
     def to_dict(self) -> dict:

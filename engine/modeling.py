@@ -84,7 +84,7 @@ def attach_lora(llm: PreTrainedModel, config: MedVersaConfig) -> PeftModel:
     if ids[-1] >= vocab:
         raise ValueError(f"added-token id {ids[-1]} is outside the LM vocabulary of {vocab}; resize embeddings first")
     trainable = {"embed_tokens": ids}
-    if not llm.config.get_text_config().tie_word_embeddings:
+    if not llm.config.get_text_config().tie_word_embeddings and "lm_head" not in config.lora.modules_to_save:
         trainable["lm_head"] = ids
     lora = LoraConfig(
         r=config.lora.r,
@@ -92,6 +92,7 @@ def attach_lora(llm: PreTrainedModel, config: MedVersaConfig) -> PeftModel:
         lora_dropout=config.lora.dropout,
         target_modules=list(config.lora.target_modules),
         trainable_token_indices=trainable,
+        modules_to_save=list(config.lora.modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(llm, lora)

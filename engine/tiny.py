@@ -68,13 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learnable", action="store_true",
+                        help="a tiny model that can fit text (trainable lm_head, LoRA on q/k/v/o; "
+                             "MedVersaConfig.tiny(learnable=True)), e.g. for bench/overfit.py")
     args = parser.parse_args(argv)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         parser.error(f"--out {args.out} exists and is not an empty folder; choose a new folder")
     parent = next((p for p in args.out.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         parser.error(f"--out {args.out}: {parent} is not a folder")
-    path = write_tiny_checkpoint(args.out, seed=args.seed)
+    path = write_tiny_checkpoint(args.out, seed=args.seed, config=MedVersaConfig.tiny(learnable=args.learnable))
     print(f"tiny MedVersa checkpoint written to {path}")
 
 
