@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from engine.checkpoint import load_checkpoint
 from engine.configuration import DET_TOKEN, IMAGE_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
@@ -31,6 +32,7 @@ from engine.processing import (
     HEAD_TOKEN_IS_3D,
     Modality,
     PreparedVolume,
+    Task,
     build_prompt,
     clean_answer,
     detect_modality,
@@ -42,9 +44,56 @@ from engine.processing import (
     preprocess_2d,
     referred_images,
     restore_volume,
+    task_of_instruction,
 )
 
 TASK_TOKENS = (DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN, NA_TOKEN)
+
+
+def allowed_task_tokens(task: Task | None, has_2d: bool, has_3d: bool) -> tuple[frozenset[str], int | None]:
+    """The task tokens an answer may hold and how many at most (``None``: no limit), for a prompt of ``task``
+    (:func:`engine.processing.task_of_instruction`; ``None`` for a free question) about 2D and/or 3D images.
+
+    Detection: ``<DET>``/``<N/A>`` (2D images only). Segmentation: one ``<2DSEG>`` or ``<3DSEG>``, the kind of the
+    images (paper 4.3: one class name per segmentation instruction). Captioning, classification, region captioning
+    and longitudinal answers are text: no task token. A free question may use any head the images can serve.
+    """
+    by_kind = ({DET_TOKEN, NA_TOKEN, SEG2D_TOKEN} if has_2d else set()) | ({SEG3D_TOKEN} if has_3d else set())
+    if task is None:
+        return frozenset(by_kind), None
+    if task is Task.DETECTION:
+        return frozenset(by_kind & {DET_TOKEN, NA_TOKEN}), None
+    if task is Task.SEGMENTATION:
+        return frozenset(by_kind & {SEG2D_TOKEN, SEG3D_TOKEN}), 1
+    return frozenset(), 0
+
+
+class TaskTokenConstraint(LogitsProcessor):
+    """Generation never emits a task token its prompt does not ask for (:func:`allowed_task_tokens`): per batch
+    row, the disallowed task tokens get ``-inf``, and all of them once the row holds its maximum count.
+
+    Args:
+        token_ids: ``{task token: id}`` for :data:`TASK_TOKENS`.
+        allowed: per row, ``(allowed tokens, maximum count or None)``.
+        prompt_length: columns of ``input_ids`` before the generated tokens (0 when generating from
+            ``inputs_embeds``, where ``input_ids`` holds only the generated tokens).
+    """
+
+    def __init__(self, token_ids: dict[str, int], allowed: Sequence[tuple[frozenset[str], int | None]],
+                 prompt_length: int = 0):
+        self.token_ids, self.allowed, self.prompt_length = token_ids, list(allowed), prompt_length
+        self.all_ids = torch.tensor([token_ids[t] for t in TASK_TOKENS])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length:]
+        all_ids = self.all_ids.to(generated.device)
+        used = torch.isin(generated, all_ids).sum(1).tolist()
+        for row, (tokens, limit) in enumerate(self.allowed):
+            banned = [self.token_ids[t] for t in TASK_TOKENS
+                      if t not in tokens or (limit is not None and used[row] >= limit)]
+            if banned:
+                scores[row, banned] = float("-inf")
+        return scores
 
 
 @dataclass
@@ -180,7 +229,8 @@ class GenerationResult:
     """Answer to one prompt.
 
     Attributes:
-        text: the answer, task tokens removed unless kept, the ``###`` terminator removed.
+        text: the answer, task tokens removed unless kept, the ``###`` terminator and special tokens (BOS, EOS,
+            padding, image placeholder) removed.
         raw_text: the decoded generated tokens, unchanged.
         token_ids: the generated ids up to and including the stop.
         boxes, masks_2d, masks_3d: one entry per ``<DET>``, ``<2DSEG>``, ``<3DSEG>`` in the answer, in order.
@@ -252,18 +302,21 @@ class MedVersa:
         return PreparedImage(modality, preprocess_2d(rgb, self.config), tuple(rgb.shape[:2]))
 
     def generate(self, images: Sequence[str | Path | PreparedImage], prompt: str, context: str | None = None,
-                 keep_task_tokens: bool = False, **generation) -> GenerationResult:
+                 keep_task_tokens: bool = False, constrain_task_tokens: bool = True, **generation) -> GenerationResult:
         """Answer ``prompt`` about ``images``; see :meth:`generate_batch`."""
-        return self.generate_batch([Request(images, prompt, context)], keep_task_tokens, **generation)[0]
+        return self.generate_batch([Request(images, prompt, context)], keep_task_tokens, constrain_task_tokens,
+                                   **generation)[0]
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[Request], keep_task_tokens: bool = False,
-                       **generation) -> list[GenerationResult]:
+                       constrain_task_tokens: bool = True, **generation) -> list[GenerationResult]:
         """Answer several prompts in one batch (left-padded).
 
         Args:
             requests: prompts with their images; ``<img{i}>`` in a prompt refers to its ``images[i]``.
             keep_task_tokens: keep ``<DET>``/``<2DSEG>``/``<3DSEG>``/``<N/A>`` in ``text``.
+            constrain_task_tokens: generate only the task tokens the prompt's task and images allow
+                (:class:`TaskTokenConstraint`; the task is read from the Table 5 wording of the prompt).
             generation: passed to ``transformers`` ``generate`` (``max_new_tokens``, ``do_sample``,
                 ``logits_processor``, ...; ``stop_strings=None`` turns the stop strings off). By default stopping
                 uses ``config.stop_strings`` on the real token ids, and EOS; the image placeholder is never generated.
@@ -291,17 +344,24 @@ class MedVersa:
         visual, features_3d = backbone.encode_images(values_2d, values_3d, is_3d)
         embeds = backbone.embed(prompt_ids, visual)
         suppress = list(generation.pop("suppress_tokens", None) or []) + [config.token_ids[IMAGE_TOKEN]]
+        processors = LogitsProcessorList(generation.pop("logits_processor", None) or [])
+        if constrain_task_tokens:
+            allowed = [allowed_task_tokens(task_of_instruction(r.prompt), any(not im.is_3d for im in ims),
+                                           any(im.is_3d for im in ims)) for r, ims in zip(requests, prepared)]
+            processors.append(TaskTokenConstraint(config.token_ids, allowed))
         options = {"max_new_tokens": 256, "stop_strings": list(config.stop_strings), "tokenizer": tokenizer,
-                   "pad_token_id": pad_id, "eos_token_id": tokenizer.eos_token_id, **generation}
+                   "pad_token_id": pad_id, "eos_token_id": tokenizer.eos_token_id, "logits_processor": processors,
+                   **generation}
         generated = backbone.llm.generate(inputs_embeds=embeds, attention_mask=prompt_mask,
                                           suppress_tokens=suppress, **options)
         answers = [self._trim(row.tolist(), pad_id, options["stop_strings"] or ()) for row in generated]
 
         results = []
+        special = (*tokenizer.all_special_tokens, IMAGE_TOKEN)
         for ids in answers:
             raw = tokenizer.decode(ids, skip_special_tokens=False)
             results.append(GenerationResult(
-                text=clean_answer(raw, TASK_TOKENS, keep_task_tokens), raw_text=raw, token_ids=ids))
+                text=clean_answer(raw, TASK_TOKENS, keep_task_tokens, special), raw_text=raw, token_ids=ids))
         head_ids = [config.token_ids[t] for t in (DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN)]
         if not any(token in head_ids for ids in answers for token in ids):
             return results

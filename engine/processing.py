@@ -209,6 +209,25 @@ def instruction(task: Task | str, *, image: str = "<img0>", index: int | None = 
     return template.format(**values)
 
 
+def _template_pattern(template: str) -> re.Pattern:
+    parts = re.split(r"(\{\w+\})", template)
+    return re.compile("".join("(?:.+?)" if _FIELDS.fullmatch(p) else re.escape(p) for p in parts), re.DOTALL)
+
+
+_TEMPLATE_PATTERNS = [(task, _template_pattern(t)) for task, templates in TEMPLATES.items() for t in templates]
+
+
+def task_of_instruction(question: str) -> Task | None:
+    """The task whose Table 5 template ``question`` fills (whitespace at the ends ignored), or ``None`` (a free
+    question, e.g. VQA). Detection and segmentation are tried before captioning."""
+    question = question.strip()
+    order = {Task.DETECTION: 0, Task.SEGMENTATION: 1}
+    for task, pattern in sorted(_TEMPLATE_PATTERNS, key=lambda tp: order.get(tp[0], 2)):
+        if pattern.fullmatch(question):
+            return task
+    return None
+
+
 def format_context(age: str | None = None, sex: str | None = None, indication: str | None = None,
                    comparison: str | None = None, location: str | None = None) -> str | None:
     """Clinical context block text, ``Age:{age}.Gender:{sex}.{indication}{comparison}`` for chest X-ray and
@@ -351,8 +370,10 @@ def pad_sequences(sequences: list[list[int]], pad_value: int, left: bool = False
 READABLE_TASK_TOKENS = {DET_TOKEN: ": seen", NA_TOKEN: ": not seen"}
 
 
-def clean_answer(text: str, task_tokens: tuple[str, ...] = (), keep_task_tokens: bool = True) -> str:
-    """Strip the answer terminator and surrounding space; unless kept, write ``task_tokens`` as
+def clean_answer(text: str, task_tokens: tuple[str, ...] = (), keep_task_tokens: bool = True,
+                 special_tokens: tuple[str, ...] = ()) -> str:
+    """Strip the answer terminator and surrounding space; remove ``special_tokens`` (the tokenizer's BOS, EOS,
+    padding and the image placeholder: none may reach a draft); unless kept, write ``task_tokens`` as
     :data:`READABLE_TASK_TOKENS` (``"heart <DET>. nodule <N/A>."`` -> ``"heart: seen. nodule: not seen."``) or remove
     them; drop control characters other than newline and tab (byte-level decoding can produce them; databases
     refuse NUL).
@@ -361,6 +382,8 @@ def clean_answer(text: str, task_tokens: tuple[str, ...] = (), keep_task_tokens:
     "melanocytic nevus", into "melanoma": defect 6).
     """
     text = text.split(ANSWER_END, 1)[0]
+    for token in special_tokens:
+        text = text.replace(token, "")
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     if not keep_task_tokens:
         for token in task_tokens:

@@ -71,8 +71,11 @@ def _cmd_import_drafts(session, args):
 
 
 def _cmd_show_findings(session, args):
-    arm = studies.show_findings(session, studies.get_study(session, args.study), args.arm, shown=not args.off)
-    print(f"arm {arm.code!r}: readers {'see' if arm.shows_findings else 'do not see'} the drafts' findings on the image")
+    arm = studies.show_findings(session, studies.get_study(session, args.study), args.arm, shown=not args.off,
+                                require_findings=True)
+    with_findings, drafts = studies.draft_findings_count(session, arm)
+    print(f"arm {arm.code!r}: readers {'see' if arm.shows_findings else 'do not see'} the drafts' findings on the image "
+          f"({with_findings} of {drafts} draft(s) carry findings)")
     return 0
 
 

@@ -1,9 +1,9 @@
 """Creating and finding reader studies and their arms."""
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from studyapp.db.models import ARM_TEMPLATE, Arm, ReaderStudy
+from studyapp.db.models import ARM_TEMPLATE, Arm, Draft, ReaderStudy
 from studyapp.services import audit
 from studyapp.services.errors import InvalidInput, NotFound
 
@@ -68,17 +68,35 @@ def list_studies(session: Session) -> list[ReaderStudy]:
     return list(session.scalars(select(ReaderStudy).order_by(ReaderStudy.id)))
 
 
-def show_findings(session: Session, study: ReaderStudy, arm_code: str, shown: bool = True) -> Arm:
+def draft_findings_count(session: Session, arm: Arm) -> tuple[int, int]:
+    """``(drafts of arm that carry findings, all drafts of arm)``."""
+    drafts = select(func.count(Draft.id)).where(Draft.arm_id == arm.id)
+    return session.scalar(drafts.where(Draft.findings.any())), session.scalar(drafts)
+
+
+def show_findings(session: Session, study: ReaderStudy, arm_code: str, shown: bool = True,
+                  require_findings: bool = False) -> Arm:
     """Make ``arm_code`` a "model draft with findings" arm (its readers see the drafts' boxes and masks on the
     image, ``studyapp.services.findings``), or a plain one with ``shown=False``. Does not commit.
 
+    Args:
+        require_findings: refuse to show findings when no draft of the arm carries any (the CLI's
+            ``show-findings``; drafts may be imported later when this is off).
+
     Raises:
         NotFound: the study has no such arm.
+        InvalidInput: ``require_findings`` and none of the arm's drafts carries findings.
     """
     arm = session.scalar(select(Arm).where(Arm.study_id == study.id, Arm.code == arm_code))
     if arm is None:
         codes = ", ".join(a.code for a in study.arms)
         raise NotFound(f"study {study.name!r} has no arm {arm_code!r}; its arms are {codes}")
+    if shown and require_findings:
+        with_findings, drafts = draft_findings_count(session, arm)
+        if not with_findings:
+            raise InvalidInput(f"none of the {drafts} draft(s) of arm {arm.code!r} carries findings (boxes or masks), "
+                               "so readers would see nothing; import drafts with findings first (engine.drafts "
+                               "writes them when the model's answers hold <DET>/<2DSEG>/<3DSEG>)")
     arm.shows_findings = shown
     session.flush()
     audit.record(session, "arm_findings_shown" if shown else "arm_findings_hidden", study_id=study.id, arm=arm.code)

@@ -2,10 +2,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList
 
-from engine.configuration import DET_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
-from engine.inference import MedVersa, Request
+from engine.configuration import DET_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
+from engine.inference import TASK_TOKENS, MedVersa, Request
 from engine.modeling import MedVersaInputs
 from engine.processing import Task, build_prompt, encode_prompt, instruction, pad_sequences
 
@@ -62,7 +62,8 @@ def test_2dseg_mask_on_the_original_grid(medversa, force, shared_data):
 
 def test_3dseg_volume_on_the_nifti_grid(medversa, force, nifti_ct, tmp_path):
     result = _generate(medversa, force, [nifti_ct], instruction(Task.SEGMENTATION, target="liver"),
-                       f"The segmentation mask of liver is {SEG3D_TOKEN}. spleen {SEG3D_TOKEN}.###")
+                       f"The segmentation mask of liver is {SEG3D_TOKEN}. spleen {SEG3D_TOKEN}.###",
+                       constrain_task_tokens=False)  # two masks in one answer (released defect 5)
     assert [m.label for m in result.masks_3d] == ["liver", "spleen"]
     source = nib.load(nifti_ct)
     for mask in result.masks_3d:
@@ -93,8 +94,47 @@ def test_generation_stops_on_the_exact_stop_ids(tiny_checkpoint, force):
 
 def test_task_token_without_matching_image_warns(medversa, force, cxr_dicom):
     with pytest.warns(UserWarning, match="<3DSEG> generated for a prompt without a matching image"):
-        result = _generate(medversa, force, [cxr_dicom], "Report <img0>.", f"liver {SEG3D_TOKEN}.###")
+        result = _generate(medversa, force, [cxr_dicom], "Report <img0>.", f"liver {SEG3D_TOKEN}.###",
+                           constrain_task_tokens=False)
     assert result.masks_3d == [] and result.text == "liver."
+
+
+class PreferTaskTokens(LogitsProcessor):
+    """Adds a large bonus to every task token: an untrained model that would emit them at every step."""
+
+    def __init__(self, ids):
+        self.ids = list(ids)
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.ids] += 1000.0
+        return scores
+
+
+def test_generated_task_tokens_are_those_the_task_asks(medversa, cxr_dicom, nifti_ct):
+    ids = {t: medversa.config.token_ids[t] for t in TASK_TOKENS}
+    prefer = LogitsProcessorList([PreferTaskTokens(ids.values())])
+
+    def tokens(images, question):
+        out = medversa.generate(images, question, logits_processor=prefer, max_new_tokens=6, keep_task_tokens=True)
+        return [next(t for t, i in ids.items() if i == token) for token in out.token_ids if token in ids.values()]
+
+    assert tokens([cxr_dicom], instruction(Task.SEGMENTATION, target="heart")) == [SEG2D_TOKEN]  # one, of 2D kind
+    assert tokens([nifti_ct], instruction(Task.SEGMENTATION, target="liver")) == [SEG3D_TOKEN]
+    assert tokens([cxr_dicom], instruction(Task.REPORT)) == []
+    assert tokens([cxr_dicom], instruction(Task.CLASSIFICATION)) == []
+    assert set(tokens([cxr_dicom], instruction(Task.DETECTION, target="heart"))) <= {DET_TOKEN, NA_TOKEN}
+    assert SEG3D_TOKEN not in tokens([cxr_dicom], "What is shown in <img0>?")  # a free question: the image's kinds
+    unconstrained = medversa.generate([cxr_dicom], instruction(Task.REPORT), logits_processor=prefer,
+                                      max_new_tokens=3, keep_task_tokens=True, constrain_task_tokens=False)
+    assert all(token in ids.values() for token in unconstrained.token_ids)
+
+
+def test_no_special_token_reaches_the_text(medversa, force, cxr_dicom):
+    tokenizer = medversa.tokenizer
+    result = _generate(medversa, force, [cxr_dicom], instruction(Task.REPORT),
+                       f"FINDINGS: clear.{tokenizer.bos_token}{tokenizer.pad_token} IMPRESSION: normal.{tokenizer.eos_token}")
+    assert result.token_ids[-1] == tokenizer.eos_token_id and tokenizer.eos_token in result.raw_text
+    assert result.text == "FINDINGS: clear. IMPRESSION: normal."
 
 
 def test_batch_equals_single_requests(medversa, force, cxr_dicom, shared_data):
@@ -155,7 +195,8 @@ def test_bf16_language_model_with_fp32_heads(tiny_checkpoint, force, cxr_dicom):
     mv = MedVersa.from_checkpoint(tiny_checkpoint, dtype=torch.bfloat16)
     assert mv.model.backbone.llm.get_input_embeddings().weight.dtype == torch.bfloat16
     result = _generate(mv, force, [cxr_dicom], "Segment heart in <img0>.",
-                       f"heart {DET_TOKEN}. The segmentation mask of heart is {SEG2D_TOKEN}.###")
+                       f"heart {DET_TOKEN}. The segmentation mask of heart is {SEG2D_TOKEN}.###",
+                       constrain_task_tokens=False)
     assert len(result.boxes) == 1 and result.masks_2d[0].mask.shape == (1024, 1024)
 
 

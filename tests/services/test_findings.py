@@ -111,3 +111,26 @@ def test_only_the_reader_of_a_findings_arm_is_shown_them(demo_study, tmp_path):
         assert session.query(Draft).filter(Draft.findings.any()).count() == 1
     with db.begin() as session, pytest.raises(Exception, match="has no arm 'gpt'"):
         studies.show_findings(session, studies.get_study(session, demo.DEMO_STUDY), "gpt")
+
+
+def test_show_findings_command_counts_and_refuses_an_arm_without_findings(tmp_path, capsys):
+    from studyapp.cli import main
+    from studyapp.db.session import open_database
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    db = open_database(url)
+    with db.begin() as session:
+        demo.ensure_demo(session, Settings(data_dir=tmp_path))
+        case = session.query(Case).filter_by(case_key="DEMO-2 (CR)").one()
+        uid = case.series[0].instances[0].sop_instance_uid
+        drafts_of_model = session.query(Draft).join(Draft.arm).filter_by(code="model").count()
+    assert main(["--database", url, "show-findings", demo.DEMO_STUDY, "model"]) == 1
+    assert f"none of the {drafts_of_model} draft(s) of arm 'model' carries findings" in capsys.readouterr().err
+    with db() as session:  # the refused command changed nothing
+        model_arm = next(a for a in studies.get_study(session, demo.DEMO_STUDY).arms if a.code == "model")
+        assert not model_arm.shows_findings
+    _import(db, tmp_path, [_line("DEMO-2 (CR)", uid)])
+    assert main(["--database", url, "show-findings", demo.DEMO_STUDY, "model"]) == 0
+    assert f"readers see the drafts' findings on the image (1 of {drafts_of_model} draft(s) carry findings)" in \
+        capsys.readouterr().out
+    assert main(["--database", url, "show-findings", demo.DEMO_STUDY, "model", "--off"]) == 0
