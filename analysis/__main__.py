@@ -18,7 +18,7 @@ from analysis import judging
 from analysis.consistency import failed_comparisons_note
 from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
-from analysis.statistics import N_RESAMPLES
+from analysis.intervals import N_RESAMPLES
 from analysis.skipped import practice_reads_left_out
 from studyapp.db.session import open_database
 

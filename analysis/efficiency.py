@@ -86,6 +86,11 @@ def stratified_time_saved(
     return pd.DataFrame(rows, columns=list(STRATIFIED_COLUMNS))
 
 
+def interval_labels(edges_minutes: tuple[float, ...] = INTERVAL_EDGES_MINUTES) -> list[str]:
+    """``[lo, hi)`` labels of the writing-time intervals between consecutive ``edges_minutes``."""
+    return [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges_minutes, edges_minutes[1:])]
+
+
 def discrepancy_by_interval(
     frame: pd.DataFrame, edges_minutes: tuple[float, ...] = INTERVAL_EDGES_MINUTES
 ) -> pd.DataFrame:
@@ -95,7 +100,7 @@ def discrepancy_by_interval(
     Columns: :data:`INTERVAL_COLUMNS`; empty intervals are omitted.
     """
     judged = frame.dropna(subset=["peer_discrepancy"])
-    labels = [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges_minutes, edges_minutes[1:])]
+    labels = interval_labels(edges_minutes)
     interval = pd.cut(judged["active_seconds"] / 60, list(edges_minutes), right=False, labels=labels)
     table = (judged.assign(interval=interval)
              .groupby(["arm", "interval"], sort=True, observed=True)["peer_discrepancy"]

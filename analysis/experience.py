@@ -8,6 +8,7 @@ import pandas as pd
 from analysis.skipped import Skipped, reading_label
 
 LIKERT_PREFIX = "likert_"
+CHOICE_PREFIX = "choice_"
 
 LIKERT_SUMMARY_COLUMNS: dict[str, str] = {
     "question": "Likert question key",
@@ -39,6 +40,25 @@ def choice_summary(readings: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFram
     table = table.join(answered, on=["question", "arm"])
     table["share"] = table["n"] / table["answered"]
     return table[list(CHOICE_SUMMARY_COLUMNS)]
+
+
+def attach_choices(readings: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
+    """Add one 0/1 column ``choice_<question>:<option>`` per option chosen at least once: 1.0 where the reading's
+    answer to the question includes the option, 0.0 where it answered the question otherwise, NaN where it did not
+    answer it (so its arm mean is the ``share`` of :func:`choice_summary`)."""
+    chosen = choices[choices["assignment_id"].isin(readings["assignment_id"])]
+    columns = {}
+    for question, rows in chosen.groupby("question", sort=True):
+        answered = readings["assignment_id"].isin(rows["assignment_id"])
+        for option, option_rows in rows.groupby("choice", sort=True):
+            picked = readings["assignment_id"].isin(option_rows["assignment_id"])
+            columns[f"{CHOICE_PREFIX}{question}:{option}"] = picked.astype(float).where(answered)
+    return readings.assign(**columns)
+
+
+def choice_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``choice_<question>:<option>`` columns of a per-reading frame."""
+    return [column for column in frame.columns if column.startswith(CHOICE_PREFIX)]
 
 
 def attach_likert(readings: pd.DataFrame, likert: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:

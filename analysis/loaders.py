@@ -3,7 +3,9 @@
 ``readings``: one row per assignment (reader x case x arm) of the study, submitted or not.
 ``likert``: one row per Likert answer of a submitted report (any Likert question of the study).
 ``choices``: one row per chosen option of a single choice, multiple choice or yes/no answer of a submitted report.
-Column meanings are documented in :data:`READING_COLUMNS`, :data:`LIKERT_COLUMNS` and :data:`CHOICE_COLUMNS`.
+``judgements``: one row per judgement of a blinded comparison set of the study, submitted or not.
+Column meanings are documented in :data:`READING_COLUMNS`, :data:`LIKERT_COLUMNS`, :data:`CHOICE_COLUMNS` and
+:data:`JUDGEMENT_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from studyapp.db.models import (
     Report,
     User,
 )
+from studyapp.services.comparison_results import candidate_outcome, set_assignments, submitted_reader_ids
+from studyapp.services.comparisons import list_comparison_sets
 
 READING_COLUMNS: dict[str, str] = {
     "assignment_id": "Assignment.id (reader x case x arm)",
@@ -60,6 +64,16 @@ CHOICE_COLUMNS: dict[str, str] = {
     "choice": "one chosen option (yes / no for yes_no); a multiple choice answer gives one row per option",
 }
 
+JUDGEMENT_COLUMNS: dict[str, str] = {
+    "set": "ComparisonSet.name",
+    "candidate_source": "the set's candidate (AI) source",
+    "reader": "reader's username",
+    "case": "Case.case_key of the pair",
+    "case_label": "Case.label: normal / abnormal / <NA>",
+    "candidate_outcome": "better / equivalent / worse for the candidate source",
+    "submitted": "the reader has submitted the set (only submitted judgements count)",
+}
+
 
 @dataclass(frozen=True)
 class StudyFrames:
@@ -71,6 +85,9 @@ class StudyFrames:
         readings: see :data:`READING_COLUMNS`.
         likert: see :data:`LIKERT_COLUMNS`.
         choices: see :data:`CHOICE_COLUMNS`.
+        arm_labels: arm code -> the study's label for it (Arm.label, e.g. "MedVersa draft"); codes without an
+            entry are shown by their code.
+        judgements: see :data:`JUDGEMENT_COLUMNS`.
     """
 
     study_name: str
@@ -78,6 +95,12 @@ class StudyFrames:
     readings: pd.DataFrame
     likert: pd.DataFrame
     choices: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CHOICE_COLUMNS)))
+    arm_labels: dict[str, str] = field(default_factory=dict)
+    judgements: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(JUDGEMENT_COLUMNS)))
+
+    def arm_label(self, arm: str) -> str:
+        """The study's label of ``arm``, or the code when it has none."""
+        return self.arm_labels.get(arm) or arm
 
 
 def _chosen(definition: dict, value) -> list[str]:
@@ -105,7 +128,8 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
     """
     with session_factory() as session:
         found = _find_study(session, study)
-        arms = tuple(session.scalars(select(Arm.code).where(Arm.study_id == found.id).order_by(Arm.id)))
+        arm_rows = session.execute(select(Arm.code, Arm.label).where(Arm.study_id == found.id).order_by(Arm.id)).all()
+        arms = tuple(code for code, _ in arm_rows)
         rows = session.execute(
             select(Assignment, User.username, Case.case_key, Case.label, Case.is_practice, Arm.code, Report)
             .join(User, Assignment.reader_id == User.id)
@@ -172,4 +196,23 @@ def load_study(session_factory: sessionmaker[Session], study: str | int) -> Stud
             ],
             columns=list(CHOICE_COLUMNS),
         )
-        return StudyFrames(found.name, arms, readings, likert, choices)
+        return StudyFrames(found.name, arms, readings, likert, choices, {code: label for code, label in arm_rows},
+                           _judgements(session, found))
+
+
+def _judgements(session: Session, study: ReaderStudy) -> pd.DataFrame:
+    """Every judgement of the study's comparison sets (:data:`JUDGEMENT_COLUMNS`)."""
+    rows = []
+    for comparison_set in list_comparison_sets(session, study):
+        submitted = submitted_reader_ids(session, comparison_set.id)
+        for assignment in set_assignments(session, comparison_set.id):
+            if assignment.judgement is None:
+                continue
+            rows.append({
+                "set": comparison_set.name, "candidate_source": comparison_set.candidate_source,
+                "reader": assignment.reader.username, "case": assignment.pair.case.case_key,
+                "case_label": assignment.pair.case.label,
+                "candidate_outcome": candidate_outcome(assignment, comparison_set.candidate_source),
+                "submitted": assignment.reader_id in submitted,
+            })
+    return pd.DataFrame(rows, columns=list(JUDGEMENT_COLUMNS))

@@ -4,38 +4,45 @@ call."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis import efficiency, experience, figures
-from analysis.consistency import peer_discrepancies
+from analysis.consistency import PAIR_COLUMNS, peer_discrepancies
+from analysis.estimates import ArmEstimates
+from analysis.intervals import N_RESAMPLES, crossed_intervals
 from analysis.judges import Judge, OfflineJudge
 from analysis.loaders import StudyFrames, load_study
+from analysis.preferences import PREFERENCE_COLUMNS, preference_rates
 from analysis.report import write_outputs
+from analysis.result import AnalysisResult
 from analysis.similarity import template_use_measure
 from analysis.skipped import Skipped, usable_readings
-from analysis.consistency import PAIR_COLUMNS
-from analysis.estimates import ArmEstimates
-from analysis.statistics import MIXED_MODEL_COLUMNS, N_RESAMPLES, cluster_bootstrap, mixed_model
+from analysis.statistics import MIXED_MODEL_COLUMNS, mixed_model
 
 REFERENCE_ARM = "template"
 
+#: unit of each metric (``likert_*``: points on the question's scale; ``choice_*``: share of answers)
+UNITS = {"active_seconds": "seconds per case", "template_use": "similarity 0-1",
+         "peer_discrepancy": "urgent + emergent discrepancies per report"}
+
+_CI = "95% CI, two-way reader x case cluster-robust (analysis.intervals)"
 ARM_SUMMARY_COLUMNS: dict[str, str] = {
-    "metric": "active_seconds, template_use, peer_discrepancy or likert_<question>",
+    "metric": "active_seconds, template_use, peer_discrepancy, likert_<question> or choice_<question>:<option>",
+    "unit": "unit of estimate and difference",
     "arm": "Arm.code",
+    "arm_label": "the study's label of the arm",
     "n_readings": "readings with a value",
     "estimate": "mean over readings",
-    "ci_low": "bootstrap 2.5th percentile (1,000 reader x case cluster resamples)",
-    "ci_high": "bootstrap 97.5th percentile",
+    "ci_low": f"{_CI}, lower bound",
+    "ci_high": f"{_CI}, upper bound",
     "difference": "estimate minus the reference arm's estimate (NaN for the reference arm)",
-    "difference_ci_low": "bootstrap 2.5th percentile of the difference",
-    "difference_ci_high": "bootstrap 97.5th percentile of the difference",
+    "difference_ci_low": f"{_CI} of the difference, lower bound",
+    "difference_ci_high": f"{_CI} of the difference, upper bound",
 }
 READINGS_TABLE_COLUMNS: dict[str, str] = {
     "assignment_id": "Assignment.id",
@@ -50,10 +57,10 @@ READINGS_TABLE_COLUMNS: dict[str, str] = {
     "n_peers": "peer reports the judge compared this reading with successfully",
     "n_peers_failed": "peer comparisons the judge failed on (each listed in skipped.csv)",
     "likert_<question>": "Likert answer per question (e.g. likert_confidence, likert_mental_demand)",
+    "choice_<question>:<option>": "1 when the answer includes the option, 0 when not, empty when not answered",
 }
 
-_CI_COLUMNS = {"ci_low": "bootstrap 2.5th percentile (1,000 reader x case cluster resamples)",
-               "ci_high": "bootstrap 97.5th percentile"}
+_CI_COLUMNS = {"ci_low": f"{_CI}, lower bound", "ci_high": f"{_CI}, upper bound"}
 
 #: table name -> {column: meaning}; written to ``columns.csv`` and the HTML report.
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
@@ -61,46 +68,34 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "peer_pairs": PAIR_COLUMNS,
     "arm_summary": ARM_SUMMARY_COLUMNS,
     "reader_arm": efficiency.READER_ARM_COLUMNS,
-    "time_saved_by_template_use": efficiency.STRATIFIED_COLUMNS | _CI_COLUMNS,
-    "discrepancy_by_interval": efficiency.INTERVAL_COLUMNS,
+    "time_saved_by_template_use": efficiency.STRATIFIED_COLUMNS | _CI_COLUMNS | {
+        "readers": "'fixed' for a top-k% stratum (the interval describes these readers), 'random' for all readers "
+                   "(the interval generalises to other readers)"},
+    "discrepancy_by_interval": efficiency.INTERVAL_COLUMNS | _CI_COLUMNS,
     "likert_summary": experience.LIKERT_SUMMARY_COLUMNS | _CI_COLUMNS,
-    "choice_summary": experience.CHOICE_SUMMARY_COLUMNS,
+    "choice_summary": experience.CHOICE_SUMMARY_COLUMNS | _CI_COLUMNS,
+    "preference_rates": {"set": "ComparisonSet.name", "candidate_source": "the set's candidate (AI) source",
+                         **PREFERENCE_COLUMNS},
     "mixed_models": MIXED_MODEL_COLUMNS,
 }
 
 
-@dataclass
-class AnalysisResult:
-    """Everything one analysis produced.
-
-    Attributes:
-        study_name: ReaderStudy.name.
-        reference_arm: arm that time saved and differences are computed against.
-        judge: ``name version`` of the discrepancy judge.
-        similarity_measure: template-use measure.
-        tables: name -> DataFrame (``readings``, ``peer_pairs``, ``arm_summary``, ``reader_arm``,
-            ``time_saved_by_template_use``, ``discrepancy_by_interval``, ``likert_summary``, ``choice_summary``, ``mixed_models``).
-        figures: name -> plotly Figure (``fig5b_discrepancy_matrix``, ``fig5c_discrepancy_by_interval``,
-            ``fig5d_template_use``, ``fig5e_time_saved``, ``time_by_arm``, ``likert_by_arm``).
-        skipped: every left-out item with its reason.
-        files: name -> written path (CSV tables, ``columns.csv``, ``skipped.csv``, figures, ``report.html``).
-    """
-
-    study_name: str
-    reference_arm: str
-    judge: str
-    similarity_measure: str
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    figures: dict[str, go.Figure] = field(default_factory=dict)
-    skipped: list[Skipped] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
+def unit(metric: str) -> str:
+    """Unit of a per-reading metric (:data:`UNITS`; Likert points, share of answers)."""
+    if metric.startswith(experience.LIKERT_PREFIX):
+        return "Likert points"
+    if metric.startswith(experience.CHOICE_PREFIX):
+        return "share of answers"
+    return UNITS[metric]
 
 
 def _metric_columns(frame: pd.DataFrame) -> list[str]:
-    return ["active_seconds", "template_use", "peer_discrepancy", *experience.likert_columns(frame)]
+    return ["active_seconds", "template_use", "peer_discrepancy", *experience.likert_columns(frame),
+            *experience.choice_columns(frame)]
 
 
-def _arm_summary(frame: pd.DataFrame, cis: pd.DataFrame, metrics: list[str], arms: list[str]) -> pd.DataFrame:
+def _arm_summary(frame: pd.DataFrame, cis: pd.DataFrame, metrics: list[str], arms: list[str],
+                 labels: dict[str, str]) -> pd.DataFrame:
     rows = []
     for metric in metrics:
         counts = frame.dropna(subset=[metric]).groupby("arm").size()
@@ -108,7 +103,8 @@ def _arm_summary(frame: pd.DataFrame, cis: pd.DataFrame, metrics: list[str], arm
             mean = cis.loc[("mean", metric, arm, 0)]
             diff = cis.loc[("difference", metric, arm, 0)] if ("difference", metric, arm, 0) in cis.index else None
             rows.append({
-                "metric": metric, "arm": arm, "n_readings": int(counts.get(arm, 0)), "estimate": mean["estimate"],
+                "metric": metric, "unit": unit(metric), "arm": arm, "arm_label": labels.get(arm) or arm,
+                "n_readings": int(counts.get(arm, 0)), "estimate": mean["estimate"],
                 "ci_low": mean["ci_low"], "ci_high": mean["ci_high"],
                 "difference": np.nan if diff is None else diff["estimate"],
                 "difference_ci_low": np.nan if diff is None else diff["ci_low"],
@@ -117,7 +113,9 @@ def _arm_summary(frame: pd.DataFrame, cis: pd.DataFrame, metrics: list[str], arm
     return pd.DataFrame(rows, columns=list(ARM_SUMMARY_COLUMNS))
 
 
-def _mixed_models(frame: pd.DataFrame, metrics: list[str], reference_arm: str) -> tuple[pd.DataFrame, list[Skipped]]:
+def _mixed_models(frame: pd.DataFrame, metrics: list[str], reference_arm: str,
+                  arm_summary: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
+    """Mixed models of every metric but template use, checked against the primary intervals (``agreement``)."""
     fits, skipped = [], []
     for metric in [m for m in metrics if m != "template_use"]:
         data = frame.dropna(subset=[metric])
@@ -126,7 +124,38 @@ def _mixed_models(frame: pd.DataFrame, metrics: list[str], reference_arm: str) -
         except (ValueError, np.linalg.LinAlgError) as error:
             skipped.append(Skipped("statistics", f"mixed model of {metric}", str(error)))
     table = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=list(MIXED_MODEL_COLUMNS))
-    return table, skipped
+    primary = arm_summary.set_index(["metric", "arm"])
+    agreement = []
+    for row in table.itertuples():
+        if not row.converged or row.warnings or pd.isna(row.se):
+            agreement.append("not comparable: fit not trustworthy")
+            continue
+        low, high = primary.loc[(row.outcome, row.arm), ["difference_ci_low", "difference_ci_high"]]
+        primary_zero, model_zero = low <= 0 <= high, row.ci_low <= 0 <= row.ci_high
+        agreement.append("agrees" if primary_zero == model_zero else
+                         f"DISAGREES: primary 95% CI [{low:.3g}, {high:.3g}] "
+                         f"{'includes' if primary_zero else 'excludes'} 0, the mixed model's "
+                         f"{'includes' if model_zero else 'excludes'} it")
+    return table.assign(agreement=agreement), skipped
+
+
+def _preferences(judgements: pd.DataFrame, n_resamples: int, seed: int) -> tuple[pd.DataFrame, list[Skipped]]:
+    """Preference rates per comparison set over submitted judgements; the others are listed as skipped."""
+    skipped = [Skipped("preferences", f"set {s} x reader {r}", f"{len(g)} judgement(s): the set is not submitted")
+               for (s, r), g in judgements[~judgements["submitted"].astype(bool)].groupby(["set", "reader"])]
+    tables = []
+    for name, group in judgements.groupby("set", sort=False):
+        counted = group[group["submitted"].astype(bool)]
+        if counted.empty:
+            skipped.append(Skipped("preferences", f"set {name}", "no submitted judgement: no preference rate"))
+            continue
+        if counted["reader"].nunique() < 2:
+            skipped.append(Skipped("preferences", f"set {name}", "one reader: its intervals describe that reader "
+                                                                  "only (readers fixed)"))
+        table = preference_rates(counted, n_resamples, seed)
+        tables.append(table.assign(set=name, candidate_source=group["candidate_source"].iloc[0]))
+    columns = list(TABLE_COLUMNS["preference_rates"])
+    return (pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)), skipped
 
 
 def analyse_frames(
@@ -143,7 +172,7 @@ def analyse_frames(
         frames: the study as tidy frames (:func:`analysis.loaders.load_study`).
         out_dir: folder for CSV tables, figures (HTML + PNG) and ``report.html``; None writes nothing.
         judge: discrepancy judge; the offline judge when None.
-        n_resamples: bootstrap resamples (paper: 1,000).
+        n_resamples: resamples of each one-way bootstrap behind the intervals (:mod:`analysis.intervals`).
         seed: bootstrap seed.
         ratescore_dir: local RaTEScore folder for template use; ROUGE-L F1 when None
             (:func:`analysis.similarity.template_use_measure`).
@@ -175,31 +204,47 @@ def analyse_frames(
     readings = readings.merge(consistency.per_reading[["assignment_id", "peer_discrepancy", "n_peers", "n_peers_failed"]],
                               on="assignment_id", how="left")
     readings, likert_skips = experience.attach_likert(readings, frames.likert)
+    readings = experience.attach_choices(readings, frames.choices)
     skipped += likert_skips
     skipped += efficiency.missing_reader_arms(readings, tuple(arms))
+    if readings["reader"].nunique() < 2:
+        skipped.append(Skipped("statistics", "intervals", "one reader: every interval describes this reader only "
+                                                          "(readers fixed), none generalises to other readers"))
+    if readings["case"].nunique() < 2:
+        skipped.append(Skipped("statistics", "intervals", "one case: no interval can be computed"))
 
     metrics = _metric_columns(readings)
     estimates = ArmEstimates(readings, metrics, arms, reference_arm)
-    cis = cluster_bootstrap(pd.factorize(readings["reader"])[0], pd.factorize(readings["case"])[0], estimates,
-                            estimates.names, n_resamples, seed)
+    cis = crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates, estimates.names,
+                            estimates.readers_fixed, n_resamples, seed)
     reader_arm = efficiency.reader_arm_table(readings, reference_arm)
     stratified = efficiency.stratified_time_saved(reader_arm, reference_arm)
     saved_ci = cis.loc[[("saved", "saved_minutes_per_100", r.arm, r.top_percent) for r in stratified.itertuples()]]
-    stratified = stratified.assign(ci_low=saved_ci["ci_low"].to_numpy(), ci_high=saved_ci["ci_high"].to_numpy())
+    stratified = stratified.assign(ci_low=saved_ci["ci_low"].to_numpy(), ci_high=saved_ci["ci_high"].to_numpy(),
+                                   readers=saved_ci["readers"].to_numpy())
+    arm_summary = _arm_summary(readings, cis, metrics, arms, frames.arm_labels)
+    summary_cis = arm_summary[["metric", "arm", "ci_low", "ci_high"]]
     likert_summary = experience.likert_summary(readings, frames.likert)
-    arm_summary = _arm_summary(readings, cis, metrics, arms)
-    likert_cis = arm_summary[arm_summary["metric"].str.startswith(experience.LIKERT_PREFIX)].assign(
-        question=lambda t: t["metric"].str.removeprefix(experience.LIKERT_PREFIX))
-    likert_summary = likert_summary.merge(likert_cis[["question", "arm", "ci_low", "ci_high"]],
-                                          on=["question", "arm"], how="left")
-    models, model_skips = _mixed_models(readings, metrics, reference_arm)
+    likert_summary = likert_summary.assign(metric=experience.LIKERT_PREFIX + likert_summary["question"]).merge(
+        summary_cis, on=["metric", "arm"], how="left").drop(columns="metric")
+    choice_summary = experience.choice_summary(readings, frames.choices)
+    choice_summary = choice_summary.assign(metric=experience.CHOICE_PREFIX + choice_summary["question"].astype(str)
+                                           + ":" + choice_summary["choice"].astype(str)).merge(
+        summary_cis, on=["metric", "arm"], how="left").drop(columns="metric")
+    models, model_skips = _mixed_models(readings, metrics, reference_arm, arm_summary)
     skipped += model_skips
     intervals = efficiency.discrepancy_by_interval(readings)
+    interval_cis = cis.loc[[("interval", "peer_discrepancy", r.arm, r.interval) for r in intervals.itertuples()]]
+    intervals = intervals.assign(ci_low=interval_cis["ci_low"].to_numpy(), ci_high=interval_cis["ci_high"].to_numpy())
+    preferences, preference_skips = _preferences(frames.judgements, n_resamples, seed)
+    skipped += preference_skips
+    labels = {arm: frames.arm_label(arm) for arm in arms}
 
-    table_columns = [c for c in READINGS_TABLE_COLUMNS if c in readings.columns] + experience.likert_columns(readings)
+    table_columns = ([c for c in READINGS_TABLE_COLUMNS if c in readings.columns] + experience.likert_columns(readings)
+                     + experience.choice_columns(readings))
     result = AnalysisResult(
         study_name=frames.study_name, reference_arm=reference_arm, judge=f"{judge.name} {judge.version}",
-        similarity_measure=measure.name, skipped=skipped,
+        similarity_measure=measure.name, arms=arms, arm_labels=labels, n_resamples=n_resamples, skipped=skipped,
         tables={
             "readings": readings[table_columns],
             "peer_pairs": consistency.pairs,
@@ -208,18 +253,21 @@ def analyse_frames(
             "time_saved_by_template_use": stratified,
             "discrepancy_by_interval": intervals,
             "likert_summary": likert_summary,
-            "choice_summary": experience.choice_summary(readings, frames.choices),
+            "choice_summary": choice_summary,
+            "preference_rates": preferences,
             "mixed_models": models,
         },
         figures={
-            "fig5b_discrepancy_matrix": figures.discrepancy_matrix(readings),
-            "fig5c_discrepancy_by_interval": figures.discrepancy_by_interval_figure(intervals),
-            "fig5d_template_use": figures.template_use_matrix(readings, measure.name),
-            "fig5e_time_saved": figures.time_saved_figure(stratified, reference_arm),
-            "time_by_arm": figures.time_by_arm_figure(readings),
-            "likert_by_arm": figures.likert_figure(likert_summary),
+            "fig5b_discrepancy_matrix": figures.discrepancy_matrix(readings, labels),
+            "fig5c_discrepancy_by_interval": figures.discrepancy_by_interval_figure(intervals, labels),
+            "fig5d_template_use": figures.template_use_matrix(readings, measure.name, labels),
+            "fig5e_time_saved": figures.time_saved_figure(stratified, labels, reference_arm),
+            "time_by_arm": figures.time_by_arm_figure(arm_summary, labels),
+            "likert_by_arm": figures.likert_figure(likert_summary, labels),
         },
     )
+    if len(preferences):
+        result.figures["preference_rates"] = figures.preference_figure(preferences)
     if out_dir is not None:
         result.files = write_outputs(result, Path(out_dir), TABLE_COLUMNS)
     return result

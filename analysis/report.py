@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis.consistency import failed_comparisons_note
 from analysis.figures import write_figures
+from analysis.result import AnalysisResult
 from analysis.skipped import practice_reads_left_out
 from studyapp.services.safe_csv import write_csv
-
-if TYPE_CHECKING:
-    from analysis.pipeline import AnalysisResult
 
 
 def column_documentation(tables: dict[str, pd.DataFrame], docs: dict[str, dict[str, str]]) -> pd.DataFrame:
@@ -31,14 +28,85 @@ def column_documentation(tables: dict[str, pd.DataFrame], docs: dict[str, dict[s
             meaning = docs[name].get(column)
             if meaning is None and column.startswith("likert_"):
                 meaning = docs[name].get("likert_<question>")
+            if meaning is None and column.startswith("choice_"):
+                meaning = docs[name].get("choice_<question>:<option>")
             if meaning is None:
                 raise KeyError(f"column {column!r} of table {name!r} is not documented")
             rows.append({"table": name, "column": column, "meaning": meaning})
     return pd.DataFrame(rows, columns=["table", "column", "meaning"])
 
 
+#: Figure name -> section title in words.
+FIGURE_TITLES = {
+    "time_by_arm": "Active reporting time per case by arm",
+    "fig5e_time_saved": "Time saved per 100 studies by template use (Fig. 5e)",
+    "fig5d_template_use": "Template use per reader and case (Fig. 5d)",
+    "fig5b_discrepancy_matrix": "Discrepancies against peers per reader and case (Fig. 5b)",
+    "fig5c_discrepancy_by_interval": "Discrepancies by writing time (Fig. 5c)",
+    "likert_by_arm": "Radiologist experience: Likert answers by arm",
+    "preference_rates": "Blinded comparison: preference for the candidate report",
+}
+#: Table name -> section title in words, in report order.
+TABLE_TITLES = {
+    "arm_summary": "Estimates per arm and differences from the reference arm",
+    "time_saved_by_template_use": "Time saved per 100 studies by template-use stratum",
+    "discrepancy_by_interval": "Discrepancies by writing-time interval",
+    "likert_summary": "Likert answers by arm",
+    "choice_summary": "Choice questions by arm",
+    "preference_rates": "Blinded comparison: preference rates",
+    "mixed_models": "Mixed models (a check on the primary intervals)",
+    "reader_arm": "Per reader and arm",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
 def _section(title: str, body: str) -> str:
-    return f"<h2>{html.escape(title)}</h2>\n{body}\n"
+    return f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>\n"
+
+
+def _with_labels(table: pd.DataFrame, result: AnalysisResult) -> pd.DataFrame:
+    """The table with arms in design order and shown as 'label (code)'."""
+    if "arm" not in table.columns or table.empty:
+        return table
+    order = {arm: i for i, arm in enumerate(result.arms)}
+    table = table.assign(_order=table["arm"].map(order)).sort_values("_order", kind="stable").drop(columns="_order")
+    shown = {arm: arm if result.label(arm) == arm else f"{result.label(arm)} ({arm})" for arm in result.arms}
+    table = table.assign(arm=table["arm"].map(lambda a: shown.get(a, a)))
+    return table.drop(columns=[c for c in ("arm_label",) if c in table.columns])
+
+
+def _mixed_models_html(table: pd.DataFrame) -> str:
+    shown = table.astype({"p_value": object})
+    untrusted = ~table["converged"].astype(bool) | table["warnings"].fillna("").astype(bool) | table["se"].isna()
+    shown.loc[untrusted, "p_value"] = "withheld: fit did not converge or warned"
+    flagged = int(untrusted.sum())
+    disagree = table[table["agreement"].astype(str).str.startswith("DISAGREES")]
+    notes = [f"{flagged} fit(s) did not converge or warned: their p-values are withheld and they are not compared."
+             if flagged else "Every fit converged without warnings."]
+    notes += [f"The mixed model disagrees with the primary interval for {r.outcome}, {r.arm}: {r.agreement}. "
+              "The primary interval allows the arm effect to differ between readers; the mixed model does not."
+              for r in disagree.itertuples()]
+    return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes) + shown.to_html(
+        index=False, float_format=_number, na_rep="")
+
+
+def _method(result: AnalysisResult) -> str:
+    return (
+        "<p id='interval-method'>Primary intervals: 95% Wald intervals with a two-way cluster-robust variance for "
+        "the crossed reader x case design (Cameron, Gelbach &amp; Miller 2011): V = V<sub>reader</sub> + "
+        "V<sub>case</sub> - V<sub>reading</sub>, each term from a one-way bootstrap with "
+        f"<span id='resample-count'>{result.n_resamples:,}</span> resamples (of readers with all their "
+        "readings, of cases with all their readings, of single readings), and t quantiles with min(readers, cases) - 1 degrees of freedom. "
+        "Why primary: it keeps each reader's cases and arms together, so the balanced arm rotation is respected, "
+        "and its coverage was checked by simulation (bench/coverage.py: 93-97% at 10 readers x 75 cases). The "
+        "paper's percentile bootstrap resampling readers and cases at once is not shown: in this design it counts "
+        "the residual variance more than once and gives intervals about twice too wide. Intervals marked readers "
+        "'fixed' (time saved by a top-k% stratum of readers) describe those readers; all others generalise to "
+        "other readers and cases. Mixed models are shown as a check; a disagreement with the primary interval is "
+        "stated next to them.</p>")
 
 
 def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[str, str]]) -> dict[str, Path]:
@@ -63,23 +131,35 @@ def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[st
     write_csv(skipped, files["skipped.csv"])
     files |= write_figures(result.figures, out_dir / "figures")
 
+    arms = ", ".join(f"{result.label(a)} ({a})" if result.label(a) != a else a for a in result.arms)
     parts = [
         f"<h1>Reader study analysis: {html.escape(result.study_name)}</h1>",
         "<p>" + html.escape(
-            f"Reference arm: {result.reference_arm}. Discrepancy judge: {result.judge}. Template use: "
-            f"{result.similarity_measure}. CIs: 1,000 bootstrap resamples of readers and cases, 2.5th/97.5th "
-            f"percentiles. Skipped items: {len(result.skipped)} (listed at the end), of which practice reads left "
-            f"out: {practice_reads_left_out(result.skipped)}.") + "</p>",
+            f"Arms in design order: {arms}. Reference arm: {result.label(result.reference_arm)}. Discrepancy judge: "
+            f"{result.judge}. Template use: {result.similarity_measure}. Skipped items: {len(result.skipped)} (listed "
+            f"under 'Left out, and why'), of which practice reads left out: "
+            f"{practice_reads_left_out(result.skipped)}.") + "</p>",
+        "<p>Units: time in seconds per case (figures: minutes), time saved in minutes per 100 studies, discrepancies "
+        "as urgent + emergent corrections per report (mean over the case's other readers), template use as a "
+        "similarity from 0 to 1, Likert answers in points of their scale, choices and preferences as shares from "
+        "0 to 1.</p>",
+        _method(result),
     ]
     if failures := failed_comparisons_note(result.tables["readings"]):
         parts.append(f"<p id='judge-failures'><strong>Warning:</strong> {html.escape(failures)}</p>")
     for index, (name, fig) in enumerate(result.figures.items()):
-        parts.append(_section(name, fig.to_html(full_html=False, include_plotlyjs=index == 0)))
-    for name in ("arm_summary", "time_saved_by_template_use", "discrepancy_by_interval", "likert_summary", "choice_summary",
-                 "mixed_models", "reader_arm"):
-        parts.append(_section(name, result.tables[name].to_html(index=False, float_format="%.3f", na_rep="")))
-    parts.append(_section("Skipped items", skipped.to_html(index=False) if len(skipped) else "<p>None.</p>"))
-    parts.append(_section("Columns", columns.to_html(index=False)))
+        parts.append(_section(FIGURE_TITLES.get(name, name), fig.to_html(full_html=False, include_plotlyjs=index == 0)))
+    for name, title in TABLE_TITLES.items():
+        table = result.tables[name]
+        if name == "mixed_models":
+            body = _mixed_models_html(_with_labels(table, result)) if len(table) else "<p>No model was fitted.</p>"
+        elif name == "preference_rates" and table.empty:
+            body = "<p>No submitted blinded comparison judgements in this study.</p>"
+        else:
+            body = _with_labels(table, result).to_html(index=False, float_format=_number, na_rep="")
+        parts.append(_section(title, f"<div id='table-{name}'>{body}</div>"))
+    parts.append(_section("Left out, and why", skipped.to_html(index=False) if len(skipped) else "<p>None.</p>"))
+    parts.append(_section("What each column means", columns.to_html(index=False)))
     files["report.html"] = out_dir / "report.html"
     files["report.html"].write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Reader study analysis</title></head><body>"

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sqlalchemy.orm import Session, sessionmaker
 
 from analysis.loaders import LIKERT_COLUMNS, READING_COLUMNS, StudyFrames
@@ -40,6 +41,8 @@ FINDINGS = (
 )
 NORMAL_TEMPLATE = ("The heart size is normal. The mediastinal contours are normal. The lungs are clear. "
                    "There is no pneumothorax. There is no pleural effusion.")
+#: the study's labels of the simulated arms (Arm.label), as a coordinator would name them
+ARM_LABELS = {"template": "Normal template", "llm": "GPT-4o draft", "model": "MedVersa draft"}
 _DRAFT_OPENING = ["The heart size is normal.", "The mediastinal contours are normal."]
 _REWRITE_OPENING = ["Cardiomediastinal silhouette within normal limits."]
 
@@ -83,7 +86,8 @@ def simulate_study(
     seed: int = 0,
     name: str = "simulated",
 ) -> StudyFrames:
-    """A complete simulated study as :class:`StudyFrames` (all readings submitted, all Likert answered).
+    """A complete simulated study as :class:`StudyFrames` (all readings submitted, all Likert answered; arms
+    labelled as in :data:`ARM_LABELS`).
 
     Args:
         n_high: number of high template users (default half the readers, rounded down).
@@ -126,7 +130,8 @@ def simulate_study(
                                "case": f"case{case:03d}", "arm": arm, "question": question, "value": value,
                                "scale_min": 1, "scale_max": 5})
     return StudyFrames(name, tuple(arms), pd.DataFrame(readings, columns=list(READING_COLUMNS)),
-                       pd.DataFrame(likert, columns=list(LIKERT_COLUMNS)))
+                       pd.DataFrame(likert, columns=list(LIKERT_COLUMNS)),
+                       arm_labels={arm: ARM_LABELS[arm] for arm in arms if arm in ARM_LABELS})
 
 
 def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> int:
@@ -141,7 +146,7 @@ def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> 
         study = ReaderStudy(name=frames.study_name, template_text=NORMAL_TEMPLATE)
         session.add(study)
         session.flush()
-        arms = {code: Arm(study=study, code=code, label=code) for code in frames.arms}
+        arms = {code: Arm(study=study, code=code, label=frames.arm_label(code)) for code in frames.arms}
         users = {name: User(username=name, password_hash="-") for name in frames.readings["reader"].unique()}
         session.add_all([*arms.values(), *users.values()])
         session.add_all([StudyReader(study=study, user=user) for user in users.values()])
@@ -178,3 +183,200 @@ def write_study(session_factory: sessionmaker[Session], frames: StudyFrames) -> 
                                                definition=definition))
         session.flush()
         return study.id
+
+
+@dataclass(frozen=True)
+class CrossedEffects:
+    """Known effects of a numeric simulated study (:func:`simulate_outcomes`), for checking interval coverage.
+
+    Every outcome has a reader and a case random effect (normal, independent between outcomes) and a residual;
+    the arm is rotated as in :func:`simulate_study` (``(reader + case) % n_arms``).
+
+    Attributes:
+        arm_seconds: arm -> mean active seconds per case (the first arm is the reference: the normal template).
+        reader_sd / case_sd / residual_sd: standard deviations of the time effects, s.
+        high_factor / low_factor: a high (low) template user's saving is this multiple of the arm's mean saving;
+            each reader is a high user with probability 1/2, so the factors average 1 over readers.
+        saving_sd: standard deviation of each reader x arm's own deviation from that saving, s.
+        discrepancy: arm -> mean urgent + emergent discrepancies per peer comparison (Poisson mean).
+        discrepancy_reader_sd / discrepancy_case_sd: log-scale reader and case effects on that mean.
+        likert: question -> arm -> latent mean; answers are the latent (mean + reader + case + residual effects)
+            rounded and clipped to 1..5.
+        likert_sds: (reader, case, residual) standard deviations of the Likert latent.
+        choice_probit: arm -> probit mean of answering 'yes' to the yes/no question ``would_sign``.
+        choice_sds: (reader, case) standard deviations on the probit scale.
+        preference_probit: case label -> probit mean of the candidate being judged equivalent or better.
+        preference_sds: (reader, pair) standard deviations on the probit scale (pairs judged by several readers
+            are clustered by pair and by reader).
+    """
+
+    arm_seconds: dict[str, float] = field(default_factory=lambda: {"template": 360.0, "llm": 330.0, "model": 288.0})
+    reader_sd: float = 60.0
+    case_sd: float = 45.0
+    residual_sd: float = 45.0
+    high_factor: float = 1.5
+    low_factor: float = 0.5
+    saving_sd: float = 15.0
+    discrepancy: dict[str, float] = field(default_factory=lambda: {"template": 0.5, "llm": 0.45, "model": 0.4})
+    discrepancy_reader_sd: float = 0.3
+    discrepancy_case_sd: float = 0.6
+    likert: dict[str, dict[str, float]] = field(default_factory=lambda: {
+        "confidence": {"template": 3.0, "llm": 3.2, "model": 3.6},
+        "mental_demand": {"template": 3.2, "llm": 3.0, "model": 2.6}})
+    likert_sds: tuple[float, float, float] = (0.5, 0.4, 0.7)
+    choice_probit: dict[str, float] = field(default_factory=lambda: {"template": -0.5, "llm": 0.0, "model": 0.4})
+    choice_sds: tuple[float, float] = (0.5, 0.5)
+    preference_probit: dict[str, float] = field(default_factory=lambda: {"normal": 1.6, "abnormal": 0.25})
+    preference_sds: tuple[float, float] = (0.4, 1.0)
+
+
+@dataclass(frozen=True)
+class SimulatedOutcomes:
+    """Result of :func:`simulate_outcomes`.
+
+    Attributes:
+        readings: one row per reading: ``assignment_id``, ``reader``, ``case``, ``arm``, ``active_seconds`` (s),
+            ``template_use`` (0..1), ``peer_discrepancy`` (mean over the case's other readers),
+            ``likert_<question>`` (1..5), ``choice_would_sign:yes`` / ``choice_would_sign:no`` (0/1).
+        judgements: one row per blinded comparison judgement: ``reader``, ``case``, ``case_label``,
+            ``candidate_outcome`` (better / equivalent / worse), ``submitted`` (True).
+        reader_saving: true seconds saved per case by each reader x non-reference arm (``reader``, ``arm``,
+            ``seconds``): the truth of time saved for a stratum of fixed readers.
+    """
+
+    readings: pd.DataFrame
+    judgements: pd.DataFrame
+    reader_saving: pd.DataFrame
+
+
+def simulate_outcomes(
+    n_readers: int = 10,
+    n_cases: int = 75,
+    effects: CrossedEffects = CrossedEffects(),
+    judges_per_pair: int = 4,
+    normal_share: float = 0.4,
+    seed: int = 0,
+) -> SimulatedOutcomes:
+    """A numeric reader study with known truth (:func:`crossed_truth`), without report texts (no judge needed).
+
+    Each reader is a high template user with probability 1/2 (a property of the reader population, not of the
+    design). Blinded comparison: the first
+    ``round(normal_share x n_cases)`` cases are normal; case ``c`` is judged by readers ``(c + j) % n_readers``,
+    ``j < judges_per_pair``.
+
+    Raises:
+        ValueError: fewer than 2 readers or cases, or ``judges_per_pair`` not in 1..n_readers.
+    """
+    if n_readers < 2 or n_cases < 2 or not 1 <= judges_per_pair <= n_readers:
+        raise ValueError(f"need >= 2 readers and cases and 1..n_readers judges per pair; got {n_readers}, "
+                         f"{n_cases}, {judges_per_pair}")
+    rng = np.random.default_rng(seed)
+    arms = list(effects.arm_seconds)
+    reference = arms[0]
+    high = rng.random(n_readers) < 0.5
+    factor = np.where(high, effects.high_factor, effects.low_factor)
+    saving = {arm: (effects.arm_seconds[reference] - effects.arm_seconds[arm]) * factor
+              + rng.normal(0, effects.saving_sd, n_readers) for arm in arms[1:]}
+    saving[reference] = np.zeros(n_readers)
+    reader_time, case_time = rng.normal(0, effects.reader_sd, n_readers), rng.normal(0, effects.case_sd, n_cases)
+    use_reader = rng.normal(0, 0.05, n_readers)
+    disc_reader = rng.normal(0, effects.discrepancy_reader_sd, n_readers)
+    disc_case = rng.normal(0, effects.discrepancy_case_sd, n_cases)
+    disc_shift = -(effects.discrepancy_reader_sd ** 2 + effects.discrepancy_case_sd ** 2) / 2
+    likert_effects = {q: (rng.normal(0, effects.likert_sds[0], n_readers), rng.normal(0, effects.likert_sds[1], n_cases))
+                      for q in effects.likert}
+    choice_reader = rng.normal(0, effects.choice_sds[0], n_readers)
+    choice_case = rng.normal(0, effects.choice_sds[1], n_cases)
+
+    reader, case = np.repeat(np.arange(n_readers), n_cases), np.tile(np.arange(n_cases), n_readers)
+    arm_index = (reader + case) % len(arms)
+    arm = np.array(arms)[arm_index]
+    n = reader.size
+    saved = np.stack([saving[a] for a in arms])[arm_index, reader]
+    seconds = (effects.arm_seconds[reference] - saved + reader_time[reader] + case_time[case]
+               + rng.normal(0, effects.residual_sd, n))
+    use = np.where(arm == reference, 0.5, np.where(high[reader], 0.8, 0.35)) + use_reader[reader]
+    rate = np.array([effects.discrepancy[a] for a in arm]) * np.exp(disc_reader[reader] + disc_case[case] + disc_shift)
+    frame = pd.DataFrame({
+        "assignment_id": np.arange(n) + 1, "reader": [f"reader{r:02d}" for r in reader],
+        "case": [f"case{c:03d}" for c in case], "arm": arm, "active_seconds": np.maximum(seconds, 5.0),
+        "template_use": np.clip(use + rng.normal(0, 0.1, n), 0, 1),
+        "peer_discrepancy": rng.poisson(rate * (n_readers - 1)) / (n_readers - 1),
+    })
+    for question, means in effects.likert.items():
+        r_eff, c_eff = likert_effects[question]
+        latent = (np.array([means[a] for a in arm]) + r_eff[reader] + c_eff[case]
+                  + rng.normal(0, effects.likert_sds[2], n))
+        frame[f"likert_{question}"] = np.clip(np.round(latent), 1, 5)
+    probit = np.array([effects.choice_probit[a] for a in arm]) + choice_reader[reader] + choice_case[case]
+    yes = (probit + rng.normal(0, 1, n) > 0).astype(float)
+    frame["choice_would_sign:yes"], frame["choice_would_sign:no"] = yes, 1 - yes
+
+    n_normal = round(normal_share * n_cases)
+    labels = np.where(np.arange(n_cases) < n_normal, "normal", "abnormal")
+    pair_reader = rng.normal(0, effects.preference_sds[0], n_readers)
+    pair_case = rng.normal(0, effects.preference_sds[1], n_cases)
+    judge_case = np.repeat(np.arange(n_cases), judges_per_pair)
+    judge_reader = (judge_case + np.tile(np.arange(judges_per_pair), n_cases)) % n_readers
+    latent = (np.array([effects.preference_probit[label] for label in labels[judge_case]])
+              + pair_reader[judge_reader] + pair_case[judge_case] + rng.normal(0, 1, judge_case.size))
+    better = rng.random(judge_case.size) < 0.5
+    judgements = pd.DataFrame({
+        "reader": [f"reader{r:02d}" for r in judge_reader], "case": [f"case{c:03d}" for c in judge_case],
+        "case_label": labels[judge_case],
+        "candidate_outcome": np.where(latent > 0, np.where(better, "better", "equivalent"), "worse"),
+        "submitted": True,
+    })
+    reader_saving = pd.DataFrame([{"reader": f"reader{r:02d}", "arm": a, "seconds": float(saving[a][r])}
+                                  for a in arms[1:] for r in range(n_readers)])
+    return SimulatedOutcomes(frame, judgements, reader_saving)
+
+
+def _likert_mean(mean: float, sd: float) -> float:
+    """E[clip(round(X), 1, 5)] for X ~ N(mean, sd^2)."""
+    upper = stats.norm.cdf((np.arange(1.5, 5.0, 1.0) - mean) / sd)  # P(X < 1.5), ..., P(X < 4.5)
+    probabilities = np.diff(np.concatenate([[0.0], upper, [1.0]]))
+    return float(probabilities @ np.arange(1, 6))
+
+
+def crossed_truth(effects: CrossedEffects = CrossedEffects(), normal_share: float = 0.4, n_cases: int = 75
+                  ) -> dict[tuple, float]:
+    """Population values of the estimates of :func:`simulate_outcomes` (readers and cases random).
+
+    Returns:
+        {(kind, metric, arm, stratum): value} with the keys of :class:`analysis.estimates.ArmEstimates` (means
+        and differences of time, peer discrepancy, Likert and choice shares; time saved by all readers, minutes
+        per 100 studies; discrepancy by interval, the arm's mean as it does not depend on time) and of
+        :class:`analysis.preferences.PreferenceEstimates` (``("preference", unit, group)``). Time saved by a
+        stratum of fixed readers depends on the readers: use ``reader_saving`` of the simulation.
+    """
+    arms = list(effects.arm_seconds)
+    reference = arms[0]
+    means: dict[str, dict[str, float]] = {"active_seconds": dict(effects.arm_seconds),
+                                          "peer_discrepancy": dict(effects.discrepancy)}
+    likert_sd = float(np.sqrt(np.sum(np.square(effects.likert_sds))))
+    for question, by_arm in effects.likert.items():
+        means[f"likert_{question}"] = {a: _likert_mean(by_arm[a], likert_sd) for a in arms}
+    choice_scale = float(np.sqrt(1 + np.sum(np.square(effects.choice_sds))))
+    means["choice_would_sign:yes"] = {a: float(stats.norm.cdf(effects.choice_probit[a] / choice_scale)) for a in arms}
+    truth: dict[tuple, float] = {}
+    for metric, by_arm in means.items():
+        for a in arms:
+            truth[("mean", metric, a, 0)] = by_arm[a]
+            if a != reference:
+                truth[("difference", metric, a, 0)] = by_arm[a] - by_arm[reference]
+    for a in arms[1:]:
+        truth[("saved", "saved_minutes_per_100", a, 100)] = (effects.arm_seconds[reference]
+                                                             - effects.arm_seconds[a]) * 100 / 60
+    for a in arms:
+        for label in ("[0, 5)", "[5, 10)", "[10, inf)"):
+            truth[("interval", "peer_discrepancy", a, label)] = effects.discrepancy[a]
+    scale = float(np.sqrt(1 + np.sum(np.square(effects.preference_sds))))
+    by_label = {label: float(stats.norm.cdf(mu / scale)) for label, mu in effects.preference_probit.items()}
+    n_normal = round(normal_share * n_cases)
+    overall = (n_normal * by_label["normal"] + (n_cases - n_normal) * by_label["abnormal"]) / n_cases
+    for unit in ("per case", "per judgement"):
+        truth[("preference", unit, "overall")] = overall
+        for label, value in by_label.items():
+            truth[("preference", unit, label)] = value
+    return truth

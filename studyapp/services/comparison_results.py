@@ -1,6 +1,7 @@
 """Blinded A/B comparison, the coordinator's results: unblinded per-pair and per-reader tables, preference rates
-with 95% bootstrap CIs (1,000 resamples, 2.5/97.5 percentiles; paper section 4.6), the share of AI reports
-equivalent or better, a position-bias check, and the CSV export of every judgement and comment.
+as the paper reports them (share of cases with the AI report equivalent or better, a case counting once, over
+submitted judgements, with 95% CIs for pairs judged by several readers: :mod:`analysis.preferences`), the
+per-judgement rate labelled as such, a position-bias check, and the CSV export of every judgement and comment.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from analysis.preferences import preference_rates
 from studyapp.db.comparisons import (
     CHOICE_EQUIVALENT,
     SIDE_A,
@@ -35,8 +36,6 @@ from studyapp.services.comparisons import (
 )
 from studyapp.services import safe_csv
 
-#: Case labels reported separately, next to "overall" (``Case.label``).
-LABEL_GROUPS = ("normal", "abnormal")
 #: Candidate outcome codes of a judgement, relative to the set's ``candidate_source``.
 OUTCOME_BETTER, OUTCOME_EQUIVALENT, OUTCOME_WORSE = "better", "equivalent", "worse"
 
@@ -97,10 +96,12 @@ class ComparisonResults:
         per_pair: one row per pair: case, label, sources, judgement counts, comment count.
         per_reader: one row per reader: assigned, judged, A / B / equivalent counts, share_a, candidate
             equivalent-or-better share, submitted.
-        preference: index ``overall``, ``normal``, ``abnormal``; columns n, better, equivalent, worse,
-            equivalent_or_better (share of judgements with the candidate equivalent or better), ci_low, ci_high
-            (95% percentile bootstrap, paper section 4.6), better_share.
-        position_bias: see :class:`PositionBias`.
+        preference: index ``overall``, ``normal``, ``abnormal``; the columns of
+            :data:`analysis.preferences.PREFERENCE_COLUMNS` but ``group``: counts, ``equivalent_or_better`` per
+            case (primary) with ``ci_low`` / ``ci_high``, and the per-judgement rate with its CI. Submitted
+            judgements only.
+        position_bias: see :class:`PositionBias` (every judgement made so far).
+        left_out: one line per reader whose judgements are left out of the rates (set not submitted).
     """
 
     candidate_source: str
@@ -109,6 +110,7 @@ class ComparisonResults:
     per_reader: pd.DataFrame
     preference: pd.DataFrame
     position_bias: PositionBias
+    left_out: list[str]
 
 
 def set_assignments(session: Session, set_id: int) -> list[ComparisonAssignment]:
@@ -236,55 +238,16 @@ def export_comparison_csv(session: Session, coordinator: User, set_id: int, path
     return frame
 
 
-def bootstrap_share_ci(
-    values: np.ndarray, n_resamples: int = 1000, seed: int = 0, confidence_level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of 0/1 ``values`` (paper section 4.6: 1,000 resamples, 2.5/97.5 pct).
-
-    Args:
-        values: shape (N,), 1.0 where the outcome holds, else 0.0; resampled with replacement at size N.
-
-    Returns:
-        (low, high); (NaN, NaN) when N < 2.
-    """
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        return math.nan, math.nan
-    result = stats.bootstrap(
-        (values,), np.mean, n_resamples=n_resamples, method="percentile", confidence_level=confidence_level,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def _preference_row(outcomes: pd.Series, n_resamples: int, seed: int) -> dict:
-    n = int(outcomes.size)
-    counts = outcomes.value_counts()
-    better, equivalent = int(counts.get(OUTCOME_BETTER, 0)), int(counts.get(OUTCOME_EQUIVALENT, 0))
-    good = (outcomes != OUTCOME_WORSE).to_numpy(dtype=float)
-    low, high = bootstrap_share_ci(good, n_resamples=n_resamples, seed=seed)
-    return {
-        "n": n,
-        "better": better,
-        "equivalent": equivalent,
-        "worse": n - better - equivalent,
-        "equivalent_or_better": good.mean() if n else math.nan,
-        "ci_low": low,
-        "ci_high": high,
-        "better_share": better / n if n else math.nan,
-    }
-
-
 def comparison_results(
     session: Session, coordinator: User, set_id: int, *, n_resamples: int = 1000, seed: int | None = None
 ) -> ComparisonResults:
-    """Unblinded results: tables, preference rates with bootstrap CIs, and the position-bias check.
+    """Unblinded results: tables, preference rates with 95% CIs, and the position-bias check.
 
-    Preference rates are over judgements (reader x pair) of the set's ``candidate_source``: overall and by case
-    label (``normal`` / ``abnormal``), with 95% percentile bootstrap CIs resampling judgements (paper 4.6).
+    Preference rates are for the set's ``candidate_source`` over submitted judgements, per case (primary) and per
+    judgement, overall and by case label (``normal`` / ``abnormal``): :func:`analysis.preferences.preference_rates`.
 
     Args:
-        n_resamples: bootstrap resamples (the paper: 1,000).
+        n_resamples: resamples of each one-way bootstrap of :func:`analysis.intervals.crossed_intervals`.
         seed: bootstrap seed; default the set's seed.
 
     Raises:
@@ -298,18 +261,12 @@ def comparison_results(
     ).reset_index(drop=True)
     comments = table[table["record"] == "comment"]
 
-    preference = pd.DataFrame.from_dict(
-        {
-            "overall": _preference_row(judgements["candidate_outcome"], n_resamples, seed),
-            **{
-                label: _preference_row(
-                    judgements.loc[judgements["case_label"] == label, "candidate_outcome"], n_resamples, seed
-                )
-                for label in LABEL_GROUPS
-            },
-        },
-        orient="index",
-    )
+    counted = judgements[judgements["submitted"].astype(bool)]
+    preference = preference_rates(
+        counted.rename(columns={"case_key": "case"}), n_resamples=n_resamples, seed=seed
+    ).set_index("group")
+    left_out = [f"reader {reader}: {n} judgement(s) left out, the set is not submitted"
+                for reader, n in judgements[~judgements["submitted"].astype(bool)].groupby("reader").size().items()]
 
     pairs = list(comparison_set.pairs)
     pair_rows = []
@@ -364,5 +321,5 @@ def comparison_results(
         p_value=float(stats.binomtest(n_a, n_a + n_b, 0.5).pvalue) if n_a + n_b else math.nan,
     )
     return ComparisonResults(
-        comparison_set.candidate_source, judgements, per_pair, per_reader, preference, position_bias
+        comparison_set.candidate_source, judgements, per_pair, per_reader, preference, position_bias, left_out
     )

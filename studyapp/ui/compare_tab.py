@@ -292,7 +292,10 @@ class CompareCoordinatorTab:
                                         "text_b)", file_types=[".csv", ".jsonl", ".ndjson"])
             self.import_ = gr.Button("Create from the file")
         self.assign = gr.Button("Assign all readers of the study", elem_id="cmp-coord-assign")
-        gr.Markdown("### Preference for the candidate source (95% percentile bootstrap CI, 1,000 resamples)")
+        gr.Markdown("### Preference for the candidate source: share of cases with the candidate equivalent or better\n"
+                    "A case counts once (the share of its submitted judgements); the per-judgement rate is given "
+                    "beside it. 95% CIs for pairs judged by several readers (two-way reader x case cluster-robust "
+                    "variance); judgements of readers who have not submitted the set are left out.")
         self.preference = gr.Dataframe(interactive=False, elem_id="cmp-coord-preference", visible=False)
         self.bias = gr.Markdown(elem_id="cmp-coord-bias")
         self.per_reader = gr.Dataframe(label="Per reader", interactive=False, visible=False)
@@ -352,7 +355,8 @@ class CompareCoordinatorTab:
         bias = results.position_bias
         updates.update({
             self.preference: gr.update(value=results.preference.round(3).reset_index(names="cases"), visible=True),
-            self.bias: (f"Candidate: **{results.candidate_source}** · " + (
+            self.bias: (f"Candidate: **{results.candidate_source}** · "
+                        + "".join(f"Left out: {line}. " for line in results.left_out) + (
                 f"Report A chosen in {bias.n_a} of {bias.n_a + bias.n_b} non-equivalent judgements (share "
                 f"{bias.share_a:.2f}, binomial p = {bias.p_value:.3g}); {bias.n_equivalent} equivalent."
                 if bias.n_a + bias.n_b else f"no A or B preference yet; {bias.n_equivalent} equivalent.")),

@@ -1,6 +1,9 @@
 """The whole analysis on a simulated 10 reader x 75 case study with known effects: the model arm saves exactly
 30 s per case for the five high template users and nothing for the others; confidence +1 and mental demand -1
-in the model arm; nothing in the llm arm. Estimates must recover the effects and the 95% CIs cover them."""
+in the model arm; nothing in the llm arm. Estimates must recover the effects and the 95% CIs cover them. The study
+also has a blinded comparison set judged by four readers per pair, one reader of which has not submitted."""
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -10,12 +13,21 @@ from PIL import Image
 from analysis import analyse_frames
 from analysis.findings import LEXICON_VERSION
 from analysis.pipeline import TABLE_COLUMNS
-from analysis.simulation import simulate_study
+from analysis.figures import MIN_BIN_N
+from analysis.report import FIGURE_TITLES, TABLE_TITLES
+from analysis.simulation import simulate_outcomes, simulate_study
+
+
+def _with_judgements(frames):
+    judgements = simulate_outcomes(seed=4).judgements.assign(set="blinded", candidate_source="draft:model")
+    judgements.loc[judgements["reader"] == "reader09", "submitted"] = False
+    return dataclasses.replace(frames, judgements=judgements)
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    return analyse_frames(simulate_study(seed=1), tmp_path_factory.mktemp("analysis"))
+    return analyse_frames(_with_judgements(simulate_study(seed=1)), tmp_path_factory.mktemp("analysis"),
+                          n_resamples=400)
 
 
 def _covers(row, truth):
@@ -25,8 +37,9 @@ def _covers(row, truth):
 def test_time_saved_by_template_use_recovers_the_known_effect(result):
     table = result.tables["time_saved_by_template_use"].set_index(["arm", "top_percent"])
     # 30 s per case = 50 minutes per 100 studies for each high user; the top 50% are exactly the high users
-    for k in (10, 20, 30, 40, 50):
-        assert _covers(table.loc[("model", k)], 50.0), k
+    # five 95% intervals (strata of fixed readers): expect about one miss in twenty
+    assert sum(_covers(table.loc[("model", k)], 50.0) for k in (10, 20, 30, 40, 50)) >= 4
+    assert set(table["readers"]) == {"fixed", "random"} and table.loc[("model", 100), "readers"] == "random"
     top50 = table.loc[("model", 50)]
     assert top50["n_readers"] == 5 and abs(top50["saved_minutes_per_100"] - 50) < 12
     assert _covers(table.loc[("model", 100)], 25.0)
@@ -49,7 +62,8 @@ def test_likert_shifts_and_time_effects_are_covered(result):
     fit = models.loc[("active_seconds", "model")]
     assert fit["ci_low"] <= -15.0 <= fit["ci_high"] and fit["p_value"] < 1e-6 and fit["n_obs"] == 750
     assert models.loc[("active_seconds", "llm"), "p_value"] > 0.01
-    assert result.reference_arm == "template" and result.skipped == []
+    assert result.reference_arm == "template"
+    assert [(s.step, s.item) for s in result.skipped] == [("preferences", "set blinded x reader reader09")]
 
 
 def test_every_reading_has_a_peer_discrepancy(result):
@@ -62,7 +76,8 @@ def test_every_reading_has_a_peer_discrepancy(result):
 
 def test_figures_are_written_and_png_decodes(result):
     assert set(result.figures) == {"fig5b_discrepancy_matrix", "fig5c_discrepancy_by_interval",
-                                   "fig5d_template_use", "fig5e_time_saved", "time_by_arm", "likert_by_arm"}
+                                   "fig5d_template_use", "fig5e_time_saved", "time_by_arm", "likert_by_arm",
+                                   "preference_rates"}
     for name in result.figures:
         html, png = result.files[f"{name}.html"], result.files[f"{name}.png"]
         assert html.stat().st_size > 1000 and "plotly" in html.read_text()
@@ -71,7 +86,50 @@ def test_figures_are_written_and_png_decodes(result):
             assert image.size == (1200, 700)
             assert np.unique(np.asarray(image.convert("L"))).size > 10  # drawn, not blank
     report = result.files["report.html"].read_text()
-    assert all(name in report for name in result.figures) and "Skipped items" in report
+    assert all(f"<h2>{FIGURE_TITLES[name]}</h2>" in report for name in result.figures)
+    assert all(f"<h2>{title}</h2>" in report for title in TABLE_TITLES.values())
+    assert "<h2>Left out, and why</h2>" in report and "<h2>fig5" not in report
+
+
+def test_report_states_the_method_resamples_and_arm_labels(result):
+    report = result.files["report.html"].read_text()
+    assert "<span id='resample-count'>400</span> resamples" in report and "1,000" not in report
+    assert "Cameron, Gelbach &amp; Miller 2011" in report and "Why primary" in report
+    assert "Arms in design order: Normal template (template), GPT-4o draft (llm), MedVersa draft (model)" in report
+    assert "minutes saved per 100 studies" in report and "seconds per case" in report
+    # the mixed model disagrees with the primary interval where readers differ in their saving: said so
+    models = result.tables["mixed_models"]
+    assert set(models["agreement"].str.split(":").str[0]) <= {"agrees", "DISAGREES",
+                                                               "not comparable"}
+    for row in models[models["agreement"].str.startswith("DISAGREES")].itertuples():
+        assert f"The mixed model disagrees with the primary interval for {row.outcome}" in report
+
+
+def test_preference_rates_per_case_over_submitted_judgements(result):
+    table = result.tables["preference_rates"].set_index("group")
+    assert table.loc["overall", "n_readers"] == 9  # reader09 has not submitted
+    left_out = (simulate_outcomes(seed=4).judgements["reader"] == "reader09").sum()
+    assert left_out == 28 and table.loc["overall", "n_judgements"] == 300 - left_out
+    assert table.loc["overall", "n_cases"] == 75
+    for group in ("overall", "normal", "abnormal"):
+        row = table.loc[group]
+        assert row["ci_low"] < row["equivalent_or_better"] < row["ci_high"]
+        assert row["per_judgement_ci_low"] < row["per_judgement_equivalent_or_better"] < row["per_judgement_ci_high"]
+    assert table.loc["normal", "equivalent_or_better"] > table.loc["abnormal", "equivalent_or_better"]
+
+
+def test_every_bar_has_a_ci_and_n_small_bins_grey(result):
+    intervals = result.tables["discrepancy_by_interval"]
+    assert intervals[["ci_low", "ci_high"]].notna().all().all()
+    bars = [t for t in result.figures["fig5c_discrepancy_by_interval"].data]
+    assert [t.name for t in bars] == ["Normal template", "GPT-4o draft", "MedVersa draft"]
+    for trace in bars:
+        assert trace.error_y.array is not None and all(text.startswith("n=") for text in trace.text)
+        for text, colour in zip(trace.text, trace.marker.color):
+            assert (colour == "#c8c8c8") == (int(text.split("=")[1].split(" ")[0]) < MIN_BIN_N)
+    for name in ("time_by_arm", "likert_by_arm", "preference_rates"):
+        for trace in result.figures[name].data:
+            assert trace.error_y.array is not None and all("n=" in text for text in trace.text), name
 
 
 def test_csv_columns_are_documented(result):

@@ -1,65 +1,106 @@
-"""Cluster bootstrap, the vectorised estimates and the crossed random-effects mixed model."""
+"""Intervals for the crossed reader x case design (known answers on small designs, a fast coverage check), the
+vectorised estimates and the crossed random-effects mixed model."""
 
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis.efficiency import reader_arm_table, stratified_time_saved
 from analysis.estimates import ArmEstimates
-from analysis.simulation import simulate_study
+from analysis.intervals import crossed_intervals, grouped_means
+from analysis.preferences import PreferenceEstimates
 from analysis.similarity import template_use
-from analysis.statistics import cluster_bootstrap, mixed_model
+from analysis.simulation import CrossedEffects, crossed_truth, simulate_outcomes, simulate_study
+from analysis.statistics import mixed_model
 
 
-def _mean_statistic(values):
-    return lambda rows, readers: np.array([values[rows].mean()])
+def _mean(values):
+    """Weighted mean of ``values`` per resample: (B, N) weights -> (B, 1)."""
+    return lambda w, rw, cw: (w @ values / w.sum(axis=1))[:, None]
 
 
-def test_bootstrap_of_a_constant_has_zero_width():
-    readers, cases = np.repeat(np.arange(4), 5), np.tile(np.arange(5), 4)
-    ci = cluster_bootstrap(readers, cases, _mean_statistic(np.full(20, 7.0)), pd.Index(["m"]), n_resamples=50)
-    assert ci.loc["m"].tolist() == [7.0, 7.0, 7.0, 50]
+def _complete(n_readers, n_cases):
+    return np.repeat(np.arange(n_readers), n_cases), np.tile(np.arange(n_cases), n_readers)
 
 
-def test_bootstrap_resamples_reader_clusters():
-    """All variation is between readers: the CI is the spread of means of resampled reader sets."""
-    readers, cases = np.repeat(np.arange(10), 20), np.tile(np.arange(20), 10)
-    values = readers.astype(float)  # reader r reads every case with value r
-    ci = cluster_bootstrap(readers, cases, _mean_statistic(values), pd.Index(["m"]), n_resamples=1000, seed=1)
-    draws = np.random.default_rng(1).integers(10, size=(20000, 10)).mean(axis=1)
-    assert ci.loc["m", "estimate"] == 4.5
-    assert ci.loc["m", "ci_low"] == pytest.approx(np.percentile(draws, 2.5), abs=0.35)
-    assert ci.loc["m", "ci_high"] == pytest.approx(np.percentile(draws, 97.5), abs=0.35)
-    # a row bootstrap would be far narrower: 200 rows, sd 2.87 -> half-width 0.4
-    assert ci.loc["m", "ci_high"] - ci.loc["m", "ci_low"] > 2.5
+def test_constant_data_has_zero_width():
+    readers, cases = _complete(4, 5)
+    ci = crossed_intervals(readers, cases, _mean(np.full(20, 7.0)), pd.Index(["m"]), n_resamples=50)
+    assert ci.loc["m", ["estimate", "ci_low", "ci_high", "se"]].tolist() == [7.0, 7.0, 7.0, 0.0]
+    assert ci.loc["m", "n_resamples"] == 50 and ci.loc["m", "readers"] == "random"
 
 
-def test_bootstrap_renumbers_readers_drawn_twice():
-    seen = []
+def test_pure_reader_effect_known_answer():
+    """y = a_r on a complete 8 x 30 design: resampling cases never changes the mean (V_case = 0 exactly); the
+    reader term is s_a^2 / R (the unbiased variance of a mean of R reader means); the reading term is the variance of
+    a mean of N iid readings, s_y^2 / N. V = V_reader - V_reading; the interval is estimate +- t(R - 1) se."""
+    readers, cases = _complete(8, 30)
+    a = np.array([1.0, 4.0, 2.0, 8.0, 5.0, 7.0, 3.0, 6.0])
+    y = a[readers]
+    ci = crossed_intervals(readers, cases, _mean(y), pd.Index(["m"]), n_resamples=20000, seed=3).loc["m"]
+    assert ci["estimate"] == pytest.approx(4.5)
+    assert ci["var_cases"] == pytest.approx(0.0, abs=1e-20)
+    assert ci["var_readers"] == pytest.approx(a.var(ddof=1) / 8, rel=0.04)
+    assert ci["var_readings"] == pytest.approx(y.var(ddof=1) / y.size, rel=0.04)
+    assert ci["se"] ** 2 == pytest.approx(ci["var_readers"] - ci["var_readings"], rel=1e-9)
+    assert ci["df"] == 7
+    half = stats.t.ppf(0.975, 7) * ci["se"]
+    assert (ci["ci_low"], ci["ci_high"]) == pytest.approx((4.5 - half, 4.5 + half))
 
-    def statistic(rows, readers):
-        seen.append(len(np.unique(readers)))
-        return np.array([1.0])
 
-    cluster_bootstrap(np.array([0, 1, 2]), np.array([0, 0, 0]), statistic, pd.Index(["x"]), n_resamples=30)
-    assert set(seen) == {3}
+def test_pure_case_effect_known_answer():
+    """y = b_c: resampling readers never changes the mean (V_reader = 0), the case term is s_b^2 / C."""
+    readers, cases = _complete(5, 40)
+    b = np.random.default_rng(0).normal(0, 2, 40)
+    ci = crossed_intervals(readers, cases, _mean(b[cases]), pd.Index(["m"]), n_resamples=20000, seed=1).loc["m"]
+    assert ci["var_readers"] == pytest.approx(0.0, abs=1e-20)
+    assert ci["var_cases"] == pytest.approx(b.var(ddof=1) / 40, rel=0.04)
+    assert ci["df"] == 4  # min(readers, cases) - 1
 
 
-def test_bootstrap_bad_input():
+def test_fixed_readers_use_the_case_term_only():
+    readers, cases = _complete(3, 12)
+    y = np.arange(36, dtype=float) % 7
+    both = lambda w, rw, cw: np.hstack([_mean(y)(w, rw, cw)] * 2)
+    ci = crossed_intervals(readers, cases, both, pd.Index(["random", "fixed"]), np.array([False, True]),
+                           n_resamples=400, seed=2)
+    assert ci.loc["fixed", "se"] ** 2 == pytest.approx(ci.loc["fixed", "var_cases"])
+    assert (ci.loc["fixed", "df"], ci.loc["random", "df"]) == (11, 2)
+    assert ci["readers"].tolist() == ["random", "fixed"]
+    one_reader = crossed_intervals(np.zeros(6, int), np.arange(6), _mean(np.arange(6.0)), pd.Index(["m"]),
+                                   n_resamples=100)
+    assert one_reader.loc["m", "readers"] == "fixed" and one_reader.loc["m", "df"] == 5
+
+
+def test_interval_bad_input():
     with pytest.raises(ValueError, match="non-empty"):
-        cluster_bootstrap(np.array([]), np.array([]), _mean_statistic(np.array([])), pd.Index(["m"]))
-    with pytest.raises(ValueError, match="n_resamples=0"):
-        cluster_bootstrap(np.array([0]), np.array([0]), _mean_statistic(np.ones(1)), pd.Index(["m"]), 0)
+        crossed_intervals(np.array([]), np.array([]), _mean(np.array([])), pd.Index(["m"]))
+    with pytest.raises(ValueError, match="n_resamples=1"):
+        crossed_intervals(np.array([0, 1]), np.array([0, 1]), _mean(np.ones(2)), pd.Index(["m"]), n_resamples=1)
+    with pytest.raises(ValueError, match=r"readers_fixed has shape \(2,\)"):
+        crossed_intervals(np.array([0, 1]), np.array([0, 1]), _mean(np.ones(2)), pd.Index(["m"]),
+                          np.array([True, False]))
+
+
+def test_grouped_means_known_values():
+    weights = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]])
+    groups = np.array([0, 0, 1, -1])
+    values = np.array([1.0, 3.0, np.nan, 5.0])
+    means = grouped_means(weights, groups, values, 2)
+    assert means[0].tolist()[0] == 2.0 and np.isnan(means[0, 1])  # NaN left out, reading -1 left out
+    assert means[1, 0] == 1.0
 
 
 def test_vectorised_estimates_match_the_tables():
     frame = simulate_study(n_readers=6, n_cases=12, seed=5).readings
-    frame = frame.assign(template_use=[template_use(d, f) for d, f in zip(frame["draft_text"], frame["final_text"])])
+    frame = frame.assign(template_use=[template_use(d, f) for d, f in zip(frame["draft_text"], frame["final_text"])],
+                         peer_discrepancy=np.arange(len(frame)) % 3 / 2)
     estimates = ArmEstimates(frame, ["active_seconds", "template_use"], ["template", "llm", "model"], "template")
-    readers = pd.factorize(frame["reader"])[0]
-    values = pd.Series(estimates(np.arange(len(frame)), readers), index=estimates.names)
+    n = len(frame)
+    values = pd.Series(estimates(np.ones((1, n)), np.ones((1, 6)), np.ones((1, 12)))[0], index=estimates.names)
     means = frame.groupby("arm")["active_seconds"].mean()
     assert values[("mean", "active_seconds", "llm", 0)] == pytest.approx(means["llm"])
     assert values[("difference", "active_seconds", "model", 0)] == pytest.approx(means["model"] - means["template"])
@@ -67,6 +108,63 @@ def test_vectorised_estimates_match_the_tables():
     for row in table.itertuples():
         assert values[("saved", "saved_minutes_per_100", row.arm, row.top_percent)] == pytest.approx(
             row.saved_minutes_per_100)
+    fixed = dict(zip(estimates.names, estimates.readers_fixed))
+    assert fixed[("saved", "saved_minutes_per_100", "model", 50)] and not fixed[
+        ("saved", "saved_minutes_per_100", "model", 100)]
+    # a reader drawn twice counts twice: reader weights 2, 0, 1, ... equal duplicating that reader's readings
+    reader_weights = np.array([[2.0, 0.0, 1.0, 1.0, 1.0, 1.0]])
+    weighted = estimates(reader_weights[:, estimates.reader_codes], reader_weights, np.ones((1, 12)))[0]
+    doubled = pd.concat([frame, frame[frame["reader"] == "reader00"].assign(reader="copy")])
+    doubled = doubled[doubled["reader"] != "reader01"]
+    copy = ArmEstimates(doubled, ["active_seconds", "template_use"], ["template", "llm", "model"], "template")
+    k = list(estimates.names).index(("saved", "saved_minutes_per_100", "model", 100))
+    plain = copy(np.ones((1, len(doubled))), np.ones((1, 6)), np.ones((1, 12)))[0]
+    assert weighted[k] == pytest.approx(plain[list(copy.names).index(("saved", "saved_minutes_per_100", "model",
+                                                                         100))])
+
+
+def test_preference_per_case_counts_a_case_once():
+    """Case c1 judged by three readers (two for the candidate), c2 by one (for it): per case (2/3 + 1) / 2, per
+    judgement 3/4."""
+    judgements = pd.DataFrame({"reader": ["r1", "r2", "r3", "r1"], "case": ["c1", "c1", "c1", "c2"],
+                               "case_label": ["abnormal", "abnormal", "abnormal", "normal"],
+                               "candidate_outcome": ["better", "equivalent", "worse", "better"]})
+    estimates = PreferenceEstimates(judgements)
+    values = pd.Series(estimates(np.ones((1, 4)), np.ones((1, 3)), np.ones((1, 2)))[0], index=estimates.names)
+    assert values[("per case", "overall")] == pytest.approx((2 / 3 + 1) / 2)
+    assert values[("per judgement", "overall")] == pytest.approx(3 / 4)
+    assert values[("per case", "abnormal")] == pytest.approx(2 / 3)
+    assert values[("per case", "normal")] == 1.0
+    # case c1 drawn twice, c2 not: the rate is c1's
+    cw = np.array([[2.0, 0.0]])
+    assert estimates(cw[:, estimates.case_codes], np.ones((1, 3)), cw)[0, 0] == pytest.approx(2 / 3)
+
+
+def test_coverage_sanity_on_simulated_studies():
+    """A fast version of bench/coverage.py: 40 studies of 10 readers x 75 cases; the time difference and the
+    per-case preference rate are covered in at least 34 of 40 (a 95% interval: expected 38), and neither interval
+    is more than 1.5 times the width the sampling spread supports (the two-way percentile bootstrap this replaces
+    was 2-2.5 times)."""
+    effects = CrossedEffects()
+    truth = crossed_truth(effects)
+    rows = []
+    for rep in range(40):
+        sim = simulate_outcomes(effects=effects, seed=100 + rep)
+        est = ArmEstimates(sim.readings, ["active_seconds"], list(effects.arm_seconds), "template")
+        ci = crossed_intervals(est.reader_codes, pd.factorize(sim.readings["case"])[0], est, est.names,
+                               est.readers_fixed, n_resamples=200, seed=rep).loc[("difference", "active_seconds",
+                                                                                  "model", 0)]
+        prefs = PreferenceEstimates(sim.judgements)
+        pref = crossed_intervals(prefs.reader_codes, prefs.case_codes, prefs, prefs.names, n_resamples=200,
+                                 seed=rep).loc[("per case", "overall")]
+        rows.append({"time": ci, "preference": pref})
+    for name, key in (("time", ("difference", "active_seconds", "model", 0)),
+                      ("preference", ("preference", "per case", "overall"))):
+        table = pd.DataFrame([r[name] for r in rows])
+        covered = ((table["ci_low"] <= truth[key]) & (truth[key] <= table["ci_high"])).sum()
+        width = (table["ci_high"] - table["ci_low"]).mean() / (3.92 * table["estimate"].std(ddof=1))
+        assert covered >= 34, (name, covered)
+        assert 0.6 < width < 1.5, (name, width)
 
 
 def test_mixed_model_recovers_an_arm_effect():
@@ -74,6 +172,7 @@ def test_mixed_model_recovers_an_arm_effect():
     fit = mixed_model(frame, "active_seconds", "template").set_index("arm")
     assert fit.loc["model", "ci_low"] <= -15.0 <= fit.loc["model", "ci_high"]
     assert fit.loc["model", "reader_var"] > fit.loc["model", "residual_var"]
+    assert fit.loc["model", "p_value"] < 1e-6
 
 
 def test_mixed_model_bad_input():
@@ -84,14 +183,15 @@ def test_mixed_model_bad_input():
         mixed_model(frame.assign(active_seconds=np.nan), "active_seconds", "template")
 
 
-def test_mixed_model_records_fit_warnings_instead_of_printing():
+def test_mixed_model_records_fit_warnings_and_withholds_p_values():
     """Two readers x three cases: the fit is singular, statsmodels' sqrt of a negative variance is caught and
-    recorded in the ``warnings`` column; nothing reaches the warnings machinery (``error`` turns it into a raise)."""
+    recorded in the ``warnings`` column, and the p-values of such a fit are withheld (NaN); nothing reaches the
+    warnings machinery (``error`` turns it into a raise)."""
     small = simulate_study(n_readers=2, n_cases=3, seed=1).readings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = mixed_model(small, "active_seconds", "template")
         clean = mixed_model(simulate_study(seed=2).readings, "active_seconds", "template")
     assert set(fit["warnings"]) == {"RuntimeWarning: invalid value encountered in sqrt"}
-    assert fit["se"].isna().any()
-    assert set(clean["warnings"]) == {""}
+    assert fit["se"].isna().any() and fit["p_value"].isna().all()
+    assert set(clean["warnings"]) == {""} and clean["p_value"].notna().all()
