@@ -8,8 +8,9 @@ from sqlalchemy import select
 from analysis import run_analysis
 from analysis.__main__ import main
 from analysis.loaders import LIKERT_COLUMNS, READING_COLUMNS, load_study
-from analysis.simulation import simulate_study, write_study
-from studyapp.db.models import Assignment, Case, Report, User
+from analysis.simulation import ARM_LABELS, simulate_study, write_study
+from studyapp.db.models import Assignment, Case, ReaderStudy, Report, User
+from studyapp.services import comparisons, judging
 
 
 @pytest.fixture()
@@ -33,6 +34,38 @@ def test_load_study_round_trips_rows(small):
         frames.readings.sort_values(["reader", "position"])["active_seconds"].round(6).tolist())
     assert len(loaded.likert) == 18 * 2 and set(loaded.likert["scale_max"]) == {5}
     assert load_study(db, study_id).study_name == "small study"
+    assert loaded.arm_labels == ARM_LABELS and loaded.arm_label("model") == "MedVersa draft"
+    assert loaded.judgements.empty
+
+
+def test_comparison_judgements_reach_the_report(small, tmp_path):
+    """A blinded comparison set judged by every reader, one of whom has not submitted: the loader reads every
+    judgement with its candidate outcome, the analysis counts the submitted ones per case and names the others."""
+    db, _, _ = small
+    with db.begin() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == "small study"))
+        cset = comparisons.create_comparison_set(session, study, "blinded", "draft:template", "draft:model",
+                                                 "draft:model", seed=1, readers_per_pair=3)
+        comparisons.assign_readers(session, cset)
+        readers = [session.scalar(select(User).where(User.username == f"reader{i:02d}")) for i in range(3)]
+        for index, reader in enumerate(readers):
+            for pair in judging.blinded_pairs(session, reader, cset.id):
+                judging.save_judgement(session, reader, pair.pair_id, "equivalent" if index else "A")
+            if index < 2:
+                judging.submit_comparison_set(session, reader, cset.id)
+    loaded = load_study(db, "small study")
+    judgements = loaded.judgements
+    assert len(judgements) == 18 and set(judgements["set"]) == {"blinded"}
+    assert judgements.groupby("reader")["submitted"].first().tolist() == [True, True, False]
+    assert set(judgements.loc[judgements["reader"] != "reader00", "candidate_outcome"]) == {"equivalent"}
+    result = run_analysis(db, "small study", tmp_path, n_resamples=100)
+    rates = result.tables["preference_rates"].set_index("group")
+    assert rates.loc["overall", ["n_cases", "n_judgements", "n_readers"]].tolist() == [6, 12, 2]
+    first = judgements[judgements["reader"] == "reader00"].set_index("case")["candidate_outcome"]
+    assert rates.loc["overall", "equivalent_or_better"] == pytest.approx(((first != "worse") + 1).mean() / 2)
+    assert ("preferences", "set blinded x reader reader02") in {(s.step, s.item) for s in result.skipped}
+    report = result.files["report.html"].read_text()
+    assert "<h2>Blinded comparison: preference rates</h2>" in report and "set blinded x reader reader02" in report
 
 
 def test_unknown_study_names_the_existing_ones(small):

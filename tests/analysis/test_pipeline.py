@@ -140,3 +140,31 @@ def test_csv_columns_are_documented(result):
         assert list(rows["column"]) == list(csv.columns), name
         assert rows["meaning"].str.len().gt(3).all()
     assert list(pd.read_csv(result.files["skipped.csv"]).columns) == ["step", "item", "reason"]
+
+
+def test_bad_input_is_named_never_a_traceback(tmp_path):
+    """An arm with no readings, a reader with no template reading, and (second study) one reader per case: each is
+    a named entry in skipped.csv and the report; the counts behind every estimate say what was used."""
+    frames = simulate_study(n_readers=4, n_cases=9, seed=2)
+    readings = frames.readings
+    readings = readings[(readings["arm"] != "model")
+                        & ~((readings["reader"] == "reader00") & (readings["arm"] == "template"))]
+    result = analyse_frames(dataclasses.replace(frames, readings=readings), tmp_path / "a", n_resamples=100)
+    skipped = pd.read_csv(result.files["skipped.csv"])
+    items = set(zip(skipped["step"], skipped["item"]))
+    assert ("readings", "arm model") in items and ("efficiency", "reader reader00 x arm template") in items
+    report = result.files["report.html"].read_text()
+    assert "arm model" in report and "reader reader00 x arm template" in report
+    saved = result.tables["time_saved_by_template_use"]
+    assert saved.loc[saved["top_percent"] == 100, "n_readers"].tolist() == [3]  # reader00 is named, not counted
+    assert result.arms == ["template", "llm"]
+
+    one_each = frames.readings[frames.readings["case"].str[-3:].astype(int) % 4
+                               == frames.readings["reader"].str[-2:].astype(int)]
+    alone = analyse_frames(dataclasses.replace(frames, readings=one_each), tmp_path / "b", n_resamples=100)
+    no_peer = [s for s in alone.skipped if s.reason == "no other reader's final report of this case"]
+    assert len(no_peer) == len(one_each) == 9
+    summary = alone.tables["arm_summary"].set_index(["metric", "arm"])
+    assert summary.xs("peer_discrepancy", level="metric")["n_readings"].tolist() == [0, 0, 0]
+    assert summary.loc[("active_seconds", "template"), "n_readings"] == 3
+    assert "no other reader's final report of this case" in alone.files["report.html"].read_text()

@@ -1,9 +1,9 @@
 """Unblinded results on a constructed set with known answers (the paper's 71% overall / 95% normal / 58% abnormal
-equivalent-or-better, Fig. 4c), bootstrap CIs (section 4.6), position bias, per-reader/per-pair tables, CSV."""
+equivalent-or-better, Fig. 4c), rates per case over submitted judgements with their CIs, position bias,
+per-reader/per-pair tables, CSV."""
 
 import csv
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -50,9 +50,12 @@ def test_known_preference_rates(paper_set):
         results = comparison_results.comparison_results(s, accounts.get_user(s, coordinator), set_id)
     pref = results.preference
     assert results.candidate_source == "draft:model"
-    assert pref.loc["overall", ["n", "better", "equivalent", "worse"]].tolist() == [58, 22, 19, 17]
-    assert pref.loc["normal", ["n", "better", "equivalent", "worse"]].tolist() == [20, 12, 7, 1]
-    assert pref.loc["abnormal", ["n", "better", "equivalent", "worse"]].tolist() == [38, 10, 12, 16]
+    assert pref.loc["overall", ["n_judgements", "better", "equivalent", "worse"]].tolist() == [58, 22, 19, 17]
+    assert pref.loc["normal", ["n_judgements", "better", "equivalent", "worse"]].tolist() == [20, 12, 7, 1]
+    assert pref.loc["abnormal", ["n_judgements", "better", "equivalent", "worse"]].tolist() == [38, 10, 12, 16]
+    # one reader per pair: per case equals per judgement, and the intervals are for that reader (readers fixed)
+    assert pref["equivalent_or_better"].tolist() == pytest.approx(pref["per_judgement_equivalent_or_better"].tolist())
+    assert set(pref["readers"]) == {"fixed"} and results.left_out == []
     assert pref.loc["overall", "equivalent_or_better"] == pytest.approx(41 / 58)
     assert round(pref.loc["overall", "equivalent_or_better"], 2) == 0.71
     assert round(pref.loc["normal", "equivalent_or_better"], 2) == 0.95
@@ -61,19 +64,33 @@ def test_known_preference_rates(paper_set):
         low, high = pref.loc[group, ["ci_low", "ci_high"]]
         assert low < paper_value < high, (group, low, high)
         assert low < pref.loc[group, "equivalent_or_better"] < high
-    # the percentile interval of a proportion with n=58 is about +-1.96*sqrt(p(1-p)/n) = +-0.117
+    # 58 independent cases: about +-t(57) * sqrt(p(1-p)/n) = +-0.12, the binomial interval's width
     low, high = pref.loc["overall", ["ci_low", "ci_high"]]
     assert 0.18 < high - low < 0.30
 
 
-def test_bootstrap_ci_matches_independent_resampling():
-    """Our CI equals numpy percentiles of 1,000 resampled means drawn the way scipy draws them."""
-    values = np.array([1.0] * 41 + [0.0] * 17)
-    low, high = comparison_results.bootstrap_share_ci(values, n_resamples=1000, seed=42)
-    rng = np.random.default_rng(42)
-    means = values[rng.integers(0, values.size, size=(1000, values.size))].mean(axis=1)
-    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=1e-12)
-    assert np.isnan(comparison_results.bootstrap_share_ci(np.array([1.0]))[0])
+def test_rates_per_case_over_submitted_judgements(small):
+    """Two readers per pair: a case counts once with the share of its judgements for the candidate; the third
+    reader's judgements are left out (and said so) until the set is submitted."""
+    db, ids = small
+    with db.begin() as s:
+        first, second, third = (accounts.get_user(s, name) for name in ids["readers"])
+        for reader, outcome in ((first, "better"), (second, "worse"), (third, "better")):
+            for pair in judging.blinded_pairs(s, reader, ids["set"]):
+                judging.save_judgement(s, reader, pair.pair_id, _choice(pair, outcome))
+        judging.submit_comparison_set(s, first, ids["set"])
+        judging.submit_comparison_set(s, second, ids["set"])
+    with db() as s:
+        results = comparison_results.comparison_results(s, accounts.get_user(s, ids["coordinator"]), ids["set"])
+    judged = results.judgements
+    counted = judged[judged["reader"] != ids["readers"][2]]
+    per_case = (counted["candidate_outcome"] != "worse").groupby(counted["case_key"]).mean()
+    pref = results.preference
+    assert pref.loc["overall", "n_judgements"] == len(counted) and pref.loc["overall", "n_readers"] == 2
+    assert pref.loc["overall", "equivalent_or_better"] == pytest.approx(per_case.mean())
+    assert pref.loc["overall", "per_judgement_equivalent_or_better"] == pytest.approx(
+        (counted["candidate_outcome"] != "worse").mean())
+    assert len(results.left_out) == 1 and results.left_out[0].startswith(f"reader {ids['readers'][2]}: ")
 
 
 def test_tables_and_position_bias(paper_set):
