@@ -25,28 +25,31 @@ FIGURES = {
     "likert_by_arm": ("Likert", "Confidence and mental demand by arm"),
 }
 #: Headline metrics of the summary (``arm_summary`` rows) with their units.
-HEADLINE = {"active_seconds": ("Active time", "s"), "peer_discrepancy": ("Peer discrepancies", "per read"),
+HEADLINE = {"active_seconds": ("Active time", "s per case"), "peer_discrepancy": ("Peer discrepancies", "per report"),
             "template_use": ("Template use", "similarity")}
 
 
 def headline_markdown(summary, reference_arm: str) -> str:
-    """The paper's headline numbers as a Markdown table: per arm, each :data:`HEADLINE` metric's mean with its 95%
-    CI and its difference from ``reference_arm`` with that CI (``arm_summary`` of ``analysis.run_analysis``)."""
+    """The paper's headline numbers as a Markdown table: per arm (design order, the study's label and code), each
+    :data:`HEADLINE` metric's mean with its 95% CI and its difference from ``reference_arm`` with that CI
+    (``arm_summary`` of ``analysis.run_analysis``; intervals of :mod:`analysis.intervals`)."""
     rows = summary[summary["metric"].isin(HEADLINE)]
     if rows.empty:
         return ""
     metrics = [m for m in HEADLINE if m in set(rows["metric"])]
     lines = ["| arm | " + " | ".join(f"{HEADLINE[m][0]} ({HEADLINE[m][1]})" for m in metrics) + " |",
              "|---|" + "---|" * len(metrics)]
+    labels = dict(zip(rows["arm"], rows["arm_label"]))
+    reference = labels.get(reference_arm, reference_arm)
     for arm, group in rows.groupby("arm", sort=False):
         cells = []
         for metric in metrics:
             r = group[group["metric"] == metric].iloc[0]
             cell = f"{r.estimate:.3g} (95% CI {r.ci_low:.3g} to {r.ci_high:.3g})"
             if arm != reference_arm and r.difference == r.difference:  # not NaN
-                cell += f"; {r.difference:+.3g} vs {reference_arm} ({r.difference_ci_low:.3g} to {r.difference_ci_high:.3g})"
+                cell += f"; {r.difference:+.3g} vs {reference} ({r.difference_ci_low:.3g} to {r.difference_ci_high:.3g})"
             cells.append(cell)
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append(f"| {labels[arm]} ({arm}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -60,7 +63,7 @@ class AnalysisTab:
             self.run = gr.Button("Run analysis", variant="primary", scale=1, elem_id="analysis-run")
         self.status = gr.Markdown(elem_id="analysis-status")
         self.headline = gr.Markdown(elem_id="analysis-headline")
-        with gr.Accordion("Per-arm summary with 95% bootstrap CIs (every metric)", open=False):
+        with gr.Accordion("Per-arm summary with 95% CIs (every metric; method in the report)", open=False):
             self.summary = gr.Dataframe(interactive=False, visible=False)
         self.plots = {}
         with gr.Tabs(elem_id="analysis-figures"):
@@ -114,7 +117,9 @@ class AnalysisTab:
             if isinstance(judge, LLMJudge):
                 judge.close()
         status = (f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
-                  f"reference arm `{result.reference_arm}`. Practice reads left out: "
+                  f"reference arm {result.label(result.reference_arm)} (`{result.reference_arm}`). 95% CIs: two-way "
+                  f"reader x case cluster-robust, {result.n_resamples:,} resamples per one-way bootstrap. "
+                  "Practice reads left out: "
                   f"{practice_reads_left_out(result.skipped)}; {len(result.skipped)} item(s) left out in all (below).")
         failures = failed_comparisons_note(result.tables["readings"])
         if failures:

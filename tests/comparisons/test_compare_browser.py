@@ -121,6 +121,10 @@ def test_reader_judges_comments_reloads_revises_submits(serve_app, browser, shar
         f"() => document.querySelector('#cmp-coord-preference').innerText.includes('{SOURCES[1]}') || "
         f"document.querySelector('#cmp-coord-bias').innerText.includes('{SOURCES[1]}')", timeout=30_000)
     assert "Report A chosen in 0 of 1" in page.locator("#cmp-coord-bias").inner_text()
+    # preference per case over submitted judgements, with the per-judgement rate beside it
+    preference = page.locator("#cmp-coord-preference").inner_text()
+    assert "n_cases" in preference and "per_judgement_equivalent_or_better" in preference
+    assert page.get_by_text("A case counts once").count() == 1
     page.locator("#cmp-coord-export").click()
     link = page.locator("#cmp-coord-export-file a").first
     link.wait_for(timeout=30_000)

@@ -1,6 +1,8 @@
 """Practice cases: read first by every reader in the same screen, stored, and left out of the balanced design, the
 export's counted rows and every analysis figure (the analysis says how many practice reads it left out)."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 from sqlalchemy import select
@@ -138,9 +140,8 @@ def test_practice_reads_change_no_analysis_figure():
                                  assignment_id=first["assignment_id"] + 100_000)
     practice_likert = practice_rows[["assignment_id", "reader", "case", "arm"]].assign(
         question="confidence", value=1, scale_min=1, scale_max=5)
-    with_practice = frames.__class__(frames.study_name, frames.arms,
-                                     pd.concat([frames.readings, practice_rows], ignore_index=True),
-                                     pd.concat([frames.likert, practice_likert], ignore_index=True))
+    with_practice = dataclasses.replace(frames, readings=pd.concat([frames.readings, practice_rows], ignore_index=True),
+                                        likert=pd.concat([frames.likert, practice_likert], ignore_index=True))
     result = analyse_frames(with_practice, n_resamples=20)
     assert practice_reads_left_out(result.skipped) == len(practice_rows) == 10
     assert "practice-case" not in set(result.tables["readings"]["case"])

@@ -18,11 +18,14 @@ def test_coordinator_runs_analysis(serve_app, browser):
     page.locator("#analysis-run").click()
     page.wait_for_selector("#analysis-status >> text=Simulated study", timeout=120_000)
     status = page.locator("#analysis-status").inner_text()
-    assert "judge" in status and "reference arm template" in status
+    assert "judge" in status and "reference arm Normal template (template)" in status
+    assert "1,000 resamples per one-way bootstrap" in status
     headline = page.locator("#analysis-headline").inner_text()
-    assert "Active time (s)" in headline and "95% CI" in headline and "vs template" in headline
-    for arm in ("llm", "model", "template"):
-        assert arm in headline
+    assert "Active time (s per case)" in headline and "95% CI" in headline and "vs Normal template" in headline
+    rows = [line for line in headline.splitlines() if line.strip()]
+    arms = ["Normal template (template)", "GPT-4o draft (llm)", "MedVersa draft (model)"]
+    assert [next(i for i, line in enumerate(rows) if line.strip().startswith(arm)) for arm in arms] == sorted(
+        next(i for i, line in enumerate(rows) if line.strip().startswith(arm)) for arm in arms)  # design order
     # the first figure is shown; the others are one click away in their sub-tabs
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)
     page.get_by_role("tab", name="Template use").click()
