@@ -14,7 +14,7 @@ Colour frames are sent as RGB bytes without a table; frames whose stored values 
 
 from __future__ import annotations
 
-import base64
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,26 +23,78 @@ import numpy as np
 from pydicom.dataset import Dataset
 import pydicom
 
-from studyapp.dicom import display, reformat
+from studyapp.dicom import display, reformat, series_cache
 
 WL_STEPS_PER_RANGE = 1000.0
 """A window/level drag of one screen pixel changes the width or center by (modality range) / this."""
 
 PAYLOAD_CACHE_BYTES = 256 * 1024 * 1024
-"""Upper bound on the memory of encoded payloads kept for frames sent again (next case warmed ahead, reopened)."""
+"""Upper bound on the memory of encoded bodies kept for frames sent again (next case warmed ahead, reopened)."""
+
+MEDIA_TYPE = "application/vnd.studyapp.frame"
+"""Content type of a body made by ``pack``."""
+
+_ALIGN = 8
 
 
 @dataclass(frozen=True)
 class _Cached:
-    payload: dict
-    nbytes: int
+    body: bytes
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.body)
 
 
-_payloads = display.FrameCache(PAYLOAD_CACHE_BYTES)
+_bodies = display.FrameCache(PAYLOAD_CACHE_BYTES)
 
 
-def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+def pack(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """One frame as binary: a small JSON header, then raw little-endian arrays the browser views without copying.
+
+    Layout: uint32 little-endian length N of the header; N bytes of UTF-8 JSON, padded with spaces so that the
+    arrays start at a multiple of 8 bytes (at 4 + N); then each array's bytes, each padded to a multiple of 8. The
+    header gets ``arrays``: ``{name: {"dtype": numpy dtype string ("<u2", "|u1", "<f8"), "offset": bytes from
+    the start of the arrays (4 + N), "length": number of values}}``.
+
+    Args:
+        header: JSON-able fields.
+        arrays: name -> array (made little-endian and C-contiguous here).
+
+    Returns:
+        The body (``unpack`` reads it back).
+    """
+    parts, layout, offset = [], {}, 0
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        raw = data.tobytes()
+        layout[name] = {"dtype": data.dtype.str, "offset": offset, "length": int(data.size)}
+        parts.append(raw + b"\0" * (-len(raw) % _ALIGN))
+        offset += len(parts[-1])
+    text = json.dumps({**header, "arrays": layout}, separators=(",", ":")).encode()
+    text += b" " * (-(4 + len(text)) % _ALIGN)
+    return len(text).to_bytes(4, "little") + text + b"".join(parts)
+
+
+def unpack(body: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays of a body made by ``pack``.
+
+    Raises:
+        ValueError: the body is truncated or its header is not JSON.
+    """
+    if len(body) < 4:
+        raise ValueError("frame body shorter than its header length")
+    size = int.from_bytes(body[:4], "little")
+    header = json.loads(body[4 : 4 + size])
+    arrays = {}
+    for name, entry in header.pop("arrays").items():
+        dtype = np.dtype(entry["dtype"])
+        start = 4 + size + entry["offset"]
+        if start + entry["length"] * dtype.itemsize > len(body):
+            raise ValueError(f"frame body truncated in {name}")
+        arrays[name] = np.frombuffer(body, dtype=dtype, count=entry["length"], offset=start)
+    return header, arrays
 
 
 def _positive_pair(value) -> tuple[float, float] | None:
@@ -79,21 +131,22 @@ def pixel_spacing(ds: Dataset, frame: int = 0) -> dict:
     return {"source": None}
 
 
-def frame_payload(path: str | os.PathLike, frame: int = 0) -> dict:
-    """Everything the browser viewer needs to show ``frame`` of ``path`` and window it locally; kept in a bounded
-    cache (a changed file is encoded again), so a frame warmed ahead or sent before costs no work.
+def frame_body(path: str | os.PathLike, frame: int = 0) -> bytes:
+    """Everything the browser viewer needs to show ``frame`` of ``path`` and window it locally, as a ``pack``
+    body; kept in a bounded cache (a changed file is encoded again), so a frame warmed ahead or sent before costs
+    no work.
 
     Args:
-        path: DICOM file (decoded once through ``display.load_frame``'s cache).
+        path: DICOM file (decoded once: ``studyapp.dicom.series_cache.load_slice``).
         frame: 0-based frame index.
 
     Returns:
-        A JSON-able dict: ``rows``, ``columns``; ``kind`` "grayscale" or "colour"; ``values`` (base64,
-        little-endian; grayscale: uint8 or uint16 table indices, ``bytes_per_value`` 1 or 2; colour: RGB uint8
-        row-major); grayscale only: ``modality`` (base64 float64, modality value per index), ``stored_lut``
-        (base64 uint8, display value per index under the file's VOI), ``window`` (the file's center, width, or the
-        estimate), ``voi_function``, ``invert``, ``presets`` (name -> [center, width], ``display.window_presets``
-        order), ``wl_per_pixel`` (modality units per pixel of window/level drag); ``spacing`` (``pixel_spacing``).
+        A ``pack`` body. Header: ``rows``, ``columns``; ``kind`` "grayscale" or "colour"; grayscale only:
+        ``window`` (the file's center, width, or the estimate), ``voi_function``, ``invert``, ``presets`` (name ->
+        [center, width], ``display.window_presets`` order), ``wl_per_pixel`` (modality units per pixel of
+        window/level drag); ``spacing`` (``pixel_spacing``). Arrays: ``values`` (grayscale: uint8 or uint16 table
+        indices, rows x columns; colour: RGB uint8, row-major); grayscale only: ``modality`` (float64, modality
+        value per index), ``stored_lut`` (uint8, display value per index under the file's VOI).
 
     Raises:
         IndexError, UndecodableImageError: as ``display.load_frame``.
@@ -105,17 +158,19 @@ def frame_payload(path: str | os.PathLike, frame: int = 0) -> dict:
     except OSError as exc:
         raise display.UndecodableImageError(f"Cannot read {path}: {exc}") from exc
     key = (str(resolved), stat.st_mtime_ns, stat.st_size, frame)
-    cached = _payloads.get(key)
+    cached = _bodies.get(key)
     if cached is None:
-        payload = _encode_file(resolved, frame)
-        cached = _Cached(payload, sum(len(v) for v in payload.values() if isinstance(v, str)))
-        _payloads.put(key, cached)
-    return cached.payload
+        decoded = series_cache.load_slice(path, frame)
+        ds = pydicom.dcmread(resolved, stop_before_pixels=True)  # decoding succeeded, so the header reads
+        cached = _Cached(pack(*_encode(decoded, pixel_spacing(ds, frame))))
+        _bodies.put(key, cached)
+    return cached.body
 
 
-def reformat_payload(slices: list[tuple[str, int]], plane: str, index: int) -> dict:
-    """``frame_payload`` of one coronal or sagittal reformat (``studyapp.dicom.reformat.display_frame``) of a
-    series; ``spacing`` is the in-plane Pixel Spacing of the square display grid (source "Pixel Spacing").
+def reformat_body(slices: list[tuple[str, int]], plane: str, index: int) -> bytes:
+    """``frame_body`` of one coronal or sagittal reformat (``studyapp.dicom.reformat.display_frame``) of a
+    series, cut from its cached volume; ``spacing`` is the in-plane Pixel Spacing of the square display grid
+    (source "Pixel Spacing"); the header adds ``plane``.
 
     Raises:
         ValueError: the series cannot be reformatted (the reason), unknown plane.
@@ -123,49 +178,39 @@ def reformat_payload(slices: list[tuple[str, int]], plane: str, index: int) -> d
     """
     volume = reformat.load_volume(tuple(slices))
     key = ("reformat", tuple(slices), id(volume), plane, index)
-    cached = _payloads.get(key)
+    cached = _bodies.get(key)
     if cached is None:
         decoded = reformat.display_frame(volume, plane, index)
         geo = volume.geometry
         rows = decoded.values.shape[0]
         in_plane = geo.column_mm if plane == "coronal" else geo.row_mm
         spacing = {"row_mm": len(geo.order) * geo.slice_mm / rows, "column_mm": in_plane, "source": "Pixel Spacing"}
-        payload = {**_encode(decoded, spacing), "plane": plane}
-        cached = _Cached(payload, sum(len(v) for v in payload.values() if isinstance(v, str)))
-        _payloads.put(key, cached)
-    return cached.payload
+        header, arrays = _encode(decoded, spacing)
+        cached = _Cached(pack({**header, "plane": plane}, arrays))
+        _bodies.put(key, cached)
+    return cached.body
 
 
-def _encode_file(path: Path, frame: int) -> dict:
-    decoded = display.load_frame(path, frame)
-    ds = pydicom.dcmread(path, stop_before_pixels=True)  # decoding succeeded, so the header reads
-    return _encode(decoded, pixel_spacing(ds, frame))
-
-
-def _encode(decoded: display.DecodedFrame, spacing: dict) -> dict:
+def _encode(decoded: display.DecodedFrame, spacing: dict) -> tuple[dict, dict[str, np.ndarray]]:
     rows, columns = decoded.values.shape[:2]
-    payload = {"rows": int(rows), "columns": int(columns), "spacing": spacing}
+    header = {"rows": int(rows), "columns": int(columns), "spacing": spacing}
     if decoded.is_colour:
-        return {**payload, "kind": "colour", "values": _b64(decoded.values.astype(np.uint8))}
+        return {**header, "kind": "colour"}, {"values": decoded.values.astype(np.uint8)}
     if decoded.lut_size is None:
         raise ValueError(f"{decoded.source}: stored values span more than {display.MAX_LUT_ENTRIES} levels")
     ctx = decoded.lut_dataset
     index = np.arange(decoded.lut_size, dtype=np.int64)
     modality = np.asarray(display.modality_values(index + decoded.values_offset, ctx), dtype=np.float64)
-    values = decoded.values.astype("<u2" if decoded.lut_size > 256 else np.uint8)
     presets = display.window_presets(decoded)
     sample = decoded.modality_sample
     span = float(sample.max() - sample.min()) if sample.size else 1.0
-    return {
-        **payload,
+    header.update({
         "kind": "grayscale",
-        "values": _b64(values),
-        "bytes_per_value": values.itemsize,
-        "modality": _b64(modality.astype("<f8")),
-        "stored_lut": _b64(display.display_lut(decoded)),
         "window": list(decoded.default_window),
         "voi_function": str(ctx.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR",
         "invert": display.is_inverted(ctx),
         "presets": {name: list(window) for name, window in presets.items() if name != "default"},
         "wl_per_pixel": max(span, 1.0) / WL_STEPS_PER_RANGE,
-    }
+    })
+    values = decoded.values.astype(np.uint16 if decoded.lut_size > 256 else np.uint8)
+    return header, {"values": values, "modality": modality, "stored_lut": display.display_lut(decoded)}

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pydicom
 
-from studyapp.dicom import display
+from studyapp.dicom import display, series_cache
 
 PLANES = ("coronal", "sagittal")
 MIN_SLICES = 3
@@ -83,7 +83,10 @@ def geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
             multi-frame images, a slice without Image Position/Orientation (Patient) or Pixel Spacing, slices of
             different orientation or size, a series that is not axial, two slices at one position, or unequal gaps.
     """
-    return _geometry(tuple(slices), *(_mtime(path) for path, _ in slices[:1]))
+    found = _geometry(tuple(slices), *(_mtime(path) for path, _ in slices[:1]))
+    if isinstance(found, ValueError):
+        raise found
+    return found
 
 
 def _mtime(path) -> int:
@@ -94,7 +97,17 @@ def _mtime(path) -> int:
 
 
 @lru_cache(maxsize=64)
-def _geometry(slices: tuple[tuple[str, int], ...], _mtime_ns: int) -> Geometry:
+def _geometry(slices: tuple[tuple[str, int], ...], _mtime_ns: int) -> Geometry | ValueError:
+    """``_read_geometry``, its refusal kept as well (a refused series is not read again)."""
+    try:
+        return _read_geometry(slices)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        return ValueError(f"a slice cannot be read: {exc}")
+    except ValueError as exc:
+        return exc
+
+
+def _read_geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
     if len(slices) < MIN_SLICES:
         raise ValueError(f"a reformat needs at least {MIN_SLICES} slices, the series has {len(slices)}")
     if any(frame != 0 for _, frame in slices):
@@ -134,14 +147,30 @@ class Volume:
     """The stored values of a series, oriented for display.
 
     Attributes:
-        stored: (slices, rows, columns) int32 stored values: superior first, anterior first, patient right first.
+        stored: (slices, rows, columns) stored values (int16 when they fit, else int32): superior first, anterior
+            first, patient right first.
         decoded: the middle slice's ``DecodedFrame`` (its modality LUT and VOI hold for every slice).
         geometry: the series' ``Geometry``.
+        low, high: the smallest and largest stored value.
     """
 
     stored: np.ndarray
     decoded: display.DecodedFrame
     geometry: Geometry
+    low: int
+    high: int
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the stacked values."""
+        return self.stored.nbytes
+
+
+VOLUME_CACHE_BYTES = 1024 * 1024 * 1024
+"""Upper bound on the memory of the volumes kept for reformats (least recently used evicted); a series whose
+volume alone is larger is not reformatted."""
+
+_volumes = display.FrameCache(VOLUME_CACHE_BYTES)
 
 
 def _transform(decoded: display.DecodedFrame) -> tuple:
@@ -153,31 +182,46 @@ def _transform(decoded: display.DecodedFrame) -> tuple:
 
 
 def load_volume(slices: tuple[tuple[str, int], ...]) -> Volume:
-    """Decode every slice (``display.load_frame``'s cache) and stack the stored values (the two most recent
-    volumes are kept).
+    """The series' volume from the bounded volume cache, else stacked from its decoded slices (decoded in
+    parallel, once: ``studyapp.dicom.series_cache``).
 
     Raises:
-        ValueError: as ``geometry``, or the slices differ in Rescale Slope/Intercept or pixel format.
+        ValueError: as ``geometry``; the slices differ in Rescale Slope/Intercept or pixel format; the volume would
+            be larger than the volume cache (``VOLUME_CACHE_BYTES``).
         UndecodableImageError: a slice cannot be decoded.
     """
     slices = tuple(slices)
-    return _volume(slices, geometry(slices))
+    geo = geometry(slices)
+    key = (slices, geo, *(_mtime(path) for path, _ in slices[:1]))
+    volume = _volumes.get(key)
+    if volume is None:
+        size = len(slices) * geo.rows * geo.columns * 2
+        if size > _volumes.max_bytes:
+            raise ValueError(f"the series ({size / 2**20:.0f} MB decoded) is larger than the reformat cache "
+                             f"({_volumes.max_bytes / 2**20:.0f} MB); shown axial only")
+        volume = _volume(slices, geo)
+        _volumes.put(key, volume)
+    return volume
 
 
-@lru_cache(maxsize=2)
 def _volume(slices: tuple[tuple[str, int], ...], geo: Geometry) -> Volume:
-    decoded = [display.load_frame(*slices[i]) for i in geo.order]
+    decoded = series_cache.decode_all([slices[i] for i in geo.order])
     transforms = {_transform(d) for d in decoded}
     if len(transforms) > 1:
         raise ValueError("the slices differ in Rescale Slope/Intercept or pixel format")
-    stored = np.stack([d.values.astype(np.int32) + d.values_offset for d in decoded])
+    low = min(d.values_offset + int(d.values.min()) for d in decoded)
+    high = max(d.values_offset + int(d.values.max()) for d in decoded)
+    dtype = np.int16 if -(2**15) <= low and high < 2**15 else np.int32
+    stored = np.empty((len(decoded), geo.rows, geo.columns), dtype=dtype)
+    for i, d in enumerate(decoded):
+        stored[i] = d.values.astype(np.int32) + d.values_offset
     if geo.flip_rows:
         stored = stored[:, ::-1, :]
     if geo.flip_columns:
         stored = stored[:, :, ::-1]
     stored = np.ascontiguousarray(stored)
     stored.flags.writeable = False
-    return Volume(stored=stored, decoded=decoded[len(decoded) // 2], geometry=geo)
+    return Volume(stored=stored, decoded=decoded[len(decoded) // 2], geometry=geo, low=low, high=high)
 
 
 def reformat(volume: Volume, plane: str, index: int) -> np.ndarray:
@@ -190,7 +234,7 @@ def reformat(volume: Volume, plane: str, index: int) -> np.ndarray:
         index: 0-based.
 
     Returns:
-        int32 (slices, columns) for coronal, (slices, rows) for sagittal: stored values.
+        (slices, columns) for coronal, (slices, rows) for sagittal: stored values (``Volume.stored``'s dtype).
 
     Raises:
         ValueError: unknown plane. IndexError: ``index`` outside 0 .. count - 1.
@@ -212,9 +256,9 @@ def display_frame(volume: Volume, plane: str, index: int) -> display.DecodedFram
     rows = volume.geometry.display_rows(plane)
     source_rows = np.minimum((np.arange(rows) + 0.5) * native.shape[0] // rows, native.shape[0] - 1).astype(int)
     shown = native[source_rows]
-    low = int(volume.stored.min())
-    values = shown - low
-    size = int(volume.stored.max()) - low + 1
+    low = volume.low
+    values = shown.astype(np.int32) - low
+    size = volume.high - low + 1
     if size > display.MAX_LUT_ENTRIES:
         raise ValueError(f"stored values span more than {display.MAX_LUT_ENTRIES} levels")
     base = volume.decoded

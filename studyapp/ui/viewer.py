@@ -3,9 +3,11 @@
 Two views of the same pipeline (``studyapp.dicom.display``):
 
 * the browser viewer (``static/renderers.js`` + ``static/viewer.js`` in a ``gr.HTML``): the page receives the
-  case's stack list, then fetches each frame's values once through the component's server function ``frame``
-  (``studyapp.dicom.browser.frame_payload``) and does window/level, inversion, zoom, pan, slice scrolling, the
-  ruler and the findings overlays on a canvas;
+  case's stack list, then fetches each frame's values once, as binary (``studyapp.dicom.browser.pack``), through
+  the component's server function ``pixels`` (Gradio's signed-in ``component_server`` route, same origin), a few
+  requests at a time, nearest the slice on screen first, and keeps them; the server decodes a series once, in
+  parallel (``studyapp.dicom.series_cache``), and cuts reformats from its volume. The page does window/level,
+  inversion, zoom, pan, slice scrolling, the ruler and the findings overlays on a canvas;
 * the server-rendered view below it (8-bit image from the server, slice/zoom sliders, preset and window boxes),
   the fallback when the browser cannot draw and the reference the browser tests compare against.
 """
@@ -15,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
-import pydicom
+from fastapi.responses import JSONResponse, Response
 
 from studyapp.db.models import Case
-from studyapp.dicom import browser, display, reformat
+from studyapp.dicom import browser, display, reformat, series_cache
 from studyapp.services import findings, images
-from studyapp.services.errors import StudyError
+from studyapp.services.errors import PermissionDenied, StudyError
 from studyapp.ui.context import UIContext, shows_errors, signed_in_user, user_action
 
 #: Longest side, in pixels, of the image sent to the browser.
@@ -54,7 +56,7 @@ def _warm(slices: list[tuple[str, int]]) -> None:
     finds them cached; errors show when the case is opened."""
     for path, frame in slices:
         try:
-            browser.frame_payload(path, frame)
+            browser.frame_body(path, frame)
             display.render_file(path, frame=frame, max_side=VIEW_MAX_SIDE)
         except (display.UndecodableImageError, ValueError, IndexError):
             pass
@@ -74,11 +76,29 @@ def hung_stacks(stacks: list[images.ImageStack]) -> list[dict]:
             continue
         try:
             geo = reformat.geometry(tuple(stack.slices))
-        except (ValueError, OSError, pydicom.errors.InvalidDicomError):
-            continue  # shown axial only
+        except ValueError:
+            continue  # shown axial only; reformat_notes says why
         hung += [{"label": f"{stack.label} · {plane}", "modality": stack.modality, "slices": geo.count(plane),
                   "plane": plane, "source": index} for plane in reformat.PLANES]
     return hung
+
+
+def reformat_notes(stacks: list[images.ImageStack]) -> list[str]:
+    """Why a CT series of the case has no coronal or sagittal reformat (missing slices, unequal gaps, ...), one
+    sentence per such series."""
+    notes = []
+    for stack in stacks:
+        if stack.modality != "CT" or len(stack.slices) < 2:
+            continue
+        try:
+            reformat.geometry(tuple(stack.slices))
+        except ValueError as error:
+            notes.append(f"No coronal or sagittal view of {stack.label}: {error}.")
+    return notes
+
+
+def _refusal(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _study_date(value: str | None) -> str | None:
@@ -117,7 +137,7 @@ class Viewer:
         with gr.Column():
             self.client = gr.HTML(EMPTY_MANIFEST, html_template='<div class="sv-root" tabindex="0"></div>',
                                   css_template=VIEWER_CSS, js_on_load=VIEWER_JS, apply_default_css=False,
-                                  server_functions=[self._frame_function()], elem_classes="study-viewer")
+                                  server_functions=[self._pixels_function()], elem_classes="study-viewer")
             self.server_open = gr.State(False)  # the server view is rendered only while its accordion is open
             with gr.Accordion("Server-rendered view (fallback and reference)", open=False) as self.server_accordion:
                 self._server_view()
@@ -159,29 +179,49 @@ class Viewer:
             [self.center, self.width, self.image, self.message], api_visibility="private",
         )
 
-    def _frame_function(self):
+    def _pixels_function(self):
         ctx = self.ctx
 
-        def frame(data: dict, request: gr.Request) -> dict:
-            """Server function of the browser viewer: ``{"case", "stack", "slice"}`` (0-based indices) -> the
-            frame's ``browser.frame_payload``, or ``{"error": message}`` (not signed in, no assignment for the case,
-            no such slice, undecodable frame)."""
+        def pixels(data: dict, request: gr.Request) -> Response:
+            """Server function of the browser viewer, answered in binary through Gradio's signed-in
+            ``component_server`` route: ``{"case", "stack", "slice"}`` (0-based indices into the hanging protocol's
+            stacks) -> 200 with the frame's ``browser.frame_body`` (axial) or ``browser.reformat_body`` (media type
+            ``browser.MEDIA_TYPE``); the first axial slice asked for starts decoding its whole series in the
+            background (``series_cache.prefetch``, nearest first). Refusals are JSON ``{"error": message}``: 401 not
+            signed in, 403 no assignment for the case, 404 no such case or slice, 422 the image cannot be shown
+            (undecodable, or a reformat refused, with the reason)."""
+            try:
+                case_id, stack, index = int(data["case"]), int(data["stack"]), int(data["slice"])
+            except (KeyError, TypeError, ValueError) as error:
+                return _refusal(400, f"malformed request: {error}")
             try:
                 with ctx.sessions.begin() as session:
-                    user = signed_in_user(session, gr.Request(username=cookie_username(request)))
-                    stacks = images.case_stacks(session, user, int(data["case"]))
-                stack, index = int(data["stack"]), int(data["slice"])
-                hung = hung_stacks(stacks)
-                if not (0 <= stack < len(hung) and 0 <= index < hung[stack]["slices"]):
-                    raise IndexError(f"no slice {index + 1} in stack {stack + 1}")
+                    username = cookie_username(request)
+                    if not username:
+                        return _refusal(401, "please sign in")
+                    user = signed_in_user(session, gr.Request(username=username))
+                    stacks = images.case_stacks(session, user, case_id)
+            except PermissionDenied as error:
+                return _refusal(403, str(error))
+            except StudyError as error:
+                return _refusal(404, str(error))
+            hung = hung_stacks(stacks)
+            if not (0 <= stack < len(hung) and 0 <= index < hung[stack]["slices"]):
+                return _refusal(404, f"no slice {index + 1} in stack {stack + 1}")
+            try:
                 if "plane" in hung[stack]:
-                    return browser.reformat_payload(stacks[hung[stack]["source"]].slices, hung[stack]["plane"], index)
-                path, frame_index = stacks[stack].slices[index]
-                return browser.frame_payload(path, frame_index)
-            except (StudyError, display.UndecodableImageError, ValueError, IndexError, KeyError, TypeError) as error:
-                return {"error": f"Cannot display this image: {error}"}
+                    body = browser.reformat_body(stacks[hung[stack]["source"]].slices, hung[stack]["plane"], index)
+                else:
+                    slices = stacks[stack].slices
+                    path, frame_index = slices[index]
+                    body = browser.frame_body(path, frame_index)
+                    if len(slices) > 1:
+                        series_cache.prefetch_once(slices, index, len(body))
+            except (display.UndecodableImageError, ValueError, IndexError) as error:
+                return _refusal(422, f"Cannot display this image: {error}")
+            return Response(body, media_type=browser.MEDIA_TYPE, headers={"Cache-Control": "private, no-store"})
 
-        return frame
+        return pixels
 
     def open(self, session, user, case_id: int | None) -> dict:
         """Updates showing ``case_id`` as this user last left it, else its first series (an empty viewer for ``None``).
@@ -194,7 +234,7 @@ class Viewer:
                     self.message: "", self.slice: gr.update(value=1, visible=False), self.preset: FILE_DEFAULT,
                     self.center: None, self.width: None, self.zoom: 1, self.client: EMPTY_MANIFEST}
         stacks = images.case_stacks(session, user, case_id)
-        manifest = {"case": case_id, "stacks": hung_stacks(stacks),
+        manifest = {"case": case_id, "stacks": hung_stacks(stacks), "notes": reformat_notes(stacks),
                     "study_date": _study_date(session.get(Case, case_id).study_date)}
         if self.with_findings:
             manifest["findings"] = findings.shown_findings(session, user, case_id)

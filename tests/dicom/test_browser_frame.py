@@ -1,26 +1,23 @@
-"""The browser viewer's frame payload on real DICOM: values and tables that reproduce the server's rendering,
-and the pixel spacing the ruler uses with its source named."""
+"""The browser viewer's binary frame body on real DICOM: values and tables that reproduce the server's rendering,
+the byte layout the browser reads (aligned little-endian arrays after a JSON header), and the pixel spacing the
+ruler uses with its source named."""
 
-import base64
+import json
 
 import numpy as np
 import pydicom
+import pytest
 
 from studyapp.dicom import browser, display
 
 
-def _array(text, dtype):
-    return np.frombuffer(base64.b64decode(text), dtype=dtype)
-
-
-def test_payload_tables_reproduce_the_server_rendering(shared_data):
+def test_body_tables_reproduce_the_server_rendering(shared_data):
     path = shared_data / "dicom" / "cxr" / "pydicom_cr_16x16_rescale.dcm"  # Rescale 0.684 / 200, MONOCHROME1
-    payload = browser.frame_payload(path)
-    values = _array(payload["values"], "<u2" if payload["bytes_per_value"] == 2 else np.uint8)
-    values = values.reshape(payload["rows"], payload["columns"])
-    stored_lut = _array(payload["stored_lut"], np.uint8)
-    assert np.array_equal(stored_lut[values], display.render_file(path))  # the file's own VOI
-    modality = _array(payload["modality"], "<f8")
+    payload, arrays = browser.unpack(browser.frame_body(path))
+    values = arrays["values"].reshape(payload["rows"], payload["columns"])
+    stored_lut = arrays["stored_lut"]
+    assert stored_lut.dtype == np.uint8 and np.array_equal(stored_lut[values], display.render_file(path))
+    modality = arrays["modality"]
     ds = pydicom.dcmread(path)
     assert np.allclose(modality[values], ds.pixel_array * 0.684 + 200)
     assert payload["invert"] is True and payload["voi_function"] == "LINEAR"
@@ -28,9 +25,26 @@ def test_payload_tables_reproduce_the_server_rendering(shared_data):
 
 
 def test_colour_frames_are_sent_as_rgb(shared_data):
-    payload = browser.frame_payload(shared_data / "dicom" / "edge" / "SC_rgb_jpeg_dcmtk.dcm")
-    assert payload["kind"] == "colour" and "stored_lut" not in payload
-    assert _array(payload["values"], np.uint8).size == payload["rows"] * payload["columns"] * 3
+    payload, arrays = browser.unpack(browser.frame_body(shared_data / "dicom" / "edge" / "SC_rgb_jpeg_dcmtk.dcm"))
+    assert payload["kind"] == "colour" and set(arrays) == {"values"}
+    assert arrays["values"].dtype == np.uint8 and arrays["values"].size == payload["rows"] * payload["columns"] * 3
+
+
+def test_body_layout_is_aligned_little_endian_after_a_json_header():
+    values = np.arange(6, dtype=">u2")  # big-endian in memory: sent little-endian
+    body = browser.pack({"rows": 2}, {"values": values, "modality": np.array([-1.5, 2.0]), "lut": np.array([7], np.uint8)})
+    size = int.from_bytes(body[:4], "little")
+    header = json.loads(body[4:4 + size])
+    assert (4 + size) % 8 == 0 and header["rows"] == 2
+    assert header["arrays"] == {"values": {"dtype": "<u2", "offset": 0, "length": 6},
+                                "modality": {"dtype": "<f8", "offset": 16, "length": 2},
+                                "lut": {"dtype": "|u1", "offset": 32, "length": 1}}
+    start = 4 + size
+    assert body[start:start + 4] == bytes([0, 0, 1, 0])
+    _, arrays = browser.unpack(body)
+    assert arrays["values"].tolist() == list(range(6)) and arrays["modality"].tolist() == [-1.5, 2.0]
+    with pytest.raises(ValueError, match="truncated in lut"):
+        browser.unpack(body[:start + 32])
 
 
 def test_spacing_names_its_source_or_says_uncalibrated(shared_data):
@@ -43,13 +57,13 @@ def test_spacing_names_its_source_or_says_uncalibrated(shared_data):
     assert browser.pixel_spacing(read("RG1_J2KI.dcm")) == {"source": None}  # Pixel Spacing 0.000\\0.000
 
 
-def test_payloads_are_cached_until_the_file_changes(shared_data, tmp_path):
+def test_bodies_are_cached_until_the_file_changes(shared_data, tmp_path):
     copy = tmp_path / "cr.dcm"
     copy.write_bytes((shared_data / "dicom" / "cxr" / "pydicom_cr_16x16_rescale.dcm").read_bytes())
-    first = browser.frame_payload(copy)
-    assert browser.frame_payload(copy) is first  # sent again without work
+    first = browser.frame_body(copy)
+    assert browser.frame_body(copy) is first  # sent again without work
     ds = pydicom.dcmread(copy)
     ds.WindowCenter, ds.WindowWidth = 1000, 500
     ds.save_as(copy)
-    changed = browser.frame_payload(copy)
-    assert changed is not first and changed["window"] == [1000.0, 500.0]
+    changed = browser.frame_body(copy)
+    assert changed is not first and browser.unpack(changed)[0]["window"] == [1000.0, 500.0]

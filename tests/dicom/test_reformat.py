@@ -71,13 +71,12 @@ def test_flipped_orientation_keeps_right_on_the_left_and_anterior_first(ct_slice
     np.testing.assert_array_equal(reformat.reformat(turned, "sagittal", 10), reformat.reformat(original, "sagittal", 10))
 
 
-def test_payload_has_square_pixels_and_the_axial_modality_values(ct_slices):
-    payload = browser.reformat_payload(list(ct_slices), "coronal", 256)
+def test_body_has_square_pixels_and_the_axial_modality_values(ct_slices):
+    payload, arrays = browser.unpack(browser.reformat_body(list(ct_slices), "coronal", 256))
     assert (payload["rows"], payload["columns"]) == (41, 512) and payload["plane"] == "coronal"
     assert payload["spacing"]["row_mm"] == pytest.approx(40 / 41) and payload["spacing"]["column_mm"] == 0.9765625
-    values = np.frombuffer(browser.base64.b64decode(payload["values"]), dtype="<u2" if payload["bytes_per_value"] == 2
-                           else np.uint8).reshape(41, 512)
-    modality = np.frombuffer(browser.base64.b64decode(payload["modality"]), dtype="<f8")
+    values = arrays["values"].reshape(41, 512)
+    modality = arrays["modality"]
     volume = reformat.load_volume(ct_slices)
     top = display.modality_values(_axial(ct_slices[volume.geometry.order[0]][0]), volume.decoded.lut_dataset)
     np.testing.assert_array_equal(modality[values[0]], top[256, :])  # HU of the most superior slice's row 256

@@ -17,10 +17,12 @@ root.innerHTML = `<div class="sv-bar"><select class="sv-series" aria-label="Seri
   <button class="sv-ruler" aria-pressed="false" title="M">Ruler</button><button class="sv-reset" title="R">Reset</button>
   <button class="sv-layout" aria-pressed="false" title="Enter" hidden>Tiles</button>
   <button class="sv-show-findings" aria-pressed="true" title="F" hidden>Findings</button>
+  <span class="sv-progress" hidden><progress></progress> <span></span></span>
   <span class="sv-help">drag W/L · wheel slice · right-drag pan · ctrl-wheel zoom · dbl-click fit</span></div>
   <div class="sv-stage"><div class="sv-cell sv-main"><canvas class="sv-canvas"></canvas><canvas class="sv-overlay"></canvas>
-  <div class="sv-info"></div><div class="sv-label"></div><div class="sv-message" role="status"></div>
-  <div class="sv-notice" role="status"></div></div></div>
+  <div class="sv-info"></div><div class="sv-label"></div><div class="sv-message" role="status"></div></div></div>
+  <div class="sv-status" role="status"><span class="sv-notes"></span><span class="sv-notice"></span><span class="sv-measure"></span>
+  <span class="sv-renderer"></span></div>
   <ol class="sv-findings" hidden></ol>`;
 const $ = (selector) => root.querySelector(selector);
 let canvas = $(".sv-canvas"); // the image (WebGL2, else canvas 2D)
@@ -50,45 +52,121 @@ const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: n
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
 const views = new Map(); // case id -> the view the reader left it at (this page only)
-const stats = { lastLatencyMs: null, latencies: [], firstImageAt: null, manifestAt: null };
+const stats = { lastLatencyMs: null, latencies: [], stepLatencies: [], firstImageAt: null, manifestAt: null,
+  allLoadedAt: null, maxInFlight: 0 };
 let pendingEventTime = null;
 let drawScheduled = false;
 
-function bytesOf(base64) {
-  if (Uint8Array.fromBase64) return Uint8Array.fromBase64(base64);
-  const text = atob(base64);
-  const out = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
-  return out;
+// -- frames: binary bodies (studyapp.dicom.browser.pack) from the server function "pixels", a few in flight ------
+// Body: uint32 LE header length N, N bytes of JSON, then 8-aligned little-endian arrays (typed arrays here use
+// the platform's byte order, little-endian on every browser platform), viewed without copying.
+const IN_FLIGHT = { axial: 4, reformat: 2 }; // requests at once per lane; a reformat waits for its volume
+const waiting = new Map(); // "stack:slice" -> { stack, slice, lane, resolve, reject }
+const inFlight = { axial: 0, reformat: 0 };
+let generation = 0; // bumped when another case is shown: answers for the old one are dropped
+const loaded = new Map(); // stack -> number of slices loaded (the progress shown)
+
+function pixelsUrl() {
+  const config = window.gradio_config || {};
+  const component = (config.components || []).find((c) => ((c.props || {}).server_fns || []).includes("pixels"));
+  if (!component) throw new Error("the page has no image server function");
+  return [`${config.root || ""}${config.api_prefix || "/gradio_api"}/component_server/`, component.id];
 }
 
-function decodePayload(payload) {
-  if (payload.error) throw new Error(payload.error);
-  const raw = bytesOf(payload.values);
-  const frame = { ...payload, values: null };
-  if (payload.kind === "colour") {
-    frame.rgb = raw;
+function decodeBody(buffer) {
+  const size = new DataView(buffer).getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, size)));
+  const base = 4 + size;
+  const types = { "|u1": Uint8Array, "<u2": Uint16Array, "<f8": Float64Array };
+  const array = (name) => {
+    const entry = header.arrays[name];
+    return entry ? new types[entry.dtype](buffer, base + entry.offset, entry.length) : null;
+  };
+  const frame = { ...header, arrays: undefined, bytes: buffer.byteLength };
+  if (header.kind === "colour") {
+    frame.rgb = array("values");
     return frame;
   }
-  frame.values = payload.bytes_per_value === 2 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2) : raw;
-  const modality = bytesOf(payload.modality);
-  frame.modality = new Float64Array(modality.buffer, modality.byteOffset, modality.length / 8);
-  frame.storedLut = bytesOf(payload.stored_lut);
-  frame.presetList = [["as stored", null], ...Object.entries(payload.presets)];
+  frame.values = array("values");
+  frame.modality = array("modality");
+  frame.storedLut = array("stored_lut");
+  frame.presetList = [["as stored", null], ...Object.entries(header.presets)];
   return frame;
+}
+
+async function requestFrame(caseId, stack, slice) {
+  const [url, componentId] = pixelsUrl();
+  const response = await fetch(url, { method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ data: { case: caseId, stack, slice }, component_id: componentId, fn_name: "pixels",
+      session_hash: "study-viewer" }) });
+  if (!response.ok) {
+    let message = `the server answered ${response.status}`;
+    try { const answer = await response.json(); message = answer.error || answer.detail || message; } catch (e) { /* */ }
+    throw new Error(message);
+  }
+  return decodeBody(await response.arrayBuffer());
+}
+
+function pump() { // start the waiting requests nearest the slice on screen, up to the lane's limit
+  for (const lane of ["axial", "reformat"]) {
+    while (inFlight[lane] < IN_FLIGHT[lane]) {
+      let best = null, bestDistance = Infinity;
+      for (const item of waiting.values()) {
+        if (item.lane !== lane) continue;
+        const distance = (item.stack === state.stack ? 0 : 1e6) + Math.abs(item.slice - state.slice);
+        if (distance < bestDistance) { best = item; bestDistance = distance; }
+      }
+      if (!best) break;
+      waiting.delete(`${best.stack}:${best.slice}`);
+      inFlight[lane]++;
+      stats.maxInFlight = Math.max(stats.maxInFlight, inFlight.axial); // slice requests at once
+      const mine = generation;
+      requestFrame(state.manifest.case, best.stack, best.slice).then((frame) => {
+        if (mine !== generation) return;
+        frames.set(`${best.stack}:${best.slice}`, frame);
+        loaded.set(best.stack, (loaded.get(best.stack) || 0) + 1);
+        best.resolve(frame);
+        showProgress();
+      }, (error) => {
+        if (mine !== generation) return;
+        frames.delete(`${best.stack}:${best.slice}`); // asked again when the reader comes back to it
+        best.reject(error);
+      }).finally(() => { inFlight[lane]--; pump(); });
+    }
+  }
 }
 
 function fetchFrame(stack, slice) {
   const key = `${stack}:${slice}`;
   if (!frames.has(key)) {
-    const caseId = state.manifest.case;
-    const promise = server.frame({ case: caseId, stack, slice }).then(decodePayload).then((frame) => {
-      if (state.manifest.case === caseId) frames.set(key, frame);
-      return frame;
-    }, (error) => { frames.delete(key); throw error; });
+    const item = { stack, slice, lane: state.manifest.stacks[stack].plane ? "reformat" : "axial" };
+    const promise = new Promise((resolve, reject) => { item.resolve = resolve; item.reject = reject; });
+    promise.catch(() => {}); // a prefetched slice that fails is shown when the reader goes there
     frames.set(key, promise);
+    waiting.set(key, item);
+    pump();
   }
   return Promise.resolve(frames.get(key));
+}
+
+function loadSeries(stack) { // every slice of an axial series, nearest the one on screen first (pump's order)
+  const count = state.manifest.stacks[stack].slices;
+  if (state.manifest.stacks[stack].plane) return;
+  for (let s = 0; s < count; s++) fetchFrame(stack, s);
+}
+
+function showProgress() {
+  const stack = state.manifest.stacks[state.stack];
+  const progress = $(".sv-progress");
+  if (!stack || stack.plane || stack.slices < 2) { progress.hidden = true; return; }
+  const done = loaded.get(state.stack) || 0;
+  progress.hidden = done >= stack.slices;
+  progress.querySelector("progress").max = stack.slices;
+  progress.querySelector("progress").value = done;
+  progress.querySelector("span").textContent = `Loading ${done}/${stack.slices}`;
+  root.dataset.loaded = String(done);
+  if (done >= stack.slices && stats.allLoadedAt === null) stats.allLoadedAt = performance.now();
 }
 
 // Display value (0..255, before inversion) of one modality value x for window (c, w), as pydicom's
@@ -119,9 +197,10 @@ function displayTable(frame) { // grey value per table index for the current win
   return table;
 }
 
+const BAND = 16; // CSS pixels kept free above and below the fitted image for the corner text (never on the image)
 function fitScale() {
   const frame = state.frame;
-  return Math.min(canvas.width / frame.columns, canvas.height / frame.rows);
+  return Math.min(canvas.width / frame.columns, Math.max(1, canvas.height - 2 * BAND * devicePixelRatio) / frame.rows);
 }
 
 function transform() { // image pixel -> canvas pixel: x * s + ox
@@ -254,8 +333,15 @@ function composite() { // the frame on screen, then the findings and the ruler
     context.lineTo(r.x1 * s + ox, r.y1 * s + oy);
     context.stroke();
     context.fillStyle = "#facc15";
-    context.font = `${13 * devicePixelRatio}px system-ui, sans-serif`;
-    context.fillText(rulerText(), r.x1 * s + ox + 6, r.y1 * s + oy - 6);
+    context.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+    const text = rulerText(), margin = 4 * devicePixelRatio;
+    const width = context.measureText(text).width, height = 12 * devicePixelRatio;
+    const x = Math.min(Math.max(margin, r.x1 * s + ox + 6), overlay.width - width - margin); // kept in the viewport
+    const y = Math.min(Math.max(height + margin, r.y1 * s + oy - 6), overlay.height - margin);
+    context.shadowColor = "#000";
+    context.shadowBlur = 2 * devicePixelRatio;
+    context.fillText(text, x, y);
+    context.shadowBlur = 0;
   }
 }
 
@@ -304,12 +390,19 @@ async function drawTile(index) { // the tile's slice at the file's VOI, on a can
   if (!tile) return;
   const slice = state.tileSlices[index];
   tile.querySelector(".sv-label").textContent = tileLabel(index);
-  let frame;
-  try {
-    frame = await fetchFrame(index, slice);
-  } catch (error) {
-    tile.querySelector(".sv-tile-message").textContent = error.message || String(error);
-    return;
+  let frame = frames.get(`${index}:${slice}`);
+  if (!frame || frame instanceof Promise) {
+    if (state.manifest.stacks[index].plane) { // built on the server once its series is decoded
+      tile.querySelector(".sv-tile-message").textContent = "Loading the series…";
+      tile.dataset.status = "loading";
+    }
+    try {
+      frame = await fetchFrame(index, slice);
+    } catch (error) {
+      tile.querySelector(".sv-tile-message").textContent = error.message || String(error);
+      tile.dataset.status = "error";
+      return;
+    }
   }
   if (state.tileSlices[index] !== slice || !tile.isConnected) return;
   tile.querySelector(".sv-tile-message").textContent = "";
@@ -335,7 +428,9 @@ function showLayout() {
   const stage = $(".sv-stage");
   stage.dataset.layout = state.layout;
   root.dataset.layout = state.layout;
-  $(".sv-main").style.order = String(state.stack);
+  // 1 + n: the live tile large on the left, the other stacks in a column beside it
+  const others = state.manifest.stacks.length - 1;
+  $(".sv-main").style.gridRow = state.layout === "tiles" && others > 0 ? `1 / span ${others}` : "";
   stage.querySelectorAll(".sv-tile").forEach((tile) => { tile.hidden = Number(tile.dataset.stack) === state.stack; });
   $(".sv-layout").hidden = state.manifest.stacks.length < 2;
   $(".sv-layout").setAttribute("aria-pressed", String(state.layout === "tiles"));
@@ -361,19 +456,21 @@ function toTiles() {
   showLayout();
 }
 
-function showInfo() {
+function showInfo() { // one short line in the band below the image; notices and measurements in the status area
   const stack = state.manifest.stacks[state.stack];
   const frame = state.frame;
-  const lines = [];
-  if (stack && stack.slices > 1) lines.push(`Slice ${state.slice + 1} of ${stack.slices}`);
+  const parts = [];
+  if (stack && stack.slices > 1) parts.push(`Slice ${state.slice + 1}/${stack.slices}`);
   if (frame && frame.kind === "grayscale") {
     const [c, w] = state.window || frame.window;
-    lines.push(`C ${Math.round(c)} W ${Math.round(w)}${state.window ? "" : " (as stored)"}`);
+    parts.push(`C ${Math.round(c)} W ${Math.round(w)}${state.window ? "" : " (as stored)"}`);
   }
-  if (frame) lines.push(`Zoom ${Math.round(fitScale() * state.zoom * 100 / devicePixelRatio)}%`);
-  if (rendererNote) lines.push(rendererNote);
-  if (state.ruler) lines.push(`Ruler ${rulerText()}`);
-  $(".sv-info").textContent = lines.join("\n");
+  if (frame) parts.push(`Zoom ${Math.round(fitScale() * state.zoom * 100 / devicePixelRatio)}%`);
+  $(".sv-info").textContent = parts.join(" · ");
+  $(".sv-renderer").textContent = rendererNote ? `${rendererNote}.` : "";
+  $(".sv-measure").textContent = state.ruler ? `Ruler ${rulerText()}` : "";
+  const series = $(".sv-series");
+  if (series.value !== String(state.stack)) series.value = String(state.stack); // follows the live tile
   $(".sv-main .sv-label").textContent = stack && state.manifest.stacks.length > 1 ? stackLabel(state.stack) : "";
   $(".sv-message").textContent = state.error;
   root.dataset.status = state.status;
@@ -393,19 +490,19 @@ function draw(repaint) {
   composite();
   showInfo();
   if (pendingEventTime !== null) {
-    const eventTime = pendingEventTime;
+    const { time, kind } = pendingEventTime;
     pendingEventTime = null;
     setTimeout(() => { // a task queued in the animation frame runs once that frame is rendered
-      stats.lastLatencyMs = performance.now() - eventTime;
-      stats.latencies.push(stats.lastLatencyMs);
+      stats.lastLatencyMs = performance.now() - time;
+      (kind === "step" ? stats.stepLatencies : stats.latencies).push(stats.lastLatencyMs);
     }, 0);
   }
 }
 
 let repaintWanted = false;
-function schedule(repaint, eventTime) {
+function schedule(repaint, eventTime, kind = "drag") {
   repaintWanted = repaintWanted || repaint;
-  if (eventTime !== undefined && pendingEventTime === null) pendingEventTime = eventTime;
+  if (eventTime !== undefined && pendingEventTime === null) pendingEventTime = { time: eventTime, kind };
   if (drawScheduled) return;
   drawScheduled = true;
   requestAnimationFrame(() => {
@@ -435,29 +532,33 @@ function showPresets() {
   });
 }
 
-async function showSlice(stack, slice) {
+async function showSlice(stack, slice, eventTime) {
   const stacks = state.manifest.stacks;
   if (!stacks[stack]) return;
   slice = Math.max(0, Math.min(stacks[stack].slices - 1, slice));
+  const stackChanged = stack !== state.stack;
   state.stack = stack;
   state.slice = slice;
-  if (state.tileSlices.length) showLayout();
-  state.status = "loading";
-  showInfo();
+  if (state.tileSlices.length && stackChanged) showLayout();
   const caseId = state.manifest.case;
-  let frame;
-  try {
-    frame = await fetchFrame(stack, slice);
-    stats.frameAt = performance.now();
-  } catch (error) {
-    if (state.manifest.case === caseId && state.stack === stack && state.slice === slice) {
-      state.frame = null;
-      composite();
-      fail(`${error.message || error} The server-rendered view below still works.`);
+  const key = `${stack}:${slice}`;
+  let frame = frames.get(key);
+  if (!frame || frame instanceof Promise) {
+    state.status = "loading";
+    showInfo();
+    try {
+      frame = await fetchFrame(stack, slice);
+      stats.frameAt = performance.now();
+    } catch (error) {
+      if (state.manifest.case === caseId && state.stack === stack && state.slice === slice) {
+        state.frame = null;
+        composite();
+        fail(`${error.message || error} The server-rendered view below still works.`);
+      }
+      return;
     }
-    return;
+    if (state.manifest.case !== caseId || state.stack !== stack || state.slice !== slice) return;
   }
-  if (state.manifest.case !== caseId || state.stack !== stack || state.slice !== slice) return;
   const newStack = !state.frame || state.frame.rows !== frame.rows || state.frame.columns !== frame.columns;
   const hadPresets = state.frame && state.frame.kind === frame.kind;
   try {
@@ -474,25 +575,16 @@ async function showSlice(stack, slice) {
   state.status = "ready";
   state.error = "";
   if (!hadPresets) showPresets();
-  draw(true);
-  if (stats.firstImageAt === null) stats.firstImageAt = performance.now();
-  prefetch(stack, slice);
+  schedule(true, eventTime, "step");
+  if (stats.firstImageAt === null) {
+    stats.firstImageAt = performance.now();
+    loadSeries(stack);
+  } else if (stackChanged) loadSeries(stack);
+  showProgress();
 }
 
-function prefetch(stack, slice) { // neighbours first, one request at a time
-  const count = state.manifest.stacks[stack].slices;
-  const caseId = state.manifest.case;
-  const order = [];
-  for (let d = 1; d < count; d++) {
-    if (slice + d < count) order.push(slice + d);
-    if (slice - d >= 0) order.push(slice - d);
-  }
-  (async () => {
-    for (const s of order) {
-      if (state.manifest.case !== caseId) return;
-      try { await fetchFrame(stack, s); } catch (error) { /* shown when the reader goes there */ }
-    }
-  })();
+function showNotes() { // what the server says about the case (e.g. a series that is not reformatted, and why)
+  $(".sv-notes").textContent = state.manifest.notes.join(" ");
 }
 
 function setWindow(window) {
@@ -514,16 +606,20 @@ function load(manifestText) {
     views.set(state.manifest.case, { stack, slice, window, invert, zoom, panX, panY });
   }
   state.manifest = { case: manifest.case ?? null, stacks: manifest.stacks || [], findings: manifest.findings || [],
-    study_date: manifest.study_date || null };
+    study_date: manifest.study_date || null, notes: manifest.notes || [] };
   maskCanvases.clear();
   state.highlight = null;
   state.showFindings = true;
   showFindingList();
   frames.clear();
+  waiting.clear();
+  loaded.clear();
+  generation++;
   Object.assign(state, { frame: null, window: null, invert: false, zoom: 1, panX: 0, panY: 0, ruler: null,
     error: "", status: "empty" });
   const left = views.get(state.manifest.case);
   stats.firstImageAt = null;
+  stats.allLoadedAt = null;
   stats.manifestAt = performance.now();
   const select = $(".sv-series");
   select.textContent = "";
@@ -534,15 +630,16 @@ function load(manifestText) {
   showLayout();
   composite();
   if (state.manifest.case === null) { showInfo(); return; }
-  state.manifest.stacks.forEach((_, i) => drawTile(i));
+  showNotes();
   if (!state.manifest.stacks.length) { fail("This case has no images."); return; }
   if (left && state.manifest.stacks[left.stack]) {
     Object.assign(state, left, { keepView: true });
     showSlice(left.stack, left.slice);
-    return;
+  } else {
+    const first = state.manifest.stacks[0];
+    showSlice(0, first.slices > 1 ? Math.floor(first.slices / 2) : 0);
   }
-  const first = state.manifest.stacks[0];
-  showSlice(0, first.slices > 1 ? Math.floor(first.slices / 2) : 0);
+  state.manifest.stacks.forEach((_, i) => { if (i !== state.stack) drawTile(i); }); // after the slice on screen
 }
 
 // -- input ------------------------------------------------------------------------------------------------------
@@ -601,7 +698,7 @@ overlay.addEventListener("wheel", (event) => {
     state.panY += py - (iy * s + (canvas.height - state.frame.rows * s) / 2 + state.panY);
     schedule(false, event.timeStamp);
   } else if (event.deltaY) {
-    showSlice(state.stack, state.slice + Math.sign(event.deltaY));
+    showSlice(state.stack, state.slice + Math.sign(event.deltaY), event.timeStamp);
   }
 }, { passive: false });
 root.addEventListener("keydown", (event) => {
@@ -617,8 +714,8 @@ root.addEventListener("keydown", (event) => {
   else if (key === "f" || key === "F") { state.showFindings = !state.showFindings; schedule(false); }
   else if (key === "Enter") toTiles();
   else if (key === "Escape" && state.layout === "single" && state.manifest.stacks.length > 1) toTiles();
-  else if (key === "ArrowUp" || key === "ArrowLeft") showSlice(state.stack, state.slice - 1);
-  else if (key === "ArrowDown" || key === "ArrowRight") showSlice(state.stack, state.slice + 1);
+  else if (key === "ArrowUp" || key === "ArrowLeft") showSlice(state.stack, state.slice - 1, event.timeStamp);
+  else if (key === "ArrowDown" || key === "ArrowRight") showSlice(state.stack, state.slice + 1, event.timeStamp);
   else return;
   event.preventDefault();
 });
