@@ -18,7 +18,8 @@ from studyapp.ui.reading_tab import ReadingTab
 from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired
 
 TITLE = "Reader study"
-HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>" for name in ("timer.js", "autosave.js"))
+HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>"
+               for name in ("timer.js", "autosave.js", "local_copy.js"))
 CSS = """
 .gradio-container { padding-top: 4px !important; }
 #app-header { align-items: center; min-height: 0; }
@@ -28,6 +29,9 @@ CSS = """
 .case-timer-box { font-size: 1.1rem; padding: 4px 0; }
 #case-timer { font-family: monospace; font-weight: bold; }
 #case-timer[data-paused="true"] { color: #b45309; }
+html[data-save-progress] #save-status { display: none; }
+#save-progress:not(:empty) { font-weight: bold; }
+.local-copy-offer { border: 1px solid #b45309; padding: 4px 8px; }
 """
 
 

@@ -6,6 +6,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import gradio as gr
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from studyapp.config import Settings
@@ -13,6 +15,12 @@ from studyapp.db.models import ROLE_COORDINATOR, User
 from studyapp.services import accounts
 from studyapp.services.errors import PermissionDenied, StudyError
 from studyapp.ui.signin import SignInSessions, sign_in_token
+
+#: Errors of a database that cannot be reached or written now (server stopped or restarting, connection lost, disk
+#: full, every pooled connection busy); user actions report them as :data:`DATABASE_UNAVAILABLE`, never as a bare
+#: "Error", and the same action can be retried once the database is back.
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
+DATABASE_UNAVAILABLE = "the database is unreachable right now (nothing was changed); try again in a moment"
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,8 @@ def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = 
                 ) -> Iterator[tuple[Session, User]]:
     """One transaction for one user action, with the signed-in user of a live sign-in session.
 
-    Service errors and unreadable paths become ``gr.Error`` (shown to the user; the transaction rolls back).
+    Service errors, unreadable paths and an unreachable database (:data:`DATABASE_ERRORS`) become ``gr.Error``
+    (shown to the user; the transaction rolls back).
 
     Args:
         coordinator: require a coordinator account.
@@ -66,6 +75,14 @@ def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = 
             yield session, user
     except (StudyError, OSError, UnicodeDecodeError) as error:  # refused requests, unreadable paths or files
         raise gr.Error(str(error)) from error
+    except DATABASE_ERRORS as error:
+        raise gr.Error(DATABASE_UNAVAILABLE) from error
+
+
+def database_unavailable(error: gr.Error) -> bool:
+    """Whether a ``gr.Error`` of :func:`user_action` means the database could not be reached (see
+    :data:`DATABASE_ERRORS`): the action changed nothing and may succeed when repeated."""
+    return isinstance(error.__cause__, DATABASE_ERRORS)
 
 
 def shows_errors(handler: Callable) -> Callable:

@@ -13,22 +13,35 @@ import gradio as gr
 from studyapp.db.models import STATUS_SUBMITTED
 from studyapp.services import reading
 from studyapp.services.errors import NotFound
-from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.context import UIContext, database_unavailable, shows_errors, user_action
 from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired, sign_in_token
 from studyapp.ui.tab_saves import TabSaveLocks, parse_tab
 from studyapp.ui.viewer import Viewer
 
 #: JavaScript run before every handler that saves the text: the last two inputs become this save's tab token
-#: (``autosave.js``, parsed by :func:`studyapp.ui.tab_saves.parse_tab`) and the timer's total of active seconds.
+#: (``autosave.js``, parsed by :func:`studyapp.ui.tab_saves.parse_tab`; the page shows "Saving..." until the save's
+#: acknowledgement arrives) and the timer's total of active seconds.
 WITH_SAVE_SNAPSHOT = ("(...args) => { const n = args.length; args[n - 2] = window.studySave ? window.studySave.next() : ''; "
                       "args[n - 1] = window.studyTimer ? window.studyTimer.seconds() : 0; return args; }")
 #: JavaScript of the periodic timer and of leaving the editor: both save through the one "Save now" event.
 SAVE_NOW = "() => { if (window.studySave) window.studySave.now(); }"
-#: JavaScript run after a case is shown: start the timer from the stored active time, or show it stopped. For the
-#: case already on screen (a refused submission) it keeps counting from the larger of the two totals.
-START_TIMER = ("(t) => { const timer = window.studyTimer; if (t && t.running) { "
+#: JavaScript run after a save: hand its acknowledgement to the page (``autosave.js``: the status line, and the
+#: browser's copy of the text dropped once the server holds that text, ``local_copy.js``).
+ACKNOWLEDGE = "(ack) => { if (window.studySave) window.studySave.acknowledge(ack); }"
+#: JavaScript run after a case is shown (inputs: the save acknowledgement, the timer's start, the editor's text):
+#: start the timer from the stored active time, or show it stopped (for the case already on screen, a refused
+#: submission, it keeps counting from the larger of the two totals); then offer or restore text this browser kept
+#: for the case that the server does not have (``local_copy.js``).
+START_TIMER = ("(ack, t, text) => { if (window.studySave) window.studySave.acknowledge(ack); "
+               "const timer = window.studyTimer; if (t && t.running) { "
                "timer.start(timer.assignment === t.assignment ? Math.max(t.seconds, timer.seconds()) : t.seconds, t.idle); "
-               "timer.assignment = t.assignment; } else { timer.stop(t ? t.seconds : 0); timer.assignment = null; } }")
+               "timer.assignment = t.assignment; } else { timer.stop(t ? t.seconds : 0); timer.assignment = null; } "
+               "if (window.studyLocal) window.studyLocal.opened(t, text); }")
+#: What a reader is told while a save could not reach the server or its database (the browser keeps the text,
+#: ``local_copy.js``, and the next save sends all of it); ``autosave.js`` shows the same words when the server
+#: itself cannot be reached.
+NOT_SAVED_YET = ("Not saved yet: the server is unreachable; keep this page open, your text is kept in this "
+                 "browser")
 #: ``version`` of a tab whose save was refused as stale (reading.StaleSave) or signed out: it saves nothing more
 #: until the case is opened again.
 STALE = -1
@@ -99,6 +112,12 @@ def worklist_choices(items: list[reading.WorklistItem]) -> list[tuple[str, int]]
             for i in items]
 
 
+def save_ack(tab: reading.TabSave | None, saved: bool) -> dict:
+    """The acknowledgement a save sends back to its page (``save_ack``): ``{"sequence": the save's number in the
+    page, "saved": whether the server holds the text of that save now}``; no change for a save without a tab."""
+    return {"sequence": tab.sequence, "saved": saved} if tab is not None else gr.update()
+
+
 class ReadingTab:
     """Builds the reading tab inside the caller's Blocks and wires its events."""
 
@@ -119,6 +138,9 @@ class ReadingTab:
                 self.viewer = Viewer(ctx, with_findings=True)
             with gr.Column(scale=4):
                 self.editor = gr.Textbox(label="Report", lines=14, max_lines=14, interactive=False, elem_id="report-editor")
+                self.local_copy = gr.HTML('<div id="local-copy"></div>')  # local_copy.js offers kept text here
+                # autosave.js writes "Saving..." or "Not saved yet" here, and hides save-status meanwhile
+                self.save_progress = gr.HTML('<div id="save-progress"></div>')
                 self.save_status = gr.Markdown(elem_id="save-status")
                 self.finish = gr.Button("Submit report", variant="primary", interactive=False, elem_id="finish-report")
                 with gr.Group(visible=False, elem_id="likert-panel") as self.likert_panel:
@@ -128,7 +150,11 @@ class ReadingTab:
                         gr.render(inputs=[self.form])(self._render_form)
                     self.submit_message = gr.Markdown(elem_id="submit-message")
                     self.back = gr.Button("Back to editing")
+        # what the browser needs of the case on screen: {"running", "seconds", "idle", "assignment", "reader"}
         self.timer_start = gr.JSON(visible=False)
+        # the acknowledgement of each save, {"sequence": the save's number in its page, "saved": True when the server
+        # holds that text now} (autosave.js, local_copy.js)
+        self.save_ack = gr.JSON(visible=False)
         self.save_tab = gr.Textbox(visible=False)  # the tab token of each save (WITH_SAVE_SNAPSHOT)
         self.active_seconds = gr.Number(visible=False)
         self._tab_locks = TabSaveLocks()
@@ -148,15 +174,15 @@ class ReadingTab:
         ).then(**self.start_timer)
         saving = [self.assignment, self.version, self.editor, self.save_tab, self.active_seconds]
         # one save event per page, one in flight at a time, the newest waiting one replacing older ones
-        self.save_now.click(self._autosave, saving, [self.save_status, self.version], js=WITH_SAVE_SNAPSHOT,
-                            trigger_mode="always_last", concurrency_id="autosave", concurrency_limit=AUTOSAVE_WORKERS,
-                            **private)
+        self.save_now.click(self._autosave, saving, [self.save_status, self.version, self.save_ack],
+                            js=WITH_SAVE_SNAPSHOT, trigger_mode="always_last", concurrency_id="autosave",
+                            concurrency_limit=AUTOSAVE_WORKERS, **private).then(**self.acknowledge)
         for trigger in (self.autosave_timer.tick, self.editor.blur):
             trigger(None, None, None, js=SAVE_NOW, **private)
         self.finish.click(
-            self._ask_likert, saving, [self.save_status, self.version, self.likert_panel, self.finish],
+            self._ask_likert, saving, [self.save_status, self.version, self.likert_panel, self.finish, self.save_ack],
             js=WITH_SAVE_SNAPSHOT, **private,
-        )
+        ).then(**self.acknowledge)
         self.back.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
                         [self.likert_panel, self.finish], **private)
 
@@ -180,8 +206,15 @@ class ReadingTab:
 
     @property
     def start_timer(self) -> dict:
-        """Keyword arguments of a ``.then(...)`` that starts or stops the browser timer from ``timer_start``."""
-        return {"fn": None, "inputs": [self.timer_start], "outputs": None, "js": START_TIMER}
+        """Keyword arguments of a ``.then(...)`` after a screen is shown: acknowledge the save it made, start or stop
+        the browser timer from ``timer_start``, offer text the browser kept (:data:`START_TIMER`)."""
+        return {"fn": None, "inputs": [self.save_ack, self.timer_start, self.editor], "outputs": None,
+                "js": START_TIMER}
+
+    @property
+    def acknowledge(self) -> dict:
+        """Keyword arguments of a ``.then(...)`` after a save: hand ``save_ack`` to the page (:data:`ACKNOWLEDGE`)."""
+        return {"fn": None, "inputs": [self.save_ack], "outputs": None, "js": ACKNOWLEDGE}
 
     @property
     def on_load_outputs(self) -> list:
@@ -193,7 +226,7 @@ class ReadingTab:
         """Every component a case switch updates (worklist, context, editor, Likert, timer, viewer)."""
         return [self.study, self.about, self.worklist, self.assignment, self.version, self.context, self.editor,
                 self.finish, self.likert_panel, self.form, self.submit_message,
-                self.save_status, self.timer_start, self.autosave_timer,
+                self.save_status, self.timer_start, self.save_ack, self.autosave_timer,
                 *self.viewer.open_outputs]
 
     # -- handlers ------------------------------------------------------------------------------------------------
@@ -227,7 +260,8 @@ class ReadingTab:
             message = note or ("All cases are submitted. Thank you!" if done else "Choose a case from the worklist.")
             updates.update({self.context: message, self.editor: gr.update(value="", interactive=False),
                             self.finish: gr.update(interactive=False, visible=True), self.save_status: "",
-                            self.timer_start: {"running": False, "seconds": 0}, self.autosave_timer: gr.Timer(active=False)})
+                            self.timer_start: {"running": False, "seconds": 0, "reader": user.id},
+                            self.autosave_timer: gr.Timer(active=False)})
             updates.update(self.viewer.open(session, user, None))
             return updates
         editable = screen.status != STATUS_SUBMITTED
@@ -239,7 +273,7 @@ class ReadingTab:
             self.save_status: "" if editable else "This report is submitted.",
             self.form: {"assignment": screen.assignment_id, "questions": screen.questions} if editable else None,
             self.timer_start: {"running": editable, "seconds": screen.active_seconds, "idle": screen.idle_seconds,
-                               "assignment": screen.assignment_id},
+                               "assignment": screen.assignment_id, "reader": user.id},
             self.autosave_timer: gr.Timer(value=screen.autosave_seconds, active=editable),
         })
         updates.update(self.viewer.open(session, user, screen.case_id))
@@ -250,62 +284,83 @@ class ReadingTab:
         with user_action(self.ctx, request) as (session, user):
             return self._screen(session, user, self._study(session, user, study_name), None)
 
-    @shows_errors
     def _switch_case(self, study_name, target, assignment_id, version, text, token, seconds, request: gr.Request):
+        """Save the open case's text, then show case ``target``; a refusal keeps the case on screen (a refused save
+        says why in the status line, anything else in a toast)."""
         tab = parse_tab(token)
         try:
             with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
-                if assignment_id is not None and version != STALE:
-                    self._autosave_status(session, user, assignment_id, version, text, tab, seconds)
-                return self._screen(session, user, self._study(session, user, study_name), target)
+                saved = True
+                if assignment_id is not None:
+                    saved = version != STALE and self._autosave_status(
+                        session, user, assignment_id, version, text, tab, seconds)[2]
+                updates = self._screen(session, user, self._study(session, user, study_name), target)
         except gr.Error as error:
-            if not isinstance(error.__cause__, reading.StaleSave):
-                raise
-            gr.Warning(error.message)  # stay on the case; the next switch goes ahead (the reader was told)
-            return {self.save_status: f"**{error.message}**", self.version: STALE,
-                    self.worklist: gr.update(value=assignment_id)}
+            if not (isinstance(error.__cause__, (reading.StaleSave, SessionExpired)) or database_unavailable(error)):
+                gr.Warning(error.message)  # e.g. practice cases first: nothing changed, the save included
+                return {self.save_ack: save_ack(tab, False)}
+            status, version = self._refusal(error)  # stay on the case; the next switch goes ahead (the reader was told)
+            return {self.save_status: status, self.version: version, self.worklist: gr.update(value=assignment_id),
+                    self.save_ack: save_ack(tab, False)}
+        return updates | {self.save_ack: save_ack(tab, saved)}
 
     def _autosave(self, assignment_id, version, text, token, seconds, request: gr.Request):
         """Periodic, typing and leaving-the-editor saves; only a changed text counts as sign-in activity."""
-        if assignment_id is None or version == STALE:
-            return gr.update(), gr.update()
         tab = parse_tab(token)
+        if assignment_id is None or version == STALE:
+            return gr.update(), gr.update(), save_ack(tab, False)
         try:
             with self._tab_locks.hold(tab), user_action(self.ctx, request, active=False) as (session, user):
                 report = reading.own_assignment(session, user, assignment_id).report
                 if report is not None and (text or "") != report.current_text:
                     self.ctx.sign_ins.touch(sign_in_token(request))
-                return self._autosave_status(session, user, assignment_id, version, text, tab, seconds)
+                status, version, saved = self._autosave_status(session, user, assignment_id, version, text, tab,
+                                                               seconds)
         except gr.Error as error:  # shown on the screen too, not only as a passing toast
-            gr.Warning(error.message)
-            if isinstance(error.__cause__, SessionExpired):
-                return f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})", STALE
-            return f"**{error.message}**", STALE if isinstance(error.__cause__, reading.StaleSave) else gr.update()
+            return *self._refusal(error), save_ack(tab, False)
+        return status, version, save_ack(tab, saved)
+
+    @staticmethod
+    def _refusal(error: gr.Error) -> tuple:
+        """The status line and the version of a tab whose save was refused (a toast too, but not for an
+        unreachable database: that repeats with every save until it is back)."""
+        if database_unavailable(error):
+            return f"**{NOT_SAVED_YET}**", gr.update()
+        gr.Warning(error.message)
+        if isinstance(error.__cause__, SessionExpired):
+            return f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})", STALE
+        return f"**{error.message}**", STALE if isinstance(error.__cause__, reading.StaleSave) else gr.update()
 
     def _autosave_status(self, session, user, assignment_id, version, text, tab, seconds) -> tuple:
-        """Save; the status line changes only when the text did ("Saved" stays the time the text was stored, and a
-        periodic save of unchanged text does not replace a message such as "Report submitted")."""
+        """Save; returns the status line, the tab's version and whether the server now holds the text. The status
+        line changes only when the text did ("Saved" stays the time the text was stored, and a periodic save of
+        unchanged text does not replace a message such as "Report submitted")."""
         report = reading.own_assignment(session, user, assignment_id).report
         if report is None or report.status == STATUS_SUBMITTED:
-            return gr.update(), gr.update()
+            return gr.update(), gr.update(), False
         unchanged = (text or "") == report.current_text
         report = reading.autosave(session, user, assignment_id, text or "", float(seconds or 0), version, tab)
         if TEST_SAVE_DELAY_S:
             time.sleep(TEST_SAVE_DELAY_S)  # test hook: the transaction stays open, as under a slow database
-        return gr.update() if unchanged else f"Saved {report.last_saved_at:%H:%M:%S} UTC", report.version
+        return gr.update() if unchanged else f"Saved {report.last_saved_at:%H:%M:%S} UTC", report.version, True
 
-    @shows_errors
     def _ask_likert(self, assignment_id, version, text, token, seconds, request: gr.Request):
-        if assignment_id is None:
-            raise gr.Error("open a case first")
+        """Save the text, then show the study's questions; a refused save says why and keeps the editor."""
         tab = parse_tab(token)
-        with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
-            status, version = self._autosave_status(session, user, assignment_id, version, text, tab, seconds)
-        return status, version, gr.update(visible=True), gr.update(visible=False)
+        try:
+            if assignment_id is None:
+                raise gr.Error("open a case first")
+            with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
+                status, version, saved = self._autosave_status(session, user, assignment_id, version, text, tab,
+                                                               seconds)
+        except gr.Error as error:
+            return *self._refusal(error), gr.update(), gr.update(), save_ack(tab, False)
+        return status, version, gr.update(visible=True), gr.update(visible=False), save_ack(tab, saved)
 
     def _submit(self, study_name, assignment_id, version, text, token, seconds, request: gr.Request, answers: dict):
-        """Submit; a refusal (unanswered question) is shown beside the confirm button, not as a lasting toast, and
-        the next screen replaces it, so a later successful submission does not read as a failure."""
+        """Submit; a refusal (unanswered question, unreachable database) is shown beside the confirm button, not as
+        a lasting toast, and the next screen replaces it, so a later successful submission does not read as a
+        failure."""
         tab = parse_tab(token)
         try:
             with self._tab_locks.hold(tab), user_action(self.ctx, request) as (session, user):
@@ -313,7 +368,10 @@ class ReadingTab:
                 reading.submit(session, user, assignment_id, text or "", float(seconds or 0), answers, version, tab)
                 updates = self._screen(session, user, study, reading.next_open_assignment(session, user, study))
         except gr.Error as error:
-            return {self.submit_message: f"**Not submitted:** {error.message}"}
+            message = f"**Not submitted.** {NOT_SAVED_YET}" if database_unavailable(error) \
+                else f"**Not submitted:** {error.message}"
+            return {self.submit_message: message, self.save_ack: save_ack(tab, False)}
         updates[self.save_status] = "Report submitted. " + (
             "Next case opened." if updates[self.assignment] is not None else "")
+        updates[self.save_ack] = save_ack(tab, True)
         return updates

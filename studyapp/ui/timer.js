@@ -43,5 +43,10 @@
       show();
     },
     seconds() { return state.seconds; },
+    // a running timer counts on from at least `seconds` (active time kept in the browser, local_copy.js)
+    atLeast(seconds) {
+      if (state.running) state.seconds = Math.max(state.seconds, Number(seconds) || 0);
+      show();
+    },
   };
 })();
