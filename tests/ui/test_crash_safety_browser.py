@@ -7,6 +7,8 @@
 - PostgreSQL stopped for 10 s while the reader types and submits: the page says "Not saved yet", submitting is
   refused with that message, and once the database is back all the text is stored and submitting succeeds;
 - two tabs of one reader on one case: the older tab's save is refused with a visible notice, nothing is overwritten;
+  after a reload that tab offers its refused text (kept in the browser) beside the saved one, and the reader's
+  choice is saved;
 - one tab whose periodic, typing and leaving-the-editor saves overlap against a slow database, for a minute, is
   never refused;
 - an idle sign-in session ends: the reader is told, what they type afterwards is kept in the browser, and after
@@ -240,10 +242,19 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         second.wait_for_function(
             "() => document.querySelector('#report-editor textarea')?.value.endsWith(' Typed in the first tab.')",
             timeout=30_000)
+        # the refused text is kept in this browser and offered, not put in place of the newer saved text
+        offer = second.locator("#local-copy .local-copy-offer")
+        offer.wait_for(timeout=30_000)
+        assert "the server does not have" in offer.inner_text()
+        assert second_editor.input_value().endswith(" Typed in the first tab.")
+        second.get_by_role("button", name="Use the kept text").click()  # the reader's choice: the second tab's text
+        assert offer.count() == 0
+        _wait_stored(server, second, " Typed in the second tab.")
+        second.wait_for_function(f"() => ({KEPT_TEXTS})().length === 0", timeout=30_000)
         second_editor.click()
         second_editor.press("End")
         second_editor.type(" Then the second.")
-        _wait_stored(server, second, " Typed in the first tab. Then the second.")
+        _wait_stored(server, second, " Typed in the second tab. Then the second.")
         assert "Not saved" not in second.locator("#save-status").inner_text()
         context.close()
     finally:
