@@ -1,62 +1,15 @@
-"""Report text structure: split a free-text radiology report into findings and impression sections and the
-findings section into numbered lines (one sentence per line), as FineRadScore numbers the candidate's lines
-(Huang et al., arXiv 2405.20613; paper section 2.4 compares the "findings" sections of final reports).
+"""Report text structure for the judges: the findings section of a free-text radiology report (sections parsed by
+:func:`studyapp.report_sections.split_sections`, the one parser the SR export and the engine share) as numbered
+lines (one sentence per line), as FineRadScore numbers the candidate's lines (Huang et al., arXiv 2405.20613; paper section 2.4 compares the "findings" sections of final reports).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-_HEADER = re.compile(
-    r"(?:^|(?<=[.!?;]))[ \t]*(?P<name>findings|impression|conclusions?|comparison|indications?|clinical history|"
-    r"history|technique|examination|exam)[ \t]*:[ \t]*",
-    re.IGNORECASE | re.MULTILINE,
-)
+from studyapp.report_sections import split_sections
+
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
-
-
-@dataclass(frozen=True)
-class ReportSections:
-    """The sections of one report.
-
-    Attributes:
-        findings: text of the FINDINGS section; the whole text when the report has no section headers.
-        impression: text of the IMPRESSION (or CONCLUSION) section, "" when absent.
-        has_headers: whether any known section header was found.
-    """
-
-    findings: str
-    impression: str
-    has_headers: bool
-
-
-def split_sections(text: str) -> ReportSections:
-    """Split ``text`` at headers such as ``FINDINGS:`` and ``IMPRESSION:`` (case-insensitive; at a line start
-    or inline after a sentence end, as in "Chest, two views. FINDINGS: ... IMPRESSION: ...").
-
-    A report without any header is taken to be all findings (templates and drafts in this study are often
-    written that way). Text before the first header is ignored when headers exist, as are other sections
-    (comparison, indication, technique).
-
-    Raises:
-        TypeError: ``text`` is not a string.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"report text must be str, got {type(text).__name__}")
-    matches = list(_HEADER.finditer(text))
-    if not matches:
-        return ReportSections(findings=text.strip(), impression="", has_headers=False)
-    parts: dict[str, str] = {}
-    for match, following in zip(matches, matches[1:] + [None]):
-        end = following.start() if following else len(text)
-        name = match.group("name").lower()
-        name = {"conclusion": "impression", "conclusions": "impression", "indications": "indication",
-                "clinical history": "history", "exam": "examination"}.get(name, name)
-        parts[name] = (parts.get(name, "") + " " + text[match.end() : end]).strip()
-    return ReportSections(
-        findings=parts.get("findings", ""), impression=parts.get("impression", ""), has_headers=True
-    )
 
 
 def findings_lines(text: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from analysis.reports import findings_lines, numbered, split_sections
+from analysis.reports import findings_lines, numbered
+from studyapp.report_sections import split_sections
 from analysis.similarity import MEASURE, template_use
 
 

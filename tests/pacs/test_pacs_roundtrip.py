@@ -141,7 +141,7 @@ def test_unblinded_research_export_names_the_arm(orthanc, tmp_path):
     with sessions.begin() as session:
         study = studies.create_study(session, "S")
         pacs.import_studies(session, study, orthanc.connection, [h.study_instance_uid for h in hits], data_dir)
-    _, case_key, arm = read_and_submit(sessions, "S", "Heart size normal.", tmp_path)
+    _, case_key, arm = read_and_submit(sessions, "S", "FINDINGS: Heart size normal. IMPRESSION: Normal.", tmp_path)
     with sessions() as session:
         study = studies.get_study(session, "S")
         blinded = structured_reports.export_srs(session, study, tmp_path / "b", case_keys=[case_key])

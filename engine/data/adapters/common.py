@@ -12,7 +12,6 @@ import csv
 import gzip
 import logging
 import random
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from engine.configuration import DET_TOKEN, NA_TOKEN, SEG2D_TOKEN, SEG3D_TOKEN
 from engine.data.manifest import write_manifest
 from engine.data.schema import MAX_DETECTION_CLASSES, BoxTarget, ImageRef, ImagingType, MaskTarget, Sample
 from engine.processing import Task, instruction
+from studyapp.report_sections import split_sections
 
 log = logging.getLogger("engine.data.adapters")
 
@@ -133,35 +133,19 @@ def finish(samples: list[Sample], out_manifest: Path, source: str, skipped: dict
 
 # ------------------------------------------------------------------------------------------------ reports
 
-#: Top-level headings of free-text chest X-ray reports (MIMIC-CXR). Other upper-case labels ("LUNGS:", "HEART:")
-#: are sub-headings and stay inside their section.
-REPORT_HEADINGS = ("ADDENDUM", "CLINICAL HISTORY", "CLINICAL INFORMATION", "COMPARISON", "COMPARISONS", "CONCLUSION",
-                   "EXAM", "EXAMINATION", "FINDINGS", "HISTORY", "IMPRESSION", "INDICATION", "NOTIFICATION",
-                   "PROCEDURE", "REASON FOR EXAM", "REASON FOR EXAMINATION", "RECOMMENDATION", "RECOMMENDATIONS",
-                   "TECHNIQUE", "WET READ")
-_HEADING = re.compile(r"^[ \t]*("
-                      + "|".join(h.replace(" ", r"\s+") for h in sorted(REPORT_HEADINGS, key=len, reverse=True))
-                      + r")[ \t]*:", re.MULTILINE)
-
-
 def report_sections(text: str) -> dict[str, str]:
-    """Sections of a free-text radiology report by their top-level headings at a line start (:data:`REPORT_HEADINGS`,
-    e.g. ``FINDINGS:``, ``IMPRESSION:``, ``INDICATION:``, ``COMPARISON:``), keyword matching as in CXR-RePair
-    (paper 4.1, MIMIC-CXR).
+    """Sections of a free-text radiology report by their headings (``FINDINGS:``, ``IMPRESSION:``, ``INDICATION:``,
+    ``COMPARISON:``...; parsed by :func:`studyapp.report_sections.split_sections`, the parser the SR export and the
+    analysis use), keyword matching as in CXR-RePair (paper 4.1, MIMIC-CXR). Upper-case sub-headings that are no
+    section ("LUNGS:", "HEART:") stay inside their section.
 
     Returns:
-        heading (upper case, single spaces) -> section text with whitespace collapsed; empty sections are left out.
-        A heading given twice keeps its first non-empty text. Text before the first heading is dropped.
+        canonical heading (:data:`studyapp.report_sections.HEADINGS`, e.g. CONCLUSION is IMPRESSION) -> section
+        text with whitespace collapsed; empty sections are left out; a heading given twice has its texts joined.
+        Text before the first heading is dropped.
     """
-    sections: dict[str, str] = {}
-    matches = list(_HEADING.finditer(text))
-    for match, following in zip(matches, [*matches[1:], None]):
-        end = following.start() if following else len(text)
-        name = " ".join(match.group(1).split())
-        body = " ".join(text[match.end():end].split())
-        if body and name not in sections:
-            sections[name] = body
-    return sections
+    parsed = split_sections(text)
+    return {name: " ".join(body.split()) for name, body in parsed.sections.items() if body.strip()}
 
 
 def report_answer(findings: str, impression: str) -> str:
