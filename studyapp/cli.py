@@ -4,32 +4,57 @@ Every coordinator action of the web app is also a command here, so studies can b
 one transaction: it either completes or changes nothing.
 """
 
+from __future__ import annotations
+
 import argparse
+import contextlib
 import getpass
+import importlib.util
+import io
 import os
 import sys
 from pathlib import Path
 
-from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
-
-from studyapp import demo
 from studyapp.config import Settings
-from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
-from studyapp.db.session import open_database
-from studyapp.services import (
-    accounts, cases, design, drafts, export, ingest, pacs, practice, questions, structured_reports, studies,
-)
 from studyapp.services.errors import StudyError
 
 
-def _read_password(args) -> str:
+def _lazy(name: str):
+    """The module ``name``, executed on its first attribute access (:class:`importlib.util.LazyLoader`), so that
+    ``--help`` and the commands that do not need SQLAlchemy, pydicom, highdicom or pandas do not import them."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+accounts, cases, design, drafts, export, ingest, pacs, practice, questions, structured_reports, studies = (
+    _lazy(f"studyapp.services.{name}") for name in (
+        "accounts", "cases", "design", "drafts", "export", "ingest", "pacs", "practice", "questions",
+        "structured_reports", "studies"))
+demo, models = _lazy("studyapp.demo"), _lazy("studyapp.db.models")
+
+
+def _read_password(args, *, confirm: bool = False) -> str:
+    """The password from ``--password-env`` or a prompt; with ``confirm`` (a new account) the prompt asks twice.
+
+    Raises:
+        StudyError: the variable is not set, no terminal to prompt on, or the two typed passwords differ.
+    """
     if args.password_env:
         value = os.environ.get(args.password_env)
         if value is None:
             raise StudyError(f"environment variable {args.password_env} is not set")
         return value
     try:
-        return getpass.getpass(f"Password for {args.username}: ")
+        password = getpass.getpass(f"Password for {args.username}: ")
+        if confirm and getpass.getpass(f"Repeat the password for {args.username}: ") != password:
+            raise StudyError(f"the two passwords for {args.username!r} differ; no account was added")
+        return password
     except EOFError:
         raise StudyError("no password given: run in a terminal, or pass --password-env VARIABLE") from None
 
@@ -121,9 +146,9 @@ def _cmd_questions(session, args):
 
 
 def _cmd_add_user(session, args):
-    role = ROLE_COORDINATOR if args.coordinator else ROLE_READER
+    role = models.ROLE_COORDINATOR if args.coordinator else models.ROLE_READER
     study = studies.get_study(session, args.study) if args.study else None
-    user = accounts.add_user(session, args.username, _read_password(args), role=role, display_name=args.display_name)
+    user = accounts.add_user(session, args.username, _read_password(args, confirm=True), role=role, display_name=args.display_name)
     if study is not None:
         accounts.enroll_reader(session, study, user)
     print(f"added {role} {user.username!r}" + (f", a reader of {study.name!r}" if study else ""))
@@ -200,7 +225,7 @@ def _cmd_pacs_import(session, args):
 def _cmd_export_sr(session, args):
     study = studies.get_study(session, args.study)
     report = structured_reports.export_srs(session, study, Path(args.folder), case_keys=args.case,
-                                           unblinded=args.unblinded)
+                                           unblinded=args.unblinded, allow_empty_impression=args.allow_empty_impression)
     print(report.summary())
     status = 1 if report.problems else 0
     if args.send:
@@ -360,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", action="append", help="case_key to export (repeatable; default every case)")
     p.add_argument("--unblinded", action="store_true", help="research export: also write the arm and draft source")
     p.add_argument("--send", action="store_true", help="send the SRs of cases imported from a PACS back to it")
+    p.add_argument("--allow-empty-impression", action="store_true",
+                   help="also export reports without an IMPRESSION section (their SR has no impression; listed as "
+                        "warnings); by default they are listed as not exported")
     _add_pacs_auth(p)
     p.set_defaults(run=_cmd_export_sr)
 
@@ -386,12 +414,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.serve and args.command is None:
         parser.print_help()
         return 2
+    from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
+
+    from studyapp.db.session import open_database
+
+    printed = io.StringIO()
     try:
         sessions = open_database(settings.database_url)
         status = 0
         if args.command is not None:
-            with sessions.begin() as session:
-                status = args.run(session, args) or 0
+            # the command's output is held until its transaction has committed: output cut short (``| head``)
+            # never shows a result that was not stored, and a failed command prints what it had found
+            try:
+                with contextlib.redirect_stdout(printed), sessions.begin() as session:
+                    status = args.run(session, args) or 0
+            finally:
+                _print_held(printed.getvalue())
         if args.serve:
             return serve(sessions, settings, args)
         return status
@@ -399,6 +437,16 @@ def main(argv: list[str] | None = None) -> int:
         # refused requests, unreadable paths or files the user named, a database URL that cannot be used
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def _print_held(text: str) -> None:
+    """Print ``text``; a reader that closed the pipe early (``| head``) ends the output quietly (Python's
+    documented SIGPIPE recipe: stdout is pointed at /dev/null so that the interpreter's final flush is silent)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def serve(sessions, settings: Settings, args) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import os
 import re
+import socket
+import ssl
 import tempfile
 from datetime import datetime
 from dataclasses import dataclass, field, replace
@@ -90,8 +92,45 @@ class PacsConnection:
         if isinstance(error, requests.Timeout):
             return f"the PACS at {self.url} did not answer within {self.timeout:g} s"
         if isinstance(error, requests.ConnectionError):
-            return f"the PACS at {self.url} cannot be reached: {error}"
+            return f"the PACS at {self.url} cannot be reached: {connection_problem(self.url, error)}"
         return f"the PACS at {self.url} gave an answer that cannot be read: {type(error).__name__}: {error}"
+
+
+def _causes(error: BaseException):
+    """``error`` and the exceptions under it (``__cause__``/``__context__``, urllib3's ``reason``, requests'
+    wrapped first argument), outermost first."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        wrapped = getattr(error, "reason", None)
+        if not isinstance(wrapped, BaseException):
+            wrapped = error.args[0] if error.args and isinstance(error.args[0], BaseException) else None
+        error = error.__cause__ or wrapped or error.__context__
+
+
+def connection_problem(url: str, error: BaseException) -> str:
+    """One sentence for a connection that failed: "cannot connect to pacs:8042: connection refused" (the host and
+    port of ``url`` and the likeliest cause read from the exception chain of ``error``), instead of urllib3's
+    ``HTTPConnectionPool(...): Max retries exceeded ... NewConnectionError`` text."""
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"{parts.hostname}:{port}"
+    for cause in _causes(error):
+        if isinstance(cause, socket.gaierror):
+            return f"cannot connect to {where}: the name {parts.hostname!r} is not known (check the host name)"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"cannot connect to {where}: connection refused (nothing listens there: check the port and " \
+                   "that the PACS runs)"
+        if isinstance(cause, ssl.SSLError):
+            return f"cannot connect to {where}: the TLS handshake failed ({cause.reason or cause}); check http/https"
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return f"cannot connect to {where}: no answer to the connection (a firewall, or the host is down)"
+        if isinstance(cause, ConnectionResetError):
+            return f"cannot connect to {where}: the connection was reset (a proxy or http/https mix-up)"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"cannot connect to {where}: {cause.strerror.lower()}"
+    return f"cannot connect to {where}"
 
 
 def _is_calendar_date(value: str) -> bool:

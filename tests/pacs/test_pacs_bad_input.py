@@ -37,8 +37,14 @@ def test_unreachable_pacs_and_wrong_credentials(orthanc, imported, capsys, monke
     sessions, data_dir, uids = imported
     before = _counts(sessions)
     nowhere = f"http://127.0.0.1:{free_port()}/dicom-web"
-    with pytest.raises(pacs.PacsError, match=f"the PACS at {nowhere} cannot be reached"):
+    with pytest.raises(pacs.PacsError, match=f"the PACS at {nowhere} cannot be reached") as refused:
         pacs.search_studies(pacs.PacsConnection(nowhere), pacs.SearchCriteria(modality="CR"))
+    port = nowhere.split(":")[2].split("/")[0]
+    assert f"cannot connect to 127.0.0.1:{port}: connection refused" in str(refused.value)
+    assert "HTTPConnectionPool" not in str(refused.value) and "NewConnectionError" not in str(refused.value)
+    with pytest.raises(pacs.PacsError, match="cannot connect to pacs.invalid:8042: the name 'pacs.invalid' is not "
+                                             "known"):
+        pacs.search_studies(pacs.PacsConnection("http://pacs.invalid:8042/dicom-web"), pacs.SearchCriteria())
     wrong = pacs.PacsConnection(orthanc.connection.url, USER, "not-the-password")
     with pytest.raises(pacs.PacsError, match=r"refused the credentials \(HTTP 401\)"):
         pacs.search_studies(wrong, pacs.SearchCriteria())

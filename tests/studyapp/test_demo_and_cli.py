@@ -76,7 +76,7 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
         case = studies.get_study(session, "S").cases[0]
         assert (case.case_key, case.indication, case.label) == (keys[0], "Cough.", "abnormal")
     for reader in ("r1", "r2", "r3"):
-        monkeypatch.setenv("PW", f"{reader}-password")
+        monkeypatch.setenv("PW", f"{reader}-violet-harbour-lantern")
         assert run("add-user", reader, "--study", "S", "--password-env", "PW") == 0
     assert run("assign", "S", "--seed", "3", "--cases-per-reader", "3") == 0
     assert "r1" in capsys.readouterr().out
