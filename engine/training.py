@@ -7,9 +7,14 @@ shard). AdamW with the paper's schedule (:func:`learning_rate`). Two stages:
 
 - ``joint``: LoRA, the added-token rows, the visual adapters, the 3D UNet encoder and all heads train; the Swin
   encoder and the base LM weights stay frozen (paper 4.4, engine-notes.md).
-- ``segmentation``: the segmentation finetuning stage: the LLM (base weights, LoRA, added-token rows) and the
-  visual adapters are frozen and in eval mode; only the segmentation vision modules (the 2D UNet, the 3D UNet's
-  encoder and decoder) train, with their own learning rate (paper: 1e-4), on the segmentation samples.
+- ``segmentation``: the segmentation finetuning stage (paper 4.4: "we froze the language model and focused on
+  finetuning the segmentation vision module"): everything that feeds the LLM stays as the joint stage left it -
+  the LLM (base weights, LoRA, added-token rows), the visual adapters, the Swin and the 3D UNet encoder, whose
+  deepest map is also the 3D vision encoder's output read by the 3D adapter - and is in eval mode; only the 2D UNet
+  (its own ResNet-18 encoder and decoder) and the 3D UNet decoder with its prompt projection train, with their own
+  learning rate (paper: 1e-4), on the segmentation samples. Freezing the shared 3D encoder (rather than giving the
+  segmentation path its own copy) keeps one set of weights and the LLM's 3D visual tokens exactly those it was
+  trained with; the 3D decoder still adapts to the frozen features through its skip connections.
 
 A checkpoint (``OUTPUT_DIR/checkpoint-STEP``) is the engine's own format (:func:`engine.checkpoint.save_checkpoint`,
 loadable by :func:`engine.checkpoint.load_checkpoint` and ``engine.drafts``) plus ``train_config.json``,
@@ -92,9 +97,9 @@ def peak_learning_rate(config: TrainConfig) -> float:
 
 
 def segmentation_modules(model: MedVersaModel) -> list[torch.nn.Module]:
-    """The segmentation vision modules trained in the segmentation stage: the 2D UNet (head) and the 3D UNet
-    (its encoder, which is also the 3D vision encoder, and its decoder head)."""
-    return [model.seg2d_head, model.seg3d_head, model.backbone.encoder_3d]
+    """The modules trained in the segmentation stage: the 2D UNet (head, with its own encoder) and the 3D UNet
+    decoder head. The 3D UNet encoder is not among them: it is the 3D vision encoder that feeds the LLM."""
+    return [model.seg2d_head, model.seg3d_head]
 
 
 def configure_stage(model: MedVersaModel, stage: str) -> None:
@@ -196,22 +201,25 @@ class ManifestDataset(Dataset):
     :func:`engine.data.loading.example_rng` of ``(seed, batch_number, slot)``: the same draws whatever the
     number of workers, the prefetching or a resume."""
 
-    def __init__(self, samples: list[Sample], config: MedVersaConfig, seed: int, augment: bool):
+    def __init__(self, samples: list[Sample], config: MedVersaConfig, seed: int, augment: bool,
+                 flip_detection: bool = False):
         self.samples, self.config, self.seed, self.augment = samples, config, seed, augment
+        self.flip_detection = flip_detection
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, key: tuple[int, int, int]) -> Example:
         number, slot, index = key
-        return load_example(self.samples[index], self.config, example_rng(self.seed, number, slot), self.augment)
+        return load_example(self.samples[index], self.config, example_rng(self.seed, number, slot), self.augment,
+                            self.flip_detection)
 
 
 def build_loader(samples: list[Sample], sampler: DomainBatchSampler, tokenizer, model_config: MedVersaConfig,
                  config: TrainConfig) -> DataLoader:
     """A ``DataLoader`` of ``(task, imaging, MedVersaInputs)`` over the domain-aware batches of ``sampler``, with
     its own generator, so starting it draws nothing from the global torch RNG (dropout stays reproducible)."""
-    dataset = ManifestDataset(samples, model_config, config.seed, config.augment)
+    dataset = ManifestDataset(samples, model_config, config.seed, config.augment, config.flip_detection)
     return DataLoader(dataset, batch_sampler=NumberedBatches(sampler), num_workers=config.num_workers,
                       collate_fn=partial(_collate_with_group, tokenizer=tokenizer, config=model_config),
                       generator=torch.Generator().manual_seed(config.seed))
@@ -422,6 +430,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     set_seed(config.seed, device_specific=True)
 
     model, tokenizer = load_checkpoint(config.init_checkpoint, dtype=getattr(torch, config.llm_dtype))
+    model.config.losses.box = config.box_loss_weight
     # checkpoints point at the base LM where it lies instead of copying it each time
     model.config.llm_path = str(resolve_llm_path(config.init_checkpoint, model.config).resolve())
     configure_stage(model, config.stage)

@@ -55,7 +55,12 @@ class TrainConfig:
         imaging_weights: sampling weight per imaging type, e.g. ``{"chest_xray": 3, "ct": 1}``; ``None``: equal.
         task_weights: per imaging type, weight per task, e.g. ``{"chest_xray": {"report": 2, "detection": 1}}``;
             ``None``: equal (:class:`engine.data.sampler.DomainBatchSampler`).
-        augment: the paper's augmentations (random crop 50-100% + resize; flips for segmentation/detection).
+        augment: the paper's augmentations (random crop 50-100% + resize for text tasks; flips for segmentation).
+        flip_detection: also flip detection samples (boxes with them). Default off: the paper names flips for
+            segmentation only (section 4.4).
+        box_loss_weight: weight of the SmoothL1 box loss in the joint loss. The paper gives none (section 4.3:
+            "a mix of cross-entropy and regression losses"); 100 is the released code's value. Written into the
+            checkpoints' ``config.json`` (``losses.box``).
         num_workers: data-loader worker processes (0: load in the training process).
         save_every: write a checkpoint every this many steps (and after the last step).
         log_every: append a record to ``train_log.jsonl`` (and TensorBoard) every this many steps.
@@ -91,6 +96,8 @@ class TrainConfig:
     imaging_weights: dict[str, float] | None = None
     task_weights: dict[str, dict[str, float]] | None = None
     augment: bool = True
+    flip_detection: bool = False
+    box_loss_weight: float = 100.0
     num_workers: int = 0
     save_every: int = 5000
     log_every: int = 10
@@ -122,6 +129,8 @@ class TrainConfig:
         if not 0 <= self.warmup_steps < self.total_steps:
             raise ValueError(f"training config key warmup_steps must be in [0, total_steps={self.total_steps}), "
                              f"got {self.warmup_steps}")
+        if not self.box_loss_weight >= 0:
+            raise ValueError(f"training config key box_loss_weight must be >= 0, got {self.box_loss_weight!r}")
         for key in ("lr", "min_lr", "warmup_start_lr", "segmentation_lr"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"training config key {key} must be > 0, got {getattr(self, key)!r}")

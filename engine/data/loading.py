@@ -8,9 +8,10 @@ Augmentations (``augment=True``; paper 4.4, all drawn from the given ``random.Ra
 
 - random crop of 50-100% of the image area (aspect 3/4-4/3), then the usual resize: 2D report, findings,
   impression, classification, VQA and longitudinal samples (each image its own crop);
-- horizontal flip with probability 0.5: 2D segmentation and detection (each image its own coin; its boxes
-  ``x0' = 1 - x1``, ``x1' = 1 - x0`` and masks flip with it);
-- flip along one axis (D, H or W, uniform) with probability 0.5: 3D segmentation and detection (masks with it).
+- horizontal flip with probability 0.5: 2D segmentation (each image its own coin; masks flip with it);
+- flip along one axis (D, H or W, uniform) with probability 0.5: 3D segmentation (masks with it);
+- detection samples are flipped the same way only with ``flip_detection`` (the paper names flips for segmentation
+  only; boxes follow: ``x0' = 1 - x1``, ``x1' = 1 - x0``).
 
 Region captioning is never cropped or flipped (its box coordinates are in the instruction text), nor is a
 sample with box or mask targets cropped; 3D samples of text tasks are not augmented. A sample that names a side
@@ -38,8 +39,8 @@ from engine.processing import (build_prompt, instruction, load_rgb, load_volume,
 
 #: Tasks whose 2D images are randomly cropped (text answers without targets; paper 4.4).
 CROP_TASKS = frozenset({Task.REPORT, Task.FINDINGS, Task.IMPRESSION, Task.CLASSIFICATION, Task.VQA, Task.LONGITUDINAL})
-#: Tasks whose images are randomly flipped, targets with them (paper 4.4).
-FLIP_TASKS = frozenset({Task.SEGMENTATION, Task.DETECTION})
+#: Tasks whose images are randomly flipped, targets with them (paper 4.4: segmentation; detection on request).
+FLIP_TASKS = frozenset({Task.SEGMENTATION})
 CROP_SCALE = (0.5, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 FLIP_PROBABILITY = 0.5
@@ -93,8 +94,9 @@ def example_rng(seed: int, step: int, slot: int) -> random.Random:
 
 
 def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | None = None,
-                 augment: bool = False) -> Example:
-    """Read the images and targets of ``sample`` and build its prompt; augment when ``augment`` (see module doc).
+                 augment: bool = False, flip_detection: bool = False) -> Example:
+    """Read the images and targets of ``sample`` and build its prompt; augment when ``augment`` (see module doc;
+    ``flip_detection`` also flips detection samples). With ``rng`` the wording is drawn (:func:`draw_wording`).
 
     Raises:
         ValueError: ``augment`` without ``rng``; a mask whose ``image_index`` is not the image its segmentation token
@@ -111,7 +113,8 @@ def load_example(sample: Sample, config: MedVersaConfig, rng: random.Random | No
     prompt = build_prompt(sample.instruction, len(sample.images), config, sample.context)
     boxes = torch.tensor([b.xyxy for b in sample.boxes], dtype=torch.float32).reshape(-1, 4)
     load = _load_3d if sample.is_3d else _load_2d
-    pixels, masks = load(sample, config, rng if augment else None, task, boxes)
+    flips = FLIP_TASKS | ({Task.DETECTION} if flip_detection else set())
+    pixels, masks = load(sample, config, rng if augment else None, task, boxes, flips)
     return Example(
         sample_id=sample.sample_id, task=sample.task, imaging=sample.imaging, prompt=prompt, answer=sample.answer,
         pixel_values_2d=None if sample.is_3d else pixels, pixel_values_3d=pixels if sample.is_3d else None,
@@ -170,11 +173,11 @@ def _mask_image_index(sample: Sample) -> torch.Tensor:
 
 
 def _load_2d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, task: Task,
-             boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+             boxes: torch.Tensor, flips: frozenset[Task]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``(N, 3, S, S)`` images and ``(1, S, S)`` masks; ``boxes`` are flipped in place with their image."""
     size = config.swin.image_size
     crop = rng is not None and task in CROP_TASKS and not sample.boxes and not sample.masks
-    flip = rng is not None and task in FLIP_TASKS and not names_a_side(sample)
+    flip = rng is not None and task in flips and not names_a_side(sample)
     images, masks = [], [None] * len(sample.masks)
     for index, ref in enumerate(sample.images):
         rgb = load_rgb(ref.path)
@@ -233,9 +236,9 @@ def resize_mask_2d(mask: np.ndarray, size: int) -> torch.Tensor:
 
 
 def _load_3d(sample: Sample, config: MedVersaConfig, rng: random.Random | None, task: Task,
-             boxes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+             boxes: torch.Tensor, flips: frozenset[Task]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``(N, 1, D, H, W)`` volumes and ``(1, D, H, W)`` masks on the model grid."""
-    flip = rng is not None and task in FLIP_TASKS
+    flip = rng is not None and task in flips
     axes = (1, 2) if names_a_side(sample) else (1, 2, 3)  # (1, D, H, W): W runs right to left (SAR)
     volumes, masks = [], [None] * len(sample.masks)
     for index, ref in enumerate(sample.images):

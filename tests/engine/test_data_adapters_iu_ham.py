@@ -36,14 +36,18 @@ def iu(tmp_path, shared_data):
 def test_iu_xray_samples(iu, tmp_path):
     root, xml = iu
     out = tmp_path / "iu.jsonl"
-    assert build_iu_xray(root, out) == 7
+    assert build_iu_xray(root, out) == 5
     samples = {s.sample_id: s for s in read_manifest(out)}
     assert_loadable(samples.values())
-    assert Counter(s.task for s in samples.values()) == {"findings": 2, "impression": 3, "report": 2}
+    # 1.xml's impression "Normal chest x-XXXX." is all de-identification: no impression, no full report
+    assert Counter(s.task for s in samples.values()) == {"findings": 2, "impression": 2, "report": 1}
+    assert not any("XXXX" in s.answer or "XXXX" in (s.context or "") for s in samples.values())
     first = samples["iu-xray:1:findings"]
-    assert first.answer == iu_sections(xml["1.xml"])["FINDINGS"]
-    assert first.answer.startswith("The cardiac silhouette and mediastinum size are within normal limits.")
-    assert first.context == "Positive TB test.None."  # INDICATION then COMPARISON, each ending with a full stop
+    assert "There are no XXXX of a pleural effusion." in iu_sections(xml["1.xml"])["FINDINGS"]
+    assert first.answer == ("The cardiac silhouette and mediastinum size are within normal limits. There is no "
+                            "pulmonary edema. There is no focal consolidation. There is no evidence of pneumothorax.")
+    assert first.context == "Positive TB test."  # COMPARISON "None." says nothing: left out
+    assert samples["iu-xray:42:findings"].context is None  # "XXXX-year-old" indication, "None available." comparison
     assert [Path(i.path).name for i in first.images] == ["CXR1_1_IM-0001-3001.png", "CXR1_1_IM-0001-4001.png"]
     assert samples["iu-xray:3:impression"].answer == iu_sections(xml["3.xml"])["IMPRESSION"]
     assert "iu-xray:3:findings" not in samples and not any(k.startswith("iu-xray:156:") for k in samples)
@@ -123,7 +127,7 @@ def test_convert_command(iu, ham, tmp_path, capsys, caplog):
     out = tmp_path / "cli" / "iu.jsonl"
     with caplog.at_level("INFO", logger="engine.data.adapters"):
         assert main(["convert", "iu-xray", str(root), str(out), "--seed", "2"]) == 0
-    assert f"wrote 7 sample(s) to {out}" in capsys.readouterr().out
+    assert f"wrote 5 sample(s) to {out}" in capsys.readouterr().out
     assert "skipped {'no images': 1}" in caplog.text
     assert main(["check", str(out)]) == 0
     with pytest.raises(SystemExit) as info:

@@ -43,7 +43,8 @@ def _lesion_sample(derm_paths, task="detection"):
 
 
 def _flipped_and_not(sample, seeds=range(12)):
-    examples = {seed: load_example(sample, TINY, random.Random(seed), augment=True) for seed in seeds}
+    examples = {seed: load_example(sample, TINY, random.Random(seed), augment=True, flip_detection=True)
+                for seed in seeds}
     plain = load_example(sample, TINY)
     return plain, examples
 
@@ -69,8 +70,11 @@ def test_2d_mask_and_box_flip_with_the_image(derm_paths):
         # the flipped box is still the flipped mask's extent, to one model pixel
         assert np.allclose(_extent(example.masks_2d[0, 0].numpy() > 0), example.boxes[0].numpy(), atol=1.0 / S)
     assert 0 < flips < len(examples)
-    again = load_example(sample, TINY, random.Random(3), augment=True)
+    again = load_example(sample, TINY, random.Random(3), augment=True, flip_detection=True)
     assert torch.equal(again.pixel_values_2d, examples[3].pixel_values_2d) and torch.equal(again.boxes, examples[3].boxes)
+    for seed in range(12):  # by default detection is not flipped (the paper flips for segmentation only)
+        unflipped = load_example(sample, TINY, random.Random(seed), augment=True)
+        assert torch.equal(unflipped.pixel_values_2d, plain.pixel_values_2d) and torch.equal(unflipped.boxes, plain.boxes)
 
 
 def test_crop_for_text_tasks_keeps_values_in_range(shared_data):

@@ -105,6 +105,10 @@ def test_config_defaults_are_the_papers(tmp_path):
     config = TrainConfig("a", "b", "c")
     assert (config.lr, config.min_lr, config.warmup_steps, config.warmup_start_lr) == (3e-4, 3e-6, 3000, 1e-7)
     assert (config.total_steps, config.segmentation_lr, config.stage) == (500_000, 1e-4, "joint")
+    # the paper flips for segmentation only and gives no box-loss weight (100: the released code)
+    assert (config.flip_detection, config.box_loss_weight) == (False, 100.0)
+    with pytest.raises(ValueError, match="box_loss_weight must be >= 0"):
+        TrainConfig("a", "b", "c", box_loss_weight=-1.0)
 
 
 def test_config_files_json_and_yaml_and_clear_errors(tmp_path):
@@ -218,10 +222,12 @@ def test_segmentation_stage_trains_only_the_segmentation_modules(train_setup, tm
     assert {r["task"] for r in result.records} == {"segmentation"}
     assert result.records[0]["lr"] == pytest.approx(1e-5)  # warm-up start of the segmentation stage
     after = result.model.state_dict()
-    for prefix in ("seg2d_head.", "seg3d_head.", "backbone.encoder_3d."):
+    for prefix in ("seg2d_head.", "seg3d_head."):
         assert _changed(before, after, prefix), prefix
+    # everything that feeds the LLM stays as it was, the 3D UNet encoder (the 3D vision encoder) included
     unchanged = [k for k in after if k.startswith(("backbone.llm.", "backbone.adapter_", "backbone.encoder_2d.",
-                                                   "detection_head."))]
+                                                   "backbone.encoder_3d.", "detection_head."))]
+    assert any(k.startswith("backbone.encoder_3d.") for k in unchanged)
     assert any("lora_" in k for k in unchanged) and any("token_adapter" in k for k in unchanged)
     assert all(torch.equal(before[k], after[k]) for k in unchanged)
 

@@ -10,11 +10,18 @@ Expected layout (the OpenI downloads ``NLMCXR_reports.tgz`` and ``NLMCXR_png.tgz
 
 A report's images are all its parentImage entries in XML order (frontal and lateral); reports without images or
 without findings and impression are skipped. INDICATION and COMPARISON form the clinical context.
+
+De-identification: OpenI replaced names, dates, ages and many other words by ``XXXX`` ("There are no XXXX of a
+pleural effusion.", "Normal chest x-XXXX."). A model trained on them learns to write the mark, so every sentence
+holding it is dropped from answers and contexts (:func:`without_deidentified`); a section left empty is treated
+as absent (no findings sample, no full report). Contexts that say nothing ("None.", "None available.", "N/A";
+:data:`EMPTY_TEXTS`) are dropped too, so the context block is left out rather than reading "None.".
 """
 
 from __future__ import annotations
 
 import random
+import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +31,11 @@ from engine.data.schema import ImageRef, ImagingType, Sample
 from engine.processing import format_context
 
 SOURCE = "iu-xray"
+#: The OpenI de-identification mark.
+DEIDENTIFIED = "XXXX"
+#: Section texts that carry no information (compared lower-case, without the final full stop).
+EMPTY_TEXTS = frozenset({"none", "none available", "n/a", "na", "not available", "unavailable", "nil", "-"})
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 REPORTS_DIR = "ecgen-radiology"
 IMAGES_DIR = "NLMCXR_png"
 
@@ -47,6 +59,16 @@ def read_report(path: Path) -> tuple[dict[str, str], list[str]]:
     return sections, [node.get("id") for node in root.iter("parentImage") if node.get("id")]
 
 
+def without_deidentified(text: str | None) -> str | None:
+    """``text`` without its sentences that hold :data:`DEIDENTIFIED` and without a text that says nothing
+    (:data:`EMPTY_TEXTS`); ``None`` when nothing is left. Sentences end at ``.``, ``!`` or ``?`` before a space."""
+    if not text:
+        return None
+    kept = [s for s in _SENTENCE_END.split(text.strip()) if s and DEIDENTIFIED not in s.upper()]
+    kept = " ".join(kept).strip()
+    return None if not kept or kept.rstrip(".").strip().lower() in EMPTY_TEXTS else kept
+
+
 def build_iu_xray(root: Path, out_manifest: Path, seed: int = 0) -> int:
     """Write the IU X-ray report samples to ``out_manifest``; returns the count.
 
@@ -63,7 +85,7 @@ def build_iu_xray(root: Path, out_manifest: Path, seed: int = 0) -> int:
     skipped: dict[str, int] = defaultdict(int)
     for path in reports:
         sections, image_names = read_report(path)
-        findings, impression = sections.get("FINDINGS"), sections.get("IMPRESSION")
+        findings, impression = (without_deidentified(sections.get(k)) for k in ("FINDINGS", "IMPRESSION"))
         if not image_names:
             skipped["no images"] += 1
             continue
@@ -73,7 +95,8 @@ def build_iu_xray(root: Path, out_manifest: Path, seed: int = 0) -> int:
         images = tuple(ImageRef(path=manifest_path(require_file(root / IMAGES_DIR / f"{name}.png", "IU X-ray image"),
                                                    out_manifest.parent),
                                 modality=ImagingType.CHEST_XRAY.value) for name in image_names)
-        context = format_context(indication=sections.get("INDICATION"), comparison=sections.get("COMPARISON"))
+        context = format_context(indication=without_deidentified(sections.get("INDICATION")),
+                                 comparison=without_deidentified(sections.get("COMPARISON")))
         samples += report_samples(f"{SOURCE}:{path.stem}", SOURCE, ImagingType.CHEST_XRAY.value, images, findings,
                                   impression, context, rng)
     return finish(samples, out_manifest, SOURCE, dict(skipped))
