@@ -260,9 +260,8 @@ def simulate_outcomes(
     """A numeric reader study with known truth (:func:`crossed_truth`), without report texts (no judge needed).
 
     Each reader is a high template user with probability 1/2 (a property of the reader population, not of the
-    design). Blinded comparison: the first
-    ``round(normal_share x n_cases)`` cases are normal; case ``c`` is judged by readers ``(c + j) % n_readers``,
-    ``j < judges_per_pair``.
+    design). Blinded comparison: each case is normal with probability ``normal_share`` (cases are a sample from a
+    population with that mix); case ``c`` is judged by readers ``(c + j) % n_readers``, ``j < judges_per_pair``.
 
     Raises:
         ValueError: fewer than 2 readers or cases, or ``judges_per_pair`` not in 1..n_readers.
@@ -312,8 +311,7 @@ def simulate_outcomes(
     yes = (probit + rng.normal(0, 1, n) > 0).astype(float)
     frame["choice_would_sign:yes"], frame["choice_would_sign:no"] = yes, 1 - yes
 
-    n_normal = round(normal_share * n_cases)
-    labels = np.where(np.arange(n_cases) < n_normal, "normal", "abnormal")
+    labels = np.where(rng.random(n_cases) < normal_share, "normal", "abnormal")
     pair_reader = rng.normal(0, effects.preference_sds[0], n_readers)
     pair_case = rng.normal(0, effects.preference_sds[1], n_cases)
     judge_case = np.repeat(np.arange(n_cases), judges_per_pair)
@@ -339,8 +337,7 @@ def _likert_mean(mean: float, sd: float) -> float:
     return float(probabilities @ np.arange(1, 6))
 
 
-def crossed_truth(effects: CrossedEffects = CrossedEffects(), normal_share: float = 0.4, n_cases: int = 75
-                  ) -> dict[tuple, float]:
+def crossed_truth(effects: CrossedEffects = CrossedEffects(), normal_share: float = 0.4) -> dict[tuple, float]:
     """Population values of the estimates of :func:`simulate_outcomes` (readers and cases random).
 
     Returns:
@@ -373,8 +370,7 @@ def crossed_truth(effects: CrossedEffects = CrossedEffects(), normal_share: floa
             truth[("interval", "peer_discrepancy", a, label)] = effects.discrepancy[a]
     scale = float(np.sqrt(1 + np.sum(np.square(effects.preference_sds))))
     by_label = {label: float(stats.norm.cdf(mu / scale)) for label, mu in effects.preference_probit.items()}
-    n_normal = round(normal_share * n_cases)
-    overall = (n_normal * by_label["normal"] + (n_cases - n_normal) * by_label["abnormal"]) / n_cases
+    overall = normal_share * by_label["normal"] + (1 - normal_share) * by_label["abnormal"]
     for unit in ("per case", "per judgement"):
         truth[("preference", unit, "overall")] = overall
         for label, value in by_label.items():

@@ -60,7 +60,7 @@ def one_study(rep: int, n_readers: int = 10, n_cases: int = 75, n_resamples: int
     cases = pd.factorize(readings["case"])[0]
     cis = crossed_intervals(estimates.reader_codes, cases, estimates, estimates.names, estimates.readers_fixed,
                             n_resamples, seed=rep)
-    truth = crossed_truth(effects, n_cases=n_cases)
+    truth = crossed_truth(effects)
     saving = sim.reader_saving.set_index(["arm", "reader"])["seconds"]
     minutes = readings["active_seconds"] / 60
     rows = []
