@@ -40,6 +40,7 @@ from scipy import stats
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
+_CHUNK = 250  # resamples evaluated at once
 
 #: Method text shown in tables and the report.
 
@@ -110,13 +111,20 @@ def crossed_intervals(
         raise ValueError(f"readers_fixed has shape {fixed.shape}, expected ({len(names)},)")
     estimate = np.asarray(statistic(np.ones((1, n)), np.ones((1, n_readers)), np.ones((1, n_cases))), float)[0]
     rng = np.random.default_rng(seed)
-    ones_r, ones_c = np.ones((n_resamples, n_readers)), np.ones((n_resamples, n_cases))
-    drawn_readers = rng.multinomial(n_readers, np.full(n_readers, 1 / n_readers), size=n_resamples).astype(float)
-    v_reader, k_reader = _variance(statistic(drawn_readers[:, reader_codes], drawn_readers, ones_c))
-    drawn_cases = rng.multinomial(n_cases, np.full(n_cases, 1 / n_cases), size=n_resamples).astype(float)
-    v_case, k_case = _variance(statistic(drawn_cases[:, case_codes], ones_r, drawn_cases))
-    drawn_readings = rng.multinomial(n, np.full(n, 1 / n), size=n_resamples).astype(float)
-    v_reading, k_reading = _variance(statistic(drawn_readings, ones_r, ones_c))
+
+    def one_way(n_units: int, expand) -> tuple[np.ndarray, np.ndarray]:
+        """Variance over resamples of ``n_units`` clusters; resamples in chunks to bound memory (B x N floats)."""
+        draws = []
+        for start in range(0, n_resamples, _CHUNK):
+            size = min(_CHUNK, n_resamples - start)
+            counts = rng.multinomial(n_units, np.full(n_units, 1 / n_units), size=size).astype(float)
+            draws.append(np.asarray(statistic(*expand(counts)), float))
+        return _variance(np.concatenate(draws))
+
+    ones_r, ones_c = (lambda b: np.ones((b, n_readers))), (lambda b: np.ones((b, n_cases)))
+    v_reader, k_reader = one_way(n_readers, lambda m: (m[:, reader_codes], m, ones_c(len(m))))
+    v_case, k_case = one_way(n_cases, lambda m: (m[:, case_codes], ones_r(len(m)), m))
+    v_reading, k_reading = one_way(n, lambda m: (m, ones_r(len(m)), ones_c(len(m))))
 
     # small-sample factor G / (G - 1) of each one-way term (CGM 2011, eq. 2.11's c_G): the bootstrap variance of
     # a mean of G cluster totals is (G - 1) / G of its unbiased estimate
