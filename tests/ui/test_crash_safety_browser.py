@@ -294,6 +294,7 @@ def test_one_tab_whose_saves_overlap_against_a_slow_database_is_never_refused(sh
         _wait_stored(server, page, typed[-30:], timeout_s=60.0)
         statuses = page.evaluate("() => window.saveStatuses")
         assert statuses and not [s for s in statuses if "Not saved" in s or "another tab" in s], statuses
+        assert "Saving..." in statuses and any(s.startswith("Saved ") for s in statuses)  # what the reader saw
         assert _stored_report(server).current_text == typed
         assert "Not saved" not in page.locator("#save-status").inner_text()
         context.close()
