@@ -1,10 +1,9 @@
 """Engine and session factory; schema creation runs the Alembic migrations."""
 
+import ast
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -35,8 +34,10 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def alembic_config(url: str) -> Config:
-    """Alembic configuration pointing at the packaged migrations and ``url``."""
+def alembic_config(url: str):
+    """Alembic configuration (``alembic.config.Config``) pointing at the packaged migrations and ``url``."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -45,10 +46,43 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (``alembic upgrade head``)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
 
 
+def head_revision() -> str:
+    """The newest migration's revision id: the one no migration in ``migrations/versions`` names as its
+    ``down_revision`` (read from the files' assignments, without importing Alembic).
+
+    Raises:
+        RuntimeError: the migrations do not form one chain with a single head.
+    """
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+                if name in ("revision", "down_revision") and isinstance(node.value, ast.Constant):
+                    (revisions if name == "revision" else parents).add(node.value.value)
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations in {MIGRATIONS_DIR / 'versions'} have heads {sorted(heads)}, not one")
+    return heads.pop()
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database of ``engine`` records the newest migration (then Alembic need not be loaded)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return False
+        return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars()) == {head_revision()}
+
+
 def open_database(url: str) -> sessionmaker[Session]:
-    """Migrate the database at ``url`` to head and return the one session factory of the process."""
-    upgrade(url)
-    return sessionmaker(make_engine(url), expire_on_commit=False)
+    """Migrate the database at ``url`` to head (Alembic is loaded only when it is not there yet) and return the
+    one session factory of the process."""
+    engine = make_engine(url)
+    if not _at_head(engine):
+        upgrade(url)
+    return sessionmaker(engine, expire_on_commit=False)

@@ -66,3 +66,19 @@ def test_help_imports_no_heavy_library():
             "'gradio', 'spacy', 'numpy') if m in sys.modules)\nprint('HEAVY', heavy)")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "HEAVY []" in run.stdout, run.stdout + run.stderr
+
+
+def test_a_study_command_on_a_migrated_database_does_not_load_alembic(tmp_path):
+    from alembic.script import ScriptDirectory
+
+    from studyapp.db.session import alembic_config, head_revision
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert head_revision() == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert _app(tmp_path, "create-study", "S", stdout=subprocess.DEVNULL).wait(timeout=600) == 0  # migrates
+    code = ("import sys; from studyapp.cli import main\n"
+            f"status = main(['--data-dir', {str(tmp_path)!r}, 'questions', 'S'])\n"
+            "print('STATUS', status, 'ALEMBIC', 'alembic' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "STATUS 0 ALEMBIC False" in run.stdout, run.stdout + run.stderr
+    assert "1. confidence:" in run.stdout
