@@ -89,6 +89,16 @@ def unit(metric: str) -> str:
     return UNITS[metric]
 
 
+def value_range(metric: str) -> tuple[float, float]:
+    """The range a per-reading metric's mean can take; Wald bounds are clipped to it (coverage is unchanged: the
+    truth lies inside)."""
+    if metric == "template_use" or metric.startswith(experience.CHOICE_PREFIX):
+        return 0.0, 1.0
+    if metric.startswith(experience.LIKERT_PREFIX):
+        return -np.inf, np.inf
+    return 0.0, np.inf
+
+
 def _metric_columns(frame: pd.DataFrame) -> list[str]:
     return ["active_seconds", "template_use", "peer_discrepancy", *experience.likert_columns(frame),
             *experience.choice_columns(frame)]
@@ -102,10 +112,11 @@ def _arm_summary(frame: pd.DataFrame, cis: pd.DataFrame, metrics: list[str], arm
         for arm in arms:
             mean = cis.loc[("mean", metric, arm, 0)]
             diff = cis.loc[("difference", metric, arm, 0)] if ("difference", metric, arm, 0) in cis.index else None
+            low, high = value_range(metric)
             rows.append({
                 "metric": metric, "unit": unit(metric), "arm": arm, "arm_label": labels.get(arm) or arm,
                 "n_readings": int(counts.get(arm, 0)), "estimate": mean["estimate"],
-                "ci_low": mean["ci_low"], "ci_high": mean["ci_high"],
+                "ci_low": max(mean["ci_low"], low), "ci_high": min(mean["ci_high"], high),
                 "difference": np.nan if diff is None else diff["estimate"],
                 "difference_ci_low": np.nan if diff is None else diff["ci_low"],
                 "difference_ci_high": np.nan if diff is None else diff["ci_high"],
@@ -235,7 +246,8 @@ def analyse_frames(
     skipped += model_skips
     intervals = efficiency.discrepancy_by_interval(readings)
     interval_cis = cis.loc[[("interval", "peer_discrepancy", r.arm, r.interval) for r in intervals.itertuples()]]
-    intervals = intervals.assign(ci_low=interval_cis["ci_low"].to_numpy(), ci_high=interval_cis["ci_high"].to_numpy())
+    intervals = intervals.assign(ci_low=interval_cis["ci_low"].clip(lower=0).to_numpy(),
+                                 ci_high=interval_cis["ci_high"].to_numpy())
     preferences, preference_skips = _preferences(frames.judgements, n_resamples, seed)
     skipped += preference_skips
     labels = {arm: frames.arm_label(arm) for arm in arms}

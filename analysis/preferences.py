@@ -111,8 +111,9 @@ def preference_rates(judgements: pd.DataFrame, n_resamples: int = N_RESAMPLES, s
         for prefix, unit in (("", "per case"), ("per_judgement_", "per judgement")):
             ci = intervals.loc[(unit, group)] if intervals is not None and len(own) else None
             row[f"{prefix}equivalent_or_better"] = np.nan if ci is None else ci["estimate"]
-            row[f"{prefix}ci_low"] = np.nan if ci is None else ci["ci_low"]
-            row[f"{prefix}ci_high"] = np.nan if ci is None else ci["ci_high"]
+            # a share lies in [0, 1]: the Wald bounds are clipped to it (coverage unchanged)
+            row[f"{prefix}ci_low"] = np.nan if ci is None else max(ci["ci_low"], 0.0)
+            row[f"{prefix}ci_high"] = np.nan if ci is None else min(ci["ci_high"], 1.0)
         row["readers"] = "" if intervals is None else intervals.loc[("per case", group), "readers"]
         rows.append(row)
     return pd.DataFrame(rows, columns=list(PREFERENCE_COLUMNS))

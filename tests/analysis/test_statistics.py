@@ -11,7 +11,7 @@ from scipy import stats
 from analysis.efficiency import reader_arm_table, stratified_time_saved
 from analysis.estimates import ArmEstimates
 from analysis.intervals import crossed_intervals, grouped_means
-from analysis.preferences import PreferenceEstimates
+from analysis.preferences import PreferenceEstimates, preference_rates
 from analysis.similarity import template_use
 from analysis.simulation import CrossedEffects, crossed_truth, simulate_outcomes, simulate_study
 from analysis.statistics import mixed_model
@@ -195,3 +195,15 @@ def test_mixed_model_records_fit_warnings_and_withholds_p_values():
     assert set(fit["warnings"]) == {"RuntimeWarning: invalid value encountered in sqrt"}
     assert fit["se"].isna().any() and fit["p_value"].isna().all()
     assert set(clean["warnings"]) == {""} and clean["p_value"].notna().all()
+
+
+def test_preference_rates_bounds_stay_in_zero_one():
+    """Three readers, six pairs: t(2) makes the Wald interval wider than [0, 1]; the bounds are clipped to it, and
+    a group without judgements has zero counts and no rate."""
+    judgements = simulate_outcomes(n_readers=3, n_cases=6, judges_per_pair=2, seed=0).judgements
+    table = preference_rates(judgements.assign(case_label="abnormal"), n_resamples=100).set_index("group")
+    assert table.loc["overall", "ci_low"] >= 0.0 and table.loc["overall", "ci_high"] <= 1.0
+    assert table.loc["overall", ["n_cases", "n_judgements", "n_readers"]].tolist() == [6, 12, 3]
+    assert table.loc["normal", "n_judgements"] == 0 and np.isnan(table.loc["normal", "equivalent_or_better"])
+    with pytest.raises(ValueError, match="candidate_outcome must be one of"):
+        preference_rates(judgements.assign(candidate_outcome="maybe"))
