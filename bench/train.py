@@ -85,7 +85,7 @@ def main() -> None:
         manifest = write_manifest(samples, tmp / "train.jsonl")
         config = TrainConfig(str(init), str(manifest), str(tmp / "run"), batch_size=args.batch_size,
                              total_steps=10 * args.steps, warmup_steps=2, max_steps=args.steps, progress=False,
-                             save_every=10 * args.steps)
+                             save_every=10 * args.steps, allowed_roots=[str(SHARED)])
         model, tokenizer = load_checkpoint(init)
         print(f"tiny MedVersa, {len(samples)} real samples in {len(DomainBatchSampler(samples, 1).groups)} groups, "
               f"batch size {args.batch_size}, {args.threads} torch thread(s)")

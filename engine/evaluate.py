@@ -110,9 +110,10 @@ def write_scores(scores: Sequence[Score], path: Path) -> None:
 
 def run(checkpoint: Path, manifest: Path, out: Path, metrics_dir: Path | None = None,
         metric_names: Sequence[str] = (), batch_size: int = 4, max_new_tokens: int = 256, n_resamples: int = 1000,
-        seed: int = 0, device: str = "cpu") -> tuple[list[Score], dict[str, str]]:
+        seed: int = 0, device: str = "cpu", allowed_roots: Sequence[Path] = ()) -> tuple[list[Score], dict[str, str]]:
     """Generate, score and write the outputs (see the module docstring); returns the scores and the model metrics
-    not computed with the reason.
+    not computed with the reason. Manifest paths must lie in its folder or ``allowed_roots``
+    (:func:`engine.data.manifest.read_manifest`).
 
     Raises:
         engine.data.manifest.ManifestError: a bad manifest row (nothing is generated then).
@@ -124,7 +125,7 @@ def run(checkpoint: Path, manifest: Path, out: Path, metrics_dir: Path | None = 
 
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file, not a folder")
-    samples = read_manifest(manifest)
+    samples = read_manifest(manifest, allowed_roots=allowed_roots)
     text_metrics, unavailable = list(OFFLINE_TEXT_METRICS), {}
     for name in metric_names:
         try:
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--allow-root", action="append", type=Path, default=[], metavar="FOLDER",
+                        help="a folder besides the manifest's own that its image and mask paths may lie in "
+                             "(repeatable)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.metrics.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODEL_METRICS))
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown metric(s) {unknown}; known: {list(MODEL_METRICS)}")
     try:
         scores, unavailable = run(args.checkpoint, args.manifest, args.out, args.metrics_dir, names, args.batch_size,
-                                  args.max_new_tokens, args.n_resamples, args.seed, args.device)
+                                  args.max_new_tokens, args.n_resamples, args.seed, args.device, args.allow_root)
     except (ValueError, OSError) as error:  # ManifestError and CheckpointError are ValueErrors
         sys.exit(f"error: {error}")
     for s in scores:

@@ -162,12 +162,13 @@ def load_samples(config: TrainConfig) -> list[Sample]:
     samples, origin = [], {}
     for manifest in config.manifests:
         if config.skip_invalid:
-            rows, errors = read_manifest(manifest, check_files=config.check_files, skip_invalid=True)
+            rows, errors = read_manifest(manifest, check_files=config.check_files, skip_invalid=True,
+                                         allowed_roots=config.allowed_roots)
             if errors:
                 line, reason = errors[0]
                 log.warning("skipped %d invalid row(s) of %s (first: line %d: %s)", len(errors), manifest, line, reason)
         else:
-            rows = read_manifest(manifest, check_files=config.check_files)
+            rows = read_manifest(manifest, check_files=config.check_files, allowed_roots=config.allowed_roots)
         for sample in rows:
             if sample.sample_id in origin:
                 raise ValueError(f"sample_id {sample.sample_id!r} is in both {origin[sample.sample_id]} and {manifest}")

@@ -20,7 +20,7 @@ LLM_DTYPES = ("float32", "bfloat16")
 #: Keys that only steer a run (where it stops, how often it saves or logs, how data is read) and may differ
 #: when resuming; every other key changes the trajectory and must equal the checkpoint's.
 RUN_CONTROL_KEYS = frozenset({"output_dir", "max_steps", "save_every", "log_every", "num_workers", "tensorboard",
-                              "progress", "check_files"})
+                              "progress", "check_files", "allowed_roots"})
 
 
 @dataclass
@@ -68,6 +68,8 @@ class TrainConfig:
         progress: show a tqdm progress bar (loss parts, samples/s) on the main process.
         check_files: check every image and mask file of the manifest up front (headers, shapes).
         skip_invalid: drop invalid manifest rows (their count is logged) instead of refusing the manifest.
+        allowed_roots: folders besides each manifest's own that its image and mask paths may lie in (e.g. the
+            dataset folder); a path outside is an invalid row (:func:`engine.data.manifest.read_manifest`).
 
     Raises:
         ValueError: a value out of its range or choices (naming the key).
@@ -105,6 +107,7 @@ class TrainConfig:
     progress: bool = True
     check_files: bool = True
     skip_invalid: bool = False
+    allowed_roots: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)
@@ -112,6 +115,10 @@ class TrainConfig:
             self.manifest = list(self.manifest)
         if not self.manifests or not all(isinstance(m, str) and m for m in self.manifests):
             raise ValueError(f"training config key manifest must be a path or a list of paths, got {self.manifest!r}")
+        if not isinstance(self.allowed_roots, (list, tuple)) or not all(isinstance(r, str) and r
+                                                                         for r in self.allowed_roots):
+            raise ValueError(f"training config key allowed_roots must be a list of folders, got {self.allowed_roots!r}")
+        self.allowed_roots = list(self.allowed_roots)
         if self.stage not in STAGES:
             raise ValueError(f"training config key stage must be one of {list(STAGES)}, got {self.stage!r}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -154,7 +161,8 @@ class TrainConfig:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown training config key(s) {unknown}; known keys: {known}")
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"training config lacks the required key(s) {missing}")
@@ -192,6 +200,7 @@ class TrainConfig:
         config.init_checkpoint, config.output_dir = absolute(config.init_checkpoint), absolute(config.output_dir)
         config.manifest = ([absolute(m) for m in config.manifest] if isinstance(config.manifest, list)
                            else absolute(config.manifest))
+        config.allowed_roots = [absolute(r) for r in config.allowed_roots]
         return config
 
     @property

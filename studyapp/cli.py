@@ -67,7 +67,9 @@ def _cmd_create_study(session, args):
 
 def _cmd_import_dicom(session, args):
     study = studies.get_study(session, args.study)
-    report = ingest.import_folder(session, study, Path(args.folder))
+    if args.follow_links_outside:
+        print(f"following symbolic links that lead outside {args.folder} (--follow-links-outside)", file=sys.stderr)
+    report = ingest.import_folder(session, study, Path(args.folder), follow_links_outside=args.follow_links_outside)
     if study.template_text:
         drafts.set_template(session, study, study.template_text)
     print(report.summary())
@@ -289,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-dicom", help="import a DICOM folder (recursive) as cases of a study")
     p.add_argument("study")
     p.add_argument("folder")
+    p.add_argument("--follow-links-outside", action="store_true",
+                   help="also follow symbolic links whose target lies outside FOLDER (skipped by default)")
     p.set_defaults(run=_cmd_import_dicom)
 
     p = sub.add_parser("import-drafts", help="import drafts from CSV/JSONL (case_key, arm, text, source)")

@@ -15,9 +15,11 @@ from engine.data.adapters.common import AdapterError
 from engine.data.manifest import read_manifest
 
 
-def check(path: Path, check_files: bool, decode: bool) -> int:
-    """Print counts and errors of the manifest at ``path``; return the exit status (1 when any row is invalid)."""
-    samples, errors = read_manifest(path, check_files=check_files, skip_invalid=True, decode=decode)
+def check(path: Path, check_files: bool, decode: bool, allowed_roots: list[Path] = ()) -> int:
+    """Print counts and errors of the manifest at ``path``; return the exit status (1 when any row is invalid,
+    e.g. a path outside the manifest's folder and ``allowed_roots``)."""
+    samples, errors = read_manifest(path, check_files=check_files, skip_invalid=True, decode=decode,
+                                    allowed_roots=allowed_roots)
     print(f"{path}: {len(samples)} valid sample(s), {len(errors)} invalid row(s)")
     counts = Counter((s.imaging, s.task) for s in samples)
     if counts:
@@ -41,6 +43,9 @@ def convert(builder: Callable[..., int], root: Path, out: Path, seed: int, kwarg
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {count} sample(s) to {out}")
+    if not root.resolve().is_relative_to(out.resolve().parent):
+        print(f"its image paths lie under {root}, outside the manifest's folder: check and train with --allow-root "
+              f"{root} (allowed_roots in a training config)")
     return 0
 
 
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("manifest", type=Path)
     p.add_argument("--no-files", action="store_true", help="skip the image/mask file checks")
     p.add_argument("--decode", action="store_true", help="decode every image and mask fully (slow)")
+    p.add_argument("--allow-root", action="append", type=Path, default=[], metavar="FOLDER",
+                   help="a folder besides the manifest's own that image and mask paths may lie in (repeatable)")
     p = commands.add_parser("convert", help="write a manifest from a public dataset's folder")
     p.add_argument("dataset", help=f"one of {sorted(ADAPTERS)}")
     p.add_argument("root", type=Path)
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"manifest {args.manifest} is a folder, not a file")
         if not args.manifest.is_file():
             parser.error(f"manifest not found: {args.manifest}")
-        return check(args.manifest, not args.no_files, args.decode)
+        return check(args.manifest, not args.no_files, args.decode, args.allow_root)
     if args.out.is_dir():
         parser.error(f"OUT {args.out} is a folder; name the manifest file, e.g. {args.out / 'manifest.jsonl'}")
     parent = next((p for p in args.out.parents if p.exists()), None)

@@ -5,6 +5,11 @@ the task and imaging type, image identifiers in the instruction, task-token coun
 ``[0, 1]``, unique ``sample_id``; with ``check_files`` also that every image and mask exists and is readable
 (headers, and PNG chunks / JPEG scans complete; every pixel with ``decode``) and that each mask has its image's
 shape. An empty manifest is an error.
+
+Every image and mask path must resolve (symbolic links followed) inside the manifest's folder or an allowed root
+(``allowed_roots``; ``--allow-root`` on the command lines, ``allowed_roots`` in a training config): a manifest from
+elsewhere cannot make a run or a check open ``/etc/shadow`` or ``../../../../etc/passwd`` (issue 18). The check
+looks at paths only; a file outside is never opened.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
@@ -61,11 +67,14 @@ def write_manifest(samples: list[Sample], path: str | Path) -> Path:
     return path
 
 
-def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool = False, decode: bool = False):
+def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool = False, decode: bool = False,
+                  allowed_roots: Sequence[str | Path] = ()):
     """Read and validate a JSONL manifest.
 
     Args:
         path: the manifest file.
+        allowed_roots: folders besides the manifest's own that image and mask paths may resolve into (e.g. the
+            dataset folder an adapter read); a path resolving anywhere else makes its row invalid, naming it.
         check_files: check that images and masks exist and are readable, and that mask shapes equal image shapes
             (file headers: PIL, DICOM without pixels, NIfTI header; DICOM series folders are read with MONAI).
         skip_invalid: return the valid rows and the errors instead of raising (the count is logged).
@@ -82,6 +91,7 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
     """
     path = Path(path)
     base = path.absolute().parent
+    roots = [Path(os.path.realpath(base))] + [Path(os.path.realpath(r)) for r in allowed_roots]
     files = _FileChecker(decode) if check_files else None
     samples: list[Sample] = []
     errors: list[RowError] = []
@@ -93,7 +103,9 @@ def read_manifest(path: str | Path, check_files: bool = True, skip_invalid: bool
                 continue
             rows += 1
             try:
-                sample = _resolve(sample_from_dict(_parse_json(_decode_line(raw))), base)
+                sample = sample_from_dict(_parse_json(_decode_line(raw)))
+                _check_inside(sample, base, roots)
+                sample = _resolve(sample, base)
                 validate_sample(sample)
                 if sample.sample_id in first_line:
                     first = first_line[sample.sample_id]
@@ -237,6 +249,19 @@ def _resolve(sample: Sample, base: Path) -> Sample:
 
     return replace(sample, images=tuple(replace(r, path=absolute(r.path)) for r in sample.images),
                    masks=tuple(replace(m, path=absolute(m.path)) for m in sample.masks))
+
+
+def _check_inside(sample: Sample, base: Path, roots: list[Path]) -> None:
+    """Refuse a sample whose image or mask path (as written, relative to ``base``) resolves outside every root
+    (the manifest's folder first)."""
+    for what, refs in (("image", sample.images), ("mask", sample.masks)):
+        for i, ref in enumerate(refs):
+            real = Path(os.path.realpath(os.path.join(base, ref.path)))
+            if not any(real.is_relative_to(root) for root in roots):
+                others = f" or the allowed roots {[str(r) for r in roots[1:]]}" if len(roots) > 1 else ""
+                raise _Invalid(f"{what}s[{i}].path {_short(ref.path)} resolves to {real}, outside the manifest's "
+                               f"folder {roots[0]}{others}; not opened (allow its folder with --allow-root, or "
+                               "allowed_roots in a training config)")
 
 
 # ---------------------------------------------------------------------------------------------- validation

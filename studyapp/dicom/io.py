@@ -118,12 +118,15 @@ def _link_problem(path: Path) -> str | None:
     return None
 
 
-def find_files(folder: str | os.PathLike) -> tuple[list[Path], list[NotAnImageError]]:
+def find_files(folder: str | os.PathLike,
+               follow_links_outside: bool = False) -> tuple[list[Path], list[NotAnImageError]]:
     """All regular files under ``folder``, recursively and following symbolic links, in sorted path order.
 
     Symbolic links that cannot be followed are left out and reported: links in a loop (a link to itself, or a
-    folder link to a folder that contains it), broken links, folders that cannot be listed. A file or folder reached
-    a second time through another link is listed once.
+    folder link to a folder that contains it), broken links, folders that cannot be listed, and (unless
+    ``follow_links_outside``) links whose target lies outside ``folder`` (a link to ``/etc`` would otherwise read
+    files the coordinator never meant to import). A file or folder reached a second time through another link is
+    listed once.
 
     Returns:
         (files, skipped): the files, and one ``NotAnImageError`` per left-out path with the reason.
@@ -136,8 +139,9 @@ def find_files(folder: str | os.PathLike) -> tuple[list[Path], list[NotAnImageEr
         raise NotADirectoryError(f"DICOM import folder not found or not a folder: {root}")
     files: dict[Path, Path] = {}  # real path -> path as found
     skipped: list[NotAnImageError] = []
-    seen_folders = {root.resolve(): root}
-    pending = [(root, (root.resolve(),))]  # folder, real paths of it and its ancestors
+    root_real = root.resolve()
+    seen_folders = {root_real: root}
+    pending = [(root, (root_real,))]  # folder, real paths of it and its ancestors
     while pending:
         directory, ancestors = pending.pop()
         try:
@@ -151,6 +155,11 @@ def find_files(folder: str | os.PathLike) -> tuple[list[Path], list[NotAnImageEr
                 skipped.append(NotAnImageError(entry, problem))
                 continue
             real = entry.resolve()
+            if not follow_links_outside and not real.is_relative_to(root_real):
+                skipped.append(NotAnImageError(
+                    entry, f"symbolic link leads outside the import folder {root_real}: {entry} -> {real}; not "
+                           "followed (--follow-links-outside follows it)"))
+                continue
             if entry.is_dir():
                 if real in ancestors:
                     skipped.append(NotAnImageError(
@@ -337,18 +346,20 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
     )
 
 
-def scan_folder(folder: str | os.PathLike, verify_pixel_data: bool = True) -> ScanResult:
-    """Read every file under ``folder`` (recursively) with ``read_instance``.
+def scan_folder(folder: str | os.PathLike, verify_pixel_data: bool = True,
+                follow_links_outside: bool = False) -> ScanResult:
+    """Read every file under ``folder`` (recursively) with ``read_instance``; symbolic links out of ``folder`` are
+    followed only with ``follow_links_outside`` (see ``find_files``).
 
     Returns:
-        A ``ScanResult``: images in path order; skipped (not DICOM / no pixel data, symbolic link loops and broken
-        links, see ``find_files``) and failed (unreadable, header not matching the pixel data) files with their
+        A ``ScanResult``: images in path order; skipped (not DICOM / no pixel data, symbolic link loops, broken
+        links and links out of ``folder``, see ``find_files``) and failed (unreadable, header not matching the pixel data) files with their
         reasons.
 
     Raises:
         NotADirectoryError: ``folder`` is not a directory.
     """
-    paths, unfollowed = find_files(folder)
+    paths, unfollowed = find_files(folder, follow_links_outside)
     result = ScanResult(skipped=list(unfollowed))
     for path in paths:
         try:

@@ -40,6 +40,7 @@ class ImportReport:
         files: one ``FileOutcome`` per file found, in path order.
         cases_created, series_created: new Case and Series rows.
         case_ids: ids of every case the imported or already-present instances belong to, in first-seen order.
+        followed_links_outside: symbolic links out of ``folder`` were followed (``follow_links_outside``).
     """
 
     folder: str
@@ -47,6 +48,7 @@ class ImportReport:
     cases_created: int = 0
     series_created: int = 0
     case_ids: list[int] = field(default_factory=list)
+    followed_links_outside: bool = False
 
     def with_status(self, status: str) -> list[FileOutcome]:
         """The outcomes with ``status`` (imported, skipped, failed)."""
@@ -65,6 +67,8 @@ class ImportReport:
             f"{self.folder}: {counts[IMPORTED]} imported, {counts[SKIPPED]} skipped, {counts[FAILED]} failed; "
             f"{self.cases_created} new case(s), {self.series_created} new series"
         ]
+        if self.followed_links_outside:
+            lines.append("  symbolic links leading outside the folder were followed (--follow-links-outside)")
         lines += [f"  {o.status}: {o.path}: {o.reason}" for o in self.files if o.status != IMPORTED]
         return "\n".join(lines)
 
@@ -134,7 +138,8 @@ def _instance_row(series: Series, header: InstanceHeader) -> Instance:
     )
 
 
-def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLike) -> ImportReport:
+def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLike,
+                  follow_links_outside: bool = False) -> ImportReport:
     """Import every DICOM image under ``folder`` (recursively) into ``study``.
 
     One Case per StudyInstanceUID (``case_key`` = AccessionNumber, or the StudyInstanceUID when the accession is
@@ -146,11 +151,13 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
         session: an open session; the caller commits or rolls back.
         study: the reader study receiving the cases (must be persisted, i.e. have an id).
         folder: folder to scan.
+        follow_links_outside: follow symbolic links whose target lies outside ``folder`` (by default they are
+            skipped, each with a reason naming the link and its target).
 
     Returns:
         ImportReport: imported files (with notes such as derived UIDs as reason), skipped files (not DICOM, no
-        pixel data, already imported, duplicate SOP Instance UID in the folder) and failed files (truncated or
-        unreadable DICOM), each with its reason, and the counts.
+        pixel data, already imported, duplicate SOP Instance UID in the folder, a symbolic link out of ``folder``)
+        and failed files (truncated or unreadable DICOM), each with its reason, and the counts.
 
     Raises:
         NotADirectoryError: ``folder`` is not a directory.
@@ -158,8 +165,8 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
     """
     if study.id is None:
         raise ValueError(f"reader study {study.name!r} must be saved (flushed) before importing DICOM into it")
-    scan = scan_folder(folder)
-    report = ImportReport(folder=str(folder))
+    scan = scan_folder(folder, follow_links_outside=follow_links_outside)
+    report = ImportReport(folder=str(folder), followed_links_outside=follow_links_outside)
     outcomes = {str(exc.path): FileOutcome(str(exc.path), SKIPPED, exc.reason) for exc in scan.skipped}
     outcomes.update({str(exc.path): FileOutcome(str(exc.path), FAILED, exc.reason) for exc in scan.failed})
 
@@ -189,5 +196,5 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
     session.flush()
     report.files = [outcomes[path] for path in sorted(outcomes)]
     audit.record(session, "dicom_imported", study_id=study.id, folder=str(folder), **report.counts,
-                 cases_created=report.cases_created)
+                 cases_created=report.cases_created, followed_links_outside=follow_links_outside)
     return report

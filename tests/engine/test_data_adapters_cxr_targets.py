@@ -92,7 +92,7 @@ def test_chest_imagenome_boxes(tmp_path, mimic, masks):
         (graphs / f"{dicom_id}_SceneGraph.json").write_text(json.dumps(scene_graph(masks, dicom_id)))
     out = tmp_path / "imagenome.jsonl"
     assert build_chest_imagenome(tmp_path / "imagenome", out, images_root=mimic) == 5
-    samples = {s.sample_id: s for s in read_manifest(out)}
+    samples = {s.sample_id: s for s in read_manifest(out, allowed_roots=[tmp_path])}
     assert_loadable(samples.values())
     assert Counter(s.task for s in samples.values()) == {"detection": 2, "classification": 1, "region_caption": 2}
     assert samples["chest-imagenome:d-pa-1:classification"].answer == "lung opacity"
@@ -129,7 +129,7 @@ def test_chexmask_masks_and_boxes(tmp_path, shared_data, masks):
     csv_path = write_csv(root / "OriginalResolution" / "ChestX-Ray8.csv", header, [row])
     out = tmp_path / "manifest" / "chexmask.jsonl"
     assert build_chexmask(root, out, images_root=nih, source="chestx-ray8") == 3  # no heart mask in this row
-    samples = {s.sample_id: s for s in read_manifest(out, decode=True)}
+    samples = {s.sample_id: s for s in read_manifest(out, decode=True, allowed_roots=[tmp_path])}
     assert_loadable(samples.values())
     left = samples["chexmask:00000001_000:left lung"]
     assert left.answer == "The segmentation mask of left lung is <2DSEG>." and left.masks[0].label == "left lung"
@@ -159,7 +159,7 @@ def test_chexmask_on_mimic_cxr_jpg(tmp_path, mimic, masks):
                 512, 512]])
     out = tmp_path / "chexmask.jsonl"
     assert build_chexmask(root, out, images_root=mimic, detection=False) == 3
-    heart = {s.sample_id: s for s in read_manifest(out)}["chexmask:d-pa-1:heart"]
+    heart = {s.sample_id: s for s in read_manifest(out, allowed_roots=[tmp_path])}["chexmask:d-pa-1:heart"]
     assert Path(heart.images[0].path).name == "d-pa-1.jpg"
 
 
@@ -175,7 +175,7 @@ def test_medical_diff_vqa(tmp_path, mimic):
                ["50000003", "10000032", "50000001", "presence", "is there edema?", "no", "train"]])
     out = tmp_path / "vqa.jsonl"
     assert build_medical_diff_vqa(root, out, images_root=mimic) == 2
-    vqa, difference = read_manifest(out)
+    vqa, difference = read_manifest(out, allowed_roots=[tmp_path])
     assert_loadable([vqa, difference])
     assert (vqa.task, vqa.instruction, vqa.answer) == ("vqa", "<img0> what abnormalities are seen in this image?",
                                                       "pleural effusion")

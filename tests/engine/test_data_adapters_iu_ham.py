@@ -37,7 +37,7 @@ def test_iu_xray_samples(iu, tmp_path):
     root, xml = iu
     out = tmp_path / "iu.jsonl"
     assert build_iu_xray(root, out) == 5
-    samples = {s.sample_id: s for s in read_manifest(out)}
+    samples = {s.sample_id: s for s in read_manifest(out, allowed_roots=[tmp_path])}
     assert_loadable(samples.values())
     # 1.xml's impression "Normal chest x-XXXX." is all de-identification: no impression, no full report
     assert Counter(s.task for s in samples.values()) == {"findings": 2, "impression": 2, "report": 1}
@@ -88,7 +88,7 @@ def ham(tmp_path, shared_data):
 def test_ham10000_samples(ham, tmp_path, shared_data):
     out = tmp_path / "ham.jsonl"
     assert build_ham10000(ham, out, seed=1) == 6
-    samples = {s.sample_id: s for s in read_manifest(out, decode=True)}
+    samples = {s.sample_id: s for s in read_manifest(out, decode=True, allowed_roots=[tmp_path])}
     assert_loadable(samples.values())
     nevus = samples["ham10000:ISIC_0024311:classification"]
     assert nevus.answer == "melanocytic nevus" and nevus.imaging == "dermoscopy"
@@ -109,8 +109,8 @@ def test_ham10000_bad_layouts(ham, tmp_path):
     metadata = (ham / "HAM10000_metadata.csv").read_text()
     (ham / "HAM10000_metadata.csv").write_text(metadata.replace(",80.0,", ",inf,"))  # an age that is not a number
     assert build_ham10000(ham, out) == 6
-    assert {s.sample_id: s for s in read_manifest(out)}["ham10000:ISIC_0024311:classification"].context == \
-        "Gender:male.Location:scalp."
+    samples = {s.sample_id: s for s in read_manifest(out, allowed_roots=[tmp_path])}
+    assert samples["ham10000:ISIC_0024311:classification"].context == "Gender:male.Location:scalp."
     (ham / "HAM10000_images_part_2" / "ISIC_0027287.jpg").unlink()
     with pytest.raises(AdapterError, match=r"HAM10000 image not found: ISIC_0027287\.jpg"):
         build_ham10000(ham, out)
@@ -129,7 +129,7 @@ def test_convert_command(iu, ham, tmp_path, capsys, caplog):
         assert main(["convert", "iu-xray", str(root), str(out), "--seed", "2"]) == 0
     assert f"wrote 5 sample(s) to {out}" in capsys.readouterr().out
     assert "skipped {'no images': 1}" in caplog.text
-    assert main(["check", str(out)]) == 0
+    assert main(["check", str(out), "--allow-root", str(tmp_path)]) == 0
     with pytest.raises(SystemExit) as info:
         main(["convert", "ham10000", str(ham), str(out), "--option", "splits=train"])
     assert info.value.code == 2 and "build_ham10000 takes no option 'splits'" in capsys.readouterr().err

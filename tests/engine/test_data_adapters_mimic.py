@@ -44,7 +44,7 @@ def test_mimic_cxr_samples(mimic, tmp_path, shared_data):
     root, texts = mimic
     out = tmp_path / "out" / "mimic.jsonl"
     assert build_mimic_cxr(root, out, seed=3) == 7
-    samples = {s.sample_id: s for s in read_manifest(out)}  # validates every row and file
+    samples = {s.sample_id: s for s in read_manifest(out, allowed_roots=[tmp_path])}  # validates every row and file
     assert_loadable(samples.values())
     assert Counter(s.task for s in samples.values()) == {"findings": 2, "impression": 2, "report": 2,
                                                          "longitudinal": 1}
@@ -72,7 +72,7 @@ def test_mimic_cxr_seeded_instructions(mimic, tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         build_mimic_cxr(root, tmp_path / f"{name}.jsonl", seed=seed)
-        runs.append([s.instruction for s in read_manifest(tmp_path / f"{name}.jsonl")])
+        runs.append([s.instruction for s in read_manifest(tmp_path / f"{name}.jsonl", allowed_roots=[tmp_path])])
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 

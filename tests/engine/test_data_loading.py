@@ -215,7 +215,8 @@ def test_wording_and_detection_classes_are_drawn_anew_each_iteration(derm_paths,
     absent = tuple(f"class {i}" for i in range(12))
     sample = replace(_lesion_sample(derm_paths), answer="lesion <DET>.", masks=(), instruction_fields={"image": "<img0>"},
                      absent_classes=absent)
-    sample = read_manifest(write_manifest([sample], tmp_path / "m.jsonl"))[0]  # the fields survive the manifest
+    sample = read_manifest(write_manifest([sample], tmp_path / "m.jsonl"),  # the fields survive the manifest
+                           allowed_roots=[os.path.dirname(sample.images[0].path)])[0]
     assert sample.absent_classes == absent and sample.instruction_fields == {"image": "<img0>"}
     drawn = [draw_wording(sample, example_rng(0, step, 0)) for step in range(60)]
     assert len({d.instruction for d in drawn}) > 10

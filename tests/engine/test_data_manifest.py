@@ -18,7 +18,7 @@ def test_round_trip_resolves_relative_paths(derm, shared_data):
     path = write_manifest(samples, derm / "manifest.jsonl")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4 and json.loads(lines[0]) == json.loads(json.dumps(asdict(samples[0])))
-    read = read_manifest(path, decode=True)
+    read = read_manifest(path, decode=True, allowed_roots=[shared_data])
     assert read[1:] == samples[1:]
     assert read[0].images[0].path == str(derm / "lesion.jpg") and read[0].masks[0].path == str(derm / "lesion_mask.png")
     assert read[0].masks[0].label == "lesion" and read[2].masks[0].value == 5
@@ -77,7 +77,7 @@ def test_each_bad_row_names_file_line_and_problem(derm, shared_data):
     for name, row, reason in _bad_rows(derm, shared_data):
         path = _write_rows(derm, [good, row])
         with pytest.raises(ManifestError) as info:
-            read_manifest(path)
+            read_manifest(path, allowed_roots=[shared_data])
         assert f"{path}:2: " in str(info.value), name
         assert reason in str(info.value), (name, str(info.value))
         assert [line for line, _ in info.value.errors] == [2], name
@@ -96,7 +96,7 @@ def test_not_json_and_duplicate_id(derm):
 
 def test_skip_invalid_returns_valid_rows_and_reasons(derm, shared_data, caplog):
     rows = [asdict(seg_2d("a"))] + [r for _, r, _ in _bad_rows(derm, shared_data)][:5] + [asdict(seg_2d("b"))]
-    samples, errors = read_manifest(_write_rows(derm, rows), skip_invalid=True)
+    samples, errors = read_manifest(_write_rows(derm, rows), skip_invalid=True, allowed_roots=[shared_data])
     assert [s.sample_id for s in samples] == ["a", "b"]
     assert [line for line, _ in errors] == [2, 3, 4, 5, 6]
     assert "skipped 5 invalid row(s) of 7" in caplog.text
@@ -106,7 +106,8 @@ def test_check_files_off_skips_only_file_checks(derm, shared_data):
     missing = asdict(seg_2d()) | {"images": [{"path": "nowhere.jpg", "modality": "dermoscopy"}]}
     assert read_manifest(_write_rows(derm, [missing]), check_files=False)[0].images[0].path == str(derm / "nowhere.jpg")
     with pytest.raises(ManifestError, match="outside"):
-        read_manifest(_write_rows(derm, [_bad_rows(derm, shared_data)[5][1]]), check_files=False)
+        read_manifest(_write_rows(derm, [_bad_rows(derm, shared_data)[5][1]]), check_files=False,
+                      allowed_roots=[shared_data])
 
 
 def testvqa_has_no_templates():

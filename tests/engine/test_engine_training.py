@@ -32,6 +32,7 @@ from tests.engine.pickles import plant_pickle
 from tests.engine.training_fixtures import fixture_samples
 
 ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the training manifest's files (tests.engine.training_fixtures)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,7 +65,7 @@ def make_config(train_setup, out: Path, **overrides) -> TrainConfig:
     init, manifest, _ = train_setup
     values = dict(init_checkpoint=str(init), manifest=str(manifest), output_dir=str(out), batch_size=2,
                   total_steps=40, warmup_steps=3, lr=1e-2, min_lr=1e-4, warmup_start_lr=1e-5, save_every=1000,
-                  log_every=1, progress=False, seed=3)
+                  log_every=1, progress=False, seed=3, allowed_roots=[str(SHARED_DATA)])
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -334,3 +335,9 @@ def test_resume_refuses_a_planted_pickle_in_each_file_it_reads_and_runs_no_code(
     with pytest.raises(ResumeError, match=r"rank_state_0.json is missing \(its rank_state_0.pt is a pickle"):
         train(make_config(train_setup, tmp_path / "out-legacy", max_steps=2), resume=legacy)
     assert not marker.exists()
+
+
+def test_manifest_files_outside_its_folder_and_allowed_roots_are_refused_before_training(train_setup, tmp_path):
+    with pytest.raises(ManifestError, match=r"images\[0\].path '.*' resolves to .*, outside the manifest's folder"):
+        train(make_config(train_setup, tmp_path / "run", max_steps=1, allowed_roots=[]))
+    assert not (tmp_path / "run").exists()

@@ -38,10 +38,10 @@ def manifest(tmp_path, shared_data, iu_report):
     return path
 
 
-def test_evaluate_writes_scores_for_every_task(tmp_path, tiny_checkpoint, manifest, capsys):
+def test_evaluate_writes_scores_for_every_task(tmp_path, tiny_checkpoint, manifest, shared_data, capsys):
     out = tmp_path / "out"
     evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest), "--out", str(out),
-                   "--max-new-tokens", "8", "--n-resamples", "50"])
+                   "--max-new-tokens", "8", "--n-resamples", "50", "--allow-root", str(shared_data)])
     with (out / "scores.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {(r["task"], r["metric"]) for r in rows} == {
@@ -55,10 +55,10 @@ def test_evaluate_writes_scores_for_every_task(tmp_path, tiny_checkpoint, manife
     assert "scores written" in capsys.readouterr().out
 
 
-def test_forced_reference_answer_scores_one(tiny_checkpoint, manifest, medversa, force):
+def test_forced_reference_answer_scores_one(tiny_checkpoint, manifest, shared_data, medversa, force):
     from engine.data.manifest import read_manifest
 
-    sample = read_manifest(manifest)[0]
+    sample = read_manifest(manifest, allowed_roots=[shared_data])[0]
     processor = force(medversa.tokenizer, sample.answer + "###")
     (result,) = evaluate.predict(medversa, [sample], 1, max_new_tokens=200, logits_processor=[processor])
     prediction = evaluate.to_prediction(sample, result)
@@ -66,10 +66,11 @@ def test_forced_reference_answer_scores_one(tiny_checkpoint, manifest, medversa,
     assert scores["bleu4"] == pytest.approx(1.0) and scores["rouge_l"] == pytest.approx(1.0)
 
 
-def test_unavailable_metric_is_reported_and_exit_status_one(tmp_path, tiny_checkpoint, manifest, capsys):
+def test_unavailable_metric_is_reported_and_exit_status_one(tmp_path, tiny_checkpoint, manifest, shared_data, capsys):
     with pytest.raises(SystemExit) as stop:
         evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest), "--out",
-                       str(tmp_path / "o"), "--max-new-tokens", "4", "--n-resamples", "20", "--metrics", "bertscore"])
+                       str(tmp_path / "o"), "--max-new-tokens", "4", "--n-resamples", "20", "--metrics", "bertscore",
+                       "--allow-root", str(shared_data)])
     assert stop.value.code == 1
     assert "not computed: bertscore: no metrics folder configured" in capsys.readouterr().err
     provenance = json.loads((tmp_path / "o" / "provenance.json").read_text())
@@ -97,7 +98,7 @@ def test_bad_manifest_and_unknown_metric_are_refused(tmp_path, tiny_checkpoint, 
     assert stop.value.code == 2 and "unknown metric(s) ['meteor']" in capsys.readouterr().err
 
 
-def test_corrupt_checkpoint_exits_one_naming_the_file(tmp_path, tiny_checkpoint, manifest):
+def test_corrupt_checkpoint_exits_one_naming_the_file(tmp_path, tiny_checkpoint, manifest, shared_data):
     import shutil
 
     broken = tmp_path / "ckpt"
@@ -105,4 +106,14 @@ def test_corrupt_checkpoint_exits_one_naming_the_file(tmp_path, tiny_checkpoint,
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(SystemExit, match=f"error: unreadable weights file {weights}"):
-        evaluate.main(["--checkpoint", str(broken), "--manifest", str(manifest), "--out", str(tmp_path / "o")])
+        evaluate.main(["--checkpoint", str(broken), "--manifest", str(manifest), "--out", str(tmp_path / "o"),
+                       "--allow-root", str(shared_data)])
+
+
+def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path, tiny_checkpoint, manifest):
+    """Issue 18: manifest paths could leave the manifest's folder; now a path outside it and the allowed roots is
+    an invalid row naming it, and nothing is generated."""
+    with pytest.raises(SystemExit, match=r"(?s)eval.jsonl:1: images\[0\].path '.*00000001_000.png' resolves to .*, "
+                                         r"outside the manifest's folder"):
+        evaluate.main(["--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o" / "scores.csv").exists()
