@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import warnings
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,13 +20,15 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import data_element_generator, read_file_meta_info
 from pydicom.pixels.utils import get_nr_frames
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DA
 
 from studyapp.dicom.geometry import pixel_data_problem
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _STUDY_IDENTITY = (
     "PatientID", "PatientName", "PatientBirthDate", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
     "FrameOfReferenceUID",
@@ -279,6 +282,104 @@ def _check_pixel_data(path: Path, ds: Dataset, read_warnings: list[str]) -> None
         raise UnreadableDicomError(path, problem)
 
 
+#: Largest data set a Deflated Explicit VR Little Endian file (PS3.5 A.5) may inflate to: pydicom inflates the whole
+#: data set in memory before parsing it, so a larger one (a deflate bomb) is refused before pydicom reads it. The
+#: bound is that of one frame at ``geometry.MAX_FRAME_PIXELS`` with 16-bit samples.
+MAX_INFLATED_BYTES = 512 * 2**20
+#: Explicit VRs with a 4-byte value length (PS3.5 7.1.2, table 7.1-1).
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def _data_set_offset(f) -> int | None:
+    """Byte offset of the data set after the File Meta Information of an open Part 10 file (PS3.10 7.1: 128-byte
+    preamble, ``DICM``, group 0002 in Explicit VR Little Endian), or ``None`` when the file is not laid out so."""
+    f.seek(128)
+    if f.read(4) != b"DICM":
+        return None
+    while True:
+        start = f.tell()
+        head = f.read(8)
+        if len(head) < 8:
+            return None
+        group, vr = int.from_bytes(head[:2], "little"), head[4:6]
+        if group != 0x0002:
+            return start
+        if vr in _LONG_VRS:
+            extra = f.read(4)
+            if len(extra) < 4:
+                return None
+            f.seek(int.from_bytes(extra, "little"), os.SEEK_CUR)
+        else:
+            f.seek(int.from_bytes(head[6:8], "little"), os.SEEK_CUR)
+
+
+def _inflated_size_problem(path: Path) -> str | None:
+    """``deflate bomb: ...`` when the deflated data set of ``path`` inflates beyond :data:`MAX_INFLATED_BYTES`
+    (measured in bounded chunks, never held whole), else ``None`` (a corrupt stream is left to pydicom)."""
+    with open(path, "rb") as f:
+        offset = _data_set_offset(f)
+        if offset is None:
+            return None
+        f.seek(offset)
+        inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        while chunk := f.read(2**20):
+            while chunk:
+                try:
+                    inflated += len(inflater.decompress(chunk, 16 * 2**20))
+                except zlib.error:
+                    return None
+                chunk = inflater.unconsumed_tail
+                if inflated > MAX_INFLATED_BYTES:
+                    compressed = path.stat().st_size - offset
+                    return (f"deflate bomb: the Deflated Explicit VR Little Endian data set of {compressed:,} bytes "
+                            f"inflates to more than {MAX_INFLATED_BYTES:,} bytes (over {inflated // compressed:,} "
+                            "times its size); refused before reading it")
+    return None
+
+
+def _length_problem(path: Path, transfer_syntax: UID) -> str | None:
+    """``length field beyond the file size: ...`` when a top-level data element of ``path`` other than the pixel
+    data declares more bytes than the file holds after it (e.g. 2 GB in a 2 kB file: pydicom would read to the end
+    of the file into that element and then find no Pixel Data), else ``None``. Values are skipped, not read
+    (``defer_size``)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        offset = _data_set_offset(f)
+        if offset is None:
+            return None
+        f.seek(offset)
+        elements = data_element_generator(  # stops before an undefined-length value (encapsulated Pixel Data)
+            f, transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian, defer_size=0,
+            stop_when=lambda tag, vr, length: length == 0xFFFFFFFF and vr != "SQ")
+        try:
+            for raw in elements:
+                if raw.tag in _PIXEL_TAGS:  # a cut-off Pixel Data is reported as truncated by the full read
+                    continue
+                if raw.length != 0xFFFFFFFF and raw.value_tell + raw.length > size:
+                    return (f"length field beyond the file size: ({raw.tag.group:04X},{raw.tag.element:04X}) "
+                            f"declares {raw.length:,} bytes at byte {raw.value_tell:,}, but the file has {size:,} "
+                            "bytes")
+        except Exception:  # a corrupt data set: the full read reports it
+            return None
+    return None
+
+
+def size_problem(path: Path) -> str | None:
+    """Why ``path`` must not be handed to pydicom's full read, naming the attack: a deflate bomb
+    (:func:`_inflated_size_problem`) or a length field beyond the file size (:func:`_length_problem`); ``None``
+    for any other file (including non-DICOM ones, which the full read reports)."""
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:  # no DICM prefix or a corrupt meta group: the full read reports it
+        return None
+    transfer_syntax = meta.get("TransferSyntaxUID")
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        return _inflated_size_problem(path)
+    if transfer_syntax is None or not transfer_syntax.is_transfer_syntax:
+        return None
+    return _length_problem(path, transfer_syntax)
+
+
 def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> InstanceHeader:
     """Read the header of one DICOM file.
 
@@ -292,7 +393,8 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
 
     Raises:
         NotAnImageError: not a DICOM file (no ``DICM`` prefix) or DICOM without pixel data.
-        UnreadableDicomError: truncated or corrupt file, no SOP Instance UID (see ``identifying_uids``), Rows,
+        UnreadableDicomError: truncated or corrupt file, a deflate bomb or a length field beyond the file size
+            (:func:`size_problem`, checked before the full read), no SOP Instance UID (see ``identifying_uids``), Rows,
             Columns or Bits Allocated below 1, a file name that is not valid UTF-8, or (``verify_pixel_data``)
             a header whose geometry does not match the pixel data or declares more than
             ``studyapp.dicom.geometry.MAX_FRAME_PIXELS`` pixels per frame (``geometry.pixel_data_problem``).
@@ -302,6 +404,9 @@ def read_instance(path: str | os.PathLike, verify_pixel_data: bool = True) -> In
         str(path).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise UnreadableDicomError(path, "the file name is not valid UTF-8; rename the file") from exc
+    problem = size_problem(path)
+    if problem is not None:
+        raise UnreadableDicomError(path, problem)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
