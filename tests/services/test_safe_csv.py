@@ -92,23 +92,20 @@ def test_reads_csv_has_no_formula_cell_and_jsonl_keeps_texts_verbatim(hostile_st
     assert {(r["study"], r["case_key"], r["draft_text"]) for r in records} == {("=study", "@case", PAYLOADS[1])}
 
 
-#: The tables the analysis report shows (analysis.report.write_outputs needs each).
-REPORT_TABLES = ("readings", "arm_summary", "time_saved_by_template_use", "discrepancy_by_interval", "likert_summary",
-                 "choice_summary", "mixed_models", "reader_arm")
-
-
 def test_analysis_tables_columns_and_skipped_csvs_are_neutralised(tmp_path):
-    from analysis.pipeline import AnalysisResult
-    from analysis.report import write_outputs
+    from analysis.report import TABLE_TITLES, write_outputs
+    from analysis.result import AnalysisResult
     from analysis.skipped import Skipped
 
-    table = pd.DataFrame({"reader": ["=reader", "@reader"], "final_text": PAYLOADS[2:4], "time_saved": [-12.5, 3.0]})
+    table = pd.DataFrame({"reader": ["=reader", "@reader"], "final_text": PAYLOADS[2:4], "time_saved": [-12.5, 3.0],
+                          "n_peers_failed": [0, 0]})
+    tables = {"readings": table} | {name: table for name in TABLE_TITLES} | {"mixed_models": table.iloc[:0]}
     result = AnalysisResult(study_name="=study", reference_arm="-arm", judge="offline 1", similarity_measure="rouge",
-                            tables={name: table for name in REPORT_TABLES},
-                            skipped=[Skipped(step="consistency", item="+item", reason="=reason")])
-    docs = {name: {"reader": "=reader name", "final_text": "text", "time_saved": "seconds"} for name in REPORT_TABLES}
+                            tables=tables, skipped=[Skipped(step="consistency", item="+item", reason="=reason")])
+    docs = {name: {"reader": "=reader name", "final_text": "text", "time_saved": "seconds", "n_peers_failed": "count"}
+            for name in tables}
     files = write_outputs(result, tmp_path, docs)
-    for name in ("readings.csv", "columns.csv", "skipped.csv"):
+    for name in ("readings.csv", "arm_summary.csv", "columns.csv", "skipped.csv"):
         assert cells_a_spreadsheet_would_run(files[name]) == [], name
     readings = pd.read_csv(files["readings.csv"])
     assert readings["time_saved"].tolist() == [-12.5, 3.0]
