@@ -146,7 +146,7 @@ def run(steps: int, reports: int, workdir: Path, seed: int = 0, lr: float = 1e-2
     config = TrainConfig(str(init), str(manifest), str(workdir / "run"), seed=seed, batch_size=1,
                          total_steps=steps, warmup_steps=min(20, steps - 1), lr=lr, min_lr=lr / 20,
                          warmup_start_lr=lr / 10, augment=False, progress=False, save_every=steps,
-                         log_every=max(1, steps // 10))
+                         log_every=max(1, steps // 10), allowed_roots=[str(SHARED)])
     before = teacher_forced_losses(init, samples)
     started, cpu_started = time.perf_counter(), time.process_time()
     result = train(config)
