@@ -15,16 +15,14 @@ positive aspect), 5 (minor positive aspect), as in the paper's Fig. 4d.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from studyapp.clock import utcnow
 from studyapp.db.base import Base
-
-if TYPE_CHECKING:
-    from studyapp.db.models import Case, User
+from studyapp.db.models import Case, User
 
 SIDE_A = "A"
 SIDE_B = "B"

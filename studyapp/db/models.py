@@ -321,7 +321,3 @@ class AuditEvent(Base):
     )
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-# Blinded comparison models live in their own module; importing it here registers them on Base.metadata.
-from studyapp.db import comparisons  # noqa: E402,F401

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from studyapp.db.models import DEFAULT_QUESTIONS, Assignment, QuestionAnswer, ReaderStudy, Report
 from studyapp.services import audit
 from studyapp.services.errors import InvalidInput
+from studyapp.services.reads_columns import READS_COLUMNS
 
 KINDS = ("likert", "single_choice", "multiple_choice", "yes_no", "number", "text")
 #: kinds whose answers are categories, summarised by arm in the analysis
@@ -121,8 +122,6 @@ def normalize_questions(raw: Any) -> list[dict]:
     if not isinstance(raw, list) or not raw:
         raise InvalidInput("a question set is a non-empty list of questions")
     questions = [normalize_question(q, i) for i, q in enumerate(raw, start=1)]
-    from studyapp.services.export import READS_COLUMNS  # the export's own columns (export imports this module)
-
     codes = [q["code"] for q in questions]
     taken = sorted(set(codes) & set(READS_COLUMNS))
     if taken:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from studyapp.db import models  # noqa: F401  (registers tables on Base.metadata)
+from studyapp.db import comparisons, models  # noqa: F401  (register their tables on Base.metadata)
 from studyapp.db.base import Base
 from studyapp.db.session import make_engine
 
