@@ -21,7 +21,8 @@ comparison results) do not pull in the pipeline and its plotting libraries.
 import importlib
 
 __all__ = ["AnalysisResult", "analyse_frames", "run_analysis"]
-_HOME = {"AnalysisResult": "analysis.result", "analyse_frames": "analysis.pipeline", "run_analysis": "analysis.pipeline"}
+_HOME = {"AnalysisResult": "analysis.result", "analyse_frames": "analysis.pipeline",
+         "run_analysis": "analysis.pipeline"}
 
 
 def __getattr__(name: str):

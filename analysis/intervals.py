@@ -13,10 +13,10 @@ Miller (2011, "Robust inference with multiway clustering", J. Bus. Econ. Stat. 2
 
 each term the variance of the estimate under a one-way bootstrap that resamples only readers (each with all their
 readings), only cases (each with all its readings), or single readings, times G / (G - 1) for G clusters (CGM's
-small-sample factor; the bootstrap variance of a mean of G cluster totals is (G - 1) / G of the unbiased one). Each one-way resample keeps the
-within-cluster structure of the design (a resampled reader keeps its cases and their arms), so reader effects cancel
-in arm differences inside the reader resamples and case effects inside the case resamples; the subtraction removes
-the residual variance the two one-way terms both contain. A negative ``V`` (possible by chance when the reader and
+small-sample factor; the bootstrap variance of a mean of G cluster totals is (G - 1) / G of the unbiased one).
+Each one-way resample keeps the within-cluster structure of the design (a resampled reader keeps its cases and their
+arms), so reader effects cancel in arm differences inside the reader resamples and case effects inside the case
+resamples; the subtraction removes the residual variance the two one-way terms both contain. A negative ``V`` (possible by chance when the reader and
 case terms are tiny) is replaced by ``max(V_reader, V_case)`` (CGM 2011, section 2.3, recommend a conservative
 fix). The interval is ``estimate +- t(df) * sqrt(V)`` with ``df = min(R, C) - 1`` for R readers and C cases: CGM
 2011 (section 4) advise t quantiles with G - 1 degrees of freedom for G clusters of the scarcer dimension, which

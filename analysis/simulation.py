@@ -282,8 +282,8 @@ def simulate_outcomes(
     disc_reader = rng.normal(0, effects.discrepancy_reader_sd, n_readers)
     disc_case = rng.normal(0, effects.discrepancy_case_sd, n_cases)
     disc_shift = -(effects.discrepancy_reader_sd ** 2 + effects.discrepancy_case_sd ** 2) / 2
-    likert_effects = {q: (rng.normal(0, effects.likert_sds[0], n_readers), rng.normal(0, effects.likert_sds[1], n_cases))
-                      for q in effects.likert}
+    likert_effects = {q: (rng.normal(0, effects.likert_sds[0], n_readers),
+                          rng.normal(0, effects.likert_sds[1], n_cases)) for q in effects.likert}
     choice_reader = rng.normal(0, effects.choice_sds[0], n_readers)
     choice_case = rng.normal(0, effects.choice_sds[1], n_cases)
 

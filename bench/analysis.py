@@ -37,8 +37,8 @@ def main() -> None:
     pairs = len(result.tables["peer_pairs"])
     print(f"readings: {len(result.tables['readings'])}, peer comparisons: {pairs}, cores: "
           f"{len(os.sched_getaffinity(0))}")
-    print(f"analysis (offline judge, intervals from 3 one-way bootstraps of 1,000 resamples, mixed models, figures built): "
-          f"{seconds:.1f} s wall, {cpu_seconds:.1f} s CPU")
+    print(f"analysis (offline judge, intervals from 3 one-way bootstraps of 1,000 resamples, mixed models, "
+          f"figures built): {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU")
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         start = time.perf_counter()

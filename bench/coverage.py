@@ -96,7 +96,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         width = (group["ci_high"] - group["ci_low"]).mean() / (3.92 * sd) if sd > 0 else np.nan
         reps = len(group)
         rows.append({"estimate": name, "reps": reps, "truth": group["truth"].mean(),
-                     "bias": (group["estimate"] - group["truth"]).mean(), "sd": sd, "se_ratio": group["se"].mean() / sd, "width_ratio": width,
+                     "bias": (group["estimate"] - group["truth"]).mean(), "sd": sd,
+                     "se_ratio": group["se"].mean() / sd, "width_ratio": width,
                      "coverage": covered, "coverage_mc_se": np.sqrt(covered * (1 - covered) / reps),
                      "ok": TARGET_COVERAGE[0] <= covered <= TARGET_COVERAGE[1] and width <= TARGET_WIDTH})
     return pd.DataFrame(rows)

@@ -47,7 +47,8 @@ def headline_markdown(summary, reference_arm: str) -> str:
             r = group[group["metric"] == metric].iloc[0]
             cell = f"{r.estimate:.3g} (95% CI {r.ci_low:.3g} to {r.ci_high:.3g})"
             if arm != reference_arm and r.difference == r.difference:  # not NaN
-                cell += f"; {r.difference:+.3g} vs {reference} ({r.difference_ci_low:.3g} to {r.difference_ci_high:.3g})"
+                cell += (f"; {r.difference:+.3g} vs {reference} "
+                         f"({r.difference_ci_low:.3g} to {r.difference_ci_high:.3g})")
             cells.append(cell)
         lines.append(f"| {labels[arm]} ({arm}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
