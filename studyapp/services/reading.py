@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from studyapp.clock import utcnow
@@ -134,14 +134,20 @@ def worklist(session: Session, reader: User, study: ReaderStudy) -> list[Worklis
     ]
 
 
+#: What a save needs of an assignment, loaded with it in one query: the report, and the case with its series (for
+#: :func:`case_label` in a refusal, which may come after a failed flush, when nothing more can be loaded).
+_WITH_REPORT_AND_CASE = (joinedload(Assignment.report), joinedload(Assignment.case).joinedload(Case.series))
+
+
 def own_assignment(session: Session, reader: User, assignment_id: int) -> Assignment:
-    """The assignment ``assignment_id`` if it belongs to ``reader``.
+    """The assignment ``assignment_id`` if it belongs to ``reader``, loaded with its report, case and series in one
+    query (keep a reference to it: a later call in the same session then costs no query).
 
     Raises:
         NotFound: no such assignment.
         PermissionDenied: it belongs to another reader.
     """
-    assignment = session.get(Assignment, assignment_id)
+    assignment = session.get(Assignment, assignment_id, options=_WITH_REPORT_AND_CASE)
     if assignment is None:
         raise NotFound(f"unknown assignment {assignment_id}")
     if assignment.reader_id != reader.id:
@@ -261,14 +267,14 @@ def _check_text(text: str) -> None:
         raise InvalidInput("the report contains a NUL character")
 
 
-def _open_report(session: Session, reader: User, assignment_id: int) -> Report:
+def _open_report(session: Session, reader: User, assignment_id: int) -> tuple[Assignment, Report]:
     assignment = own_assignment(session, reader, assignment_id)
     report = assignment.report
     if report is None:
         raise InvalidInput(f"assignment {assignment_id} has not been opened yet")
     if report.status == STATUS_SUBMITTED:
         raise InvalidInput(f"the report of {case_label(assignment.position, assignment.case)} is already submitted")
-    return report
+    return assignment, report
 
 
 @dataclass(frozen=True)
@@ -309,9 +315,9 @@ def autosave(session: Session, reader: User, assignment_id: int, text: str, acti
         NotFound, PermissionDenied: see :func:`own_assignment`.
     """
     _check_text(text)
-    report = _open_report(session, reader, assignment_id)
+    assignment, report = _open_report(session, reader, assignment_id)
     # read before any change: after a failed flush the session is rolled back and cannot load them
-    label, version = case_label(report.assignment.position, report.assignment.case), report.version
+    label, version = case_label(assignment.position, assignment.case), report.version
     same_tab = tab is not None and report.saved_by_tab == tab.page
     if same_tab and tab.sequence <= report.tab_sequence:
         return report  # a late snapshot of this tab: it already stored a newer text

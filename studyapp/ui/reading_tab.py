@@ -311,11 +311,10 @@ class ReadingTab:
             return gr.update(), gr.update(), save_ack(tab, False)
         try:
             with self._tab_locks.hold(tab), user_action(self.ctx, request, active=False) as (session, user):
-                report = reading.own_assignment(session, user, assignment_id).report
-                if report is not None and (text or "") != report.current_text:
-                    self.ctx.sign_ins.touch(sign_in_token(request))
                 status, version, saved = self._autosave_status(session, user, assignment_id, version, text, tab,
                                                                seconds)
+            if isinstance(status, str):  # the text changed ("Saved ..."): sign-in activity, once committed
+                self.ctx.sign_ins.touch(sign_in_token(request))
         except gr.Error as error:  # shown on the screen too, not only as a passing toast
             return *self._refusal(error), save_ack(tab, False)
         return status, version, save_ack(tab, saved)
@@ -335,7 +334,8 @@ class ReadingTab:
         """Save; returns the status line, the tab's version and whether the server now holds the text. The status
         line changes only when the text did ("Saved" stays the time the text was stored, and a periodic save of
         unchanged text does not replace a message such as "Report submitted")."""
-        report = reading.own_assignment(session, user, assignment_id).report
+        assignment = reading.own_assignment(session, user, assignment_id)  # kept: the save below reuses it
+        report = assignment.report
         if report is None or report.status == STATUS_SUBMITTED:
             return gr.update(), gr.update(), False
         unchanged = (text or "") == report.current_text
