@@ -8,17 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from studyapp.db.models import (
     STATUS_NEW,
     STATUS_SUBMITTED,
+    Arm,
     Assignment,
     Case,
     Draft,
     ReaderStudy,
     Report,
+    ReportVersion,
+    User,
 )
 from studyapp.services import audit, questions, safe_csv
 from studyapp.services.reads_columns import READS_COLUMNS
@@ -49,10 +52,16 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
             selectinload(Assignment.case),
             selectinload(Assignment.arm),
             selectinload(Assignment.report).selectinload(Report.answers),
-            selectinload(Assignment.report).selectinload(Report.versions),
         )
         .order_by(Assignment.reader_id, Assignment.position)
     )
+    n_versions = dict(session.execute(  # counted by the database: the versions' texts are never loaded
+        select(ReportVersion.report_id, func.count())
+        .join(Report, Report.id == ReportVersion.report_id)
+        .join(Assignment, Assignment.id == Report.assignment_id)
+        .where(Assignment.study_id == study.id)
+        .group_by(ReportVersion.report_id)
+    ).all())
     drafts = {
         (d.case_id, d.arm_id): d
         for d in session.scalars(select(Draft).join(Case).where(Case.study_id == study.id))
@@ -87,7 +96,7 @@ def reads_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
                 if report and report.final_text is not None
                 else None
             ),
-            "n_autosaves": len(report.versions) if report else 0,
+            "n_autosaves": n_versions.get(report.id, 0) if report else 0,
         }
         answers = {r.question: r.value for r in report.answers} if report else {}
         for code in codes:
@@ -109,10 +118,29 @@ def export_reads_csv(session: Session, study: ReaderStudy, path: str | Path) -> 
     return table
 
 
+def _read_states(session: Session, study: ReaderStudy) -> pd.DataFrame:
+    """One row per reader x case of ``study`` with only what the progress views count: reader, case_key, practice,
+    arm, status and active_seconds (one query; no texts, versions or answers are loaded, so a coordinator watching
+    progress costs the readers' saves next to nothing)."""
+    rows = session.execute(
+        select(User.username, Case.case_key, Case.is_practice, Arm.code, Report.status, Report.active_seconds)
+        .select_from(Assignment)
+        .join(User, User.id == Assignment.reader_id)
+        .join(Case, Case.id == Assignment.case_id)
+        .join(Arm, Arm.id == Assignment.arm_id)
+        .outerjoin(Report, Report.assignment_id == Assignment.id)
+        .where(Assignment.study_id == study.id)
+    ).all()
+    table = pd.DataFrame(rows, columns=["reader", "case_key", "practice", "arm", "status", "active_seconds"])
+    table["practice"] = table["practice"].astype(bool)
+    table["status"] = table["status"].fillna(STATUS_NEW)
+    return table
+
+
 def progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
     """Per reader: counted cases assigned, new, in progress, submitted, their active minutes so far, and practice
     cases submitted."""
-    reads = reads_table(session, study)
+    reads = _read_states(session, study)
     if reads.empty:
         return pd.DataFrame(columns=["reader", "assigned", "new", "in_progress", "submitted", "active_minutes",
                                      "practice_submitted"])
@@ -134,7 +162,7 @@ def progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
 def case_progress_table(session: Session, study: ReaderStudy) -> pd.DataFrame:
     """Per counted case (``case_key``): readers assigned, reads submitted under each arm (``submitted_<arm code>``),
     all submitted, and the median active seconds of the submitted reads (empty until one is submitted)."""
-    reads = reads_table(session, study)
+    reads = _read_states(session, study)
     arms = sorted(a.code for a in study.arms)
     columns = ["case_key", "assigned", *(f"submitted_{arm}" for arm in arms), "submitted", "median_active_seconds"]
     reads = reads[~reads["practice"]] if not reads.empty else reads
