@@ -9,15 +9,26 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+#: Connections kept open. Every handler of the app holds one for its transaction, and up to
+#: ``studyapp.ui.reading_tab.AUTOSAVE_WORKERS`` autosaves run at once next to the other events; a connection beyond
+#: the pool is closed when it is returned, so a pool smaller than the saves in flight reconnects on most saves
+#: (a new PostgreSQL backend process each time).
+POOL_SIZE = 16
+#: More connections opened when the pool is busy, up to Gradio's 40 worker threads in all.
+POOL_OVERFLOW = 24
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; for SQLite, make the folder, enforce foreign keys and use WAL.
+    """Create an engine for ``url`` with a pool of :data:`POOL_SIZE` (+ :data:`POOL_OVERFLOW`) connections; for
+    SQLite, make the folder, enforce foreign keys and use WAL.
 
     Args:
         url: SQLAlchemy database URL (``sqlite:///path.db`` or ``postgresql+psycopg://...``).
     """
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    memory = url in ("sqlite://", "sqlite:///:memory:")  # one connection (SingletonThreadPool): no pool to size
+    engine = create_engine(url, **({} if memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

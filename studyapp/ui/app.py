@@ -14,6 +14,7 @@ from studyapp.ui.analysis_tab import AnalysisTab
 from studyapp.ui.compare_tab import CompareCoordinatorTab, CompareTab
 from studyapp.ui.context import UIContext, user_action
 from studyapp.ui.coordinator_tab import CoordinatorTab
+from studyapp.ui.event_queue import configure_queue
 from studyapp.ui.reading_tab import ReadingTab
 from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired
 
@@ -85,7 +86,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
         for tab, content in coordinator_tabs.items():
             content.follow(tab, chosen_study)
         blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
-    return blocks
+    return configure_queue(blocks)
 
 
 def launch_kwargs(ctx: UIContext) -> dict:
