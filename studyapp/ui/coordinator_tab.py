@@ -22,7 +22,7 @@ class CoordinatorTab:
         self.ctx = ctx
         with gr.Row():
             self.study = gr.Dropdown(label="Study", choices=[], elem_id="coord-study", scale=3)
-            self.refresh = gr.Button("Refresh", scale=1)
+            self.refresh = gr.Button("Refresh", scale=1, elem_id="coord-refresh")
         self.status = gr.Markdown(elem_id="coord-status")
         with gr.Accordion("New study", open=False):
             self.new_name = gr.Textbox(label="Study name")
