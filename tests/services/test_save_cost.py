@@ -55,14 +55,15 @@ def test_an_autosave_costs_four_statements_and_an_unchanged_one_three(opened):
     request = gr.Request(username="reader0")
     for n in (1, 2):
         with statements(db) as sent:
-            status, version = tab._autosave(assignment_id, version, f"typed {n}", f"{PAGE}:{n}", float(n), request)
-        assert status.startswith("Saved") and version == 1 + n
+            status, version, ack = tab._autosave(assignment_id, version, f"typed {n}", f"{PAGE}:{n}", float(n),
+                                                  request)
+        assert ack["saved"] and status.startswith("Saved") and version == 1 + n
         # the account, the assignment with its report, case and series (one query), the report, the new version
         assert [s.split()[0] for s in sent] == ["SELECT", "SELECT", "UPDATE", "INSERT"], sent
         assert "FROM report_versions" not in " ".join(sent)  # the history is never loaded
     with statements(db) as sent:
-        status, same = tab._autosave(assignment_id, version, "typed 2", f"{PAGE}:3", 3.0, request)
-    assert same == version and [s.split()[0] for s in sent] == ["SELECT", "SELECT", "UPDATE"], sent
+        status, same, ack = tab._autosave(assignment_id, version, "typed 2", f"{PAGE}:3", 3.0, request)
+    assert ack["saved"] and same == version and [s.split()[0] for s in sent] == ["SELECT", "SELECT", "UPDATE"], sent
     with db() as s:
         report = s.query(Report).filter_by(assignment_id=assignment_id).one()
         assert report.current_text == "typed 2" and report.active_seconds >= 0
@@ -74,15 +75,15 @@ def test_a_refused_save_of_another_tab_names_the_case(opened):
     db, tab, assignment_id, version = opened
     request = gr.Request(username="reader0")
     tab._autosave(assignment_id, version, "first tab", f"{PAGE}:1", 1.0, request)
-    status, stale = tab._autosave(assignment_id, version, "second tab", f"{'f' * 16}:1", 1.0, request)
-    assert stale == -1 and "Case 01" in status and "another tab or window" in status
+    status, stale, ack = tab._autosave(assignment_id, version, "second tab", f"{'f' * 16}:1", 1.0, request)
+    assert not ack["saved"] and stale == -1 and "Case 01" in status and "another tab or window" in status
 
 
 def test_progress_views_load_no_report_text(opened):
     db, tab, assignment_id, version = opened
     request = gr.Request(username="reader0")
     for n in range(1, 4):
-        _, version = tab._autosave(assignment_id, version, f"typed {n}", f"{PAGE}:{n}", float(n), request)
+        _, version, _ = tab._autosave(assignment_id, version, f"typed {n}", f"{PAGE}:{n}", float(n), request)
     with db() as s, statements(db) as sent:
         study = studies.get_study(s, "cost study")
         per_reader = export.progress_table(s, study).set_index("reader")
