@@ -112,7 +112,8 @@ class Events:
                 raise SystemExit(f"no {event} event on component {component} in /config")
             return found[0]
 
-        return cls(page_load_events(config), listening(by_elem["worklist"], "input"), listening(by_elem["autosave-now"], "click"),
+        return cls(page_load_events(config), listening(by_elem["worklist"], "input"),
+                   listening(by_elem["autosave-now"], "click"),
                    components)
 
 
@@ -393,7 +394,8 @@ def run_one(name: str, database_url: str, args: argparse.Namespace) -> bool:
             if run.coordinator else ""
         print(f"{name}: {args.readers} readers x {args.duration:g} s, a save every {args.interval:g} s{watching} "
               f"(load average {load_before} before, {load_average()} after; setup {run.setup_s:.0f} s): "
-              f"saves completed {saved} of {run.expected_saves}; autosave latency p50 {percentile(latencies, 50):.0f} ms, "
+              f"saves completed {saved} of {run.expected_saves}; "
+              f"autosave latency p50 {percentile(latencies, 50):.0f} ms, "
               f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies, default=float('nan')):.0f} ms; "
               f"errors {len(errors)}; stale refusals {len(stale)}; lost texts {len(lost)} of {args.readers}")
         print(f"  server CPU {run.server_cpu_s * 1000 / max(saved, 1):.1f} ms per save (all its work while the readers "
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of autosaving (default 120)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between a reader's saves (default 5)")
     parser.add_argument("--coordinator-every", type=float, default=10.0,
-                        help="seconds between a coordinator's progress refresh + export (default 10; 0: no coordinator)")
+                        help="seconds between a coordinator's progress refresh and export (default 10; 0: none)")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     args = parser.parse_args(argv)
     if args.readers < 1 or not 0 < args.duration <= 3600 or not 0 < args.interval <= args.duration \
