@@ -51,14 +51,21 @@ OPEN_CASE = """([label]) => new Promise((resolve) => {
 })"""
 
 
-def serve(folder: Path) -> tuple[str, str, str, str, str, uvicorn.Server]:
+def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, str, str, uvicorn.Server]:
+    """The demo study served on 127.0.0.1 over SQLite in ``folder``; ``prepare(session)`` may change it first.
+
+    Returns:
+        (url, the reader of ``case``, their password, the case's worklist label, another case's label, server)
+    """
     settings = Settings(data_dir=folder)
     sessions = open_database(f"sqlite:///{folder / 'bench.db'}")
     with sessions.begin() as session:
         demo.ensure_demo(session, settings)
-        mine = session.query(Assignment).join(Case).filter(Case.case_key == CASE).first()
+        if prepare is not None:
+            prepare(session)
+        mine = session.query(Assignment).join(Case).filter(Case.case_key == case).first()
         reader = mine.reader.username
-        other = session.query(Assignment).join(Case).filter(Case.case_key != CASE,
+        other = session.query(Assignment).join(Case).filter(Case.case_key != case,
                                                             Assignment.reader.has(username=reader)).first()
         label, other_label = (case_label(a.position, a.case) for a in (mine, other))  # what the worklist shows
     passwords = {line.split()[1]: line.split()[2] for line in (folder / "demo-credentials.txt").read_text().splitlines()}

@@ -53,7 +53,7 @@ const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: n
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
 const views = new Map(); // case id -> the view the reader left it at (this page only)
 const stats = { lastLatencyMs: null, latencies: [], stepLatencies: [], firstImageAt: null, manifestAt: null,
-  allLoadedAt: null, maxInFlight: 0 };
+  allLoadedAt: null, maxInFlight: 0, tileReadyAt: {} };
 let pendingEventTime = null;
 let drawScheduled = false;
 
@@ -422,6 +422,7 @@ async function drawTile(index) { // the tile's slice at the file's VOI, on a can
   }
   g.putImageData(image, 0, 0);
   tile.dataset.status = "ready";
+  if (stats.tileReadyAt[index] === undefined) stats.tileReadyAt[index] = performance.now();
 }
 
 function showLayout() {
@@ -620,6 +621,7 @@ function load(manifestText) {
   const left = views.get(state.manifest.case);
   stats.firstImageAt = null;
   stats.allLoadedAt = null;
+  stats.tileReadyAt = {};
   stats.manifestAt = performance.now();
   const select = $(".sv-series");
   select.textContent = "";
