@@ -23,9 +23,12 @@ HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>"
                for name in ("timer.js", "autosave.js", "local_copy.js"))
 CSS = """
 .gradio-container { padding-top: 4px !important; }
+.gradio-container > .main { max-width: none !important; padding-left: 10px !important; padding-right: 10px !important; }
+#reading-screen { gap: 10px; }
+#reading-sidebar, #reading-side { max-height: calc(100vh - 130px); overflow-y: auto; flex-wrap: nowrap; }
 #app-header { align-items: center; min-height: 0; }
 #app-header h2 { margin: 0; }
-#reading-screen .sv-root { height: max(420px, calc(100vh - 230px)); }
+#reading-screen .sv-root { height: max(420px, calc(100vh - 206px)); }
 #worklist .wrap { flex-direction: column; flex-wrap: nowrap; max-height: 32vh; overflow-y: auto; }
 .case-timer-box { font-size: 1.1rem; padding: 4px 0; }
 #case-timer { font-family: monospace; font-weight: bold; }

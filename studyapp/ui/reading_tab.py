@@ -125,18 +125,19 @@ class ReadingTab:
         self.ctx = ctx
         self.assignment = gr.State(None)
         self.version = gr.State(None)  # Report.version this tab's text is based on (two tabs: reading.StaleSave)
-        # one screen without scrolling at 1600 x 1000: worklist and context | viewer | report and questions
+        # one screen without scrolling at 1600 x 1000 and 1366 x 768: a narrow worklist and context | the viewer,
+        # most of the width | report and questions in a column that scrolls by itself
         with gr.Row(elem_id="reading-screen"):
-            with gr.Column(scale=2, min_width=220, elem_id="reading-sidebar"):
+            with gr.Column(scale=1, min_width=190, elem_id="reading-sidebar"):
                 self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
                 with gr.Accordion("About this study", open=False):
                     self.about = gr.Markdown(elem_id="study-about")
                 self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")
                 self.context = gr.Markdown(elem_id="clinical-context")
                 gr.HTML('<div class="case-timer-box">Active time <span id="case-timer" data-seconds="0">00:00</span></div>')
-            with gr.Column(scale=5):
+            with gr.Column(scale=6, elem_id="reading-viewer"):
                 self.viewer = Viewer(ctx, with_findings=True)
-            with gr.Column(scale=4):
+            with gr.Column(scale=2, min_width=300, elem_id="reading-side"):
                 self.editor = gr.Textbox(label="Report", lines=14, max_lines=14, interactive=False, elem_id="report-editor")
                 self.local_copy = gr.HTML('<div id="local-copy"></div>')  # local_copy.js offers kept text here
                 # autosave.js writes "Saving..." or "Not saved yet" here, and hides save-status meanwhile

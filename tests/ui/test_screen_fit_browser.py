@@ -7,6 +7,7 @@ import pytest
 from studyapp import demo
 from studyapp.config import Settings
 from tests.browser import sign_in
+from tests.ui.test_viewer_client_browser import text_off_the_image
 
 VIEWPORT = {"width": 1600, "height": 1000}
 
@@ -46,6 +47,36 @@ def test_reading_screen_fits_without_scrolling(serve_app, browser, tmp_path):
     top = page.locator("#reading-screen").first.bounding_box()["y"]
     assert page.locator("#worklist").first.bounding_box()["y"] - top < 200
     assert page.get_by_text("Use via API").count() == 0
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [VIEWPORT, {"width": 1366, "height": 768}])
+def test_the_image_gets_the_screen(serve_app, browser, tmp_path, viewport):
+    """The viewer takes most of the width and the height left by the header, on a dark background; worklist and
+    report are narrow columns, the report column scrolls by itself; the CT hangs 1 + 2 (the live tile large); the
+    corner text is off the image."""
+    app, passwords = _demo(serve_app, tmp_path)
+    page = browser.new_page(viewport=viewport)
+    sign_in(page, app.url, "reader1", passwords["reader1"])
+    for label in ("CR chest", "CT partialbody"):
+        page.locator("#worklist label", has_text=label).click()
+        page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(tmp_path / f"reading-{viewport['width']}-{label.split()[0]}.png"))
+        assert page.evaluate("() => document.scrollingElement.scrollHeight") <= viewport["height"]
+        viewer = page.locator(".sv-root:visible").first.bounding_box()
+        assert viewer["width"] >= 0.58 * viewport["width"]
+        assert viewer["y"] + viewer["height"] >= viewport["height"] - 90  # down to the fallback view's bar
+        assert page.locator(".sv-root:visible").evaluate("(el) => getComputedStyle(el).backgroundColor") == "rgb(0, 0, 0)"
+        assert text_off_the_image(page) >= 1
+    main = page.locator(".sv-root:visible .sv-main").bounding_box()
+    for stack in (1, 2):  # coronal and sagittal beside the large axial tile
+        tile = page.locator(f".sv-root:visible .sv-tile[data-stack='{stack}']").bounding_box()
+        assert tile["x"] >= main["x"] + main["width"] and tile["width"] < main["width"]
+    assert main["width"] >= 0.38 * viewport["width"]
+    side = page.locator("#reading-side").first
+    assert side.evaluate("(el) => getComputedStyle(el).overflowY") == "auto"
+    assert side.bounding_box()["x"] > viewer["x"] + viewer["width"]
     page.close()
 
 
