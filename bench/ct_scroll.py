@@ -18,7 +18,6 @@ Usage: python bench/ct_scroll.py [--slices 400] [--steps 100] [--rate 20]
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import pydicom  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from bench.viewer import VIEWER, serve  # noqa: E402
+from bench.viewer import VIEWER, load, serve  # noqa: E402
 from studyapp.db.models import Case, Instance  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, sign_in  # noqa: E402
 
@@ -46,11 +45,6 @@ OPEN_CASE = """([label]) => new Promise((resolve) => {
     ? resolve([start, stats.firstImageAt - start]) : setTimeout(poll, 2));
   poll();
 })"""
-
-
-def load() -> str:
-    """The 1-, 5- and 15-minute load averages, for the record next to each figure."""
-    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def build_series(folder: Path, count: int) -> list[Path]:

@@ -14,6 +14,7 @@ Usage: python bench/viewer.py [--steps 60]
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,11 @@ OPEN_CASE = """([label]) => new Promise((resolve) => {
                stats.firstImageAt - stats.frameAt]) : setTimeout(poll, 2));
   poll();
 })"""
+
+
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages of the machine, printed with the figures (shared machines)."""
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, str, str, uvicorn.Server]:
@@ -111,7 +117,8 @@ def main() -> None:
         browser.close()
         server.should_exit = True
 
-    print(f"image: {frame[0]} x {frame[1]} ({CASE}, RG1_J2KI.dcm); chromium headless, no GPU (canvas 2D on the CPU)")
+    print(f"image: {frame[0]} x {frame[1]} ({CASE}, RG1_J2KI.dcm); chromium headless, no GPU (canvas 2D on the CPU); "
+          f"{load()}")
     def parts(t):
         return f"{t[0]:.0f} ms (case screen {t[1]:.0f} + frame values {t[2]:.0f} + decode and paint {t[3]:.0f})"
 

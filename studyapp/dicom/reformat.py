@@ -112,7 +112,8 @@ def _read_geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
         raise ValueError(f"a reformat needs at least {MIN_SLICES} slices, the series has {len(slices)}")
     if any(frame != 0 for _, frame in slices):
         raise ValueError("reformats of multi-frame images are not supported")
-    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path, _ in slices]
+    tags = ["ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns"]
+    headers = [pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags) for path, _ in slices]
     try:
         orientation = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in headers])
         position = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in headers])

@@ -2,7 +2,8 @@
 decoded-frame cache (``display.frame_cache``), so that later slices and the reformat volume
 (``studyapp.dicom.reformat.load_volume``) are a copy, not a decode.
 
-A slice asked for while it is being decoded waits for that decode instead of starting another. A series whose
+A slice asked for while it is being decoded waits for that decode instead of starting another; one asked for while
+still queued is decoded at once by the asking thread. A series whose
 decoded slices would not fit in the cache is decoded only as far as the cache holds (the slices nearest the one on
 screen); the rest are decoded when asked for, evicting the least recently used.
 """
@@ -35,9 +36,26 @@ def load_slice(path: str | os.PathLike, frame: int = 0) -> display.DecodedFrame:
     key = (str(path), int(frame))
     with _lock:
         future = _pending.get(key)
-    if future is not None:
-        return future.result()
-    return display.load_frame(path, frame)
+    if future is None:
+        return display.load_frame(path, frame)
+    if _claim(future):  # still queued behind others: decoded here, now
+        _settle(key, future)
+    return future.result()
+
+
+def _claim(future: Future) -> bool:
+    """Mark a queued decode as running in the calling thread; False when a thread already runs it."""
+    with _lock:
+        if future.running() or future.done():
+            return False
+        return future.set_running_or_notify_cancel()
+
+
+def _settle(key: tuple[str, int], future: Future) -> None:
+    try:
+        future.set_result(_decode(key))
+    except BaseException as error:  # the waiting request shows it
+        future.set_exception(error)
 
 
 def _decode(key: tuple[str, int]) -> display.DecodedFrame:
@@ -101,12 +119,8 @@ def prefetch_once(slices: list[tuple[str, int]] | tuple[tuple[str, int], ...], s
 
 
 def _run(key: tuple[str, int], future: Future) -> None:
-    if not future.set_running_or_notify_cancel():
-        return
-    try:
-        future.set_result(_decode(key))
-    except BaseException as error:  # the waiting request shows it
-        future.set_exception(error)
+    if _claim(future):  # else a request decoded it first
+        _settle(key, future)
 
 
 def decode_all(slices: list[tuple[str, int]] | tuple[tuple[str, int], ...]) -> list[display.DecodedFrame]:

@@ -47,7 +47,7 @@ if (!renderer) {
 }
 
 const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: null, showFindings: true,
-  layout: "single", tileSlices: [],
+  layout: "single", tileSlices: [], seriesLoading: new Set(),
   stack: 0, slice: 0, frame: null, window: null, invert: false,
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
@@ -110,6 +110,8 @@ async function requestFrame(caseId, stack, slice) {
 
 function pump() { // start the waiting requests nearest the slice on screen, up to the lane's limit
   for (const lane of ["axial", "reformat"]) {
+    // a reformat needs its whole series decoded on the server: asked for once the slices are in
+    if (lane === "reformat" && (inFlight.axial > 0 || [...waiting.values()].some((item) => item.lane === "axial"))) break;
     while (inFlight[lane] < IN_FLIGHT[lane]) {
       let best = null, bestDistance = Infinity;
       for (const item of waiting.values()) {
@@ -490,6 +492,7 @@ function draw(repaint) {
   if (state.frame && repaint && state.frame.kind === "grayscale") renderer.setLut(displayTable(state.frame));
   composite();
   showInfo();
+  if (state.frame && stats.firstImageAt === null) stats.firstImageAt = performance.now(); // painted
   if (pendingEventTime !== null) {
     const { time, kind } = pendingEventTime;
     pendingEventTime = null;
@@ -577,10 +580,10 @@ async function showSlice(stack, slice, eventTime) {
   state.error = "";
   if (!hadPresets) showPresets();
   schedule(true, eventTime, "step");
-  if (stats.firstImageAt === null) {
-    stats.firstImageAt = performance.now();
+  if (!state.seriesLoading.has(stack)) { // the rest of the series, once its first slice is on screen
+    state.seriesLoading.add(stack);
     loadSeries(stack);
-  } else if (stackChanged) loadSeries(stack);
+  }
   showProgress();
 }
 
@@ -613,6 +616,7 @@ function load(manifestText) {
   state.showFindings = true;
   showFindingList();
   frames.clear();
+  state.seriesLoading = new Set();
   waiting.clear();
   loaded.clear();
   generation++;
