@@ -23,7 +23,8 @@ HEAD = "".join(f"<script>{(Path(__file__).parent / name).read_text()}</script>"
                for name in ("timer.js", "autosave.js", "local_copy.js"))
 CSS = """
 .gradio-container { padding-top: 4px !important; }
-.gradio-container > .main { max-width: none !important; padding-left: 10px !important; padding-right: 10px !important; }
+.gradio-container > .main { max-width: none !important; padding-left: 10px !important;
+  padding-right: 10px !important; }
 #reading-screen { gap: 10px; }
 #reading-sidebar, #reading-side { max-height: calc(100vh - 130px); overflow-y: auto; flex-wrap: nowrap; }
 #app-header { align-items: center; min-height: 0; }

@@ -32,7 +32,8 @@ def test_colour_frames_are_sent_as_rgb(shared_data):
 
 def test_body_layout_is_aligned_little_endian_after_a_json_header():
     values = np.arange(6, dtype=">u2")  # big-endian in memory: sent little-endian
-    body = browser.pack({"rows": 2}, {"values": values, "modality": np.array([-1.5, 2.0]), "lut": np.array([7], np.uint8)})
+    body = browser.pack({"rows": 2}, {"values": values, "modality": np.array([-1.5, 2.0]),
+                                      "lut": np.array([7], np.uint8)})
     size = int.from_bytes(body[:4], "little")
     header = json.loads(body[4:4 + size])
     assert (4 + size) % 8 == 0 and header["rows"] == 2

@@ -67,7 +67,8 @@ def test_the_image_gets_the_screen(serve_app, browser, tmp_path, viewport):
         viewer = page.locator(".sv-root:visible").first.bounding_box()
         assert viewer["width"] >= 0.58 * viewport["width"]
         assert viewer["y"] + viewer["height"] >= viewport["height"] - 90  # down to the fallback view's bar
-        assert page.locator(".sv-root:visible").evaluate("(el) => getComputedStyle(el).backgroundColor") == "rgb(0, 0, 0)"
+        background = page.locator(".sv-root:visible").evaluate("(el) => getComputedStyle(el).backgroundColor")
+        assert background == "rgb(0, 0, 0)"
         assert text_off_the_image(page) >= 1
     main = page.locator(".sv-root:visible .sv-main").bounding_box()
     for stack in (1, 2):  # coronal and sagittal beside the large axial tile

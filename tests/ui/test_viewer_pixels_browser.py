@@ -66,7 +66,8 @@ def test_binary_frames_follow_the_access_rules_and_equal_the_server_rendering(se
     signed_out.close()
 
     coordinator = browser.new_page()
-    passwords = {line.split()[1]: line.split()[2] for line in (tmp_path / "demo-credentials.txt").read_text().splitlines()}
+    lines = (tmp_path / "demo-credentials.txt").read_text().splitlines()
+    passwords = {line.split()[1]: line.split()[2] for line in lines}
     sign_in(coordinator, app.url, "coordinator", passwords["coordinator"])
     for case_id in (own, other):  # coordinators see every case
         status, _, body = _pixels(coordinator, case_id)

@@ -111,7 +111,8 @@ async function requestFrame(caseId, stack, slice) {
 function pump() { // start the waiting requests nearest the slice on screen, up to the lane's limit
   for (const lane of ["axial", "reformat"]) {
     // a reformat needs its whole series decoded on the server: asked for once the slices are in
-    if (lane === "reformat" && (inFlight.axial > 0 || [...waiting.values()].some((item) => item.lane === "axial"))) break;
+    const axialLeft = inFlight.axial > 0 || [...waiting.values()].some((item) => item.lane === "axial");
+    if (lane === "reformat" && axialLeft) break;
     while (inFlight[lane] < IN_FLIGHT[lane]) {
       let best = null, bestDistance = Infinity;
       for (const item of waiting.values()) {
