@@ -211,6 +211,7 @@ def create_comparison_set(
     seed: int | None = None,
     readers_per_pair: int = 1,
     case_keys: list[str] | None = None,
+    include_practice: bool = False,
 ) -> ComparisonSet:
     """Create a set pairing two database report sources for each case (paper section 2.3: human vs AI report).
 
@@ -220,22 +221,31 @@ def create_comparison_set(
         seed: seed of the side randomisation, recorded on the set; default the study's seed.
         readers_per_pair: how many readers judge each pair (used by :func:`assign_readers`).
         case_keys: the cases to include, in this order; default every case of the study in id order.
+        include_practice: also pair the study's practice cases (reads that never count); by default they are left
+            out of the default case list and refused when named in ``case_keys``.
 
     Raises:
         InvalidInput: empty/duplicate name, a name containing a source name, equal or unknown sources, a candidate
             that is not one of the sources, an unknown case key, a case lacking a text for either source, or a
-            case whose two texts are identical.
+            case whose two texts are identical, or a named practice case without ``include_practice``.
     """
     sources = (source_1, source_2)
     name = _check_set_options(session, study, name, sources, candidate_source, readers_per_pair)
     by_key = {case.case_key: case for case in study.cases}
     if case_keys is None:
-        cases = list(study.cases)
+        cases = [case for case in study.cases if include_practice or not case.is_practice]
     else:
         unknown = [key for key in case_keys if key not in by_key]
         if unknown:
             raise InvalidInput(f"unknown case key(s) {unknown} in study {study.name!r}")
         cases = [by_key[key] for key in case_keys]
+        practice = [case.case_key for case in cases if case.is_practice]
+        if practice and not include_practice:
+            raise InvalidInput(f"case(s) {practice} are practice cases, whose reads never count; leave them out or "
+                               "include practice cases explicitly")
+    if not cases:
+        raise InvalidInput(f"study {study.name!r} has no case to compare (practice cases are left out unless "
+                           "included)")
     texts = [source_texts(session, study, source) for source in sources]
     for source, by_case in zip(sources, texts):
         lacking = [case.case_key for case in cases if case.id not in by_case]

@@ -27,6 +27,10 @@ from studyapp.ui.viewer import Viewer
 CHOICE_LABELS = [("Report A is better", SIDE_A), ("Report B is better", SIDE_B),
                  ("Clinically equivalent", CHOICE_EQUIVALENT)]
 SCORE_CHOICES = [(f"{score} - {meaning}", score) for score, meaning in COMMENT_SCORES.items()]
+#: What the paper's comment scale means (Fig. 4d), shown under the score choice.
+SCORE_INFO = ("1 major error, 2 minor error, 4 significant positive, 5 minor positive. There is no 3: a comment "
+              "marks either an error (1, 2) or a positive aspect (4, 5), never a neutral remark (the paper's scale).")
+NO_READERS = "No readers assigned yet: press \"Assign all readers of the study\"."
 TARGET_PASSAGE, TARGET_PAIR = "passage", "pair"
 NO_SET = ("### No comparison set yet\n\nNo set of report pairs is assigned to you. When your study coordinator "
           "assigns one, it appears here; your reading worklist is in the Reading tab.")
@@ -98,7 +102,7 @@ def _comment_label(comment: judging.BlindedComment) -> str:
     where = "the pair" if comment.side is None else f"Report {comment.side}"
     if comment.passage:
         where += f' [{comment.start}-{comment.end}] "{comment.passage}"'
-    return f"{where} · score {comment.score}" + (f" · {comment.text}" if comment.text else "")
+    return f"{where} · score {comment.score} ({COMMENT_SCORES[comment.score]})" + (f" · {comment.text}" if comment.text else "")
 
 
 class CompareTab:
@@ -128,7 +132,8 @@ class CompareTab:
                     with gr.Accordion("Comment", open=True):
                         self.target = gr.Radio(label="Comment on", choices=TARGET_CHOICES, value=TARGET_PASSAGE,
                                                elem_id="comment-target")
-                        self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, elem_id="comment-score")
+                        self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, info=SCORE_INFO,
+                                              elem_id="comment-score")
                         self.comment_text = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment-text")
                         self.selection = gr.Textbox(visible=False)
                         self.add = gr.Button("Add comment", elem_id="comment-add")
@@ -287,6 +292,9 @@ class CompareCoordinatorTab:
             with gr.Row():
                 self.seed = gr.Number(label="Seed (empty: the study's)", value=None, precision=0)
                 self.readers_per_pair = gr.Number(label="Readers per pair", value=1, precision=0, minimum=1)
+                self.include_practice = gr.Checkbox(label="Include practice cases", value=False,
+                                                    elem_id="cmp-coord-include-practice",
+                                                    info="practice reads never count; left out by default")
             self.create = gr.Button("Create from the database")
             self.upload = gr.File(label="Or import pairs (CSV/JSONL: case_key, source_a_name, text_a, source_b_name, "
                                         "text_b)", file_types=[".csv", ".jsonl", ".ndjson"])
@@ -313,7 +321,8 @@ class CompareCoordinatorTab:
         self.study.input(self._refresh, [self.study, self.sets], outputs, **private)
         self.sets.input(self._refresh, [self.study, self.sets], outputs, **private)
         options = [self.study, self.name, self.candidate, self.seed, self.readers_per_pair]
-        self.create.click(self._create_set, [*options, self.source_1, self.source_2], outputs, **private)
+        self.create.click(self._create_set, [*options, self.source_1, self.source_2, self.include_practice], outputs,
+                          **private)
         self.import_.click(self._import_set, [*options, self.upload], outputs, **private)
         self.assign.click(self._assign_readers, [self.study, self.sets, self.readers_per_pair], outputs, **private)
         self.export.click(self._export_csv, [self.sets], [self.export_file], **private)
@@ -360,7 +369,9 @@ class CompareCoordinatorTab:
                 f"Report A chosen in {bias.n_a} of {bias.n_a + bias.n_b} non-equivalent judgements (share "
                 f"{bias.share_a:.2f}, binomial p = {bias.p_value:.3g}); {bias.n_equivalent} equivalent."
                 if bias.n_a + bias.n_b else f"no A or B preference yet; {bias.n_equivalent} equivalent.")),
-            self.per_reader: gr.update(value=results.per_reader.round(3), visible=True),
+            self.per_reader: (gr.update(value=results.per_reader.round(3), visible=True, label="Per reader")
+                              if not results.per_reader.empty else
+                              gr.update(value=None, visible=True, label=f"Per reader: {NO_READERS}")),
             self.per_pair: gr.update(value=results.per_pair, visible=True),
         })
         return updates
@@ -375,12 +386,13 @@ class CompareCoordinatorTab:
         return None if seed is None else int(seed)
 
     @shows_errors
-    def _create_set(self, study_name, name, candidate, seed, per_pair, source_1, source_2, request: gr.Request):
+    def _create_set(self, study_name, name, candidate, seed, per_pair, source_1, source_2, include_practice,
+                    request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, user):
             cset = comparisons.create_comparison_set(
                 session, studies.get_study(session, study_name or ""), name or "", (source_1 or "").strip(),
                 (source_2 or "").strip(), (candidate or "").strip(), seed=self._seed(seed),
-                readers_per_pair=int(per_pair or 1),
+                readers_per_pair=int(per_pair or 1), include_practice=bool(include_practice),
             )
             message = (f"Created **{cset.name}**: {len(cset.pairs)} pairs of `{cset.pairs[0].source_1_name}` and "
                        f"`{cset.pairs[0].source_2_name}`, candidate `{cset.candidate_source}`, "

@@ -150,3 +150,40 @@ def test_reader_judges_comments_reloads_revises_submits(serve_app, browser, shar
     assert "Small left pleural effusion" in reader_saw  # the capture holds what the app sent
     for secret in SOURCES:
         assert secret not in reader_saw, f"{secret!r} reached the reader's browser"
+
+
+def _fill_unassigned(shared_data, tmp_path):
+    """The study of :func:`_fill` plus a second set that no reader is assigned to yet."""
+    first = _fill(shared_data, tmp_path)
+
+    def fill(session):
+        first(session)
+        comparisons.import_comparison_set(session, studies.get_study(session, "CXR comparison"), "Round 2",
+                                          tmp_path / "pairs.csv", SOURCES[1], seed=14)
+
+    return fill
+
+
+def test_score_meanings_and_a_set_without_readers(serve_app, browser, shared_data, tmp_path):
+    app = serve_app(_fill_unassigned(shared_data, tmp_path))
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    sign_in(page, app.url, "reader1", PASSWORD)
+    page.get_by_role("tab", name="Comparison").click()
+    page.locator("#compare-pairs label").first.wait_for(timeout=30_000)
+    score = page.locator("#comment-score")
+    for meaning in ("1 major error, 2 minor error, 4 significant positive, 5 minor positive", "There is no 3"):
+        assert meaning in score.inner_text()
+    assert [score.locator("label").nth(i).inner_text().split(" - ")[0] for i in range(4)] == ["1", "2", "4", "5"]
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    sign_in(page, app.url, "coord", "coordinator-password")
+    page.get_by_role("tab", name="Comparison results").click()
+    # the newest set (Round 2) is shown: nobody assigned, so the per-reader table says so instead of empty headers
+    page.wait_for_selector("text=Per reader: No readers assigned yet", timeout=30_000)
+    page.get_by_text("New comparison set").click()
+    page.wait_for_selector("#cmp-coord-include-practice >> text=practice reads never count", timeout=30_000)
+    assert not page.locator("#cmp-coord-include-practice input").is_checked()
+    context.close()

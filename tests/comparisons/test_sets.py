@@ -192,3 +192,23 @@ def test_unreadable_import_files_are_named(db, tmp_path, suffix, content, messag
     with db.begin() as s:
         with pytest.raises(InvalidInput, match=f"pairs{re.escape(suffix)}: {message}"):
             comparisons.import_comparison_set(s, studies.get_study(s, "s1"), "x", path, "ai")
+
+
+def test_practice_cases_are_left_out_unless_included(db):
+    with db.begin() as s:
+        study, _, _ = make_study(s, 2, 2, 1)
+        s.query(Case).filter(Case.case_key == "C001").one().is_practice = True
+        s.flush()
+        default = comparisons.create_comparison_set(s, study, "default", "reference", "draft:model", "draft:model")
+        assert [p.case.case_key for p in default.pairs] == ["C000", "C002", "C003"]
+        with pytest.raises(InvalidInput, match=r"case\(s\) \['C001'\] are practice cases"):
+            comparisons.create_comparison_set(s, study, "named", "reference", "draft:model", "draft:model",
+                                              case_keys=["C001", "C002"])
+        included = comparisons.create_comparison_set(s, study, "all", "reference", "draft:model", "draft:model",
+                                                     include_practice=True)
+        assert [p.case.case_key for p in included.pairs] == ["C000", "C001", "C002", "C003"]
+        for case in study.cases:
+            case.is_practice = True
+        s.flush()
+        with pytest.raises(InvalidInput, match="has no case to compare"):
+            comparisons.create_comparison_set(s, study, "none", "reference", "draft:model", "draft:model")
