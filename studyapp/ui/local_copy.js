@@ -58,7 +58,8 @@
   const offer = (name, entry) => {
     const box = say('<div class="local-copy-offer">This browser kept another text of this report, typed at '
       + `${new Date(entry.at).toLocaleTimeString()}, that the server does not have. `
-      + '<button id="local-copy-use">Use the kept text</button> <button id="local-copy-discard">Discard it</button></div>');
+      + '<button id="local-copy-use">Use the kept text</button> '
+      + '<button id="local-copy-discard">Discard it</button></div>');
     if (!box) return;
     box.querySelector("#local-copy-use").onclick = () => { say(""); replace(entry.text, entry.seconds, null); };
     box.querySelector("#local-copy-discard").onclick = () => {
