@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=4)
     parser.add_argument("--max-new-tokens", type=_positive_int, default=256)
     args = parser.parse_args(argv)
+    print(f"loading the checkpoint {args.checkpoint} (weights, tokenizer, vision encoders) and the study "
+          f"{args.study!r}...", file=sys.stderr, flush=True)
     try:
         written = run(args.checkpoint, args.database, args.study, args.out, args.arm, args.source, args.batch_size,
                       args.max_new_tokens)

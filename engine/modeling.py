@@ -17,6 +17,7 @@ which ``from_pretrained``/``save_pretrained`` and ``device_map`` placement do no
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -95,7 +96,11 @@ def attach_lora(llm: PreTrainedModel, config: MedVersaConfig) -> PeftModel:
         modules_to_save=list(config.lora.modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(llm, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 asks the model for transformers' deprecated ``is_gradient_checkpointing`` (a FutureWarning from
+        # inside the two pinned libraries, nothing a user can act on); silenced here only
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(llm, lora)
 
 
 def image_kinds(pixel_values_2d: torch.Tensor | None, pixel_values_3d: torch.Tensor | None,

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
 from engine.training_config import TrainConfig
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
 
+    print(f"loading torch, transformers and the model of {args.config} (a minute or more on a busy CPU)...",
+          file=sys.stderr, flush=True)
     from engine.training import ResumeError, train
 
     try:

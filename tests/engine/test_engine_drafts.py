@@ -135,6 +135,7 @@ def test_two_processes_share_the_cases(study_db, tiny_checkpoint, tmp_path):
     done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count(f"loading the checkpoint {tiny_checkpoint} (weights, tokenizer, vision encoders)") == 2
     written = sorted(int(n) for n in re.findall(r"(\d+) draft\(s\) written", done.stdout))
     assert written == [1, 2]  # 3 cases split over 2 processes
     assert sorted(json.loads(x)["case_key"] for x in out.read_text().splitlines()) == ["ct-0", "cxr-0", "cxr-1"]
