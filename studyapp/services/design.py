@@ -261,6 +261,22 @@ class BalanceReport:
         )
 
 
+class GeneratedAssignment(NamedTuple):
+    """How much of a study's generated design exists: its Assignment rows and the readers they belong to."""
+
+    assignments: int
+    readers: int
+
+
+def assignment_counts(session: Session, study: ReaderStudy) -> GeneratedAssignment:
+    """The study's Assignment rows and distinct readers: what re-generating the design or changing the practice
+    cases would remove (shown to the coordinator before asking to confirm)."""
+    assignments, readers = session.execute(
+        select(func.count(Assignment.id), func.count(func.distinct(Assignment.reader_id)))
+        .where(Assignment.study_id == study.id)).one()
+    return GeneratedAssignment(int(assignments), int(readers))
+
+
 def generate_assignments(
     session: Session, study: ReaderStudy, seed: int | None = None, cases_per_reader: int | None = None
 ) -> BalanceReport:

@@ -53,6 +53,9 @@ class CoordinatorTab:
             with gr.Row():
                 self.mark_practice = gr.Button("Mark as practice", elem_id="coord-mark-practice")
                 self.unmark_practice = gr.Button("Make counted again")
+                self.practice_confirm = gr.Checkbox(label="Yes, remove the generated assignment", value=False,
+                                                    elem_id="coord-practice-confirm")
+            self.practice_status = gr.Markdown(elem_id="coord-practice-status")
         with gr.Accordion("Questions after each report", open=False):
             self.questions = gr.Markdown(elem_id="coord-questions")
             self.questions_file = gr.File(label="Question set (JSON or YAML; cannot change once a reader answered)",
@@ -96,10 +99,10 @@ class CoordinatorTab:
         self.import_drafts.click(self._import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
         self.import_case_info.click(self._case_info, [self.study, self.case_info_file], overview, **private)
         self.save_template.click(self._set_template, [self.study, self.template], overview, **private)
-        self.mark_practice.click(self._set_practice(True), [self.study, self.practice_keys, self.practice_file],
-                                 overview, **private)
-        self.unmark_practice.click(self._set_practice(False), [self.study, self.practice_keys, self.practice_file],
-                                   overview, **private)
+        practice_inputs = [self.study, self.practice_keys, self.practice_file, self.practice_confirm]
+        practice_outputs = overview + [self.practice_status, self.practice_confirm]
+        self.mark_practice.click(self._set_practice(True), practice_inputs, practice_outputs, **private)
+        self.unmark_practice.click(self._set_practice(False), practice_inputs, practice_outputs, **private)
         self.set_questions.click(self._set_questions, [self.study, self.questions_file], overview, **private)
         self.add_user.click(self._add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
@@ -190,17 +193,28 @@ class CoordinatorTab:
 
     def _set_practice(self, mark: bool):
         @shows_errors
-        def handler(name, keys, upload, request: gr.Request):
+        def handler(name, keys, upload, confirmed, request: gr.Request):
             typed = [(0, key.strip()) for key in re.split(r"[,\n]", keys or "") if key.strip()]
             if upload is not None and (typed or not mark):
                 raise gr.Error("give either case keys or a file (a file only marks cases as practice), not both")
             with user_action(self.ctx, request, coordinator=True) as (session, _):
                 study = studies.get_study(session, name or "")
+                generated = design.assignment_counts(session, study)
+                if generated.assignments and not confirmed:
+                    # nothing changes: the coordinator sees, next to the buttons, what the change would remove
+                    return {self.practice_status: (
+                        f"**Not changed yet.** Practice cases are outside the balanced design, so changing them "
+                        f"removes the generated assignment: {generated.assignments} assignment(s) of "
+                        f"{generated.readers} reader(s). Tick *Yes, remove the generated assignment* and press the "
+                        f"button again, then generate the assignment anew."),
+                        self.practice_confirm: gr.update()}
                 result = (practice.import_practice_list(session, study, upload) if upload is not None
                           else practice.set_practice(session, study, typed, practice=mark))
                 lines = [result.summary().capitalize() + "."]
                 lines += [f"- {'line ' + str(line) if line else 'typed key'}: {message}" for line, message in result.errors]
-                return self._overview(session, name, "\n".join(lines))
+                message = "\n".join(lines)
+                return {**self._overview(session, name, message), self.practice_status: message,
+                        self.practice_confirm: False}
 
         return handler
 

@@ -28,3 +28,42 @@ def test_practice_case_is_first_and_labelled(serve_app, browser, shared_data, tm
     page.wait_for_selector("#clinical-context >> text=PRACTICE CASE", timeout=30_000)
     assert "not counted" in page.locator("#clinical-context").inner_text()
     page.close()
+
+
+def test_marking_a_practice_case_after_the_assignment_asks_first(serve_app, browser, shared_data, tmp_path):
+    from sqlalchemy import func, select
+
+    from studyapp.db.models import ROLE_COORDINATOR, Assignment, Case
+
+    def fill(s):
+        study = chest_study_with_drafts(s, "Practice study", shared_data / "dicom" / "cxr", tmp_path)
+        accounts.enroll_reader(s, study, accounts.add_user(s, "reader1", PASSWORD))
+        accounts.add_user(s, "coord", "coordinator-password", role=ROLE_COORDINATOR)
+        design.generate_assignments(s, study, seed=2, cases_per_reader=3)
+
+    app = serve_app(fill)
+    with app.sessions() as s:
+        key = s.scalars(select(Case.case_key).order_by(Case.id)).first()
+
+    def stored() -> tuple[int, bool]:
+        with app.sessions() as s:
+            return (s.scalar(select(func.count(Assignment.id))),
+                    s.scalar(select(Case.is_practice).where(Case.case_key == key)))
+
+    page = browser.new_page()
+    sign_in(page, app.url, "coord", "coordinator-password")
+    page.get_by_text("Practice cases", exact=True).click()
+    page.locator("#coord-practice-keys textarea").fill(key)
+    page.locator("#coord-mark-practice").click()
+    # the question appears next to the buttons, with what would be removed; nothing changed
+    page.wait_for_selector("#coord-practice-status >> text=Not changed yet", timeout=60_000)
+    assert "3 assignment(s) of 1 reader(s)" in page.locator("#coord-practice-status").inner_text()
+    assert stored() == (3, False)
+    page.locator("#coord-practice-confirm input").check()
+    page.locator("#coord-mark-practice").click()
+    page.wait_for_selector("#coord-practice-status >> text=The 3 assignments of the old design were removed",
+                           timeout=60_000)
+    assert "Not changed yet" not in page.locator("#coord-practice-status").inner_text()
+    assert stored() == (0, True)
+    assert not page.locator("#coord-practice-confirm input").is_checked()
+    page.close()
