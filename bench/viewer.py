@@ -24,9 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from studyapp import demo  # noqa: E402
@@ -34,8 +32,8 @@ from studyapp.config import Settings  # noqa: E402
 from studyapp.db.models import Assignment, Case  # noqa: E402
 from studyapp.db.session import open_database  # noqa: E402
 from studyapp.services.reading import case_label  # noqa: E402
-from studyapp.ui.app import build_app, launch_kwargs  # noqa: E402
 from studyapp.ui.context import UIContext  # noqa: E402
+from studyapp.web.app import build_web_app  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port, sign_in  # noqa: E402
 
 CASE = "DEMO-2 (CR)"
@@ -76,7 +74,7 @@ def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, 
         label, other_label = (case_label(a.position, a.case) for a in (mine, other))  # what the worklist shows
     passwords = {line.split()[1]: line.split()[2] for line in (folder / "demo-credentials.txt").read_text().splitlines()}
     ctx = UIContext(sessions, settings)
-    app = gr.mount_gradio_app(FastAPI(), build_app(ctx), path="/", **launch_kwargs(ctx))
+    app = build_web_app(ctx)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

@@ -266,14 +266,28 @@ def _cmd_demo(session, args):
     print(demo.describe(demo.ensure_demo(session, Settings(data_dir=Path(args.data_dir)))))
 
 
+def _port(text: str) -> int:
+    """A TCP port number from the command line or ``GRADIO_SERVER_PORT``."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r} (0-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: ``--serve`` and one sub-command per coordinator action."""
     parser = argparse.ArgumentParser(
         prog="app.py", description="Reader-study platform for AI-assisted radiology reporting (MedVersa)."
     )
     parser.add_argument("--serve", action="store_true", help="serve the web app (builds the demo study on first run)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="address to serve on (default $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for every "
+                             "interface)")
+    parser.add_argument("--port", type=_port, default=os.environ.get("GRADIO_SERVER_PORT") or "7860",
+                        help="port to serve on (default $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--no-demo", action="store_true", help="with --serve: do not create the demo study")
     parser.add_argument("--data-dir", default=str(Settings().data_dir), help="data folder (default %(default)s)")
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default sqlite in the data folder)")
@@ -454,13 +468,13 @@ def _print_held(text: str) -> None:
 
 
 def serve(sessions, settings: Settings, args) -> int:
-    """Create the demo study unless told not to, print how to sign in, and serve until interrupted."""
-    from studyapp.ui.app import launch
+    """Create the demo study unless told not to, print how to sign in, and serve until SIGTERM or SIGINT (then
+    finish the saves in progress and return 0; ``studyapp.web.server``)."""
     from studyapp.ui.context import UIContext
+    from studyapp.web.server import serve as serve_web
 
     if not args.no_demo:
         with sessions.begin() as session:
             info = demo.ensure_demo(session, settings)
         print(demo.describe(info))
-    launch(UIContext(sessions, settings), host=args.host, port=args.port)
-    return 0
+    return serve_web(UIContext(sessions, settings), host=args.host, port=args.port)

@@ -25,6 +25,12 @@ class Settings:
         llm_judge_model: model name sent to that endpoint (``$STUDYAPP_LLM_JUDGE_MODEL``, default ``gpt-4o``).
         show_api: show Gradio's "Use via API" page link (``$STUDYAPP_SHOW_API=1``); off by default, for
             readers and coordinators alike.
+        signin_lockout_failures: failed sign-ins after which an account is locked for a while
+            (``$STUDYAPP_SIGNIN_LOCKOUT_FAILURES``, default 10; a client address gets 5 times as many); see
+            ``studyapp.web.throttle``.
+        signin_lockout_minutes: how long such a lockout lasts (``$STUDYAPP_SIGNIN_LOCKOUT_MINUTES``, default 15).
+        drain_seconds: on SIGTERM or SIGINT, the longest wait for saves in progress before the server exits
+            (``$STUDYAPP_DRAIN_SECONDS``, default 20).
     """
 
     data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
@@ -37,6 +43,11 @@ class Settings:
     llm_judge_model: str = field(default_factory=lambda: os.environ.get("STUDYAPP_LLM_JUDGE_MODEL") or "gpt-4o")
 
     show_api: bool = field(default_factory=lambda: os.environ.get("STUDYAPP_SHOW_API", "") == "1")
+    signin_lockout_failures: int = field(
+        default_factory=lambda: int(os.environ.get("STUDYAPP_SIGNIN_LOCKOUT_FAILURES", 10)))
+    signin_lockout_minutes: float = field(
+        default_factory=lambda: float(os.environ.get("STUDYAPP_SIGNIN_LOCKOUT_MINUTES", 15)))
+    drain_seconds: float = field(default_factory=lambda: float(os.environ.get("STUDYAPP_DRAIN_SECONDS", 20)))
 
     def __post_init__(self):
         if not self.database_url:

@@ -54,11 +54,12 @@ def free_port() -> int:
 
 
 def sign_in(page, url: str, username: str, password: str) -> None:
-    """Fill Gradio's sign-in form and wait for the app to load."""
+    """Fill the sign-in form (``/login``, where ``url`` leads a signed-out browser) and wait for the user's app
+    (readers ``/``, coordinators ``/coordinator/``) to load."""
     page.goto(url)
-    page.get_by_label("username").fill(username)
-    page.get_by_label("password").fill(password)
-    page.get_by_role("button", name="Login").click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#signed-in-as >> text=Signed in as", timeout=30_000)
 
 

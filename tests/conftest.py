@@ -33,25 +33,24 @@ def db(tmp_path):
 
 @pytest.fixture()
 def serve_app(tmp_path) -> Iterator[Callable[[Callable[[Session], None]], LiveApp]]:
-    """Call with a function that fills the database; returns the whole app served on 127.0.0.1 by uvicorn,
-    with every response body recorded (``LiveApp.sent``)."""
-    import gradio as gr
+    """Call with a function that fills the database (and optional ``Settings`` fields, e.g.
+    ``session_idle_minutes=0.1``); returns the whole app served on 127.0.0.1 by uvicorn, with every response body
+    recorded (``LiveApp.sent``)."""
     import uvicorn
-    from fastapi import FastAPI
 
     from studyapp.config import Settings
     from studyapp.db.session import open_database
-    from studyapp.ui.app import build_app, launch_kwargs
     from studyapp.ui.context import UIContext
+    from studyapp.web.app import build_web_app
 
     servers = []
 
-    def start(fill: Callable[[Session], None]) -> LiveApp:
+    def start(fill: Callable[[Session], None], **settings) -> LiveApp:
         sessions = open_database(f"sqlite:///{tmp_path / 'ui.db'}")
         with sessions.begin() as session:
             fill(session)
-        ctx = UIContext(sessions, Settings(data_dir=tmp_path / "data"))  # PACS imports write there, not to ~
-        recorder = ResponseRecorder(gr.mount_gradio_app(FastAPI(), build_app(ctx), path="/", **launch_kwargs(ctx)))
+        ctx = UIContext(sessions, Settings(data_dir=tmp_path / "data", **settings))  # PACS imports: there, not ~
+        recorder = ResponseRecorder(build_web_app(ctx))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

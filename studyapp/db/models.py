@@ -50,6 +50,25 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SignInSession(Base):
+    """A signed-in browser: the SHA-256 of its random cookie token (never the token itself), its account, when it
+    was last active, and when and why it ended (signed out, idle, ...). Kept in the database so a server restart
+    signs no one out (``studyapp.services.signins``)."""
+
+    __tablename__ = "sign_in_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_active_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[Optional[datetime]] = mapped_column(default=None)
+    end_reason: Mapped[Optional[str]] = mapped_column(String(32), default=None)
+
+    user: Mapped[User] = relationship()
+
+
 class ReaderStudy(Base):
     """One experiment: cases, readers, arms, protocol options and the seed of its random design."""
 

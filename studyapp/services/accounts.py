@@ -56,12 +56,17 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     An unknown username is verified against a dummy hash, so it takes as long as a wrong password of an existing
     account (the answer time does not tell which usernames exist).
     """
-    user = session.scalar(select(User).where(User.username == username))
+    user = find_user(session, username)
     try:
         _hasher.verify(user.password_hash if user is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return user
+
+
+def find_user(session: Session, username: str) -> User | None:
+    """The account named ``username``, or ``None``."""
+    return session.scalar(select(User).where(User.username == username))
 
 
 def get_user(session: Session, username: str) -> User:
@@ -70,7 +75,7 @@ def get_user(session: Session, username: str) -> User:
     Raises:
         NotFound: no such account.
     """
-    user = session.scalar(select(User).where(User.username == username))
+    user = find_user(session, username)
     if user is None:
         raise NotFound(f"unknown user {username!r}")
     return user

@@ -1,15 +1,13 @@
-"""The Gradio application: sign-in, then the tabs a user's role allows.
-
-Readers see their worklist (and comparisons); coordinators see the coordinator tabs. Tabs for the other role
-are hidden, and every coordinator handler checks the role again on the server.
+"""The Gradio applications: one for readers, one for coordinators, each served by ``studyapp.web.app`` under its
+own path with its own role check, so a reader's browser never receives the coordinator screens (not even their
+component tree in ``/config``). Every coordinator handler checks the role again on the server.
 """
 
 from pathlib import Path
 
 import gradio as gr
 
-from studyapp.db.models import ROLE_COORDINATOR
-from studyapp.services import accounts
+from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.ui.analysis_tab import AnalysisTab
 from studyapp.ui.compare_tab import CompareCoordinatorTab, CompareTab
 from studyapp.ui.context import UIContext, user_action
@@ -40,75 +38,62 @@ html[data-save-progress] #save-status { display: none; }
 """
 
 
-def build_app(ctx: UIContext) -> gr.Blocks:
-    """The Blocks of the whole application (launch with :func:`launch`)."""
-    with gr.Blocks(title=TITLE) as blocks:
-        with gr.Row(elem_id="app-header"):
-            gr.Markdown(f"## {TITLE}")
-            who = gr.Markdown(elem_id="signed-in-as")
-            gr.Button("Sign out", link="/logout", size="sm", scale=0)
-        with gr.Tabs() as tabs:
-            with gr.Tab("Reading", id="reading", visible=False) as reading_tab:
-                reading = ReadingTab(ctx)
-            with gr.Tab("Comparison", id="compare", visible=False) as compare_tab:
-                compare = CompareTab(ctx)
-            with gr.Tab("Coordinator", id="coordinator", visible=False) as coordinator_tab:
-                coordinator = CoordinatorTab(ctx)
-            with gr.Tab("Comparison results", id="compare-results", visible=False) as compare_results_tab:
-                compare_results = CompareCoordinatorTab(ctx)
-            with gr.Tab("Analysis", id="analysis", visible=False) as analysis_tab:
-                analysis = AnalysisTab(ctx)
+def _header(title: str) -> gr.Markdown:
+    with gr.Row(elem_id="app-header"):
+        gr.Markdown(f"## {title}")
+        who = gr.Markdown(elem_id="signed-in-as")
+        gr.Button("Sign out", link=SIGN_IN_AGAIN_URL, size="sm", scale=0)
+    return who
 
-        def on_load(request: gr.Request):
-            try:
-                return load_screen(request)
-            except gr.Error as error:
-                if not isinstance(error.__cause__, SessionExpired):
-                    raise
-                return {who: f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})"}
 
-        def load_screen(request: gr.Request):
-            with user_action(ctx, request) as (session, user):
-                is_coordinator = user.role == ROLE_COORDINATOR
-                updates = {
-                    who: f"Signed in as **{user.display_name or user.username}** ({user.role})",
-                    tabs: gr.Tabs(selected="coordinator" if is_coordinator else "reading"),
-                }
-                for tab, content in {**reader_tabs, **coordinator_tabs}.items():
-                    shown = (tab in coordinator_tabs) == is_coordinator
-                    updates[tab] = gr.Tab(visible=shown)
-                    if shown:
-                        updates.update(content.on_load(session, user))
+def _wire_load(ctx: UIContext, blocks: gr.Blocks, who: gr.Markdown, role: str, contents: list) -> gr.events.Dependency:
+    """Page load: say who is signed in and fill every tab; a signed-out session is told so (with a link)."""
+
+    def on_load(request: gr.Request):
+        try:
+            with user_action(ctx, request, coordinator=role == ROLE_COORDINATOR) as (session, user):
+                updates = {who: f"Signed in as **{user.display_name or user.username}** ({user.role})"}
+                for content in contents:
+                    updates.update(content.on_load(session, user))
                 return updates
+        except gr.Error as error:
+            if not isinstance(error.__cause__, SessionExpired):
+                raise
+            return {who: f"**Signed out:** {error.message}. [Sign in again]({SIGN_IN_AGAIN_URL})"}
 
-        reader_tabs = {reading_tab: reading, compare_tab: compare}
-        coordinator_tabs = {coordinator_tab: coordinator, compare_results_tab: compare_results, analysis_tab: analysis}
-        load_outputs = {who, tabs}
-        for tab, content in {**reader_tabs, **coordinator_tabs}.items():
-            load_outputs |= {tab, *content.on_load_outputs}
-        chosen_study = gr.State(None)  # the coordinator's one study choice, shown by every coordinator tab
-        for tab, content in coordinator_tabs.items():
-            content.follow(tab, chosen_study)
-        blocks.load(on_load, None, list(load_outputs), api_visibility="private").then(**reading.start_timer)
+    outputs = {who}
+    for content in contents:
+        outputs |= set(content.on_load_outputs)
+    return blocks.load(on_load, None, list(outputs), api_visibility="private")
+
+
+def build_reader_app(ctx: UIContext) -> gr.Blocks:
+    """The readers' Blocks: the reading tab (worklist, viewer, report) and the blinded comparisons."""
+    with gr.Blocks(title=TITLE) as blocks:
+        who = _header(TITLE)
+        with gr.Tabs(selected="reading"):
+            with gr.Tab("Reading", id="reading"):
+                reading = ReadingTab(ctx)
+            with gr.Tab("Comparison", id="compare"):
+                compare = CompareTab(ctx)
+        _wire_load(ctx, blocks, who, ROLE_READER, [reading, compare]).then(**reading.start_timer)
     return configure_queue(blocks)
 
 
-def launch_kwargs(ctx: UIContext) -> dict:
-    """Keyword arguments of ``Blocks.launch`` every server of the app needs: sign-in, the timer script, styles."""
-
-    def check_credentials(username: str, password: str) -> bool:
-        with ctx.sessions.begin() as session:
-            return accounts.authenticate(session, username, password) is not None
-
-    return {
-        "auth": check_credentials,
-        "auth_message": "Sign in with the credentials your study coordinator gave you.",
-        "head": HEAD,
-        "css": CSS,
-        "footer_links": ["api"] if ctx.settings.show_api else [],  # no "Use via API" unless turned on
-    }
-
-
-def launch(ctx: UIContext, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the application with sign-in against the accounts table (Argon2 hashes) until interrupted."""
-    build_app(ctx).launch(server_name=host, server_port=port, **launch_kwargs(ctx))
+def build_coordinator_app(ctx: UIContext) -> gr.Blocks:
+    """The coordinators' Blocks: studies and progress, comparison results, analysis (one study choice shared)."""
+    with gr.Blocks(title=f"{TITLE}: coordinator") as blocks:
+        who = _header(f"{TITLE}: coordinator")
+        with gr.Tabs(selected="coordinator"):
+            with gr.Tab("Coordinator", id="coordinator") as coordinator_tab:
+                coordinator = CoordinatorTab(ctx)
+            with gr.Tab("Comparison results", id="compare-results") as compare_results_tab:
+                compare_results = CompareCoordinatorTab(ctx)
+            with gr.Tab("Analysis", id="analysis") as analysis_tab:
+                analysis = AnalysisTab(ctx)
+        chosen_study = gr.State(None)  # the coordinator's one study choice, shown by every coordinator tab
+        tabs = {coordinator_tab: coordinator, compare_results_tab: compare_results, analysis_tab: analysis}
+        for tab, content in tabs.items():
+            content.follow(tab, chosen_study)
+        _wire_load(ctx, blocks, who, ROLE_COORDINATOR, list(tabs.values()))
+    return configure_queue(blocks)

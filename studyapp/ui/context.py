@@ -14,7 +14,10 @@ from studyapp.config import Settings
 from studyapp.db.models import ROLE_COORDINATOR, User
 from studyapp.services import accounts
 from studyapp.services.errors import PermissionDenied, StudyError
-from studyapp.ui.signin import SignInSessions, sign_in_token
+from studyapp.services.signins import SignIns
+from studyapp.ui.signin import sign_in_token
+from studyapp.web.drain import InFlight
+from studyapp.web.throttle import SignInThrottle, ThrottlePolicy
 
 #: Errors of a database that cannot be reached or written now (server stopped or restarting, connection lost, disk
 #: full, every pooled connection busy); user actions report them as :data:`DATABASE_UNAVAILABLE`, never as a bare
@@ -25,20 +28,27 @@ DATABASE_UNAVAILABLE = "the database is unreachable right now (nothing was chang
 
 @dataclass(frozen=True)
 class UIContext:
-    """Shared by all tabs: ``sessions`` is the process's one session factory; ``settings`` where data lives;
-    ``sign_ins`` ends idle sign-in sessions (after ``settings.session_idle_minutes``)."""
+    """Shared by all tabs and the web app: ``sessions`` is the process's one session factory; ``settings`` where
+    data lives; ``sign_ins`` the sign-in sessions (ended after ``settings.session_idle_minutes`` idle);
+    ``throttle`` slows down failed sign-ins; ``work`` counts actions in progress (for a graceful stop)."""
 
     sessions: sessionmaker[Session]
     settings: Settings = field(default_factory=Settings)
-    sign_ins: SignInSessions = None  # type: ignore[assignment]  # made from settings when not given
+    sign_ins: SignIns = None  # type: ignore[assignment]  # made from settings when not given
+    throttle: SignInThrottle = None  # type: ignore[assignment]
+    work: InFlight = field(default_factory=InFlight)
 
     def __post_init__(self):
         if self.sign_ins is None:
-            object.__setattr__(self, "sign_ins", SignInSessions(self.settings.session_idle_minutes * 60))
+            object.__setattr__(self, "sign_ins", SignIns(self.sessions, self.settings.session_idle_minutes * 60))
+        if self.throttle is None:
+            policy = ThrottlePolicy(lockout_failures=self.settings.signin_lockout_failures,
+                                    lockout_s=self.settings.signin_lockout_minutes * 60)
+            object.__setattr__(self, "throttle", SignInThrottle(policy))
 
 
 def signed_in_user(session: Session, request: gr.Request | None) -> User:
-    """The account behind ``request`` (Gradio's ``launch(auth=...)`` sets ``request.username``).
+    """The account behind ``request`` (the web app's sign-in check sets ``request.username``; ``studyapp.web.app``).
 
     Raises:
         PermissionDenied: no signed-in user.
@@ -47,6 +57,13 @@ def signed_in_user(session: Session, request: gr.Request | None) -> User:
     if not username:
         raise PermissionDenied("please sign in")
     return accounts.get_user(session, username)
+
+
+def cookie_username(ctx: UIContext, request) -> str | None:
+    """The username of a live sign-in session behind a raw Starlette request (Gradio passes one to component
+    server functions, without ``username``); ``None`` when signed out or ended. Not activity."""
+    entry = ctx.sign_ins.lookup(sign_in_token(request))
+    return entry.username if entry is not None and entry.ended is None else None
 
 
 @contextmanager
@@ -63,12 +80,12 @@ def user_action(ctx: UIContext, request: gr.Request | None, coordinator: bool = 
             and reports activity itself when the text changed (``ctx.sign_ins.touch``).
 
     Raises:
-        gr.Error: from :class:`studyapp.ui.signin.SessionExpired` (``error.__cause__``) when the sign-in session
-            ended after its idle time, and from any refused request.
+        gr.Error: from :class:`studyapp.services.signins.SessionExpired` (``error.__cause__``) when the sign-in
+            session ended after its idle time, and from any refused request.
     """
     try:
         ctx.sign_ins.check(sign_in_token(request), active=active)
-        with ctx.sessions.begin() as session:
+        with ctx.work.action(), ctx.sessions.begin() as session:
             user = signed_in_user(session, request)
             if coordinator and user.role != ROLE_COORDINATOR:
                 raise PermissionDenied(f"{user.username!r} is not a coordinator")

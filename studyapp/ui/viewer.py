@@ -23,7 +23,7 @@ from studyapp.db.models import Case
 from studyapp.dicom import browser, display, reformat, series_cache
 from studyapp.services import findings, images
 from studyapp.services.errors import PermissionDenied, StudyError
-from studyapp.ui.context import UIContext, shows_errors, signed_in_user, user_action
+from studyapp.ui.context import UIContext, cookie_username, shows_errors, signed_in_user, user_action
 
 #: Longest side, in pixels, of the image sent to the browser.
 VIEW_MAX_SIDE = 1024
@@ -106,17 +106,6 @@ def _study_date(value: str | None) -> str | None:
     return f"{value[:4]}-{value[4:6]}-{value[6:]}" if value and len(value) == 8 and value.isdigit() else value
 
 
-def cookie_username(request) -> str | None:
-    """The signed-in username of a component-server call (Gradio passes the raw Starlette request there, without
-    ``username``): the session cookie looked up in the Gradio app's tokens, as Gradio's own ``/user`` route does."""
-    app = request.scope.get("app")
-    cookie_id = getattr(app, "cookie_id", None)
-    tokens = getattr(app, "tokens", {})
-    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
-        f"access-token-unsecure-{cookie_id}")
-    return tokens.get(token)
-
-
 class Viewer:
     """Viewer components, built inside the caller's Blocks layout, and their event wiring.
 
@@ -196,7 +185,7 @@ class Viewer:
                 return _refusal(400, f"malformed request: {error}")
             try:
                 with ctx.sessions.begin() as session:
-                    username = cookie_username(request)
+                    username = cookie_username(ctx, request)
                     if not username:
                         return _refusal(401, "please sign in")
                     user = signed_in_user(session, gr.Request(username=username))

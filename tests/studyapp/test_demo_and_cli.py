@@ -106,3 +106,7 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     assert "garbage" in capsys.readouterr().err
     monkeypatch.setenv("PW", "short")
     assert run("add-user", "r4", "--password-env", "PW") == 1
+    assert "shorter than 8 characters" in capsys.readouterr().err
+    monkeypatch.setenv("PW", "12345678")
+    assert run("add-user", "r4", "--password-env", "PW") == 1
+    assert "top-10 common password" in capsys.readouterr().err
