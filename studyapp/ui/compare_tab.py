@@ -22,6 +22,7 @@ from studyapp.db.comparisons import CHOICE_EQUIVALENT, COMMENT_SCORES, SIDE_A, S
 from studyapp.services import argilla_io, comparison_results, comparisons, judging, studies
 from studyapp.services.errors import InvalidInput
 from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
+from studyapp.ui.inert import inert
 from studyapp.ui.viewer import Viewer
 
 CHOICE_LABELS = [("Report A is better", SIDE_A), ("Report B is better", SIDE_B),
@@ -202,7 +203,7 @@ class CompareTab:
                 choices=[(f"Pair {p.position + 1} · {'judged' if p.choice else 'to do'}", p.pair_id) for p in pairs],
                 value=pair.pair_id),
             self.pair_id: pair.pair_id,
-            self.context: f"**Clinical context:** {pair.context}",
+            self.context: f"**Clinical context:** {inert(pair.context)}",
             self.reports: _reports_value(pair),
             self.choice: gr.update(value=pair.choice, interactive=open_),
             self.comments: gr.update(choices=[(_comment_label(c), c.comment_id) for c in pair.comments], value=None),

@@ -11,6 +11,7 @@ import pandas as pd
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
 from studyapp.services import accounts, cases, design, drafts, export, ingest, practice, questions, studies
 from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
+from studyapp.ui.inert import inert
 from studyapp.ui.preview import ReaderPreview
 from studyapp.ui.pacs_panel import PacsPanel
 
@@ -284,7 +285,7 @@ def readable_headers(table: pd.DataFrame) -> pd.DataFrame:
 
 def questions_markdown(study_questions: list[dict]) -> str:
     """The study's questions as a numbered list with code, kind, scale or choices (coordinator view)."""
-    return "\n".join(f"{i}. `{q['code']}`: {questions.describe(q)}" for i, q in enumerate(study_questions, start=1))
+    return "\n".join(f"{i}. `{q['code']}`: {inert(questions.describe(q))}" for i, q in enumerate(study_questions, start=1))
 
 
 def _safe_filename(name: str) -> str:

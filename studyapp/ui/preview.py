@@ -12,13 +12,14 @@ from studyapp.db.models import StudyReader, User
 from studyapp.services import reading, studies
 from studyapp.services.errors import NotFound
 from studyapp.ui.context import UIContext, shows_errors, user_action
+from studyapp.ui.inert import inert
 from studyapp.services.questions import describe
 from studyapp.ui.reading_tab import context_markdown, worklist_choices
 from studyapp.ui.viewer import Viewer
 
 
 def _questions_markdown(questions: list[dict]) -> str:
-    return "\n".join(["**Questions after submission:**", *(f"- {describe(q)}" for q in questions)])
+    return "\n".join(["**Questions after submission:**", *(f"- {inert(describe(q))}" for q in questions)])
 
 
 class ReaderPreview:

@@ -14,6 +14,7 @@ from studyapp.db.models import STATUS_SUBMITTED
 from studyapp.services import reading
 from studyapp.services.errors import NotFound
 from studyapp.ui.context import UIContext, database_unavailable, shows_errors, user_action
+from studyapp.ui.inert import inert
 from studyapp.ui.signin import SIGN_IN_AGAIN_URL, SessionExpired, sign_in_token
 from studyapp.ui.tab_saves import TabSaveLocks, parse_tab
 from studyapp.ui.viewer import Viewer
@@ -103,7 +104,7 @@ def context_markdown(screen: reading.CaseScreen) -> str:
         ("Indication", screen.indication or "not given"),
         ("Comparison", screen.comparison or "none"),
     ]
-    return "\n".join(f"**{name}:** {value}  " for name, value in rows)
+    return "\n".join(f"**{name}:** {inert(value)}  " for name, value in rows)
 
 
 def worklist_choices(items: list[reading.WorklistItem]) -> list[tuple[str, int]]:
@@ -254,7 +255,7 @@ class ReadingTab:
         choices = worklist_choices(items)
         updates = {self.worklist: gr.update(choices=choices, value=assignment_id), self.assignment: assignment_id,
                    self.version: None,
-                   self.about: study.description if study is not None else "",
+                   self.about: inert(study.description) if study is not None else "",
                    self.likert_panel: gr.update(visible=False), self.form: None, self.submit_message: ""}
         if screen is None:
             done = bool(items) and all(i.status == STATUS_SUBMITTED for i in items)
