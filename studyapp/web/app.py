@@ -181,10 +181,10 @@ def build_web_app(ctx: UIContext) -> FastAPI:
         return response
 
     def _check(username: str, password: str, client: str) -> tuple[str | None, str | None]:
+        locked = ctx.throttle.failed(username, client)  # counted before checking: parallel guesses wait too
         with ctx.sessions.begin() as session:
             user = accounts.authenticate(session, username, password)
             if user is None:
-                locked = ctx.throttle.failed(username, client)
                 known = accounts.find_user(session, username)
                 audit.record(session, "sign_in_failed", user=known, username=username[:128], client=client,
                              locked=locked)

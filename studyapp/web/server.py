@@ -5,7 +5,7 @@ busy host (Gradio's ``launch()`` gives up after 3 s and asks for ``share=True``;
 reported naming ``--port``.
 
 On SIGTERM or SIGINT the server first keeps serving for :data:`FLUSH_SECONDS`, so that what readers typed just
-before the signal reaches it (a page sends typing at most 2 s late, ``studyapp/ui/autosave.js``); then it stops
+before the signal reaches it (a page sends typing about a second late, ``studyapp/ui/autosave.js``); then it stops
 accepting connections, refuses new work on the connections it has (503), waits until every user action it
 accepted (a save, a submission; queued or running) is done, at most ``drain_seconds``, closes the remaining
 connections and exits with status 0. A second SIGINT stops at once. The sign-in sessions are in the database: the

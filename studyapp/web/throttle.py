@@ -4,8 +4,9 @@ address (OWASP Authentication Cheat Sheet, "Protect against automated attacks").
 Each key (an account name, whether it exists or not, and a client address) counts its failed sign-ins since its last
 success. The first ``free_failures`` failures cost nothing; each further failure makes the key wait before its
 next try is even checked: 1 s, 2 s, 4 s ... up to ``max_delay_s``; after ``lockout_failures`` failures the key is
-locked for ``lockout_s``, and every failure after a lockout locks it again. A correct sign-in clears the account's
-and the address's count. An address gets ``client_factor`` times the account's allowances (several readers may sign
+locked for ``lockout_s``, and every failure after a lockout locks it again. Each try is counted before its
+password is checked (tries sent in parallel see each other); a correct sign-in then clears the account's count and
+takes its own try back from the address's count. An address gets ``client_factor`` times the account's allowances (several readers may sign
 in from behind one proxy). Counts live in the server's memory: a restart clears them.
 """
 
@@ -57,7 +58,7 @@ class ThrottlePolicy:
 @dataclass
 class _Count:
     failures: int = 0
-    next_try: float = 0.0
+    last: float = 0.0  # when the last failure was counted
 
 
 @dataclass
@@ -78,29 +79,40 @@ class SignInThrottle:
         """Seconds until a sign-in as ``username`` from ``client`` is checked (0: now)."""
         now = self.clock()
         with self._lock:
-            return max(0.0, *(self._counts.get(key, _Count()).next_try - now for key in self._keys(username, client)))
+            return max(0.0, *(self._next_try(key, factor) - now for key, factor in self._keys(username, client)))
 
     def failed(self, username: str, client: str) -> bool:
-        """Count a failed sign-in; returns whether it locked the account or the address now."""
+        """Count a try as failed (before checking it: :meth:`succeeded` takes it back); returns whether it locked
+        the account or the address now."""
         now = self.clock()
         locked = False
         with self._lock:
             if len(self._counts) > 100_000:  # a spray of names: forget keys that wait no more
-                self._counts = {k: c for k, c in self._counts.items() if c.next_try > now}
-            for (kind, name), factor in zip(self._keys(username, client), (1, self.policy.client_factor)):
-                count = self._counts.setdefault((kind, name), _Count())
+                self._counts = {k: c for k, c in self._counts.items()
+                                if self._next_try(k, self.policy.client_factor if k[0] == "client" else 1) > now}
+            for key, factor in self._keys(username, client):
+                count = self._counts.setdefault(key, _Count())
                 count.failures += 1
-                wait = self.policy.wait_after(count.failures, factor)
-                locked |= wait >= self.policy.lockout_s
-                count.next_try = now + wait
+                count.last = now
+                locked |= self.policy.wait_after(count.failures, factor) >= self.policy.lockout_s
         return locked
 
     def succeeded(self, username: str, client: str) -> None:
-        """A correct sign-in: the account and the address start again from no failures."""
+        """A correct sign-in (its try counted by :meth:`failed`): the account starts again from no failures, the
+        address's count loses this try."""
         with self._lock:
-            for key in self._keys(username, client):
-                self._counts.pop(key, None)
+            (account, _), (address, _) = self._keys(username, client)
+            self._counts.pop(account, None)
+            count = self._counts.get(address)
+            if count is not None:
+                count.failures -= 1
+                if count.failures <= 0:
+                    del self._counts[address]
 
-    @staticmethod
-    def _keys(username: str, client: str) -> tuple[tuple[str, str], tuple[str, str]]:
-        return ("account", username.casefold()), ("client", client)
+    def _next_try(self, key: tuple[str, str], factor: int) -> float:
+        count = self._counts.get(key)
+        return 0.0 if count is None else count.last + self.policy.wait_after(count.failures, factor)
+
+    def _keys(self, username: str, client: str) -> tuple[tuple[tuple[str, str], int], tuple[tuple[str, str], int]]:
+        """The account's and the address's keys, each with its allowance factor."""
+        return (("account", username.casefold()), 1), (("client", client), self.policy.client_factor)

@@ -34,3 +34,14 @@ def test_bad_policies_are_refused():
         ThrottlePolicy(free_failures=5, lockout_failures=5)
     with pytest.raises(ValueError, match="positive"):
         ThrottlePolicy(lockout_s=0)
+
+
+def test_a_correct_sign_in_takes_back_only_its_own_try_from_the_address():
+    throttle = SignInThrottle(ThrottlePolicy(free_failures=0, base_delay_s=1, lockout_failures=3, client_factor=2),
+                              Clock())
+    throttle.failed("a", "10.0.0.1")
+    throttle.failed("a", "10.0.0.1")  # two wrong passwords for a
+    throttle.failed("b", "10.0.0.1")  # a try counted before it is checked ...
+    throttle.succeeded("b", "10.0.0.1")  # ... and right: b is clear, the address keeps a's two failures
+    assert throttle.wait_s("b", "10.0.0.2") == 0
+    assert throttle.wait_s("b", "10.0.0.1") == 1
