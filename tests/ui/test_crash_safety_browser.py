@@ -144,7 +144,7 @@ def test_sigkill_while_typing_loses_nothing_once_the_page_is_reloaded(shared_dat
         assert stored.active_seconds >= on_server.active_seconds
         page.wait_for_function(
             f"() => parseFloat(document.querySelector('#case-timer').dataset.seconds) >= {on_server.active_seconds}",
-            timeout=10_000)
+            timeout=30_000)
         page.wait_for_function(f"() => ({KEPT_TEXTS})().length === 0", timeout=30_000)  # acknowledged: dropped
 
         # the copy holds the reader's text and active time only (blinding: nothing about arm or source)
@@ -230,7 +230,7 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         second_editor.click()
         second_editor.press("End")
         second_editor.type(" Typed in the second tab.")
-        second.wait_for_selector("#save-status >> text=Not saved", timeout=15_000)
+        second.wait_for_selector("#save-status >> text=Not saved", timeout=60_000)
         notice = second.locator("#save-status").inner_text()
         assert "another tab or window" in notice and "reload the page" in notice
         assert _stored_report(server).current_text.endswith(" Typed in the first tab.")
@@ -310,7 +310,7 @@ def test_idle_sign_in_expires_and_the_text_survives_signing_in_again(shared_data
         sign_in(page, server.url, "reader1", PASSWORD)
         editor = _open_first_case(page)
         editor.type(" Typed before going idle.")
-        page.wait_for_selector("#save-status >> text=Saved", timeout=15_000)
+        page.wait_for_selector("#save-status >> text=Saved", timeout=60_000)
         # periodic autosaves of unchanged text are not activity: the session ends and the screen says so
         page.wait_for_selector("#save-status >> text=Signed out", timeout=30_000)
         assert "without activity" in page.locator("#save-status").inner_text()
