@@ -76,7 +76,11 @@ class CoordinatorTab:
             with gr.Row():
                 self.seed = gr.Number(label="Seed (recorded with the design)", value=0, precision=0)
                 self.cases_per_reader = gr.Number(label="Cases per reader (0: all)", value=0, precision=0)
-            self.assign = gr.Button("Generate balanced assignment")
+            with gr.Row():
+                self.assign = gr.Button("Generate balanced assignment", elem_id="coord-assign")
+                self.assign_confirm = gr.Checkbox(label="Yes, replace the current assignment", value=False,
+                                                  elem_id="coord-assign-confirm")
+            self.assign_status = gr.Markdown(elem_id="coord-assign-status")
             self.balance = gr.Code(label="Balance report", language=None)
         gr.Markdown("### Progress")
         with gr.Tabs():
@@ -108,8 +112,8 @@ class CoordinatorTab:
         self.add_user.click(self._add_account, [self.study, self.username, self.password, self.role],
                             overview + [self.password], **private)
         self.add_existing.click(self._add_existing, [self.study, self.existing], overview, **private)
-        self.assign.click(self._generate, [self.study, self.seed, self.cases_per_reader], overview + [self.balance],
-                          **private)
+        self.assign.click(self._generate, [self.study, self.seed, self.cases_per_reader, self.assign_confirm],
+                          overview + [self.balance, self.assign_status, self.assign_confirm], **private)
         self.export.click(self._export_csv, [self.study], [self.export_file], **private)
 
     @property
@@ -249,15 +253,24 @@ class CoordinatorTab:
             return self._overview(session, name, f"**{username}** is a reader of {name}.")
 
     @shows_errors
-    def _generate(self, name, seed, cases_per_reader, request: gr.Request):
+    def _generate(self, name, seed, cases_per_reader, confirmed, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
+            study = studies.get_study(session, name or "")
+            current = design.assignment_counts(session, study)
+            if current.assignments and not confirmed:
+                # nothing changes: the coordinator sees, next to the button, what generating again would replace
+                return {self.assign_status: (
+                    f"**Not generated yet.** The study already has an assignment: {current.assignments} "
+                    f"assignment(s) of {current.readers} reader(s), which generating again removes and replaces. "
+                    f"Tick *Yes, replace the current assignment* and press the button again."),
+                    self.assign_confirm: gr.update()}
             report = design.generate_assignments(
-                session, studies.get_study(session, name or ""),
-                seed=None if seed is None else int(seed),
+                session, study, seed=None if seed is None else int(seed),
                 cases_per_reader=None if not cases_per_reader else int(cases_per_reader),
             )
-            updates = self._overview(session, name, f"Assignments generated with seed {report.seed}.")
-            updates[self.balance] = report.format()
+            message = f"Assignments generated with seed {report.seed}."
+            updates = self._overview(session, name, message)
+            updates.update({self.balance: report.format(), self.assign_status: message, self.assign_confirm: False})
             return updates
 
     @shows_errors

@@ -66,4 +66,18 @@ def test_marking_a_practice_case_after_the_assignment_asks_first(serve_app, brow
     assert "Not changed yet" not in page.locator("#coord-practice-status").inner_text()
     assert stored() == (0, True)
     assert not page.locator("#coord-practice-confirm input").is_checked()
+
+    # generating the design: the first time at once, again only after a confirmation that names what it replaces
+    page.get_by_text("Readers and assignment", exact=True).click()
+    page.locator("#coord-assign").click()
+    page.wait_for_selector("#coord-assign-status >> text=Assignments generated", timeout=60_000)
+    assert stored()[0] == 4  # the practice case and three counted cases
+    page.locator("#coord-assign").click()
+    page.wait_for_selector("#coord-assign-status >> text=Not generated yet", timeout=60_000)
+    assert "4 assignment(s) of 1 reader(s)" in page.locator("#coord-assign-status").inner_text()
+    page.locator("#coord-assign-confirm input").check()
+    page.locator("#coord-assign").click()
+    page.wait_for_function("() => document.querySelector('#coord-assign-status').innerText.includes("
+                           "'Assignments generated')", timeout=60_000)
+    assert stored()[0] == 4 and not page.locator("#coord-assign-confirm input").is_checked()
     page.close()
