@@ -18,3 +18,32 @@ losses), :mod:`engine.processing` (tokenizer, prompts, image transforms), :mod:`
 :mod:`engine.pretrained` and :mod:`engine.initialize` (ImageNet backbones; a starting checkpoint from a base LM),
 :mod:`engine.evaluation` (metrics with bootstrap CIs; CLI ``python -m engine.evaluate``).
 """
+
+import logging as _logging
+import warnings as _warnings
+
+
+class _Once(_logging.Filter):
+    """Lets each distinct message of a logger through once per process."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def _quiet_known_warnings() -> None:
+    """Known library notices that every image load or step would repeat: MONAI's "nvImageCodec is not available"
+    (a GPU JPEG decoder this CPU setup does not have; pydicom's own decoders are used) and its reader's fallback
+    warning are shown once per process."""
+    _logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").addFilter(_Once())
+    _warnings.filterwarnings("once", message=r"NvImgCodecPydicomReader: nvImageCodec", category=UserWarning)
+
+
+_quiet_known_warnings()

@@ -1,7 +1,9 @@
 """``python -m engine.train --config train.json [--resume DIR]``: train MedVersa (see :mod:`engine.training`).
 
-One process: ``python -m engine.train ...``. Several GPUs or nodes: ``accelerate launch [--num_processes N]
--m engine.train ...`` or ``torchrun --nproc_per_node N -m engine.train ...``. The config keys and their defaults
+One process: ``python -m engine.train ...``. Several processes (GPUs, or CPU processes with gloo):
+``accelerate launch --multi_gpu --num_processes N -m engine.train ...`` or ``torchrun --nproc_per_node N -m
+engine.train ...``. Without ``--multi_gpu`` on a machine without CUDA, accelerate's simple launcher starts a single
+process whatever ``--num_processes`` says; that launch is refused (:func:`check_launch`). The config keys and their defaults
 are those of :class:`engine.training_config.TrainConfig`; ``--print-defaults`` prints them as JSON.
 """
 
@@ -11,10 +13,25 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from engine.training_config import TrainConfig
+
+
+def check_launch(environ: dict[str, str]) -> None:
+    """Refuse a launch that asked for several processes but started one: ``accelerate launch --num_processes N``
+    (N > 1) without ``--multi_gpu`` sets ``MASTER_PORT`` and ``ACCELERATE_USE_CPU`` but runs one process without
+    ``WORLD_SIZE`` (accelerate 1.15's simple launcher), which would train alone and save world size 1.
+
+    Raises:
+        SystemExit: naming the flags that start N processes.
+    """
+    if "ACCELERATE_USE_CPU" in environ and "MASTER_PORT" in environ and "WORLD_SIZE" not in environ:
+        raise SystemExit("error: accelerate launch started 1 process although several were asked for; use "
+                         "`accelerate launch --multi_gpu --num_processes N -m engine.train ...` (also on CPU: the "
+                         "processes then use gloo) or `torchrun --nproc_per_node N -m engine.train ...`")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
 
+    check_launch(dict(os.environ))
     print(f"loading torch, transformers and the model of {args.config} (a minute or more on a busy CPU)...",
           file=sys.stderr, flush=True)
     from engine.training import ResumeError, train

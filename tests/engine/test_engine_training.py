@@ -112,6 +112,36 @@ def test_config_defaults_are_the_papers(tmp_path):
         TrainConfig("a", "b", "c", box_loss_weight=-1.0)
 
 
+def test_precision_defaults_bf16_on_cuda_and_float32_on_cpu():
+    from engine.inference import inference_dtype
+
+    config = TrainConfig("a", "b", "c")
+    assert (config.mixed_precision, config.llm_dtype) == ("auto", "auto")
+    assert config.resolved_precision(cuda=True) == ("bf16", "bfloat16")
+    assert config.resolved_precision(cuda=False) == ("no", "float32")
+    assert TrainConfig("a", "b", "c", llm_dtype="bfloat16").resolved_precision(cuda=False) == ("bf16", "bfloat16")
+    assert TrainConfig("a", "b", "c", mixed_precision="no").resolved_precision(cuda=True) == ("no", "bfloat16")
+    assert inference_dtype("auto", "cuda:0") == torch.bfloat16 and inference_dtype("auto", "cpu") is None
+    assert inference_dtype("float32", "cuda") == torch.float32
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        inference_dtype("half", "cpu")
+
+
+def test_added_token_rows_train_in_float32_over_a_bfloat16_base(train_setup, tmp_path):
+    """A bf16 base LM (CPU, bf16 autocast): the added-token rows are peft's float32 delta (a bf16 row would round
+    small updates away) and they train; the bf16 base embedding stays as it was."""
+    start, _ = load_checkpoint(train_setup[0])
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    result = train(make_config(train_setup, tmp_path / "bf16", max_steps=2, llm_dtype="bfloat16", lr=1e-6,
+                               warmup_steps=0, warmup_start_lr=1e-6, min_lr=1e-7))
+    params = dict(result.model.named_parameters())
+    deltas = [k for k in params if "trainable_tokens_delta" in k]
+    assert deltas and all(params[k].dtype == torch.float32 for k in deltas)
+    assert any(not torch.equal(params[k].detach(), before[k]) for k in deltas)
+    base = "backbone.llm.base_model.model.model.embed_tokens.token_adapter.base_layer.weight"
+    assert params[base].dtype == torch.bfloat16 and torch.equal(params[base].detach(), before[base].to(torch.bfloat16))
+
+
 def test_config_files_json_and_yaml_and_clear_errors(tmp_path):
     (tmp_path / "train.yaml").write_text("init_checkpoint: ckpt\nmanifest: [a.jsonl, /data/b.jsonl]\n"
                                          "output_dir: runs\nlr: 0.001\n")
@@ -129,7 +159,7 @@ def test_config_files_json_and_yaml_and_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="key stage must be one of"):
         TrainConfig.load(bad)
     with pytest.raises(ValueError, match="llm_dtype 'bfloat16' needs mixed_precision 'bf16'"):
-        TrainConfig("c", "m", "o", llm_dtype="bfloat16")
+        TrainConfig("c", "m", "o", llm_dtype="bfloat16", mixed_precision="no")
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         TrainConfig.load(bad)
@@ -282,20 +312,26 @@ def test_bad_manifest_row_is_refused_before_training_or_skipped_with_a_count(tra
     assert "skipped 1 invalid row(s) of" in caplog.text and len(result.checkpoints) == 1
 
 
-def test_two_processes_under_accelerate_launch_write_one_checkpoint(train_setup, tmp_path):
-    """Two CPU processes (gloo), with bf16 autocast and activation checkpointing (a fresh process: accelerate
-    fixes the precision once per process). ``--cpu`` in accelerate 1.15 starts one process (several need
-    mpirun); ``--multi_gpu`` uses the torchrun launcher, and without CUDA the trainer asks for gloo."""
+LAUNCHERS = {
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "bf16", "--dynamo_backend", "no", "--main_process_port", "{port}"],
+    "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "{port}"],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_processes_write_one_checkpoint_with_world_size_two(train_setup, tmp_path, launcher):
+    """Two CPU processes (gloo) under ``accelerate launch --multi_gpu`` and ``torchrun``, with bf16 autocast and
+    activation checkpointing (a fresh process: accelerate fixes the precision once per process). ``--multi_gpu``
+    uses the torchrun launcher, and without CUDA the trainer asks for gloo."""
     config_file = tmp_path / "train.json"
     config = make_config(train_setup, tmp_path / "ddp", max_steps=2, batch_size=1, mixed_precision="bf16",
                          gradient_checkpointing=True)
     config_file.write_text(json.dumps(config.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "bf16", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-         "-m", "engine.train", "--config", str(config_file)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    launch = [arg.format(port=free_port()) for arg in LAUNCHERS[launcher]]
+    result = subprocess.run([sys.executable, *launch, "-m", "engine.train", "--config", str(config_file)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoints = sorted(p.name for p in (tmp_path / "ddp").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-0000002"]
@@ -308,6 +344,21 @@ def test_two_processes_under_accelerate_launch_write_one_checkpoint(train_setup,
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
     model, _ = load_checkpoint(folder)
     assert model.config.token_ids
+
+
+def test_accelerate_launch_without_multi_gpu_on_cpu_is_refused(train_setup, tmp_path):
+    """``accelerate launch --num_processes 2`` without ``--multi_gpu`` starts one process on CPU (accelerate's simple
+    launcher); training refuses instead of running with world size 1 and naming the flag to use."""
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps(make_config(train_setup, tmp_path / "one", max_steps=1).to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         "-m", "engine.train", "--config", str(config_file)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "started 1 process" in result.stderr and "--multi_gpu" in result.stderr
+    assert not (tmp_path / "one").exists()
 
 
 def test_resume_refuses_a_planted_pickle_in_each_file_it_reads_and_runs_no_code(train_setup, tmp_path):
