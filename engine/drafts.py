@@ -33,7 +33,7 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from engine.configuration import MedVersaConfig
-from engine.inference import GenerationResult, MedVersa, PreparedImage, Request
+from engine.inference import GenerationResult, MedVersa, PreparedImage, Request, inference_dtype
 from engine.processing import Task, format_context, instruction
 
 DICOM_3D_MODALITIES = {"CT"}
@@ -231,7 +231,7 @@ def run(checkpoint: Path, database: str, study: str, out: Path, arm: str = "mode
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = [out.with_name(f"{out.name}.part{rank}") for rank in range(state.num_processes)]
-    dtype = torch.bfloat16 if state.device.type == "cuda" else None
+    dtype = inference_dtype("auto", state.device)
     config = MedVersaConfig.load(checkpoint)  # cheap checks first: the study, arm and output before the model
     cases = load_cases(open_database(database), study, config.max_images, arm)
     model = MedVersa.from_checkpoint(checkpoint, device=state.device, dtype=dtype)

@@ -110,10 +110,12 @@ def write_scores(scores: Sequence[Score], path: Path) -> None:
 
 def run(checkpoint: Path, manifest: Path, out: Path, metrics_dir: Path | None = None,
         metric_names: Sequence[str] = (), batch_size: int = 4, max_new_tokens: int = 256, n_resamples: int = 1000,
-        seed: int = 0, device: str = "cpu", allowed_roots: Sequence[Path] = ()) -> tuple[list[Score], dict[str, str]]:
+        seed: int = 0, device: str = "cpu", allowed_roots: Sequence[Path] = (),
+        dtype: str = "auto") -> tuple[list[Score], dict[str, str]]:
     """Generate, score and write the outputs (see the module docstring); returns the scores and the model metrics
     not computed with the reason. Manifest paths must lie in its folder or ``allowed_roots``
-    (:func:`engine.data.manifest.read_manifest`).
+    (:func:`engine.data.manifest.read_manifest`). ``dtype``: the base LM's, as
+    :func:`engine.inference.inference_dtype` (``"auto"``: bfloat16 on CUDA, as ``engine.drafts``; float32 on CPU).
 
     Raises:
         engine.data.manifest.ManifestError: a bad manifest row (nothing is generated then).
@@ -121,7 +123,7 @@ def run(checkpoint: Path, manifest: Path, out: Path, metrics_dir: Path | None = 
     """
     from engine.data.manifest import read_manifest
     from engine.evaluation.model_metrics import MetricUnavailable, model_metric
-    from engine.inference import MedVersa
+    from engine.inference import MedVersa, inference_dtype
 
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file, not a folder")
@@ -132,7 +134,7 @@ def run(checkpoint: Path, manifest: Path, out: Path, metrics_dir: Path | None = 
             text_metrics.append(model_metric(name, metrics_dir))
         except MetricUnavailable as err:
             unavailable[name] = str(err)
-    model = MedVersa.from_checkpoint(checkpoint, device=device)
+    model = MedVersa.from_checkpoint(checkpoint, device=device, dtype=inference_dtype(dtype, device))
     results = predict(model, samples, batch_size, max_new_tokens=max_new_tokens, do_sample=False)
     predictions = [to_prediction(s, r) for s, r in zip(samples, results)]
     scores = score_all(samples, predictions, text_metrics, n_resamples, seed)
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--allow-root", action="append", type=Path, default=[], metavar="FOLDER",
                         help="a folder besides the manifest's own that its image and mask paths may lie in "
                              "(repeatable)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="base LM dtype (auto: bfloat16 on CUDA as engine.drafts, float32 on CPU)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.metrics.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODEL_METRICS))
@@ -178,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown metric(s) {unknown}; known: {list(MODEL_METRICS)}")
     try:
         scores, unavailable = run(args.checkpoint, args.manifest, args.out, args.metrics_dir, names, args.batch_size,
-                                  args.max_new_tokens, args.n_resamples, args.seed, args.device, args.allow_root)
+                                  args.max_new_tokens, args.n_resamples, args.seed, args.device, args.allow_root,
+                                  args.dtype)
     except (ValueError, OSError) as error:  # ManifestError and CheckpointError are ValueErrors
         sys.exit(f"error: {error}")
     for s in scores:

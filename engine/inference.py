@@ -261,6 +261,23 @@ def _label_before(text: str, token: str, occurrence: int) -> str:
     return re.sub(r"^the segmentation mask of\s+(.*?)\s+is$", r"\1", before, flags=re.IGNORECASE)
 
 
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def inference_dtype(choice: str, device: str | torch.device) -> torch.dtype | None:
+    """The base LM dtype for inference: ``"auto"`` is bfloat16 on CUDA and float32 (``None``: the checkpoint's own)
+    elsewhere; ``"float32"``/``"bfloat16"`` as named. Heads, adapters and encoders stay float32.
+
+    Raises:
+        ValueError: an unknown choice.
+    """
+    if choice not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {choice!r}")
+    if choice == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else None
+    return getattr(torch, choice)
+
+
 class MedVersa:
     """A loaded MedVersa model with its tokenizer.
 

@@ -414,9 +414,10 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
         ResumeError: ``resume`` is not a checkpoint of this config and process count.
         engine.checkpoint.CheckpointError: the initial checkpoint cannot be loaded.
     """
+    mixed_precision, llm_dtype = config.resolved_precision(torch.cuda.is_available())
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # several CPU processes (torchrun) then use gloo instead of no backend
-        mixed_precision=config.mixed_precision,
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with="tensorboard" if config.tensorboard else None,
         project_dir=config.output_dir,
@@ -430,7 +431,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     samples = load_samples(config)
     set_seed(config.seed, device_specific=True)
 
-    model, tokenizer = load_checkpoint(config.init_checkpoint, dtype=getattr(torch, config.llm_dtype))
+    model, tokenizer = load_checkpoint(config.init_checkpoint, dtype=getattr(torch, llm_dtype))
     model.config.losses.box = config.box_loss_weight
     # checkpoints point at the base LM where it lies instead of copying it each time
     model.config.llm_path = str(resolve_llm_path(config.init_checkpoint, model.config).resolve())

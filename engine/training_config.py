@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 STAGES = ("joint", "segmentation")
-MIXED_PRECISION = ("no", "bf16", "fp16")
-LLM_DTYPES = ("float32", "bfloat16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+LLM_DTYPES = ("auto", "float32", "bfloat16")
 
 #: Keys that only steer a run (where it stops, how often it saves or logs, how data is read) and may differ
 #: when resuming; every other key changes the trajectory and must equal the checkpoint's.
@@ -47,10 +47,13 @@ class TrainConfig:
         weight_decay: AdamW decoupled weight decay on weight matrices (not stated in the paper; torch's default).
         adam_betas: AdamW betas (torch's default).
         max_grad_norm: clip the gradient norm to this value; ``None`` (default, the paper states none): no clipping.
-        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (``accelerate``'s autocast).
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (``accelerate``'s autocast); ``"auto"`` (default):
+            ``"bf16"`` when CUDA is available or ``llm_dtype`` is ``"bfloat16"``, else ``"no"``.
         llm_dtype: dtype of the frozen base LM weights, ``"float32"`` or ``"bfloat16"`` (half the memory: 13.5 GB
-            instead of 27 GB at 7B; needs ``mixed_precision`` ``"bf16"``). LoRA, the added-token rows and all
-            other modules stay float32 (peft keeps adapters in float32).
+            instead of 27 GB at 7B; needs bf16 autocast); ``"auto"`` (default): ``"bfloat16"`` when CUDA is
+            available, else ``"float32"``. LoRA, the added-token rows (peft's trainable-token delta) and all other
+            modules stay float32 (peft keeps adapters in float32), so small updates of the new rows are not
+            rounded away.
         gradient_checkpointing: recompute the LLM's activations in the backward pass (less memory, ~30% slower).
         imaging_weights: sampling weight per imaging type, e.g. ``{"chest_xray": 3, "ct": 1}``; ``None``: equal.
         task_weights: per imaging type, weight per task, e.g. ``{"chest_xray": {"report": 2, "detection": 1}}``;
@@ -92,8 +95,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: float | None = None
-    mixed_precision: str = "no"
-    llm_dtype: str = "float32"
+    mixed_precision: str = "auto"
+    llm_dtype: str = "auto"
     gradient_checkpointing: bool = False
     imaging_weights: dict[str, float] | None = None
     task_weights: dict[str, dict[str, float]] | None = None
@@ -126,7 +129,7 @@ class TrainConfig:
                              f"got {self.mixed_precision!r}")
         if self.llm_dtype not in LLM_DTYPES:
             raise ValueError(f"training config key llm_dtype must be one of {list(LLM_DTYPES)}, got {self.llm_dtype!r}")
-        if self.llm_dtype == "bfloat16" and self.mixed_precision != "bf16":
+        if self.llm_dtype == "bfloat16" and self.mixed_precision not in ("bf16", "auto"):
             raise ValueError("training config key llm_dtype 'bfloat16' needs mixed_precision 'bf16' (autocast)")
         for key in ("batch_size", "gradient_accumulation_steps", "total_steps", "save_every", "log_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
@@ -202,6 +205,14 @@ class TrainConfig:
                            else absolute(config.manifest))
         config.allowed_roots = [absolute(r) for r in config.allowed_roots]
         return config
+
+    def resolved_precision(self, cuda: bool) -> tuple[str, str]:
+        """``(mixed_precision, llm_dtype)`` with ``"auto"`` resolved: bf16 autocast and a bfloat16 base LM on CUDA,
+        float32 without autocast on CPU (an explicit ``llm_dtype`` ``"bfloat16"`` brings bf16 autocast)."""
+        dtype = self.llm_dtype if self.llm_dtype != "auto" else ("bfloat16" if cuda else "float32")
+        mixed = self.mixed_precision if self.mixed_precision != "auto" else (
+            "bf16" if cuda or dtype == "bfloat16" else "no")
+        return mixed, dtype
 
     @property
     def manifests(self) -> list[str]:
