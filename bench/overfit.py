@@ -13,7 +13,7 @@ are re-drawn from Table 5 every iteration as in training. Then, per task:
 
 Targets (printed with each figure): similarity >= 0.95, IoU >= 0.7, Dice >= 0.9 (2D) and >= 0.8 (3D).
 
-Usage: ``python bench/overfit.py [--steps 1500] [--threads 2] [--reports 2] [--json out.json]``; exit status 1
+Usage: ``python bench/overfit.py [--steps 600] [--threads 2] [--reports 2] [--json out.json]``; exit status 1
 when a target is missed.
 """
 
@@ -162,7 +162,7 @@ def run(steps: int, reports: int, workdir: Path, seed: int = 0, lr: float = 1e-2
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps (batch size 1)")
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps (batch size 1)")
     parser.add_argument("--reports", type=int, default=2, choices=(1, 2), help="chest radiographs with IU reports")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--lr", type=float, default=1e-2, help="peak learning rate")
