@@ -21,6 +21,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('reports') as batch:
-        batch.drop_column('tab_sequence')
-        batch.drop_column('saved_by_tab')
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): a batch copy would drop the reports table, which other tables'
+    # foreign keys refer to
+    op.drop_column('reports', 'tab_sequence')
+    op.drop_column('reports', 'saved_by_tab')
