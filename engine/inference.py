@@ -55,11 +55,12 @@ def allowed_task_tokens(task: Task | None, has_2d: bool, has_3d: bool) -> tuple[
     (:func:`engine.processing.task_of_instruction`; ``None`` for a free question) about 2D and/or 3D images.
 
     Detection: ``<DET>``/``<N/A>`` (2D images only). Segmentation: one ``<2DSEG>`` or ``<3DSEG>``, the kind of the
-    images (paper 4.3: one class name per segmentation instruction). Captioning, classification, region captioning
-    and longitudinal answers are text: no task token. A free question may use any head the images can serve.
+    images (paper 4.3: one class name per segmentation instruction). Classification, region captioning and
+    longitudinal answers are text: no task token. Findings, impression and report answers, and free questions, may
+    ground sentences with any head the images can serve (the drafts' findings, :mod:`engine.drafts`).
     """
     by_kind = ({DET_TOKEN, NA_TOKEN, SEG2D_TOKEN} if has_2d else set()) | ({SEG3D_TOKEN} if has_3d else set())
-    if task is None:
+    if task in (None, Task.FINDINGS, Task.IMPRESSION, Task.REPORT):
         return frozenset(by_kind), None
     if task is Task.DETECTION:
         return frozenset(by_kind & {DET_TOKEN, NA_TOKEN}), None

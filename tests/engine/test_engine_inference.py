@@ -120,11 +120,14 @@ def test_generated_task_tokens_are_those_the_task_asks(medversa, cxr_dicom, nift
 
     assert tokens([cxr_dicom], instruction(Task.SEGMENTATION, target="heart")) == [SEG2D_TOKEN]  # one, of 2D kind
     assert tokens([nifti_ct], instruction(Task.SEGMENTATION, target="liver")) == [SEG3D_TOKEN]
-    assert tokens([cxr_dicom], instruction(Task.REPORT)) == []
     assert tokens([cxr_dicom], instruction(Task.CLASSIFICATION)) == []
+    assert tokens([cxr_dicom], instruction(Task.LONGITUDINAL, image="<img0>", reference="<img0>")) == []
+    # a report may ground its sentences (the drafts' findings), with the heads of its images' kind only
+    assert SEG3D_TOKEN not in tokens([cxr_dicom], instruction(Task.REPORT))
+    assert set(tokens([nifti_ct], instruction(Task.FINDINGS))) <= {SEG3D_TOKEN}
     assert set(tokens([cxr_dicom], instruction(Task.DETECTION, target="heart"))) <= {DET_TOKEN, NA_TOKEN}
     assert SEG3D_TOKEN not in tokens([cxr_dicom], "What is shown in <img0>?")  # a free question: the image's kinds
-    unconstrained = medversa.generate([cxr_dicom], instruction(Task.REPORT), logits_processor=prefer,
+    unconstrained = medversa.generate([cxr_dicom], instruction(Task.CLASSIFICATION), logits_processor=prefer,
                                       max_new_tokens=3, keep_task_tokens=True, constrain_task_tokens=False)
     assert all(token in ids.values() for token in unconstrained.token_ids)
 
