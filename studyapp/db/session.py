@@ -28,7 +28,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     memory = url in ("sqlite://", "sqlite:///:memory:")  # one connection (SingletonThreadPool): no pool to size
-    engine = create_engine(url, **({} if memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}))
+    # pre-ping: a connection the database dropped (a PostgreSQL restart) is replaced before use, so the first save
+    # after an outage is stored instead of failing once
+    pool = {} if memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_pre_ping": True}
+    engine = create_engine(url, **pool)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

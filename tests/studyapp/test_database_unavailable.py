@@ -82,3 +82,19 @@ def test_an_autosave_on_a_full_disk_is_not_saved_yet_then_saved_in_full(shared_d
     assert status.startswith("Saved ") and ack == {"sequence": 2, "saved": True} and version == screen.version + 1
     with tab.ctx.sessions() as s:
         assert s.get(Report, 1).current_text == text  # the one opened case's report
+
+
+def test_the_first_transaction_after_a_postgresql_restart_succeeds():
+    from sqlalchemy import text
+
+    from tests.pgserver import postgresql_server
+
+    with postgresql_server() as server:
+        engine = make_engine(server.url)
+        with engine.connect() as connection:  # a pooled connection, kept open across the restart
+            assert connection.execute(text("select 1")).scalar() == 1
+        server.stop()
+        server.start()
+        with engine.connect() as connection:  # the dropped connection is replaced, not handed out
+            assert connection.execute(text("select 2")).scalar() == 2
+        engine.dispose()
