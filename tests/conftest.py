@@ -1,6 +1,7 @@
 """Shared fixtures: the real data in ../shared/data, a fresh migrated database, the app served on loopback and
 a headless Debian chromium."""
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,3 +85,12 @@ def postgresql_url() -> Iterator[str]:
     """A throwaway PostgreSQL server (Debian ``postgresql``) on 127.0.0.1, run as the ``postgres`` user."""
     with throwaway_postgresql() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state() -> Iterator[None]:
+    """Each test's ``engine.training.train`` gets its own accelerate state: accelerate keeps one per process (a
+    training run is one process in use), and a later run with another mixed precision would be refused."""
+    yield
+    if "accelerate.state" in sys.modules:
+        sys.modules["accelerate.state"].AcceleratorState._reset_state()

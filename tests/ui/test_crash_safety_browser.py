@@ -58,7 +58,7 @@ def _open_first_case(page):
                            timeout=30_000)
     editor = page.locator("#report-editor textarea")
     editor.click()
-    editor.press("End")
+    editor.press("Control+End")
     return editor
 
 
@@ -149,7 +149,7 @@ def test_sigkill_while_typing_loses_nothing_once_the_page_is_reloaded(shared_dat
 
         # the copy holds the reader's text and active time only (blinding: nothing about arm or source)
         editor.click()
-        editor.press("End")
+        editor.press("Control+End")
         editor.type(" Signing out now.")
         entries = page.evaluate(f"() => ({KEPT_TEXTS})().map((k) => [k, JSON.parse(localStorage.getItem(k))])")
         reader_id = _reader_id(server, "reader1")
@@ -228,7 +228,7 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         first_editor.type(" Typed in the first tab.")
         _wait_stored(server, first, " Typed in the first tab.")
         second_editor.click()
-        second_editor.press("End")
+        second_editor.press("Control+End")
         second_editor.type(" Typed in the second tab.")
         second.wait_for_selector("#save-status >> text=Not saved", timeout=60_000)
         notice = second.locator("#save-status").inner_text()
@@ -252,7 +252,7 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         _wait_stored(server, second, " Typed in the second tab.")
         second.wait_for_function(f"() => ({KEPT_TEXTS})().length === 0", timeout=30_000)
         second_editor.click()
-        second_editor.press("End")
+        second_editor.press("Control+End")
         second_editor.type(" Then the second.")
         _wait_stored(server, second, " Typed in the second tab. Then the second.")
         assert "Not saved" not in second.locator("#save-status").inner_text()

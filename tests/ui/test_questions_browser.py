@@ -62,7 +62,7 @@ def test_reader_answers_a_custom_question_set_and_export_has_a_column_per_questi
     page.locator("#worklist label").first.wait_for(timeout=30_000)
     page.locator("#worklist label").first.click()
     page.wait_for_function("() => document.querySelector('#report-editor textarea').value.length > 0", timeout=30_000)
-    page.locator("#report-editor textarea").press("End")
+    page.locator("#report-editor textarea").press("Control+End")
     page.locator("#report-editor textarea").type(" Small left effusion.")
     page.locator("#finish-report").click()
     form = page.locator("#likert-panel")

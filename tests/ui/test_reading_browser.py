@@ -61,7 +61,7 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
     page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
 
     editor.click()
-    editor.press("End")
+    editor.press("Control+End")
     editor.type(" Small left pleural effusion.")
     page.wait_for_selector("#save-status >> text=Saved", timeout=30_000)
 
@@ -94,7 +94,7 @@ def test_reader_edits_reloads_submits_and_row_is_exported(serve_app, browser, sh
         document.dispatchEvent(new Event('visibilitychange'));
     }""")
 
-    editor.press("End")
+    editor.press("Control+End")
     editor.type(" No pneumothorax.")
     page.locator("#finish-report").click()
     # confirming without the Likert answers is refused with a message; the screen stays usable

@@ -48,7 +48,7 @@ def test_sigterm_while_typing_loses_nothing_and_needs_no_sign_in(shared_data, tm
         assert "/login" not in page.url
         editor = page.locator("#report-editor textarea")
         editor.click()
-        editor.press("End")
+        editor.press("Control+End")
         editor.type(" Typed after the restart.", delay=40)
         _wait_stored_text(server, page, typed + " Typed after the restart.")
     finally:
