@@ -203,7 +203,7 @@ class Reader:
                 if study_name is None or not choices:
                     raise RuntimeError("the page load showed no study or worklist")
                 assignment_id = choices[0][1]
-                # open the first case: inputs study, worklist, assignment (state), version (state), editor, ...
+                # open the first case: inputs study, worklist, assignment, version, editor, ...
                 chosen = {"reader-study": study_name, "worklist": assignment_id, "report-editor": ""}
                 await self.event(events.open_case, [chosen.get(events.components[c].get("props", {}).get("elem_id"))
                                                     if events.components[c]["type"] != "state" else None
@@ -216,9 +216,9 @@ class Reader:
         """Type a word and autosave (save number ``n``); the outcome goes to ``latencies_ms`` and ``saved``, or to
         ``stale_refusals`` or ``errors``."""
         self.text += f" {WORDS[(self.index + n) % len(WORDS)]}-{n}"
-        # inputs: assignment (state), version (state), editor text, the page's save token ("<page id>:<save number>",
-        # as autosave.js sends it), active seconds (the browser timer's total)
-        data = [None, None, self.text, f"{self.page}:{n}", float(n)]
+        # inputs: assignment and version (hidden in the page; no version: the page's save token alone tells its saves
+        # apart), editor text, the save token ("<page id>:<save number>", as autosave.js sends it), active seconds
+        data = [self.assignment_id, None, self.text, f"{self.page}:{n}", float(n)]
         began = time.perf_counter()
         try:
             status = (await self.event(self.events.autosave, data))[0]

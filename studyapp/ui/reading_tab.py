@@ -124,8 +124,10 @@ class ReadingTab:
 
     def __init__(self, ctx: UIContext):
         self.ctx = ctx
-        self.assignment = gr.State(None)
-        self.version = gr.State(None)  # Report.version this tab's text is based on (two tabs: reading.StaleSave)
+        # held in the page, not in Gradio's per-connection state: after a server restart the reconnected page still
+        # says which case its text belongs to and the version it grew from (the server checks both)
+        self.assignment = gr.Number(None, precision=0, visible=False)
+        self.version = gr.Number(None, precision=0, visible=False)  # Report.version of this tab's text (StaleSave)
         # one screen without scrolling at 1600 x 1000 and 1366 x 768: a narrow worklist and context | the viewer,
         # most of the width | report and questions in a column that scrolls by itself
         with gr.Row(elem_id="reading-screen"):
