@@ -39,10 +39,13 @@ def test_sigterm_while_typing_loses_nothing_and_needs_no_sign_in(shared_data, tm
         assert "stopping: every action finished" in log and "Traceback" not in log
         assert _stored_report(server).current_text == typed  # nothing typed before the signal is lost
 
+        page.evaluate("window.beforeRestart = true")  # gone once the page has reloaded
         server.start()
-        # Gradio's page reloads itself once the server answers again; still signed in, the case reopened
+        # Gradio's page reloads itself once the server answers again (it asks every 2 s); still signed in, the case
+        # reopened. Typing before that reload would go into the old page while it unloads.
         page.wait_for_function(
-            "(typed) => document.querySelector('#report-editor textarea')?.value === typed"
+            "(typed) => !window.beforeRestart"
+            " && document.querySelector('#report-editor textarea')?.value === typed"
             " && !document.querySelector('#report-editor textarea').disabled", arg=typed, timeout=60_000)
         page.wait_for_selector("#signed-in-as >> text=Signed in as", timeout=30_000)
         assert "/login" not in page.url
