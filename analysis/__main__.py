@@ -16,7 +16,7 @@ from pathlib import Path
 
 from analysis import judging
 from analysis.consistency import failed_comparisons_note
-from analysis.judges import LLMJudge, OfflineJudge
+from analysis.judges import LLMJudge
 from analysis.pipeline import run_analysis
 from analysis.intervals import N_RESAMPLES
 from analysis.skipped import practice_reads_left_out
@@ -30,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study", required=True, help="ReaderStudy name (or id with --study-id)")
     parser.add_argument("--study-id", action="store_true", help="--study is a numeric ReaderStudy.id")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--judge", choices=["offline", "llm"], default="offline")
-    parser.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
-    parser.add_argument("--llm-model", default="gpt-4o")
-    parser.add_argument("--llm-cache", type=Path, help="answer cache folder (default OUT/llm-cache)")
-    parser.add_argument("--llm-concurrency", type=int, default=4)
-    parser.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    judging.add_judge_options(parser, "OUT/llm-cache")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ratescore-dir", type=Path,
@@ -50,15 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return judging.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.judge == "llm" and not args.llm_url:
-        parser.error("--judge llm needs --llm-url")
-    judge = OfflineJudge()
-    if args.judge == "llm":
-        try:
-            judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache or args.out / "llm-cache",
-                             max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
-        except ValueError as error:
-            parser.error(str(error))
+    judge = judging.judge_from_options(parser, args, args.llm_cache or args.out / "llm-cache")
     study = int(args.study) if args.study_id else args.study
     try:
         result = run_analysis(open_database(args.database), study, args.out, judge, args.resamples, args.seed,

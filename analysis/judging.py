@@ -110,17 +110,44 @@ def judge_pairs(pairs: list[Pair], judge: Judge) -> list[dict]:
     return records
 
 
+def add_judge_options(parser: argparse.ArgumentParser, cache_default: str) -> None:
+    """Add the judge's options (``--judge offline|llm``, ``--llm-url``, ``--llm-model``, ``--llm-cache``,
+    ``--llm-concurrency``, ``--llm-timeout`` in seconds) to ``parser``; ``cache_default`` describes what no
+    ``--llm-cache`` means. Shared by ``python -m analysis`` and ``python -m analysis judge``."""
+    parser.add_argument("--judge", choices=["offline", "llm"], default="offline")
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    parser.add_argument("--llm-model", default="gpt-4o")
+    parser.add_argument("--llm-cache", type=Path, help=f"answer cache folder (default: {cache_default})")
+    parser.add_argument("--llm-concurrency", type=int, default=4)
+    parser.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+
+
+def judge_from_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                       cache_dir: Path | None) -> Judge:
+    """The judge that the options of :func:`add_judge_options` ask for; the LLM judge caches its answers in
+    ``cache_dir`` (None: no cache). The caller closes an :class:`~analysis.judges.LLMJudge`.
+
+    Raises:
+        SystemExit: through ``parser.error`` (exit status 2) for ``--judge llm`` without ``--llm-url`` or with
+            options the LLM judge refuses (the message names them).
+    """
+    if args.judge == "offline":
+        return OfflineJudge()
+    if not args.llm_url:
+        parser.error("--judge llm needs --llm-url")
+    try:
+        return LLMJudge(args.llm_url, args.llm_model, cache_dir=cache_dir, max_concurrency=args.llm_concurrency,
+                        timeout_s=args.llm_timeout)
+    except ValueError as error:
+        parser.error(str(error))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m analysis judge``."""
     parser = argparse.ArgumentParser(prog="python -m analysis judge", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", required=True, type=Path, help="input JSONL: id, reference, candidate")
     parser.add_argument("--out", required=True, type=Path, help="output JSONL")
-    parser.add_argument("--judge", choices=["offline", "llm"], default="offline")
-    parser.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
-    parser.add_argument("--llm-model", default="gpt-4o")
-    parser.add_argument("--llm-cache", type=Path, help="answer cache folder (default: none)")
-    parser.add_argument("--llm-concurrency", type=int, default=4)
-    parser.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    add_judge_options(parser, "none")
     return parser
 
 
@@ -128,15 +155,7 @@ def main(argv: list[str]) -> int:
     """Run the judge command on ``argv`` (the arguments after ``judge``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.judge == "llm" and not args.llm_url:
-        parser.error("--judge llm needs --llm-url")
-    judge: Judge = OfflineJudge()
-    if args.judge == "llm":
-        try:
-            judge = LLMJudge(args.llm_url, args.llm_model, cache_dir=args.llm_cache,
-                             max_concurrency=args.llm_concurrency, timeout_s=args.llm_timeout)
-        except ValueError as error:
-            parser.error(str(error))
+    judge = judge_from_options(parser, args, args.llm_cache)
     try:
         pairs = read_pairs(args.pairs)
     except PairsFileError as error:
