@@ -1,7 +1,7 @@
 """The coordinator's analysis tab: runs ``analysis.run_analysis`` on a study (the offline judge, or the LLM judge at
-``Settings.llm_judge_url``) and shows a summary first (the headline numbers with 95% CIs per arm, then the per-arm
-table; a warning when the judge failed on peer comparisons), the Fig. 5 panels in sub-tabs, what was left out and why
-(folded), and the files (CSV tables, HTML report)."""
+``Settings.llm_judge_url``) and shows a summary first (the headline numbers with 95% CIs per arm, the blinded
+comparison's preference rates, then the per-arm table; a warning when the judge failed on peer comparisons), the
+Fig. 5 panels in sub-tabs, what was left out and why (folded), and the files (CSV tables, HTML report)."""
 
 import tempfile
 from pathlib import Path
@@ -14,6 +14,7 @@ from analysis.pipeline import run_analysis
 from analysis.skipped import practice_reads_left_out
 from studyapp.services import studies
 from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
+from studyapp.ui.inert import inert
 
 #: Figures of ``AnalysisResult.figures`` in display order: (sub-tab name, title).
 FIGURES = {
@@ -23,6 +24,7 @@ FIGURES = {
     "fig5b_discrepancy_matrix": ("Discrepancies", "Urgent + emergent discrepancies against peers (Fig. 5b)"),
     "fig5c_discrepancy_by_interval": ("By interval", "Discrepancies by writing-time interval (Fig. 5c)"),
     "likert_by_arm": ("Likert", "Confidence and mental demand by arm"),
+    "preference_rates": ("Preferences", "Blinded comparison: cases with the candidate report equivalent or better"),
 }
 #: Headline metrics of the summary (``arm_summary`` rows) with their units.
 HEADLINE = {"active_seconds": ("Active time", "s per case"), "peer_discrepancy": ("Peer discrepancies", "per report"),
@@ -54,6 +56,50 @@ def headline_markdown(summary, reference_arm: str) -> str:
     return "\n".join(lines)
 
 
+#: Shown in place of the preference rates when no comparison set of the study has a submitted judgement.
+NO_PREFERENCES = "No submitted blinded comparison judgements in this study, so no preference rates."
+
+
+def _share(value: float, low: float, high: float) -> str:
+    """A share as a percentage with its 95% CI; "no cases" where it is NaN (no judgement in the group)."""
+    if value != value:
+        return "no cases"
+    return f"{100 * value:.1f}% (95% CI {100 * low:.1f}% to {100 * high:.1f}%)"
+
+
+def preferences_markdown(preferences) -> str:
+    """The blinded comparison's preference rates as Markdown, one table per comparison set: for the overall, normal
+    and abnormal cases, the per-case share with the candidate (AI) report equivalent or better (primary: a case
+    counts once, paper section 2.4 "in 71% of cases") with its 95% CI, the numbers of cases, judgements and readers,
+    and the per-judgement share with its CI, labelled as such. Shares are percentages to 0.1.
+
+    Args:
+        preferences: the ``preference_rates`` table of ``analysis.run_analysis``
+            (:data:`analysis.preferences.PREFERENCE_COLUMNS` plus ``set`` and ``candidate_source``).
+
+    Returns:
+        The Markdown; :data:`NO_PREFERENCES` for an empty table.
+    """
+    if preferences.empty:
+        return NO_PREFERENCES
+    parts = []
+    for name, group in preferences.groupby("set", sort=False):
+        lines = [f"**Blinded comparison, set {inert(name)}**: share with the candidate "
+                 f"{inert(group['candidate_source'].iloc[0])} equivalent or better",
+                 "",
+                 "| cases | per case (primary) | cases (n) | judgements (n) | readers (n) | per judgement |",
+                 "|---|---|---|---|---|---|"]
+        for r in group.itertuples():
+            per_judgement = _share(r.per_judgement_equivalent_or_better, r.per_judgement_ci_low,
+                                   r.per_judgement_ci_high)
+            lines.append(f"| {r.group} | {_share(r.equivalent_or_better, r.ci_low, r.ci_high)} | {r.n_cases} | "
+                         f"{r.n_judgements} | {r.n_readers} | {per_judgement} |")
+        if (group["readers"] == "fixed").any():
+            lines += ["", "One reader judged this set: its intervals describe that reader only."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 class AnalysisTab:
     """Builds the analysis tab inside the caller's Blocks and wires its events."""
 
@@ -64,6 +110,7 @@ class AnalysisTab:
             self.run = gr.Button("Run analysis", variant="primary", scale=1, elem_id="analysis-run")
         self.status = gr.Markdown(elem_id="analysis-status")
         self.headline = gr.Markdown(elem_id="analysis-headline")
+        self.preferences = gr.Markdown(elem_id="analysis-preferences")
         with gr.Accordion("Per-arm summary with 95% CIs (every metric; method in the report)", open=False):
             self.summary = gr.Dataframe(interactive=False, visible=False)
         self.plots = {}
@@ -74,8 +121,8 @@ class AnalysisTab:
         with gr.Accordion("Left out", open=False) as self.skipped_box:
             self.skipped = gr.Markdown(elem_id="analysis-skipped")
         self.files = gr.File(label="Report and tables", file_count="multiple", interactive=False, elem_id="analysis-files")
-        self.results = [self.status, self.headline, self.summary, self.skipped_box, self.skipped, *self.plots.values(),
-                        self.files]
+        self.results = [self.status, self.headline, self.preferences, self.summary, self.skipped_box, self.skipped,
+                        *self.plots.values(), self.files]
         self.run.click(self._analyse, [self.study], self.results, api_visibility="private")
 
     @property
@@ -97,7 +144,7 @@ class AnalysisTab:
     def _show_study(self, name, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             names = [s.name for s in studies.list_studies(session)]
-        return (gr.update(choices=names, value=name), "", "", gr.update(value=None, visible=False),
+        return (gr.update(choices=names, value=name), "", "", "", gr.update(value=None, visible=False),
                 gr.Accordion(label="Left out"), "", *[None] * len(self.plots), None)
 
     @shows_errors
@@ -129,6 +176,8 @@ class AnalysisTab:
         plots = [result.figures.get(name) for name in FIGURES]
         summary = result.tables.get("arm_summary")
         headline = "" if summary is None else headline_markdown(summary, result.reference_arm)
-        return (status, headline, gr.update(value=None if summary is None else summary.round(3), visible=True),
+        preferences = preferences_markdown(result.tables["preference_rates"])
+        return (status, headline, preferences,
+                gr.update(value=None if summary is None else summary.round(3), visible=True),
                 gr.Accordion(label=f"Left out ({len(result.skipped)})"), skipped, *plots,
                 [str(path) for path in result.files.values() if Path(path).is_file()])

@@ -4,6 +4,7 @@ first, the figures in sub-tabs, what was left out folded away."""
 from analysis.simulation import simulate_study, write_study
 from studyapp.db.models import ROLE_COORDINATOR
 from studyapp.services import accounts, studies
+from studyapp.ui.analysis_tab import NO_PREFERENCES
 from tests.browser import sign_in
 
 
@@ -26,6 +27,8 @@ def test_coordinator_runs_analysis(serve_app, browser):
     arms = ["Normal template (template)", "GPT-4o draft (llm)", "MedVersa draft (model)"]
     assert [next(i for i, line in enumerate(rows) if line.strip().startswith(arm)) for arm in arms] == sorted(
         next(i for i, line in enumerate(rows) if line.strip().startswith(arm)) for arm in arms)  # design order
+    # no blinded comparison in this study: a plain sentence where the preference rates go
+    assert page.locator("#analysis-preferences").inner_text().strip() == NO_PREFERENCES
     # the first figure is shown; the others are one click away in their sub-tabs
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)
     page.get_by_role("tab", name="Template use").click()
