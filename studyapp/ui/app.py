@@ -29,6 +29,12 @@ CSS = """
 #app-header h2 { margin: 0; }
 #reading-screen .sv-root { height: max(420px, calc(100vh - 206px)); }
 #worklist .wrap { flex-direction: column; flex-wrap: nowrap; max-height: 32vh; overflow-y: auto; }
+#compare-top { align-items: stretch; }
+#compare-pairs .wrap { max-height: 4.6em; overflow-y: auto; }
+#compare-screen { gap: 10px; flex-wrap: nowrap; }
+#compare-screen .sv-root { height: max(300px, calc(100vh - 330px)); }
+#compare-side { max-height: calc(100vh - 240px); overflow-y: auto; flex-wrap: nowrap; }
+#compare-side > * { flex-shrink: 0; }
 .case-timer-box { font-size: 1.1rem; padding: 4px 0; }
 #case-timer { font-family: monospace; font-weight: bold; }
 #case-timer[data-paused="true"] { color: #b45309; }

@@ -48,8 +48,10 @@ REPORTS_TEMPLATE = """
 REPORTS_CSS = """
 .compare-reports { display: flex; gap: 12px; }
 .compare-report { flex: 1; min-width: 0; }
+.compare-report h4 { margin: 0 0 4px 0; }
 .compare-report pre { white-space: pre-wrap; word-wrap: break-word; border: 1px solid #d1d5db; border-radius: 6px;
-  padding: 8px; min-height: 12em; font-family: inherit; user-select: text; }
+  padding: 8px; margin: 0; min-height: 6em; max-height: 38vh; overflow-y: auto; font-family: inherit;
+  user-select: text; }
 .compare-selection { font-size: 0.9em; color: #4b5563; margin-top: 4px; }
 """
 #: Records the reader's text selection inside a report as {side, start, end, text} (offsets into the text).
@@ -116,33 +118,34 @@ class CompareTab:
         self.ctx = ctx
         self.set_id = gr.State(None)
         self.pair_id = gr.State(None)
-        with gr.Row():
-            self.sets = gr.Dropdown(label="Comparison set", choices=[], elem_id="compare-set", scale=3)
+        with gr.Row(elem_id="compare-top", equal_height=True):
+            self.sets = gr.Dropdown(label="Comparison set", choices=[], elem_id="compare-set", scale=2, min_width=220)
+            self.pairs = gr.Radio(label="Pairs", choices=[], elem_id="compare-pairs", scale=5, visible=False)
             self.progress = gr.Markdown(elem_id="compare-progress")
         self.empty = gr.Markdown(NO_SET, visible=False, elem_id="compare-empty")
-        with gr.Column(visible=False) as self.judging:
-            self.pairs = gr.Radio(label="Pairs", choices=[], elem_id="compare-pairs")
-            with gr.Row():
-                with gr.Column(scale=2):
-                    self.viewer = Viewer(ctx)
-                with gr.Column(scale=3):
-                    self.context = gr.Markdown(elem_id="compare-context")
-                    self.reports = gr.HTML(value=_reports_value(None), html_template=REPORTS_TEMPLATE,
-                                           css_template=REPORTS_CSS, js_on_load=REPORTS_JS, elem_id="compare-reports")
-                    self.choice = gr.Radio(label="Which report is better?", choices=CHOICE_LABELS, elem_id="compare-choice")
-                    with gr.Accordion("Comment", open=True):
-                        self.target = gr.Radio(label="Comment on", choices=TARGET_CHOICES, value=TARGET_PASSAGE,
-                                               elem_id="comment-target")
-                        self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, info=SCORE_INFO,
-                                              elem_id="comment-score")
-                        self.comment_text = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment-text")
-                        self.selection = gr.Textbox(visible=False)
-                        self.add = gr.Button("Add comment", elem_id="comment-add")
-                        self.comments = gr.Dropdown(label="Your comments on this pair", choices=[], elem_id="comment-list")
-                        self.delete = gr.Button("Delete selected comment", size="sm", elem_id="comment-delete")
-                    self.status = gr.Markdown(elem_id="compare-status")
-                    self.submit = gr.Button("Submit all judgements of this set", variant="primary",
-                                            elem_id="compare-submit")
+        # one screen (no page scrolling at 1366 x 768): the image takes the height left by the header, and the
+        # reports, the choice and the comments share a column that scrolls by itself (app.CSS, #compare-*)
+        with gr.Row(visible=False, elem_id="compare-screen") as self.judging:
+            with gr.Column(scale=5, min_width=360, elem_id="compare-viewer"):
+                self.viewer = Viewer(ctx)
+            with gr.Column(scale=6, min_width=420, elem_id="compare-side"):
+                self.context = gr.Markdown(elem_id="compare-context")
+                self.reports = gr.HTML(value=_reports_value(None), html_template=REPORTS_TEMPLATE,
+                                       css_template=REPORTS_CSS, js_on_load=REPORTS_JS, elem_id="compare-reports")
+                self.choice = gr.Radio(label="Which report is better?", choices=CHOICE_LABELS, elem_id="compare-choice")
+                with gr.Accordion("Comment", open=True):
+                    self.target = gr.Radio(label="Comment on", choices=TARGET_CHOICES, value=TARGET_PASSAGE,
+                                           elem_id="comment-target")
+                    self.score = gr.Radio(label="Score", choices=SCORE_CHOICES, info=SCORE_INFO,
+                                          elem_id="comment-score")
+                    self.comment_text = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment-text")
+                    self.selection = gr.Textbox(visible=False)
+                    self.add = gr.Button("Add comment", elem_id="comment-add")
+                    self.comments = gr.Dropdown(label="Your comments on this pair", choices=[], elem_id="comment-list")
+                    self.delete = gr.Button("Delete selected comment", size="sm", elem_id="comment-delete")
+                self.status = gr.Markdown(elem_id="compare-status")
+                self.submit = gr.Button("Submit all judgements of this set", variant="primary",
+                                        elem_id="compare-submit")
         self._wire()
 
     def _wire(self):
@@ -182,7 +185,7 @@ class CompareTab:
                    self.empty: gr.update(visible=summary is None), self.judging: gr.update(visible=summary is not None)}
         if summary is None:
             updates.update({
-                self.progress: "", self.pairs: gr.update(choices=[], value=None), self.pair_id: None,
+                self.progress: "", self.pairs: gr.update(choices=[], value=None, visible=False), self.pair_id: None,
                 self.context: status or "You have no comparison set assigned.", self.reports: _reports_value(None),
                 self.choice: gr.update(value=None, interactive=False), self.comments: gr.update(choices=[], value=None),
                 self.status: "", self.submit: gr.update(interactive=False), self.add: gr.update(interactive=False),
@@ -201,7 +204,7 @@ class CompareTab:
             self.progress: f"**{judged} of {len(pairs)}** judged" + (" · submitted" if summary.submitted else ""),
             self.pairs: gr.update(
                 choices=[(f"Pair {p.position + 1} · {'judged' if p.choice else 'to do'}", p.pair_id) for p in pairs],
-                value=pair.pair_id),
+                value=pair.pair_id, visible=True),
             self.pair_id: pair.pair_id,
             self.context: f"**Clinical context:** {inert(pair.context)}",
             self.reports: _reports_value(pair),
