@@ -151,7 +151,9 @@ def _mixed_models(frame: pd.DataFrame, metrics: list[str], reference_arm: str,
 
 
 def _preferences(judgements: pd.DataFrame, n_resamples: int, seed: int) -> tuple[pd.DataFrame, list[Skipped]]:
-    """Preference rates per comparison set over submitted judgements; the others are listed as skipped."""
+    """Preference rates per comparison set over submitted judgements; the others are listed as skipped, and so are
+    a set's single reader or case (intervals for that reader only, or none) and its cases counted in overall only
+    (no normal / abnormal label)."""
     skipped = [Skipped("preferences", f"set {s} x reader {r}", f"{len(g)} judgement(s): the set is not submitted")
                for (s, r), g in judgements[~judgements["submitted"].astype(bool)].groupby(["set", "reader"])]
     tables = []
@@ -163,6 +165,12 @@ def _preferences(judgements: pd.DataFrame, n_resamples: int, seed: int) -> tuple
         if counted["reader"].nunique() < 2:
             skipped.append(Skipped("preferences", f"set {name}", "one reader: its intervals describe that reader "
                                                                   "only (readers fixed)"))
+        if counted["case"].nunique() < 2:
+            skipped.append(Skipped("preferences", f"set {name}", "one case: no interval can be computed"))
+        unlabelled = counted.loc[~counted["case_label"].isin(["normal", "abnormal"]), "case"].nunique()
+        if unlabelled:
+            skipped.append(Skipped("preferences", f"set {name}", f"{unlabelled} case(s) labelled neither normal nor "
+                                                                  "abnormal: counted in overall only"))
         table = preference_rates(counted, n_resamples, seed)
         tables.append(table.assign(set=name, candidate_source=group["candidate_source"].iloc[0]))
     columns = list(TABLE_COLUMNS["preference_rates"])

@@ -31,6 +31,14 @@ HEADLINE = {"active_seconds": ("Active time", "s per case"), "peer_discrepancy":
             "template_use": ("Template use", "similarity")}
 
 
+def _interval(low: float, high: float) -> str:
+    """"95% CI low to high", or "no CI" where the interval could not be computed (one case or one reading: named
+    among the left-out items)."""
+    if low != low or high != high:
+        return "no CI: see Left out"
+    return f"95% CI {low:.3g} to {high:.3g}"
+
+
 def headline_markdown(summary, reference_arm: str) -> str:
     """The paper's headline numbers as a Markdown table: per arm (design order, the study's label and code), each
     :data:`HEADLINE` metric's mean with its 95% CI and its difference from ``reference_arm`` with that CI
@@ -47,10 +55,9 @@ def headline_markdown(summary, reference_arm: str) -> str:
         cells = []
         for metric in metrics:
             r = group[group["metric"] == metric].iloc[0]
-            cell = f"{r.estimate:.3g} (95% CI {r.ci_low:.3g} to {r.ci_high:.3g})"
+            cell = f"{r.estimate:.3g} ({_interval(r.ci_low, r.ci_high)})"
             if arm != reference_arm and r.difference == r.difference:  # not NaN
-                cell += (f"; {r.difference:+.3g} vs {reference} "
-                         f"({r.difference_ci_low:.3g} to {r.difference_ci_high:.3g})")
+                cell += f"; {r.difference:+.3g} vs {reference} ({_interval(r.difference_ci_low, r.difference_ci_high)})"
             cells.append(cell)
         lines.append(f"| {labels[arm]} ({arm}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -61,9 +68,12 @@ NO_PREFERENCES = "No submitted blinded comparison judgements in this study, so n
 
 
 def _share(value: float, low: float, high: float) -> str:
-    """A share as a percentage with its 95% CI; "no cases" where it is NaN (no judgement in the group)."""
+    """A share as a percentage with its 95% CI; "no cases" where it is NaN (no judgement in the group), "no CI"
+    where the interval is (one case: named among the left-out items)."""
     if value != value:
         return "no cases"
+    if low != low or high != high:
+        return f"{100 * value:.1f}% (no CI: see Left out)"
     return f"{100 * value:.1f}% (95% CI {100 * low:.1f}% to {100 * high:.1f}%)"
 
 

@@ -168,3 +168,27 @@ def test_bad_input_is_named_never_a_traceback(tmp_path):
     assert summary.xs("peer_discrepancy", level="metric")["n_readings"].tolist() == [0, 0, 0]
     assert summary.loc[("active_seconds", "template"), "n_readings"] == 3
     assert "no other reader's final report of this case" in alone.files["report.html"].read_text()
+
+
+def test_preference_bad_input_is_named_and_shown_without_an_interval():
+    """A comparison set with one judged case and one with unlabelled cases: each is a named skipped entry (no
+    interval; counted in overall only), and the app's table says "no CI" rather than a NaN."""
+    from studyapp.ui.analysis_tab import preferences_markdown
+
+    frames = simulate_study(n_readers=3, n_cases=6, seed=2)
+    judgements = simulate_outcomes(n_readers=5, n_cases=12, judges_per_pair=2, seed=3).judgements
+    one_case = judgements[judgements["case"] == "case000"].assign(set="one case")
+    unlabelled = judgements.assign(set="unlabelled")
+    unlabelled.loc[unlabelled["case"].isin(["case001", "case002", "case003"]), "case_label"] = pd.NA
+    both = pd.concat([one_case, unlabelled], ignore_index=True).assign(candidate_source="draft:model")
+    result = analyse_frames(dataclasses.replace(frames, judgements=both), n_resamples=50)
+    reasons = {(s.item, s.reason) for s in result.skipped if s.step == "preferences"}
+    assert ("set one case", "one case: no interval can be computed") in reasons
+    assert ("set unlabelled", "3 case(s) labelled neither normal nor abnormal: counted in overall only") in reasons
+    assert not any(item == "set unlabelled" and "one case" in reason for item, reason in reasons)
+    table = result.tables["preference_rates"].set_index(["set", "group"])
+    assert table.loc[("unlabelled", "overall"), "n_cases"] == 12
+    assert (table.loc[("unlabelled", "normal"), "n_cases"] + table.loc[("unlabelled", "abnormal"), "n_cases"]) == 9
+    assert table.loc[("one case", "overall"), ["ci_low", "ci_high"]].isna().all()
+    shown = preferences_markdown(result.tables["preference_rates"])
+    assert "nan" not in shown.lower() and "(no CI: see Left out)" in shown and "no cases" in shown
