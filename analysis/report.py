@@ -84,7 +84,10 @@ def _mixed_models_html(table: pd.DataFrame) -> str:
     shown.loc[untrusted, "p_value"] = "withheld: fit did not converge or warned"
     flagged = int(untrusted.sum())
     disagree = table[table["agreement"].astype(str).str.startswith("DISAGREES")]
-    notes = [f"{flagged} fit(s) did not converge or warned: their p-values are withheld and they are not compared."
+    notes = ["Model: outcome ~ arm with crossed reader and case random intercepts (statsmodels MixedLM, REML), "
+             "Wald 95% intervals. It assumes the same arm effect for every reader, so where readers differ in how "
+             "much an arm helps them its intervals are narrower than the primary ones: a check, not the result.",
+             f"{flagged} fit(s) did not converge or warned: their p-values are withheld and they are not compared."
              if flagged else "Every fit converged without warnings."]
     notes += [f"The mixed model disagrees with the primary interval for {r.outcome}, {r.arm}: {r.agreement}. "
               "The primary interval allows the arm effect to differ between readers; the mixed model does not."

@@ -97,7 +97,8 @@ def test_report_states_the_method_resamples_and_arm_labels(result):
     assert "Cameron, Gelbach &amp; Miller 2011" in report and "Why primary" in report
     assert "Arms in design order: Normal template (template), GPT-4o draft (llm), MedVersa draft (model)" in report
     assert "minutes saved per 100 studies" in report and "seconds per case" in report
-    # the mixed model disagrees with the primary interval where readers differ in their saving: said so
+    # the mixed model's form is stated, and where it disagrees with the primary interval that is said too
+    assert "crossed reader and case random intercepts" in report and "a check, not the result" in report
     models = result.tables["mixed_models"]
     assert set(models["agreement"].str.split(":").str[0]) <= {"agrees", "DISAGREES",
                                                                "not comparable"}
