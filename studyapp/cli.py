@@ -59,6 +59,32 @@ def _read_password(args, *, confirm: bool = False) -> str:
         raise StudyError("no password given: run in a terminal, or pass --password-env VARIABLE") from None
 
 
+def _confirm(args, change: str) -> None:
+    """Go on only once the coordinator agreed to ``change`` (what would be removed or overwritten, with counts):
+    ``--yes``, or ``y`` typed at the question asked on a terminal (stderr, so not held with the output). Run
+    without a terminal (a script) and without ``--yes``, the command changes nothing.
+
+    Raises:
+        StudyError: not confirmed; the command's transaction is rolled back, nothing was changed.
+    """
+    if args.yes:
+        return
+    question = f"{change[0].upper()}{change[1:]}."
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        sys.stderr.write(f"{question} Go on? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return
+        raise StudyError("not confirmed: nothing was changed")
+    raise StudyError(f"{question} Nothing was changed: add --yes to confirm (or run it in a terminal to be asked)")
+
+
+def _removes_assignment(session, study) -> str:
+    counts = design.assignment_counts(session, study)
+    return (f"the generated assignment of {study.name!r}: {counts.assignments} assignment(s) of {counts.readers} "
+            "reader(s)")
+
+
 def _cmd_create_study(session, args):
     template = Path(args.template_file).read_text(encoding="utf-8") if args.template_file else ""
     study = studies.create_study(session, args.name, template_text=template, seed=args.seed)
@@ -93,8 +119,12 @@ def _print_import(result: drafts.ImportResult) -> int:
 
 
 def _cmd_import_drafts(session, args):
-    return _print_import(drafts.import_drafts(session, studies.get_study(session, args.study), Path(args.file),
-                                       replace=args.replace))
+    study, path = studies.get_study(session, args.study), Path(args.file)
+    if args.replace:
+        preview = drafts.import_drafts(session, study, path, replace=True, dry_run=True)
+        if preview.replaced:
+            _confirm(args, f"importing {path.name} overwrites {preview.replacing()} of {study.name!r}")
+    return _print_import(drafts.import_drafts(session, study, path, replace=args.replace))
 
 
 def _cmd_show_findings(session, args):
@@ -108,7 +138,11 @@ def _cmd_show_findings(session, args):
 
 def _cmd_set_template(session, args):
     text = Path(args.file).read_text(encoding="utf-8")
-    return _print_import(drafts.set_template(session, studies.get_study(session, args.study), text))
+    study = studies.get_study(session, args.study)
+    preview = drafts.set_template(session, study, text, dry_run=True)
+    if preview.replaced:
+        _confirm(args, f"the new template overwrites {preview.replacing()} of {study.name!r}")
+    return _print_import(drafts.set_template(session, study, text))
 
 
 def _cmd_import_case_info(session, args):
@@ -121,10 +155,17 @@ def _cmd_mark_practice(session, args):
     if args.file and (args.case_keys or args.unmark):
         raise StudyError("give either case keys or --file (a file only marks cases as practice), not both")
     study = studies.get_study(session, args.study)
-    if args.file:
-        result = practice.import_practice_list(session, study, Path(args.file))
-    else:
-        result = practice.set_practice(session, study, [(0, key) for key in args.case_keys], practice=not args.unmark)
+
+    def change(dry_run: bool) -> practice.PracticeResult:
+        if args.file:
+            return practice.import_practice_list(session, study, Path(args.file), dry_run=dry_run)
+        return practice.set_practice(session, study, [(0, key) for key in args.case_keys], practice=not args.unmark,
+                                     dry_run=dry_run)
+
+    if change(dry_run=True).removed_assignments:
+        _confirm(args, f"changing the practice cases removes {_removes_assignment(session, study)} (generate it "
+                       "again afterwards)")
+    result = change(dry_run=False)
     print(result.summary())
     for line, message in result.errors:
         print(f"  {'line ' + str(line) if line else 'argument'}: {message}")
@@ -163,9 +204,10 @@ def _cmd_add_reader(session, args):
 
 
 def _cmd_assign(session, args):
-    report = design.generate_assignments(
-        session, studies.get_study(session, args.study), seed=args.seed, cases_per_reader=args.cases_per_reader
-    )
+    study = studies.get_study(session, args.study)
+    if design.assignment_counts(session, study).assignments:
+        _confirm(args, f"generating again removes and replaces {_removes_assignment(session, study)}")
+    report = design.generate_assignments(session, study, seed=args.seed, cases_per_reader=args.cases_per_reader)
     print(report.format())
 
 
@@ -247,6 +289,12 @@ def _cmd_send_to_pacs(session, args):
     return 1 if report.errors else 0
 
 
+def _add_yes(p: argparse.ArgumentParser, change: str) -> None:
+    p.add_argument("--yes", "-y", action="store_true",
+                   help=f"confirm {change} without being asked (scripts); without it the command asks on a terminal "
+                        "and changes nothing elsewhere")
+
+
 def _add_pacs_auth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--username", help="basic authentication user (password from --password-env or a prompt)")
     p.add_argument("--password-env", help="environment variable holding the password")
@@ -312,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-drafts", help="import drafts from CSV/JSONL (case_key, arm, text, source)")
     p.add_argument("study")
     p.add_argument("file")
-    p.add_argument("--replace", action="store_true", help="replace drafts no reader has opened")
+    p.add_argument("--replace", action="store_true", help="replace drafts no reader has opened (asks first)")
+    _add_yes(p, "overwriting drafts")
     p.set_defaults(run=_cmd_import_drafts)
 
     p = sub.add_parser("show-findings", help="readers of an arm see its drafts' boxes and masks on the image "
@@ -331,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("set-template", help="set the normal template text (arm 'template') from a file")
     p.add_argument("study")
     p.add_argument("file")
+    _add_yes(p, "overwriting the template drafts")
     p.set_defaults(run=_cmd_set_template)
 
     p = sub.add_parser("mark-practice", help="mark cases as practice cases (read first by every reader, never "
@@ -339,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("case_keys", nargs="*", metavar="CASE_KEY")
     p.add_argument("--file", help="CSV (with a case_key column) or JSONL listing the practice cases")
     p.add_argument("--unmark", action="store_true", help="make the named cases counted cases again")
+    _add_yes(p, "removing the generated assignment")
     p.set_defaults(run=_cmd_mark_practice)
 
     p = sub.add_parser("set-questions", help="set the questions readers answer after each report from a JSON or "
@@ -368,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--cases-per-reader", type=int, default=None)
+    _add_yes(p, "replacing the current assignment")
     p.set_defaults(run=_cmd_assign)
 
     p = sub.add_parser("progress", help="progress per reader")

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from studyapp.db.models import Case, ReaderStudy
+from studyapp.db.models import Case, ReaderStudy, Series
 from studyapp.services import audit
 from studyapp.services.reading import MAX_REPORT_CHARS
 from studyapp.services.rowfiles import read_rows, unknown_key_message
@@ -91,6 +91,27 @@ def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> 
     audit.record(session, "case_info_imported", study_id=study.id, file=Path(path).name, updated=result.updated,
                  refused_rows=len(result.errors))
     return result
+
+
+def case_choices(session: Session, study: ReaderStudy) -> list[tuple[str, str]]:
+    """The study's cases as ``(label, case_key)`` pairs in case order, for a coordinator's searchable case picker.
+
+    The label holds what a coordinator searches by: modalities, study description, study date, normal/abnormal
+    label, "practice" for practice cases, and the case key, e.g.
+    ``"CR · CHEST PA · 2024-01-02 · abnormal · practice · 1.2.840...9"``. Two queries, whatever the study's size.
+    """
+    modalities: dict[int, set[str]] = {}
+    for case_id, modality in session.execute(
+            select(Series.case_id, Series.modality).join(Case).where(Case.study_id == study.id)):
+        modalities.setdefault(case_id, set()).add(modality or "?")
+    choices = []
+    for case in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)):
+        date = case.study_date or ""
+        parts = ["/".join(sorted(modalities.get(case.id, {"?"}))), case.study_description or "",
+                 f"{date[:4]}-{date[4:6]}-{date[6:]}" if len(date) == 8 else date, case.label or "",
+                 "practice" if case.is_practice else "", case.case_key]
+        choices.append((" · ".join(part for part in parts if part), case.case_key))
+    return choices
 
 
 def describe_cases(session: Session, case_ids: list[int]) -> list[str]:

@@ -54,16 +54,29 @@ class ImportResult:
         imported: new drafts stored.
         unchanged: rows identical to a stored draft (re-import).
         replaced: stored drafts overwritten (only with ``replace=True``).
+        replaced_per_arm: ``replaced`` per arm code.
         errors: ``(line number, reason)`` per rejected row, line 1 being the CSV header / first JSONL line.
     """
 
     imported: int = 0
     unchanged: int = 0
     replaced: int = 0
+    replaced_per_arm: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[int, str]] = field(default_factory=list)
 
+    def replacing(self) -> str:
+        """What a preview (``dry_run=True``) would overwrite, for the coordinator's confirmation question, e.g.
+        ``"2 stored draft(s) (llm 1, model 1)"``."""
+        arms = ", ".join(f"{code} {n}" for code, n in sorted(self.replaced_per_arm.items()))
+        return f"{self.replaced} stored draft(s)" + (f" ({arms})" if arms else "")
 
-def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replace: bool = False) -> ImportResult:
+    def _count_replaced(self, arm_code: str) -> None:
+        self.replaced += 1
+        self.replaced_per_arm[arm_code] = self.replaced_per_arm.get(arm_code, 0) + 1
+
+
+def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replace: bool = False,
+                  dry_run: bool = False) -> ImportResult:
     """Import the drafts in a ``.csv`` or ``.jsonl`` file into ``study``. Does not commit.
 
     Args:
@@ -71,6 +84,8 @@ def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replac
         study: the reader study whose cases and arms the rows name.
         path: a UTF-8 CSV file with a header row, or a JSON-lines file (``.jsonl`` / ``.ndjson``).
         replace: overwrite stored drafts that differ, unless a reader has opened a report on them.
+        dry_run: change nothing (no write at all), only count: what the import would do, so that the coordinator
+            can be asked before drafts are overwritten (:meth:`ImportResult.replacing`).
 
     Returns:
         Counts and row-level errors: unknown case_key, unknown arm, empty text or source, missing column,
@@ -83,6 +98,7 @@ def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replac
     rows = read_rows(path, REQUIRED_COLUMNS, "drafts", result.errors)
     cases = {c.case_key: c for c in session.scalars(select(Case).where(Case.study_id == study.id))}
     arms = {a.code: a for a in session.scalars(select(Arm).where(Arm.study_id == study.id))}
+    arm_codes = {a.id: a.code for a in arms.values()}
     first_line: dict[tuple[int, int], int] = {}
     for line, row in rows:
         draft = _validate(row, cases, arms)
@@ -95,21 +111,24 @@ def import_drafts(session: Session, study: ReaderStudy, path: str | Path, replac
             result.errors.append((line, f"duplicate row: {where} already on line {first_line[key]}"))
             continue
         first_line[key] = line
-        problem = _store(session, draft, replace, result)
+        problem = _store(session, draft, arm_codes[draft.arm_id], replace, result, dry_run)
         if problem:
             result.errors.append((line, problem))
-    session.flush()
     result.errors.sort()
+    if dry_run:
+        return result
+    session.flush()
     audit.record(session, "drafts_imported", study_id=study.id, file=Path(path).name, imported=result.imported,
                  unchanged=result.unchanged, replaced=result.replaced, refused_rows=len(result.errors))
     return result
 
 
-def set_template(session: Session, study: ReaderStudy, text: str) -> ImportResult:
+def set_template(session: Session, study: ReaderStudy, text: str, dry_run: bool = False) -> ImportResult:
     """Store the study-level normal template and make it the ``template`` arm's draft of every case.
 
     Drafts are created for cases that have none and updated where the text changed, with source
-    ``"normal template"``. Does not commit.
+    ``"normal template"``. Does not commit; with ``dry_run`` changes nothing and only counts (to ask the
+    coordinator before template drafts are overwritten).
 
     Returns:
         ``imported`` = drafts created, ``replaced`` = drafts updated, ``unchanged`` = drafts already equal.
@@ -131,18 +150,22 @@ def set_template(session: Session, study: ReaderStudy, text: str) -> ImportResul
         raise InvalidInput(
             f"readers already opened {read} report(s) on the current template drafts; the template cannot change"
         )
-    study.template_text = text
     result = ImportResult()
     for case in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)):
         draft = stored.get(case.id)
         if draft is None:
-            session.add(Draft(case_id=case.id, arm_id=arm.id, text=text, source=TEMPLATE_SOURCE))
+            if not dry_run:
+                session.add(Draft(case_id=case.id, arm_id=arm.id, text=text, source=TEMPLATE_SOURCE))
             result.imported += 1
         elif case.id in changing:
-            draft.text, draft.source, draft.is_sample = text, TEMPLATE_SOURCE, False
-            result.replaced += 1
+            if not dry_run:
+                draft.text, draft.source, draft.is_sample = text, TEMPLATE_SOURCE, False
+            result._count_replaced(ARM_TEMPLATE)
         else:
             result.unchanged += 1
+    if dry_run:
+        return result
+    study.template_text = text
     session.flush()
     audit.record(session, "template_set", study_id=study.id, imported=result.imported, replaced=result.replaced)
     return result
@@ -186,12 +209,15 @@ def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft 
     return Draft(case_id=case.id, arm_id=arm.id, text=text, source=source, is_sample=is_sample, findings=parsed)
 
 
-def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) -> str | None:
-    """Add ``draft`` or compare it with the stored one; the reason it was not stored, if any."""
+def _store(session: Session, draft: Draft, arm_code: str, replace: bool, result: ImportResult, dry_run: bool
+           ) -> str | None:
+    """Add ``draft`` or compare it with the stored one (only count with ``dry_run``); the reason it was not
+    stored, if any."""
     stored = session.scalar(select(Draft).where(Draft.case_id == draft.case_id, Draft.arm_id == draft.arm_id))
     if stored is None:
-        session.add(draft)
-        session.flush()
+        if not dry_run:
+            session.add(draft)
+            session.flush()
         result.imported += 1
         return None
     fields = ("text", "source", "is_sample")
@@ -210,6 +236,9 @@ def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) 
     read = _reports_on(session, draft.arm_id, [draft.case_id])
     if read:
         return f"cannot replace: readers already opened {read} report(s) on this draft"
+    result._count_replaced(arm_code)
+    if dry_run:
+        return None
     for f in fields:
         setattr(stored, f, getattr(draft, f))
     if new_findings:  # old rows deleted first (unique positions); copies, as moving rows would pull in the draft
@@ -218,7 +247,6 @@ def _store(session: Session, draft: Draft, replace: bool, result: ImportResult) 
         stored.findings = [DraftFinding(position=f.position, kind=f.kind, sentence=f.sentence, geometry=f.geometry)
                            for f in draft.findings]
         session.flush()
-    result.replaced += 1
     return None
 
 

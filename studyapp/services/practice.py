@@ -56,13 +56,15 @@ def practice_case_keys(session: Session, study: ReaderStudy) -> list[str]:
         select(Case.case_key).where(Case.study_id == study.id, Case.is_practice).order_by(Case.id)))
 
 
-def set_practice(session: Session, study: ReaderStudy, case_keys: list[tuple[int, str]], practice: bool = True
-                 ) -> PracticeResult:
+def set_practice(session: Session, study: ReaderStudy, case_keys: list[tuple[int, str]], practice: bool = True,
+                 dry_run: bool = False) -> PracticeResult:
     """Mark (or, with ``practice=False``, unmark) cases of ``study`` as practice cases. Does not commit.
 
     Args:
         case_keys: ``(line, case_key)`` pairs; ``line`` only names the row in error messages (0: typed keys).
         practice: the flag to set.
+        dry_run: change nothing (no write at all), only report what would change, ``removed_assignments``
+            included, so that the coordinator can be asked before the generated assignment is removed.
 
     Returns:
         What changed; unknown case keys are listed in ``errors`` and the known ones are still applied.
@@ -86,8 +88,16 @@ def set_practice(session: Session, study: ReaderStudy, case_keys: list[tuple[int
         elif case.is_practice == practice:
             result.unchanged.append(case.case_key)
         else:
-            case.is_practice = practice
             result.changed.append(case.case_key)
+            if not dry_run:
+                case.is_practice = practice
+    if dry_run:
+        if result.changed:
+            result.removed_assignments = session.scalar(
+                select(func.count(Assignment.id)).where(Assignment.study_id == study.id))
+        marked = {key for key, case in cases.items() if case.is_practice} ^ set(result.changed)
+        result.practice = sorted(marked, key=lambda key: cases[key].id)
+        return result
     if result.changed:
         result.removed_assignments = session.execute(
             delete(Assignment).where(Assignment.study_id == study.id)).rowcount
@@ -98,8 +108,10 @@ def set_practice(session: Session, study: ReaderStudy, case_keys: list[tuple[int
     return result
 
 
-def import_practice_list(session: Session, study: ReaderStudy, path: str | Path) -> PracticeResult:
-    """Mark the cases listed in a ``.csv`` (header with ``case_key``) or ``.jsonl`` file as practice cases.
+def import_practice_list(session: Session, study: ReaderStudy, path: str | Path, dry_run: bool = False
+                         ) -> PracticeResult:
+    """Mark the cases listed in a ``.csv`` (header with ``case_key``) or ``.jsonl`` file as practice cases
+    (``dry_run``: see :func:`set_practice`).
 
     Raises:
         RowFileError: the file cannot be read at all (see :func:`studyapp.services.rowfiles.read_rows`).
@@ -110,6 +122,6 @@ def import_practice_list(session: Session, study: ReaderStudy, path: str | Path)
     keys = [(line, row.get("case_key")) for line, row in rows]
     if not keys and errors:
         raise InvalidInput(f"{Path(path).name}: " + "; ".join(f"line {line}: {message}" for line, message in errors))
-    result = set_practice(session, study, keys)
+    result = set_practice(session, study, keys, dry_run=dry_run)
     result.errors = sorted(errors + result.errors)
     return result

@@ -37,17 +37,29 @@ class CoordinatorTab:
         with gr.Accordion("Drafts and template", open=False):
             self.drafts_file = gr.File(label="Drafts (CSV or JSONL: case_key, arm, text, source)",
                                        file_types=[".csv", ".jsonl", ".ndjson"], elem_id="coord-drafts-file")
-            self.replace = gr.Checkbox(label="Replace drafts no reader has opened yet", value=False)
-            self.import_drafts = gr.Button("Import drafts")
+            with gr.Row():
+                self.replace = gr.Checkbox(label="Replace drafts no reader has opened yet", value=False,
+                                           elem_id="coord-drafts-replace")
+                self.import_drafts = gr.Button("Import drafts", elem_id="coord-import-drafts")
+                self.drafts_confirm = gr.Checkbox(label="Yes, overwrite the stored drafts", value=False,
+                                                  elem_id="coord-drafts-confirm")
+            self.drafts_status = gr.Markdown(elem_id="coord-drafts-status")
             self.case_info_file = gr.File(label="Case information (CSV or JSONL: case_key + indication, comparison, "
                                                 "label, reference_report)", file_types=[".csv", ".jsonl", ".ndjson"])
             self.import_case_info = gr.Button("Import case information")
-            self.template = gr.Textbox(label="Normal template", lines=6)
-            self.save_template = gr.Button("Save template for every case")
+            self.template = gr.Textbox(label="Normal template", lines=6, elem_id="coord-template")
+            with gr.Row():
+                self.save_template = gr.Button("Save template for every case", elem_id="coord-save-template")
+                self.template_confirm = gr.Checkbox(label="Yes, overwrite the template drafts", value=False,
+                                                    elem_id="coord-template-confirm")
+            self.template_status = gr.Markdown(elem_id="coord-template-status")
         with gr.Accordion("Practice cases", open=False):
             gr.Markdown("Every reader reads the practice cases first; they are stored but never counted. "
                         "Set them before generating the assignment.")
-            self.practice_keys = gr.Textbox(label="Case keys (separated by commas or new lines)", lines=2,
+            self.practice_pick = gr.Dropdown(
+                label="Cases (type to search by modality, description, date, label or case key)", choices=[],
+                value=[], multiselect=True, filterable=True, elem_id="coord-practice-pick")
+            self.practice_keys = gr.Textbox(label="...or case keys (separated by commas or new lines)", lines=2,
                                             elem_id="coord-practice-keys")
             self.practice_file = gr.File(label="...or a list (CSV with a case_key column, or JSONL)",
                                          file_types=[".csv", ".jsonl", ".ndjson"])
@@ -101,10 +113,13 @@ class CoordinatorTab:
         self.create.click(self._create_study, [self.new_name, self.new_template, self.new_seed], overview, **private)
         self.import_dicom.click(self._import_folder, [self.study, self.folder], overview, **private)
         self.pacs.imported.then(self._refresh, [self.study], overview, **private)
-        self.import_drafts.click(self._import_draft_file, [self.study, self.drafts_file, self.replace], overview, **private)
+        self.import_drafts.click(self._import_draft_file,
+                                 [self.study, self.drafts_file, self.replace, self.drafts_confirm],
+                                 overview + [self.drafts_status, self.drafts_confirm], **private)
         self.import_case_info.click(self._case_info, [self.study, self.case_info_file], overview, **private)
-        self.save_template.click(self._set_template, [self.study, self.template], overview, **private)
-        practice_inputs = [self.study, self.practice_keys, self.practice_file, self.practice_confirm]
+        self.save_template.click(self._set_template, [self.study, self.template, self.template_confirm],
+                                 overview + [self.template_status, self.template_confirm], **private)
+        practice_inputs = [self.study, self.practice_pick, self.practice_keys, self.practice_file, self.practice_confirm]
         practice_outputs = overview + [self.practice_status, self.practice_confirm]
         self.mark_practice.click(self._set_practice(True), practice_inputs, practice_outputs, **private)
         self.unmark_practice.click(self._set_practice(False), practice_inputs, practice_outputs, **private)
@@ -120,7 +135,7 @@ class CoordinatorTab:
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
         return [self.study, self.progress, self.case_progress, self.template, self.questions, self.status,
-                self.existing, self.readers,
+                self.existing, self.readers, self.practice_pick,
                 *self.preview.outputs]
 
     def on_load(self, session, user) -> dict:
@@ -143,6 +158,7 @@ class CoordinatorTab:
             self.progress: readable_headers(export.progress_table(session, study)) if study else None,
             self.case_progress: readable_headers(export.case_progress_table(session, study)) if study else None,
             self.existing: gr.update(choices=[u.username for u in others], value=None),
+            self.practice_pick: gr.update(choices=cases.case_choices(session, study) if study else [], value=[]),
             self.readers: (f"Readers of {name} ({len(enrolled)}): {', '.join(enrolled)}" if enrolled
                            else f"{name} has no readers yet." if study else ""),
             self.template: study.template_text if study else "",
@@ -173,12 +189,19 @@ class CoordinatorTab:
                                                  f"StudyInstanceUID):\n{listing}")
 
     @shows_errors
-    def _import_draft_file(self, name, upload, replace, request: gr.Request):
+    def _import_draft_file(self, name, upload, replace, confirmed, request: gr.Request):
         if upload is None:
             raise gr.Error("choose a CSV or JSONL file first")
         with user_action(self.ctx, request, coordinator=True) as (session, _):
-            result = drafts.import_drafts(session, studies.get_study(session, name or ""), upload, replace=bool(replace))
-            return self._overview(session, name, _import_summary(result))
+            study = studies.get_study(session, name or "")
+            if replace and not confirmed:
+                preview = drafts.import_drafts(session, study, upload, replace=True, dry_run=True)
+                if preview.replaced:
+                    return self._ask(self.drafts_status, self.drafts_confirm, (
+                        f"**Not imported yet.** This file overwrites {preview.replacing()} (drafts no reader has "
+                        f"opened). Tick *Yes, overwrite the stored drafts* and press *Import drafts* again."))
+            message = _import_summary(drafts.import_drafts(session, study, upload, replace=bool(replace)))
+            return {**self._overview(session, name, message), self.drafts_status: message, self.drafts_confirm: False}
 
     @shows_errors
     def _case_info(self, name, upload, request: gr.Request):
@@ -191,30 +214,49 @@ class CoordinatorTab:
             return self._overview(session, name, "\n".join(lines))
 
     @shows_errors
-    def _set_template(self, name, text, request: gr.Request):
+    def _set_template(self, name, text, confirmed, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
-            result = drafts.set_template(session, studies.get_study(session, name or ""), text or "")
-            return self._overview(session, name, _import_summary(result))
+            study = studies.get_study(session, name or "")
+            if not confirmed:
+                preview = drafts.set_template(session, study, text or "", dry_run=True)
+                if preview.replaced:
+                    return self._ask(self.template_status, self.template_confirm, (
+                        f"**Not saved yet.** The new template overwrites {preview.replacing()}: every case's "
+                        f"template draft. Tick *Yes, overwrite the template drafts* and press the button again."))
+            message = _import_summary(drafts.set_template(session, study, text or ""))
+            return {**self._overview(session, name, message), self.template_status: message,
+                    self.template_confirm: False}
+
+    @staticmethod
+    def _ask(status: gr.Markdown, confirm: gr.Checkbox, question: str) -> dict:
+        """Updates that change nothing but show ``question`` (what the action would remove, with counts) next to
+        the button, where the ``confirm`` tick box answers it."""
+        return {status: question, confirm: gr.update()}
 
     def _set_practice(self, mark: bool):
         @shows_errors
-        def handler(name, keys, upload, confirmed, request: gr.Request):
-            typed = [(0, key.strip()) for key in re.split(r"[,\n]", keys or "") if key.strip()]
+        def handler(name, picked, keys, upload, confirmed, request: gr.Request):
+            typed = [(0, key) for key in picked or []]
+            typed += [(0, key.strip()) for key in re.split(r"[,\n]", keys or "") if key.strip()]
             if upload is not None and (typed or not mark):
-                raise gr.Error("give either case keys or a file (a file only marks cases as practice), not both")
+                raise gr.Error("give either cases (picked or typed) or a file (a file only marks cases as practice), "
+                               "not both")
             with user_action(self.ctx, request, coordinator=True) as (session, _):
                 study = studies.get_study(session, name or "")
-                generated = design.assignment_counts(session, study)
-                if generated.assignments and not confirmed:
-                    # nothing changes: the coordinator sees, next to the buttons, what the change would remove
-                    return {self.practice_status: (
+
+                def change(dry_run: bool) -> practice.PracticeResult:
+                    if upload is not None:
+                        return practice.import_practice_list(session, study, upload, dry_run=dry_run)
+                    return practice.set_practice(session, study, typed, practice=mark, dry_run=dry_run)
+
+                if not confirmed and change(dry_run=True).removed_assignments:
+                    generated = design.assignment_counts(session, study)
+                    return self._ask(self.practice_status, self.practice_confirm, (
                         f"**Not changed yet.** Practice cases are outside the balanced design, so changing them "
                         f"removes the generated assignment: {generated.assignments} assignment(s) of "
                         f"{generated.readers} reader(s). Tick *Yes, remove the generated assignment* and press the "
-                        f"button again, then generate the assignment anew."),
-                        self.practice_confirm: gr.update()}
-                result = (practice.import_practice_list(session, study, upload) if upload is not None
-                          else practice.set_practice(session, study, typed, practice=mark))
+                        f"button again, then generate the assignment anew."))
+                result = change(dry_run=False)
                 lines = [result.summary().capitalize() + "."]
                 lines += [f"- {'line ' + str(line) if line else 'typed key'}: {message}" for line, message in result.errors]
                 message = "\n".join(lines)
@@ -258,12 +300,10 @@ class CoordinatorTab:
             study = studies.get_study(session, name or "")
             current = design.assignment_counts(session, study)
             if current.assignments and not confirmed:
-                # nothing changes: the coordinator sees, next to the button, what generating again would replace
-                return {self.assign_status: (
+                return self._ask(self.assign_status, self.assign_confirm, (
                     f"**Not generated yet.** The study already has an assignment: {current.assignments} "
                     f"assignment(s) of {current.readers} reader(s), which generating again removes and replaces. "
-                    f"Tick *Yes, replace the current assignment* and press the button again."),
-                    self.assign_confirm: gr.update()}
+                    f"Tick *Yes, replace the current assignment* and press the button again."))
             report = design.generate_assignments(
                 session, study, seed=None if seed is None else int(seed),
                 cases_per_reader=None if not cases_per_reader else int(cases_per_reader),

@@ -183,6 +183,34 @@ def test_changed_draft_is_a_conflict_unless_replaced_and_unread(db, study_id, tm
     assert stored_drafts(db)[("c2", "llm")] == ("Old.", GPT, False)
 
 
+def test_dry_run_counts_what_would_be_replaced_and_writes_nothing(db, study_id, tmp_path):
+    run_import(db, study_id, write_csv(tmp_path / "v1.csv", [["c1", "llm", "Old.", GPT], ["c1", "model", "Old.", "mv"],
+                                                             ["c2", "model", "Old.", "mv"]]))
+    set_template_now = "IMPRESSION: Normal."
+    with db.begin() as session:
+        set_template(session, session.get(ReaderStudy, study_id), set_template_now)
+    before = stored_drafts(db)
+    v2 = write_csv(tmp_path / "v2.csv", [["c1", "llm", "New.", GPT], ["c1", "model", "New.", "mv"],
+                                         ["c2", "model", "New.", "mv"], ["c3", "llm", "Fresh.", GPT], ["c9", "llm", "x", GPT]])
+    with db() as session:
+        study = session.get(ReaderStudy, study_id)
+        preview = import_drafts(session, study, v2, replace=True, dry_run=True)
+        template_preview = set_template(session, study, "IMPRESSION: Changed.", dry_run=True)
+        assert not session.new and not session.dirty
+        session.commit()
+    assert (preview.imported, preview.replaced, preview.replaced_per_arm) == (1, 3, {"llm": 1, "model": 2})
+    assert preview.replacing() == "3 stored draft(s) (llm 1, model 2)"
+    assert [line for line, _ in preview.errors] == [6]
+    assert template_preview == ImportResult(replaced=3, replaced_per_arm={"template": 3})
+    assert stored_drafts(db) == before
+    with db() as session:
+        assert session.get(ReaderStudy, study_id).template_text == set_template_now
+
+    result = run_import(db, study_id, v2, replace=True)
+    assert (result.imported, result.replaced, result.replaced_per_arm) == (1, 3, {"llm": 1, "model": 2})
+    assert stored_drafts(db)[("c2", "model")] == ("New.", "mv", False)
+
+
 @pytest.mark.parametrize(
     "name, content, message",
     [
@@ -219,7 +247,7 @@ def test_set_template_creates_updates_and_protects_read_drafts(db, study_id):
         assert session.get(ReaderStudy, study_id).template_text == template
         assert set_template(session, session.get(ReaderStudy, study_id), template) == ImportResult(unchanged=3)
         result = set_template(session, session.get(ReaderStudy, study_id), "IMPRESSION: Normal.")
-    assert result == ImportResult(replaced=3)
+    assert result == ImportResult(replaced=3, replaced_per_arm={"template": 3})
     assert stored_drafts(db)[("c2", "template")] == ("IMPRESSION: Normal.", TEMPLATE_SOURCE, False)
 
     open_report(db, study_id, "c2", "template")

@@ -1,5 +1,6 @@
 """In the browser: the practice case comes first in the worklist, labelled "practice" there and on the case, and a
-counted case is refused until the practice case is submitted."""
+counted case is refused until the practice case is submitted; the coordinator picks practice cases from a
+searchable list, and changing them once an assignment exists asks first."""
 
 from studyapp.services import accounts, design, practice
 from tests.browser import sign_in
@@ -53,7 +54,12 @@ def test_marking_a_practice_case_after_the_assignment_asks_first(serve_app, brow
     page = browser.new_page()
     sign_in(page, app.url, "coord", "coordinator-password")
     page.get_by_text("Practice cases", exact=True).click()
-    page.locator("#coord-practice-keys textarea").fill(key)
+    # the case is picked from the study's cases, searched by part of its key; each choice names modality and key
+    page.locator("#coord-practice-pick input").fill(key[-8:])
+    option = page.get_by_role("option").filter(has_text=key)
+    option.wait_for(timeout=30_000)
+    assert page.get_by_role("option").count() == 1 and option.inner_text().startswith("CR · ")
+    option.click()
     page.locator("#coord-mark-practice").click()
     # the question appears next to the buttons, with what would be removed; nothing changed
     page.wait_for_selector("#coord-practice-status >> text=Not changed yet", timeout=60_000)
@@ -66,6 +72,9 @@ def test_marking_a_practice_case_after_the_assignment_asks_first(serve_app, brow
     assert "Not changed yet" not in page.locator("#coord-practice-status").inner_text()
     assert stored() == (0, True)
     assert not page.locator("#coord-practice-confirm input").is_checked()
+    page.locator("#coord-practice-pick input").fill(key[-8:])  # the choice now says it is a practice case
+    assert "· practice · " + key in page.get_by_role("option").filter(has_text=key).inner_text()
+    page.keyboard.press("Escape")
 
     # generating the design: the first time at once, again only after a confirmation that names what it replaces
     page.get_by_text("Readers and assignment", exact=True).click()
