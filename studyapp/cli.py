@@ -32,10 +32,10 @@ def _lazy(name: str):
     return module
 
 
-accounts, cases, design, drafts, export, ingest, pacs, practice, questions, structured_reports, studies = (
-    _lazy(f"studyapp.services.{name}") for name in (
-        "accounts", "cases", "design", "drafts", "export", "ingest", "pacs", "practice", "questions",
-        "structured_reports", "studies"))
+(accounts, archive, archive_analysis, cases, design, drafts, export, ingest, pacs, practice, questions, restore,
+ structured_reports, studies) = (_lazy(f"studyapp.services.{name}") for name in (
+    "accounts", "archive", "archive_analysis", "cases", "design", "drafts", "export", "ingest", "pacs", "practice",
+    "questions", "restore", "structured_reports", "studies"))
 demo, models = _lazy("studyapp.demo"), _lazy("studyapp.db.models")
 
 
@@ -219,6 +219,31 @@ def _cmd_progress(session, args):
 def _cmd_export(session, args):
     table = export.export_reads_csv(session, studies.get_study(session, args.study), Path(args.out))
     print(f"wrote {len(table)} rows to {args.out}")
+
+
+def _cmd_archive(session, args):
+    summary = archive.write_archive(session, studies.get_study(session, args.study), Path(args.out),
+                                    images=not args.no_images, blinded=args.blinded)
+    print(summary.format())
+
+
+def _cmd_restore(session, args):
+    summary = restore.restore_study(session, Path(args.archive), args.name, args.data_dir)
+    print(summary.format())
+    if not args.check:
+        return 0
+    try:
+        found = archive_analysis.check_restored(session, summary.archive, summary.study,
+                                                summary.inserted.ids["assignments"])
+    except ValueError as error:
+        raise StudyError(f"--check: {error}") from None
+    if found:
+        print("the restored study's analysis differs from the archived one (the study is restored):")
+        print("\n".join(f"  {line}" for line in found))
+        return 1
+    tables = summary.archive.manifest["analysis"]["tables"]
+    print(f"analysis reproduced: {len(tables)} tables, columns.csv and skipped.csv equal the archived ones")
+    return 0
 
 
 def _connection(args, url: str | None = None) -> pacs.PacsConnection:
@@ -431,6 +456,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     p.add_argument("out", help="file to write: NAME.csv or NAME.jsonl")
     p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("archive", help="write the whole study (definition, cases, drafts, design, report versions, "
+                       "answers, comparisons, audit trail, analysis with software versions) as one BagIt package")
+    p.add_argument("study")
+    p.add_argument("out", help="new folder for the package")
+    p.add_argument("--no-images", action="store_true", help="leave the DICOM files out: their UIDs and SHA-256 only")
+    p.add_argument("--blinded", action="store_true", help="leave out which arm and source each reading, draft and "
+                   "comparison came from (and the analysis), for reviewers before unblinding; cannot be restored")
+    p.set_defaults(run=_cmd_archive)
+
+    p = sub.add_parser("restore", help="load a package written by 'archive' into the database as a new study "
+                       "(checksums, files and format checked first; nothing is changed when refused)")
+    p.add_argument("archive", help="the package folder")
+    p.add_argument("--as", dest="name", required=True, metavar="NAME", help="name of the new study")
+    p.add_argument("--check", action="store_true", help="then run the analysis on the restored study and compare "
+                   "its tables with the archived ones (exit status 1 when they differ)")
+    p.set_defaults(run=_cmd_restore)
 
     p = sub.add_parser("pacs-search", help="search a PACS over DICOMweb (QIDO-RS) and list the studies found")
     p.add_argument("url", help="DICOMweb base URL, e.g. http://pacs:8042/dicom-web")

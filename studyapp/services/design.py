@@ -47,6 +47,7 @@ from studyapp.db.models import (
     ReaderStudy,
     Report,
     StudyReader,
+    User,
 )
 from studyapp.services import audit
 from studyapp.services.errors import StudyError
@@ -357,4 +358,24 @@ def generate_assignments(
         [c.case_key for c in cases],
     )
     report.practice = [c.case_key for c in practice]
+    return report
+
+
+def written_balance(session: Session, study: ReaderStudy) -> BalanceReport:
+    """The balance of the design written for ``study`` (its Assignment rows as they are now), readers named by
+    username and cases by case key, every counted case listed, practice cases apart; the seed is the study's."""
+    rows = session.execute(
+        select(User.username, Case.case_key, Case.is_practice, Arm.code)
+        .select_from(Assignment)
+        .join(User, User.id == Assignment.reader_id)
+        .join(Case, Case.id == Assignment.case_id)
+        .join(Arm, Arm.id == Assignment.arm_id)
+        .where(Assignment.study_id == study.id)
+        .order_by(Assignment.reader_id, Assignment.position)
+    ).all()
+    cases = session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)).all()
+    arms = session.scalars(select(Arm.code).where(Arm.study_id == study.id).order_by(Arm.id)).all()
+    report = BalanceReport.from_rows([(reader, case, arm) for reader, case, practice, arm in rows if not practice],
+                                     arms, study.seed, [c.case_key for c in cases if not c.is_practice])
+    report.practice = [c.case_key for c in cases if c.is_practice]
     return report

@@ -1,0 +1,132 @@
+"""The study archive's format: a BagIt bag (RFC 8493, written and checked by the Library of Congress' ``bagit``
+package) with SHA-256 manifests, whose payload is laid out as :data:`LAYOUT` says.
+
+``archive.json`` holds :data:`FORMAT_NAME`, :data:`FORMAT_VERSION`, the study's name, whether the archive is
+blinded and holds the images, the database schema revision the rows come from, the number of rows per table, the
+software versions and the analysis settings. ``bag-info.txt`` repeats the format version
+(``Archive-Format-Version``) so that a reader can tell it before opening anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bagit
+
+from studyapp.services.errors import InvalidInput
+
+FORMAT_NAME = "studyapp-reader-study-archive"
+#: Raised whenever the layout or the meaning of a file changes; a newer archive is refused by older code.
+FORMAT_VERSION = 1
+#: bag-info.txt field holding :data:`FORMAT_VERSION`.
+FORMAT_VERSION_FIELD = "Archive-Format-Version"
+CHECKSUMS = ["sha256"]
+
+MANIFEST = "archive.json"
+TABLES = "tables"
+IMAGES = "images"
+IMAGE_LIST = "images.jsonl"
+READS = "reads.jsonl"
+BALANCE = "design/balance.txt"
+ANALYSIS = "analysis"
+
+#: Payload file (under ``data/``) -> what it holds; written to ``data/README.txt`` of every archive.
+LAYOUT = {
+    MANIFEST: "format name and version, study, blinded or not, images or not, schema revision, rows per table, "
+              "software versions (Python, every installed package, the code's git commit) and analysis settings",
+    f"{TABLES}/<table>.jsonl": "the study's database rows, one JSON object per row and line, columns as in the "
+                               "schema (studyapp/db/models.py, studyapp/db/comparisons.py); timestamps ISO 8601 UTC. "
+                               "reader_studies: study definition (template, questions, seed); arms; cases (practice "
+                               "flag); series; instances; drafts with their source; draft_findings; assignments (the "
+                               "design); reports; report_versions (every autosave with time and active seconds); "
+                               "question_answers; comparison_sets, _pairs, _assignments, _judgements, _comments, "
+                               "_submissions; audit_events; users (username, display name, role; no password)",
+    IMAGE_LIST: "one line per DICOM file: StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, SHA-256, the file in "
+                "the archive (null without images) and the identifying attributes present (DICOM PS3.15 Annex E "
+                "Basic Profile: tag, keyword, action; values never listed)",
+    f"{IMAGES}/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm": "the DICOM files (absent with "
+                                                                             "--no-images)",
+    READS: "the reads export (python app.py export): one row per reader x case",
+    BALANCE: "the design's balance report (readers x arms, cases x arms; absent when blinded)",
+    f"{ANALYSIS}/": "the analysis outputs (python -m analysis, offline judge): tables as CSV, columns.csv, "
+                    "skipped.csv, figures, report.html (absent when blinded)",
+}
+
+
+class ArchiveError(InvalidInput):
+    """An archive that cannot be restored: not a bag, a wrong checksum, a missing or extra file, a format this
+    code does not read, a blinded archive."""
+
+
+@dataclass(frozen=True)
+class OpenedArchive:
+    """A checked archive: ``root`` its payload folder (``data/``) and ``manifest`` its ``archive.json``."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    def lines(self, relative: str) -> list[dict[str, Any]]:
+        """The JSON objects of the JSON Lines file ``relative`` to the payload (empty when there is no such file).
+
+        Raises:
+            ArchiveError: a line is not JSON (names the file and line).
+        """
+        path = self.root / relative
+        if not path.exists():
+            return []
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ArchiveError(f"data/{relative} line {number} is not JSON: {error}") from None
+        return rows
+
+    def table(self, name: str) -> list[dict[str, Any]]:
+        """The rows of table ``name`` (empty when the archive has none)."""
+        return self.lines(f"{TABLES}/{name}.jsonl")
+
+
+def open_archive(path: str | Path) -> OpenedArchive:
+    """Check the bag at ``path`` and read its ``archive.json``.
+
+    Checks, in order: it is a bag; its format version is one this code reads; every file of the manifests is
+    there with its SHA-256 and no other file is in the payload; ``archive.json`` names this format.
+
+    Raises:
+        ArchiveError: the message names the problem (the missing, unexpected or changed files, the versions).
+    """
+    path = Path(path)
+    if not (path / "bagit.txt").is_file():
+        raise ArchiveError(f"{path} is not a study archive: no bagit.txt (a BagIt bag written by "
+                           "'python app.py archive')")
+    try:
+        bag = bagit.Bag(str(path))
+    except bagit.BagError as error:
+        raise ArchiveError(f"{path} is not a readable BagIt bag: {error}") from None
+    version = bag.info.get(FORMAT_VERSION_FIELD)
+    if version is None or not str(version).isdigit():
+        raise ArchiveError(f"{path} has no {FORMAT_VERSION_FIELD} in bag-info.txt: not a study archive")
+    if int(version) > FORMAT_VERSION:
+        raise ArchiveError(f"{path} is in archive format version {version}, newer than this program reads "
+                           f"({FORMAT_VERSION}): update the platform to restore it")
+    try:
+        bag.validate()
+    except bagit.BagError as error:
+        raise ArchiveError(f"{path} fails its checksums: {_problems(bag, error)}") from None
+    manifest = json.loads((path / "data" / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT_NAME:
+        raise ArchiveError(f"{path}: {MANIFEST} names format {manifest.get('format')!r}, not {FORMAT_NAME!r}")
+    return OpenedArchive(path / "data", manifest)
+
+
+def _problems(bag: bagit.Bag, error: bagit.BagError) -> str:
+    """The files a failed validation is about: missing and unexpected files (which bagit's size check reports
+    only as counts), else bagit's own message (the file whose checksum differs)."""
+    missing, unexpected = bag.compare_manifests_with_fs()
+    named = [f"missing file {name}" for name in sorted(missing)] + [f"unexpected file {name}"
+                                                                      for name in sorted(unexpected)]
+    return "; ".join(named) or str(error)

@@ -1,0 +1,133 @@
+"""``python app.py restore OUT --as NAME``: load a study archive (:mod:`studyapp.services.archive`) into the
+database as a new study.
+
+Everything is checked before the first row is written (the bag's checksums and files, the format version, that
+the archive is not blinded, that no study is named ``NAME``), and the rows go in the caller's one transaction: a
+refused or failed restore changes nothing in the database. The archived DICOM files are copied to
+``DATA_DIR/restored/study-<id>-<random>/``; without images the instances have no file (the analysis does not need them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import bindparam, event, select, update
+from sqlalchemy.orm import Session
+
+from studyapp.db.models import Instance, ReaderStudy
+from studyapp.services import audit, study_rows
+from studyapp.services.archive_format import IMAGE_LIST, IMAGES, ArchiveError, OpenedArchive, open_archive
+from studyapp.services.errors import InvalidInput
+
+#: Folder under the data folder that receives the images of restored studies.
+RESTORED_DIR = "restored"
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    """What :func:`restore_study` did: the new ``study``, the checked ``archive``, the id maps and accounts
+    (:class:`studyapp.services.study_rows.InsertedRows`) and the DICOM files copied."""
+
+    study: ReaderStudy
+    archive: OpenedArchive
+    inserted: study_rows.InsertedRows
+    images: int
+
+    def format(self) -> str:
+        """One line per fact, for the command line."""
+        rows = sum(len(ids) for ids in self.inserted.ids.values())
+        lines = [f"restored {self.archive.manifest['study']!r} as {self.study.name!r} (study id {self.study.id}): "
+                 f"{rows} rows, {self.images} DICOM file(s)"]
+        if self.inserted.accounts_created:
+            lines.append(f"accounts created without a password (set one before they sign in): "
+                         f"{', '.join(self.inserted.accounts_created)}")
+        if self.inserted.accounts_reused:
+            lines.append(f"existing accounts used (the restored reads join their worklists): "
+                         f"{', '.join(self.inserted.accounts_reused)}")
+        return "\n".join(lines)
+
+
+def _check(archive: OpenedArchive, session: Session, name: str) -> None:
+    """Refuse a blinded archive and a name that is taken.
+
+    Raises:
+        ArchiveError: a blinded archive.
+        InvalidInput: an empty name or one already used.
+    """
+    if archive.manifest.get("blinded"):
+        raise ArchiveError("a blinded archive cannot be restored: it does not say which arm each reading was under; "
+                           "restore the unblinded archive")
+    if not name.strip():
+        raise InvalidInput("the new study's name is empty")
+    if session.scalar(select(ReaderStudy.id).where(ReaderStudy.name == name)) is not None:
+        raise InvalidInput(f"a study named {name!r} already exists; restore under another name (--as)")
+
+
+def _remove_on_rollback(session: Session, folder: Path) -> None:
+    """Remove ``folder`` if the session's transaction rolls back; keep it once it commits."""
+
+    def remove(_session):
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def keep(_session):
+        event.remove(session, "after_rollback", remove)
+
+    event.listen(session, "after_rollback", remove, once=True)
+    event.listen(session, "after_commit", keep, once=True)
+
+
+def _copy_images(archive: OpenedArchive, session: Session, instance_ids: dict[int, int], parent: Path,
+                 study_id: int) -> int:
+    """Copy the archived DICOM files to a new folder ``parent/study-<study_id>-<random>`` and point the new
+    instance rows at them; the folder is removed again when the transaction rolls back. Returns the files copied."""
+    files = {line["sop_instance_uid"]: line["file"] for line in archive.lines(IMAGE_LIST) if line["file"]}
+    if not files:
+        return 0
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"study-{study_id}-", dir=parent))  # never another study's folder
+    _remove_on_rollback(session, folder)
+    paths = []
+    for row in archive.table("instances"):
+        relative = files.get(row["sop_instance_uid"])
+        if relative:
+            target = folder / Path(relative).relative_to(IMAGES)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(archive.root / relative, target)
+            paths.append({"instance_id": instance_ids[row["id"]], "file_path": str(target)})
+    instances = Instance.__table__  # a Core UPDATE run once per file (executemany)
+    session.execute(update(instances).where(instances.c.id == bindparam("instance_id"))
+                    .values(file_path=bindparam("file_path")), paths)
+    return len(paths)
+
+
+def restore_study(session: Session, path: str | Path, name: str, data_dir: str | Path) -> RestoreSummary:
+    """Check the archive at ``path`` and load it as the new study ``name``. Does not commit.
+
+    Args:
+        data_dir: the data folder; the images go to a new folder ``data_dir/restored/study-<new id>-<random>/``.
+
+    Raises:
+        ArchiveError: not an archive, a wrong checksum, a missing or unexpected file, a newer format version, a
+            blinded archive, or rows that do not fit this database (the message names the problem).
+        InvalidInput: ``name`` is empty or already used.
+    """
+    archive = open_archive(path)
+    name = name.strip()
+    _check(archive, session, name)
+    rows = {table: archive.table(table) for table in archive.manifest["rows"]}
+    study_id = rows["reader_studies"][0]["id"] if rows.get("reader_studies") else None
+    if study_id is None:
+        raise ArchiveError(f"{path} holds no study row")
+    try:
+        inserted = study_rows.insert_rows(session, rows, {"reader_studies": {"name": name}})
+    except KeyError as error:
+        raise ArchiveError(f"{path} does not fit this database: {error.args[0]}") from None
+    study = session.get(ReaderStudy, inserted.study_id)
+    images = _copy_images(archive, session, inserted.ids["instances"], Path(data_dir) / RESTORED_DIR, study.id)
+    audit.record(session, "study_restored", study_id=study.id, archive=str(path),
+                 archived_study=archive.manifest["study"], format_version=archive.manifest["format_version"],
+                 accounts_created=inserted.accounts_created)
+    return RestoreSummary(study, archive, inserted, images)

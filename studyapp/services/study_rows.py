@@ -1,0 +1,180 @@
+"""A reader study as plain rows: every database row that belongs to one study, read out as JSON-ready dicts, and
+written back as a new study with new ids.
+
+Which tables belong to a study follows from the schema's foreign keys (:func:`study_tables`): ``reader_studies``,
+then every table with a foreign key to a table already in the study (arms, cases, series, instances, drafts and
+their findings, assignments, reports, report versions, answers, comparison sets, pairs, assignments, judgements,
+comments and submissions, and the audit events of the study). Accounts are global: the study's rows name them
+by id, and the accounts they name are read out as ``users`` rows with username, display name and role only
+(never a password hash). Sign-in sessions belong to no study and are never read.
+
+Values are JSON-ready: timestamps as ISO 8601 text with their UTC offset (microseconds kept), JSON columns as
+they are, floats as Python floats (JSON keeps every bit of a double). :func:`insert_rows` reverses this exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, Table, insert, or_, select
+from sqlalchemy.orm import Session
+
+from studyapp.db import comparisons as _comparisons  # noqa: F401 (registers the comparison tables)
+from studyapp.db.base import Base, UTCDateTime
+from studyapp.db.models import ReaderStudy, User
+
+STUDY_TABLE = "reader_studies"
+ACCOUNT_TABLE = "users"
+#: The columns of an account that are read out (no password hash, no sign-in data).
+ACCOUNT_COLUMNS = ("id", "username", "display_name", "role")
+#: Password hash of an account created by :func:`insert_rows`: no Argon2 hash, so no password signs in with it
+#: until a coordinator sets one (``studyapp.services.accounts.authenticate`` refuses it).
+NO_PASSWORD = "!"
+#: Audit event detail keys that hold the id of another row of the study: key -> table.
+DETAIL_REFERENCES = {"comparison_set_id": "comparison_sets", "pair_id": "comparison_pairs",
+                     "comment_id": "comparison_comments"}
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def study_tables() -> list[Table]:
+    """The tables holding a study's rows, parents before children (``reader_studies`` first)."""
+    tables, names = [], {STUDY_TABLE}
+    for table in Base.metadata.sorted_tables:
+        if table.name == STUDY_TABLE or any(fk.column.table.name in names for fk in table.foreign_keys):
+            tables.append(table)
+            names.add(table.name)
+    return tables
+
+
+def _references(table: Table) -> dict[str, str]:
+    """``{column: referred table}`` of ``table``'s foreign keys."""
+    return {fk.parent.name: fk.column.table.name for fk in table.foreign_keys}
+
+
+def _study_ids(study_id: int) -> dict[str, Select]:
+    """Per study table, a ``SELECT id`` of the study's rows: those whose foreign key to a study table points at one
+    of its rows (any of them: an audit event may name the study, an assignment, or both)."""
+    ids: dict[str, Select] = {}
+    for table in study_tables():
+        if table.name == STUDY_TABLE:
+            ids[table.name] = select(table.c.id).where(table.c.id == study_id)
+            continue
+        links = [table.c[column].in_(ids[parent]) for column, parent in _references(table).items() if parent in ids]
+        ids[table.name] = select(table.c.id).where(or_(*links))
+    return ids
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def read_rows(session: Session, study: ReaderStudy) -> Rows:
+    """Every row of ``study``, by table name (:func:`study_tables` order, then ``users``), each table's rows in id
+    order; a row is ``{column: JSON-ready value}`` with every column (accounts: :data:`ACCOUNT_COLUMNS`)."""
+    rows: Rows = {}
+    ids = _study_ids(study.id)
+    user_ids: set[int] = set()
+    for table in study_tables():
+        result = session.execute(select(table).where(table.c.id.in_(ids[table.name])).order_by(table.c.id))
+        rows[table.name] = [{key: _plain(value) for key, value in row.items()} for row in result.mappings()]
+        for column, parent in _references(table).items():
+            if parent == ACCOUNT_TABLE:
+                user_ids |= {row[column] for row in rows[table.name] if row[column] is not None}
+    accounts = session.execute(select(*(User.__table__.c[c] for c in ACCOUNT_COLUMNS))
+                               .where(User.id.in_(user_ids)).order_by(User.id))
+    rows[ACCOUNT_TABLE] = [dict(row) for row in accounts.mappings()]
+    return rows
+
+
+@dataclass
+class InsertedRows:
+    """What :func:`insert_rows` wrote: ``ids[table][archived id] = new id`` for every table (accounts included),
+    ``accounts_created`` and ``accounts_reused`` (usernames)."""
+
+    ids: dict[str, dict[int, int]] = field(default_factory=dict)
+    accounts_created: list[str] = field(default_factory=list)
+    accounts_reused: list[str] = field(default_factory=list)
+
+    @property
+    def study_id(self) -> int:
+        """The new study's id."""
+        return next(iter(self.ids[STUDY_TABLE].values()))
+
+
+def _typed(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ISO timestamps of ``UTCDateTime`` columns parsed back to aware datetimes."""
+    return {key: datetime.fromisoformat(value) if isinstance(value, str) and isinstance(table.c[key].type, UTCDateTime)
+            else value for key, value in row.items()}
+
+
+def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]] | None = None) -> InsertedRows:
+    """Insert a study read by :func:`read_rows` as a new study; every foreign key is pointed at the new rows. Does
+    not commit.
+
+    Accounts are matched by username: an existing account is used as it is (its reads join that account's
+    worklist), a missing one is created as a reader with no usable password (:data:`NO_PASSWORD`).
+
+    Args:
+        rows: rows by table name; a table missing from ``rows`` has no rows.
+        replace: ``{table: {column: value}}`` set on every row of that table (the new study's name, say).
+
+    Returns:
+        The id maps and the accounts created and reused.
+
+    Raises:
+        KeyError: a foreign key names a row that is not in ``rows`` (an inconsistent archive), or a row has a
+            column the schema does not have (the message names it).
+    """
+    replace = replace or {}
+    inserted = InsertedRows()
+    accounts = inserted.ids[ACCOUNT_TABLE] = {}
+    for account in rows.get(ACCOUNT_TABLE, []):
+        existing = session.scalar(select(User).where(User.username == account["username"]))
+        if existing is None:
+            existing = User(username=account["username"], display_name=account["display_name"],
+                            role=account["role"], password_hash=NO_PASSWORD)
+            session.add(existing)
+            session.flush()
+            inserted.accounts_created.append(existing.username)
+        else:
+            inserted.accounts_reused.append(existing.username)
+        accounts[account["id"]] = existing.id
+    for table in study_tables():
+        table_rows = rows.get(table.name, [])
+        unknown = {column for row in table_rows for column in row} - set(table.c.keys())
+        if unknown:
+            raise KeyError(f"table {table.name} has no column(s) {', '.join(sorted(unknown))} in this database")
+        references = _references(table)
+        new_rows = []
+        for row in table_rows:
+            new = {key: value for key, value in row.items() if key != "id"}
+            for column, parent in references.items():
+                if new.get(column) is not None:
+                    new[column] = _new_id(inserted.ids, parent, new[column], f"{table.name}.{column}")
+            if table.name == "audit_events":
+                new["detail"] = _detail(inserted.ids, new.get("detail") or {})
+            new.update(replace.get(table.name, {}))
+            new_rows.append(_typed(table, new))
+        if not new_rows:
+            inserted.ids[table.name] = {}
+            continue
+        result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), new_rows)
+        inserted.ids[table.name] = dict(zip((row["id"] for row in table_rows), result.scalars().all()))
+    return inserted
+
+
+def _new_id(ids: dict[str, dict[int, int]], table: str, old: int, where: str) -> int:
+    try:
+        return ids[table][old]
+    except KeyError:
+        raise KeyError(f"{where} names {table} row {old}, which is not in the archive") from None
+
+
+def _detail(ids: dict[str, dict[int, int]], detail: dict[str, Any]) -> dict[str, Any]:
+    """An audit event's detail with the row ids of :data:`DETAIL_REFERENCES` pointed at the new rows (``None``
+    for a row no longer there, such as a deleted comment)."""
+    return {key: ids.get(DETAIL_REFERENCES[key], {}).get(value) if key in DETAIL_REFERENCES and value is not None
+            else value for key, value in detail.items()}

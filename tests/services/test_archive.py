@@ -1,0 +1,317 @@
+"""Study archives on real rows and real DICOM files: ``python app.py archive`` writes a BagIt bag holding the
+whole study, ``python app.py restore`` loads it as a new study on SQLite and on PostgreSQL, and the restored study's
+analysis equals the archived tables cell for cell. Archives with a wrong checksum, a missing file, a newer format
+version, rows that do not fit, or a taken study name are refused with a message naming the problem, and the
+database is left exactly as it was."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import bagit
+import pytest
+from sqlalchemy import func, select
+
+from studyapp.cli import main
+from studyapp.db.base import Base
+from studyapp.db.models import Instance, ReaderStudy, ReportVersion
+from studyapp.db.session import open_database
+from studyapp.services import archive_analysis, restore, study_rows
+from studyapp.services.archive_format import FORMAT_VERSION, FORMAT_VERSION_FIELD, ArchiveError, open_archive
+from tests.services.archived_study import DESIGN_SEED, SET_SEED, SOURCES, build_finished_study
+
+NAME = "chest pilot"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, shared_data):
+    """The finished study in a SQLite database: ``(url, data folder, work folder)``."""
+    work = tmp_path_factory.mktemp("archive")
+    url = f"sqlite:///{work / 'source.db'}"
+    with open_database(url).begin() as session:
+        build_finished_study(session, NAME, shared_data / "dicom" / "cxr", work)
+    return url, work / "data", work
+
+
+def _cli(url: str, data: Path, *args: str) -> int:
+    return main(["--database", url, "--data-dir", str(data), *args])
+
+
+@pytest.fixture(scope="module")
+def archived(source):
+    """The study archived with its images (through the command line); returns the bag's folder."""
+    url, data, work = source
+    assert _cli(url, data, "archive", NAME, str(work / "pilot-archive")) == 0
+    return work / "pilot-archive"
+
+
+def _counts(url: str) -> dict[str, int]:
+    """Rows per table of the database at ``url``."""
+    with open_database(url)() as session:
+        return {t.name: session.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_archive_is_a_valid_bag_holding_the_whole_study(source, archived, capsys):
+    url, _, _ = source
+    bag = bagit.Bag(str(archived))
+    assert bag.is_valid() and bag.info[FORMAT_VERSION_FIELD] == str(FORMAT_VERSION)
+    assert set(bag.algorithms) == {"sha256"}
+    manifest = json.loads((archived / "data" / "archive.json").read_text())
+    assert manifest["study"] == NAME and manifest["images"] is True and manifest["blinded"] is False
+    with open_database(url)() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == NAME))
+        rows = study_rows.read_rows(session, study)
+        versions = session.scalars(select(ReportVersion).order_by(ReportVersion.id)).all()
+    # every table of the study, row for row (the archive's own audit event came after the rows were read)
+    for table, table_rows in rows.items():
+        archived_rows = open_archive(archived).table(table)
+        if table == "instances":
+            assert [r["file_path"] for r in archived_rows] == [
+                line["file"] for line in open_archive(archived).lines("images.jsonl")]
+            archived_rows = [r | {"file_path": f["file_path"]} for r, f in zip(archived_rows, table_rows)]
+        if table == "audit_events":
+            assert archived_rows == table_rows[:-1] and table_rows[-1]["detail"]["folder"] == str(archived)
+            continue
+        assert archived_rows == table_rows, table
+    assert manifest["rows"]["report_versions"] == len(versions) == 23
+    first = open_archive(archived).table("report_versions")[0]
+    assert first["saved_at"] == versions[0].saved_at.isoformat() and first["active_seconds"] == versions[0].active_seconds
+    assert {d["source"] for d in open_archive(archived).table("drafts")} == {*SOURCES.values(), "normal template"}
+    assert open_archive(archived).table("reader_studies")[0]["seed"] == DESIGN_SEED
+    assert "password_hash" not in open_archive(archived).table("users")[0]
+    # the DICOM files, byte for byte, named by their UIDs
+    images = open_archive(archived).lines("images.jsonl")
+    assert len(images) == 4
+    for line in images:
+        assert line["file"] == f"images/{line['study_instance_uid']}/{line['series_instance_uid']}/" \
+                               f"{line['sop_instance_uid']}.dcm"
+        assert _sha256(archived / "data" / line["file"]) == line["sha256"]
+    # design, reads export, analysis, software
+    assert "max arm imbalance per reader: 0" in (archived / "data" / "design" / "balance.txt").read_text()
+    reads = [json.loads(line) for line in (archived / "data" / "reads.jsonl").read_text().splitlines()]
+    assert len(reads) == 12 and {r["draft_source"] for r in reads} == {*SOURCES.values(), "normal template"}
+    assert manifest["analysis"]["judge"].startswith("offline-negex") and len(manifest["analysis"]["tables"]) == 10
+    assert all((archived / "data" / "analysis" / f"{t}.csv").is_file() for t in manifest["analysis"]["tables"])
+    packages = manifest["software"]["packages"]
+    assert packages["bagit"] == "1.9.0" and packages["pydicom"] == "3.0.2" and packages["SQLAlchemy"] == "2.1.9"
+    assert manifest["software"]["python"].split()[0] == ".".join(map(str, __import__("sys").version_info[:3]))
+
+
+def test_archive_lists_identifying_attributes_and_suggests_no_images(source, capsys):
+    url, data, work = source
+    assert _cli(url, data, "archive", NAME, str(work / "again")) == 0
+    printed = capsys.readouterr().out
+    assert "4 of 4 DICOM file(s) carry identifying attributes" in printed and "PatientName (4)" in printed
+    assert "consider --no-images" in printed
+    dog = next(line for line in open_archive(work / "again").lines("images.jsonl")
+               if line["sop_instance_uid"].startswith("1.2.826.0.1.3680043.8.498.424"))
+    listed = {a["keyword"]: a["action"] for a in dog["identifying_attributes"]}
+    assert listed["PatientName"] == "Z" and listed["PatientID"] == "Z/D" and listed["StudyInstanceUID"] == "U"
+    assert "Dog^AVeryGood" not in (work / "again" / "data" / "images.jsonl").read_text()  # never the values
+
+
+def test_no_images_archive_keeps_uids_and_checksums_only(source, tmp_path, capsys):
+    url, data, work = source
+    out = work / "no-images"
+    assert _cli(url, data, "archive", NAME, str(out), "--no-images") == 0
+    printed = capsys.readouterr().out
+    assert "4 DICOM file(s) listed, 0 included" in printed and "consider --no-images" not in printed
+    assert not (out / "data" / "images").exists()
+    images = open_archive(out).lines("images.jsonl")
+    with open_database(url)() as session:
+        stored = {i.sop_instance_uid: i.file_path for i in session.scalars(select(Instance))}
+    assert {line["sop_instance_uid"]: line["sha256"] for line in images} == {
+        uid: _sha256(Path(path)) for uid, path in stored.items()}
+    assert all(line["file"] is None for line in images)
+    assert all(row["file_path"] == "" for row in open_archive(out).table("instances"))  # no site paths
+    # restored without images: the rows are there, the files are not, and the analysis is the archived one
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    assert _cli(target, tmp_path / "data", "restore", str(out), "--as", "pilot without images", "--check") == 0
+    assert "analysis reproduced: 10 tables" in capsys.readouterr().out
+    with open_database(target)() as session:
+        assert set(session.scalars(select(Instance.file_path))) == {""}
+
+
+def _values(row: dict) -> dict:
+    """A row without its ids, references and audit details (which hold ids)."""
+    return {k: v for k, v in row.items() if not (k == "id" or k.endswith("_id") or k == "detail")}
+
+
+def _restore_and_compare(url: str, data: Path, archived: Path, name: str) -> restore.RestoreSummary:
+    """Restore ``archived`` as ``name`` into ``url``, check the rows and images, and compare the analysis."""
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        summary = restore.restore_study(session, archived, name, data)
+    archive = summary.archive
+    with sessions() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == name))
+        rows = study_rows.read_rows(session, study)
+        ids = summary.inserted.ids
+        # every archived row is there under its new id, with every value as archived and its references mapped
+        for table in archive.manifest["rows"]:
+            if table in ("users", "instances", "reader_studies"):
+                continue
+            restored = {row["id"]: row for row in rows[table]}
+            for row in archive.table(table):
+                new = restored[ids[table][row["id"]]]
+                assert _values(new) == _values(row), table
+        for row in archive.table("assignments"):
+            new = {r["id"]: r for r in rows["assignments"]}[ids["assignments"][row["id"]]]
+            assert (new["reader_id"], new["case_id"], new["arm_id"]) == (
+                ids["users"][row["reader_id"]], ids["cases"][row["case_id"]], ids["arms"][row["arm_id"]])
+        assert _values(rows["reader_studies"][0]) == _values(archive.table("reader_studies")[0]) | {"name": name}
+        paths = {row["sop_instance_uid"]: row["file_path"] for row in rows["instances"]}
+        for line in archive.lines("images.jsonl"):
+            assert Path(paths[line["sop_instance_uid"]]).is_relative_to(Path(data) / "restored")
+            assert _sha256(Path(paths[line["sop_instance_uid"]])) == line["sha256"]
+        assert archive_analysis.check_restored(session, archive, study, ids["assignments"]) == []
+    return summary
+
+
+def test_restore_on_sqlite_reproduces_the_analysis(archived, tmp_path):
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    summary = _restore_and_compare(url, tmp_path / "data", archived, "pilot restored")
+    assert summary.inserted.accounts_created == ["ada", "ben", "cy"]
+    assert summary.study.seed == DESIGN_SEED and summary.images == 4
+
+
+def test_restore_on_postgresql_reproduces_the_analysis(archived, postgresql_url, tmp_path):
+    summary = _restore_and_compare(postgresql_url, tmp_path / "data", archived, "pilot restored on postgres")
+    assert summary.images == 4
+    # a second copy in the same database reuses the accounts and has its own rows
+    second = _restore_and_compare(postgresql_url, tmp_path / "data", archived, "pilot second copy")
+    assert second.inserted.accounts_reused == ["ada", "ben", "cy"] and second.study.id != summary.study.id
+
+
+def test_restore_into_the_source_database_with_check(source, archived, capsys):
+    url, data, _ = source
+    assert _cli(url, data, "restore", str(archived), "--as", "pilot copy", "--check") == 0
+    printed = capsys.readouterr().out
+    assert "existing accounts used (the restored reads join their worklists): ada, ben, cy" in printed
+    assert "analysis reproduced: 10 tables, columns.csv and skipped.csv equal the archived ones" in printed
+
+
+def _refused(url: str, data: Path, archive: Path, name: str, capsys) -> str:
+    """Run a restore that must be refused; returns its message after checking nothing changed."""
+    before, files = _counts(url), set(data.rglob("*"))
+    assert _cli(url, data, "restore", str(archive), "--as", name) == 1
+    assert _counts(url) == before and set(data.rglob("*")) - files <= {data / "restored"}
+    return capsys.readouterr().err
+
+
+def _copy(archived: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(archived, copy)
+    return copy
+
+
+def test_wrong_checksum_is_refused(archived, tmp_path, capsys):
+    copy = _copy(archived, tmp_path)
+    versions = copy / "data" / "tables" / "report_versions.jsonl"
+    versions.write_text(versions.read_text().replace('"active_seconds": 2', '"active_seconds": 3', 1))
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    message = _refused(url, tmp_path / "data", copy, "tampered", capsys)
+    assert "fails its checksums" in message and "data/tables/report_versions.jsonl sha256 validation failed" in message
+
+
+def test_missing_file_is_refused(archived, tmp_path, capsys):
+    copy = _copy(archived, tmp_path)
+    image = next((copy / "data" / "images").rglob("*.dcm"))
+    image.unlink()
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    message = _refused(url, tmp_path / "data", copy, "incomplete", capsys)
+    assert f"missing file {image.relative_to(copy)}" in message
+
+
+def test_newer_format_version_is_refused(archived, tmp_path, capsys):
+    copy = _copy(archived, tmp_path)
+    bag = bagit.Bag(str(copy))
+    bag.info[FORMAT_VERSION_FIELD] = str(FORMAT_VERSION + 1)
+    bag.save()  # a well-formed bag of a newer format: its tag manifest is rewritten
+    assert bag.is_valid()
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    message = _refused(url, tmp_path / "data", copy, "from the future", capsys)
+    assert f"archive format version {FORMAT_VERSION + 1}, newer than this program reads ({FORMAT_VERSION})" in message
+
+
+def test_existing_study_name_is_refused(source, archived, capsys):
+    url, data, _ = source
+    message = _refused(url, data, archived, NAME, capsys)
+    assert f"a study named {NAME!r} already exists" in message
+
+
+def test_rows_that_do_not_fit_roll_back_everything(archived, tmp_path, capsys):
+    """A valid bag whose last table has a column this schema lacks: the rows before it and the copied images are
+    undone."""
+    copy = _copy(archived, tmp_path)
+    versions = copy / "data" / "tables" / "report_versions.jsonl"
+    versions.write_text(versions.read_text().replace('"active_seconds":', '"keystrokes": 5, "active_seconds":'))
+    bagit.Bag(str(copy)).save(manifests=True)
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    message = _refused(url, tmp_path / "data", copy, "misfit", capsys)
+    assert "does not fit this database: table report_versions has no column(s) keystrokes" in message
+
+
+def test_images_of_a_rolled_back_restore_are_removed(archived, tmp_path):
+    sessions = open_database(f"sqlite:///{tmp_path / 'target.db'}")
+    with pytest.raises(RuntimeError, match="a later step failed"), sessions.begin() as session:
+        summary = restore.restore_study(session, archived, "rolled back", tmp_path / "data")
+        copied = {Path(i.file_path) for i in session.scalars(select(Instance))}
+        assert summary.images == 4 and all(path.is_file() for path in copied)
+        raise RuntimeError("a later step failed")
+    assert not any(path.exists() for path in copied) and list((tmp_path / "data" / "restored").iterdir()) == []
+    with sessions.begin() as session:  # committed: the images stay after the session ends
+        restore.restore_study(session, archived, "kept", tmp_path / "data")
+    with sessions() as session:
+        session.rollback()
+        assert all(Path(i.file_path).is_file() for i in session.scalars(select(Instance)))
+
+
+def test_not_an_archive_is_refused(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    assert "is not a study archive: no bagit.txt" in _refused(url, tmp_path / "data", tmp_path / "folder", "x",
+                                                                  capsys)
+
+
+def test_archive_refuses_an_existing_folder(source, archived, capsys):
+    url, data, _ = source
+    assert _cli(url, data, "archive", NAME, str(archived)) == 1
+    assert f"{archived} already exists" in capsys.readouterr().err
+
+
+def test_open_archive_raises_named_errors(tmp_path):
+    with pytest.raises(ArchiveError, match="no bagit.txt"):
+        open_archive(tmp_path)
+
+
+def test_blinded_archive_leaves_out_every_link_to_arms_and_sources(source, tmp_path, capsys):
+    url, data, work = source
+    out = work / "blinded"
+    assert _cli(url, data, "archive", NAME, str(out), "--blinded", "--no-images") == 0
+    assert "analysis: left out of a blinded archive" in capsys.readouterr().out
+    archive = open_archive(out)
+    assert archive.manifest["blinded"] is True and bagit.Bag(str(out)).is_valid()
+    every_text = "\n".join(p.read_text(encoding="utf-8") for p in out.rglob("*") if p.is_file())
+    for source_name in SOURCES.values():  # the draft sources, named nowhere
+        assert source_name not in every_text
+    assert str(DESIGN_SEED) not in every_text and str(SET_SEED) not in every_text
+    assert all("arm_id" not in row for row in archive.table("assignments"))
+    assert all(set(row) == {"case_id", "text"} for row in archive.table("drafts"))
+    assert archive.table("draft_findings") == [] and not (out / "data" / "tables" / "draft_findings.jsonl").exists()
+    assert "seed" not in archive.table("reader_studies")[0]
+    assert all({"seed", "candidate_source"}.isdisjoint(row) for row in archive.table("comparison_sets"))
+    assert all({"source_1_name", "source_2_name"}.isdisjoint(row) for row in archive.table("comparison_pairs"))
+    assert all({"arm", "source", "seed"}.isdisjoint(row["detail"]) for row in archive.table("audit_events"))
+    reads = archive.lines("reads.jsonl")
+    assert len(reads) == 12 and all({"arm", "draft_source", "draft_is_sample"}.isdisjoint(r) for r in reads)
+    assert not (out / "data" / "analysis").exists() and not (out / "data" / "design").exists()
+    # what reviewers need is there: every report version, answer and judgement
+    assert len(archive.table("report_versions")) == 23 and len(archive.table("comparison_judgements")) == 6
+    message = _refused(f"sqlite:///{tmp_path / 'target.db'}", tmp_path / "data", out, "unblinded?", capsys)
+    assert "a blinded archive cannot be restored" in message
