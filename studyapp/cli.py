@@ -222,6 +222,10 @@ def _cmd_export(session, args):
 
 
 def _cmd_archive(session, args):
+    if session.get_bind().dialect.name == "postgresql":
+        # every query of the archive sees one snapshot while readers may still be saving (SQLite's read
+        # transaction does so already)
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     summary = archive.write_archive(session, studies.get_study(session, args.study), Path(args.out),
                                     images=not args.no_images, blinded=args.blinded)
     print(summary.format())

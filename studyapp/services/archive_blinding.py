@@ -10,12 +10,14 @@ Left out of the rows (:func:`blind_rows`):
 * the study's seed and each comparison set's seed (with the readers and cases they regenerate the design and the
   side order);
 * comparison sets' candidate source and pairs' source names (sides stay A/B);
-* audit event details that name an arm, a source or a seed (:data:`BLINDED_DETAIL_KEYS`).
+* audit event details that name an arm, a source, a seed or an imported file (:data:`BLINDED_DETAIL_KEYS`).
 
 Left out of the archive (``studyapp.services.archive``): the reads export's arm and draft source columns, the
 balance report (a case read by one reader shows that reader's arm) and the analysis outputs (every table is per arm).
 The arms themselves (codes, labels) stay: they are the study definition, not the assignment. What no blinding
-removes: a text may betray its source by its style, and a draft equal to the study's normal template is one.
+removes: a text may betray its source by its style, a draft equal to the study's normal template is one, and the
+arms of practice reads follow from their positions (design rule 5, ``studyapp.services.design``; they are never
+counted).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ BLINDED_COLUMNS = {
 }
 #: Tables left out of a blinded archive.
 BLINDED_TABLES = {"draft_findings"}
-#: Audit event detail keys left out of a blinded archive.
-BLINDED_DETAIL_KEYS = {"arm", "source", "seed", "candidate_source"}
+#: Audit event detail keys left out of a blinded archive (``file``: a drafts file is often named after its source).
+BLINDED_DETAIL_KEYS = {"arm", "source", "seed", "candidate_source", "file"}
 #: Reads export columns left out of a blinded archive.
 BLINDED_READS_COLUMNS = ["arm", "draft_source", "draft_is_sample"]
 

@@ -142,6 +142,10 @@ def _values(row: dict) -> dict:
     return {k: v for k, v in row.items() if not (k == "id" or k.endswith("_id") or k == "detail")}
 
 
+def _assignment_ids(archive: Path) -> list[int]:
+    return [row["id"] for row in open_archive(archive).table("assignments")]
+
+
 def _restore_and_compare(url: str, data: Path, archived: Path, name: str) -> restore.RestoreSummary:
     """Restore ``archived`` as ``name`` into ``url``, check the rows and images, and compare the analysis."""
     sessions = open_database(url)
@@ -180,9 +184,17 @@ def test_restore_on_sqlite_reproduces_the_analysis(archived, tmp_path):
     assert summary.study.seed == DESIGN_SEED and summary.images == 4
 
 
-def test_restore_on_postgresql_reproduces_the_analysis(archived, postgresql_url, tmp_path):
+def test_restore_on_postgresql_reproduces_the_analysis(archived, postgresql_url, tmp_path, capsys):
     summary = _restore_and_compare(postgresql_url, tmp_path / "data", archived, "pilot restored on postgres")
     assert summary.images == 4
+    # archived again from PostgreSQL and restored on SQLite: the same analysis once more
+    again = tmp_path / "from-postgres"
+    assert _cli(postgresql_url, tmp_path / "data", "archive", "pilot restored on postgres", str(again)) == 0
+    assert archive_analysis.differences(open_archive(archived), again / "data" / "analysis", {
+        old: int(new) for old, new in zip(_assignment_ids(archived), _assignment_ids(again))}) == []
+    target = f"sqlite:///{tmp_path / 'back.db'}"
+    assert _cli(target, tmp_path / "data", "restore", str(again), "--as", "pilot back on sqlite", "--check") == 0
+    assert "analysis reproduced: 10 tables" in capsys.readouterr().out
     # a second copy in the same database reuses the accounts and has its own rows
     second = _restore_and_compare(postgresql_url, tmp_path / "data", archived, "pilot second copy")
     assert second.inserted.accounts_reused == ["ada", "ben", "cy"] and second.study.id != summary.study.id
