@@ -29,6 +29,8 @@ CSS = """
 #app-header h2 { margin: 0; }
 #reading-screen .sv-root { height: max(420px, calc(100vh - 206px)); }
 #worklist .wrap { flex-direction: column; flex-wrap: nowrap; max-height: 32vh; overflow-y: auto; }
+#reader-study .wrap { flex-direction: column; flex-wrap: nowrap; max-height: 7.5em; overflow-y: auto; }
+#reader-study label { white-space: normal; overflow-wrap: anywhere; padding: 4px 8px; line-height: 1.25; }
 #compare-top { align-items: stretch; }
 #compare-pairs .wrap { max-height: 4.6em; overflow-y: auto; }
 #compare-screen { gap: 10px; flex-wrap: nowrap; }

@@ -132,7 +132,8 @@ class ReadingTab:
         # most of the width | report and questions in a column that scrolls by itself
         with gr.Row(elem_id="reading-screen"):
             with gr.Column(scale=1, min_width=190, elem_id="reading-sidebar"):
-                self.study = gr.Dropdown(label="Study", choices=[], type="value", elem_id="reader-study")
+                # a list, not a dropdown: the narrow column shows each study's whole name, wrapped (app.CSS)
+                self.study = gr.Radio(label="Study", choices=[], type="value", elem_id="reader-study")
                 with gr.Accordion("About this study", open=False):
                     self.about = gr.Markdown(elem_id="study-about")
                 self.worklist = gr.Radio(label="Worklist", choices=[], elem_id="worklist")

@@ -70,6 +70,10 @@ def test_the_image_gets_the_screen(serve_app, browser, tmp_path, viewport):
         background = page.locator(".sv-root:visible").evaluate("(el) => getComputedStyle(el).backgroundColor")
         assert background == "rgb(0, 0, 0)"
         assert text_off_the_image(page) >= 1
+    # the study's whole name is readable in the narrow column (wrapped, nothing under an arrow or cut off)
+    study = page.locator("#reader-study label").first
+    assert study.inner_text() == demo.DEMO_STUDY
+    assert study.evaluate("(el) => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight")
     main = page.locator(".sv-root:visible .sv-main").bounding_box()
     for stack in (1, 2):  # coronal and sagittal beside the large axial tile
         tile = page.locator(f".sv-root:visible .sv-tile[data-stack='{stack}']").bounding_box()
