@@ -232,7 +232,7 @@ def _cmd_archive(session, args):
 
 
 def _cmd_restore(session, args):
-    summary = restore.restore_study(session, Path(args.archive), args.name, args.data_dir)
+    summary = restore.restore_study(session, Path(args.archive), args.name, args.data_dir, images=args.images)
     print(summary.format())
     if not args.check:
         return 0
@@ -474,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(checksums, files and format checked first; nothing is changed when refused)")
     p.add_argument("archive", help="the package folder")
     p.add_argument("--as", dest="name", required=True, metavar="NAME", help="name of the new study")
+    p.add_argument("--images", metavar="FOLDER", help="for an archive written with --no-images: a folder holding its "
+                   "DICOM files (found by their SHA-256; every one must be there)")
     p.add_argument("--check", action="store_true", help="then run the analysis on the restored study and compare "
                    "its tables with the archived ones (exit status 1 when they differ)")
     p.set_defaults(run=_cmd_restore)

@@ -11,7 +11,6 @@ the offline judge with the exact software versions. A blinded archive leaves out
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -91,11 +90,6 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _images(rows: study_rows.Rows, root: Path, include: bool, summary: ArchiveSummary) -> list[dict[str, Any]]:
     """List every DICOM file (UIDs, SHA-256, identifying attributes), copy it into ``root`` when ``include``, and
     point the instance rows at the copy (``images/...``) or at nothing (``""``): a site's file paths never leave.
@@ -112,7 +106,7 @@ def _images(rows: study_rows.Rows, root: Path, include: bool, summary: ArchiveSu
         uids = (cases[one_series["case_id"]]["study_instance_uid"], one_series["series_instance_uid"],
                 instance["sop_instance_uid"])
         try:
-            sha256, attributes = _sha256(source), identifying.file_identifying_attributes(source)
+            sha256, attributes = fmt.file_sha256(source), identifying.file_identifying_attributes(source)
         except Exception as error:  # noqa: BLE001 -- any unreadable file is named, whatever pydicom raised
             raise InvalidInput(f"DICOM file {source} (SOPInstanceUID {uids[2]}) cannot be read: {error}") from None
         relative = None

@@ -9,6 +9,7 @@ software versions and the analysis settings. ``bag-info.txt`` repeats the format
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,16 @@ LAYOUT = {
     f"{ANALYSIS}/": "the analysis outputs (python -m analysis, offline judge): tables as CSV, columns.csv, "
                     "skipped.csv, figures, report.html (absent when blinded)",
 }
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path`` as lowercase hex: the checksum ``images.jsonl`` lists per DICOM file.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with Path(path).open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class ArchiveError(InvalidInput):

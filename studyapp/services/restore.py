@@ -4,7 +4,8 @@ database as a new study.
 Everything is checked before the first row is written (the bag's checksums and files, the format version, that
 the archive is not blinded, that no study is named ``NAME``), and the rows go in the caller's one transaction: a
 refused or failed restore changes nothing in the database. The archived DICOM files are copied to
-``DATA_DIR/restored/study-<id>-<random>/``; without images the instances have no file (the analysis does not need them).
+``DATA_DIR/restored/study-<id>-<random>/``; an archive written without them gets them from a folder named by the
+caller, each found by its SHA-256, or else its instances have no file (the analysis does not need them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from studyapp.db.models import Instance, ReaderStudy
 from studyapp.services import audit, study_rows
-from studyapp.services.archive_format import IMAGE_LIST, IMAGES, ArchiveError, OpenedArchive, open_archive
+from studyapp.services.archive_format import IMAGE_LIST, ArchiveError, OpenedArchive, file_sha256, open_archive
 from studyapp.services.errors import InvalidInput
 
 #: Folder under the data folder that receives the images of restored studies.
@@ -79,44 +80,78 @@ def _remove_on_rollback(session: Session, folder: Path) -> None:
     event.listen(session, "after_commit", keep, once=True)
 
 
-def _copy_images(archive: OpenedArchive, session: Session, instance_ids: dict[int, int], parent: Path,
-                 study_id: int) -> int:
-    """Copy the archived DICOM files to a new folder ``parent/study-<study_id>-<random>`` and point the new
-    instance rows at them; the folder is removed again when the transaction rolls back. Returns the files copied."""
-    files = {line["sop_instance_uid"]: line["file"] for line in archive.lines(IMAGE_LIST) if line["file"]}
-    if not files:
+def _image_sources(archive: OpenedArchive, images: Path | None) -> dict[str, tuple[dict, Path]]:
+    """SOPInstanceUID -> (its ``images.jsonl`` line, the file to copy): the archive's own files, or, for an archive
+    written without them, the files under ``images`` whose SHA-256 the archive lists.
+
+    Raises:
+        ArchiveError: ``images`` given for an archive that holds its images, or some listed files are not under
+            ``images`` (the message counts them and names the first SOPInstanceUIDs).
+    """
+    listed = archive.lines(IMAGE_LIST)
+    if images is None:
+        return {line["sop_instance_uid"]: (line, archive.root / line["file"]) for line in listed if line["file"]}
+    if any(line["file"] for line in listed):
+        raise ArchiveError("--images is for an archive written with --no-images; this one holds its DICOM files")
+    wanted = {line["sha256"]: line for line in listed}
+    found: dict[str, tuple[dict, Path]] = {}
+    for path in sorted(p for p in Path(images).rglob("*") if p.is_file()):
+        line = wanted.get(file_sha256(path))
+        if line is not None:
+            found.setdefault(line["sop_instance_uid"], (line, path))
+    missing = [line["sop_instance_uid"] for line in listed if line["sop_instance_uid"] not in found]
+    if missing:
+        raise ArchiveError(f"{len(missing)} of the archive's {len(listed)} DICOM file(s) are not under {images} (no "
+                           f"file has their SHA-256): SOPInstanceUID {', '.join(missing[:3])}"
+                           + (", ..." if len(missing) > 3 else ""))
+    return found
+
+
+def _copy_images(session: Session, sources: dict[str, tuple[dict, Path]], instances: list[dict],
+                 instance_ids: dict[int, int], parent: Path, study_id: int) -> int:
+    """Copy the DICOM files of ``sources`` (:func:`_image_sources`) to a new folder
+    ``parent/study-<study_id>-<random>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and point the
+    new instance rows at them; the folder is removed again when the transaction rolls back. Returns the files
+    copied."""
+    if not sources:
         return 0
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"study-{study_id}-", dir=parent))  # never another study's folder
     _remove_on_rollback(session, folder)
     paths = []
-    for row in archive.table("instances"):
-        relative = files.get(row["sop_instance_uid"])
-        if relative:
-            target = folder / Path(relative).relative_to(IMAGES)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(archive.root / relative, target)
-            paths.append({"instance_id": instance_ids[row["id"]], "file_path": str(target)})
-    instances = Instance.__table__  # a Core UPDATE run once per file (executemany)
-    session.execute(update(instances).where(instances.c.id == bindparam("instance_id"))
-                    .values(file_path=bindparam("file_path")), paths)
+    for row in instances:
+        if row["sop_instance_uid"] not in sources:
+            continue
+        line, source = sources[row["sop_instance_uid"]]
+        target = folder / line["study_instance_uid"] / line["series_instance_uid"] / f"{line['sop_instance_uid']}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        paths.append({"instance_id": instance_ids[row["id"]], "file_path": str(target)})
+    table = Instance.__table__  # a Core UPDATE run once per file (executemany)
+    session.execute(update(table).where(table.c.id == bindparam("instance_id")).values(file_path=bindparam("file_path")),
+                    paths)
     return len(paths)
 
 
-def restore_study(session: Session, path: str | Path, name: str, data_dir: str | Path) -> RestoreSummary:
+def restore_study(session: Session, path: str | Path, name: str, data_dir: str | Path,
+                  images: str | Path | None = None) -> RestoreSummary:
     """Check the archive at ``path`` and load it as the new study ``name``. Does not commit.
 
     Args:
         data_dir: the data folder; the images go to a new folder ``data_dir/restored/study-<new id>-<random>/``.
+        images: for an archive written with ``--no-images``: a folder holding its DICOM files, found by the SHA-256
+            the archive lists (any names, any depth); every file must be there.
 
     Raises:
         ArchiveError: not an archive, a wrong checksum, a missing or unexpected file, a newer format version, a
-            blinded archive, or rows that do not fit this database (the message names the problem).
+            blinded archive, rows that do not fit this database, or ``images`` without every listed file (the
+            message names the problem).
         InvalidInput: ``name`` is empty or already used.
     """
     archive = open_archive(path)
     name = name.strip()
     _check(archive, session, name)
+    sources = _image_sources(archive, Path(images) if images is not None else None)
     rows = {table: archive.table(table) for table in archive.manifest["rows"]}
     study_id = rows["reader_studies"][0]["id"] if rows.get("reader_studies") else None
     if study_id is None:
@@ -126,8 +161,9 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
     except KeyError as error:
         raise ArchiveError(f"{path} does not fit this database: {error.args[0]}") from None
     study = session.get(ReaderStudy, inserted.study_id)
-    images = _copy_images(archive, session, inserted.ids["instances"], Path(data_dir) / RESTORED_DIR, study.id)
+    copied = _copy_images(session, sources, rows.get("instances", []), inserted.ids["instances"],
+                          Path(data_dir) / RESTORED_DIR, study.id)
     audit.record(session, "study_restored", study_id=study.id, archive=str(path),
                  archived_study=archive.manifest["study"], format_version=archive.manifest["format_version"],
                  accounts_created=inserted.accounts_created)
-    return RestoreSummary(study, archive, inserted, images)
+    return RestoreSummary(study, archive, inserted, copied)

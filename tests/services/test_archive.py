@@ -10,12 +10,13 @@ import shutil
 from pathlib import Path
 
 import bagit
+import pydicom
 import pytest
 from sqlalchemy import func, select
 
 from studyapp.cli import main
 from studyapp.db.base import Base
-from studyapp.db.models import Instance, ReaderStudy, ReportVersion
+from studyapp.db.models import Case, Instance, ReaderStudy, ReportVersion, Series
 from studyapp.db.session import open_database
 from studyapp.services import archive_analysis, restore, study_rows
 from studyapp.services.archive_format import FORMAT_VERSION, FORMAT_VERSION_FIELD, ArchiveError, open_archive
@@ -115,7 +116,7 @@ def test_archive_lists_identifying_attributes_and_suggests_no_images(source, cap
     assert "Dog^AVeryGood" not in (work / "again" / "data" / "images.jsonl").read_text()  # never the values
 
 
-def test_no_images_archive_keeps_uids_and_checksums_only(source, tmp_path, capsys):
+def test_no_images_archive_keeps_uids_and_checksums_only(source, archived, shared_data, tmp_path, capsys):
     url, data, work = source
     out = work / "no-images"
     assert _cli(url, data, "archive", NAME, str(out), "--no-images") == 0
@@ -135,6 +136,30 @@ def test_no_images_archive_keeps_uids_and_checksums_only(source, tmp_path, capsy
     assert "analysis reproduced: 10 tables" in capsys.readouterr().out
     with open_database(target)() as session:
         assert set(session.scalars(select(Instance.file_path))) == {""}
+    # the site's own files, found by their SHA-256 under any names: refused unless every one is there
+    site = tmp_path / "site"
+    for index, path in enumerate(sorted(shared_data.joinpath("dicom", "cxr").glob("*.dcm"))):
+        (site / str(index)).mkdir(parents=True)
+        shutil.copyfile(path, site / str(index) / "image")
+    removed = site / "3" / "image"
+    removed_uid = pydicom.dcmread(removed, stop_before_pixels=True).SOPInstanceUID
+    removed.rename(tmp_path / "elsewhere")
+    assert _cli(target, tmp_path / "data", "restore", str(out), "--as", "with images", "--images", str(site)) == 1
+    assert f"1 of the archive's 4 DICOM file(s) are not under {site} (no file has their SHA-256): " \
+           f"SOPInstanceUID {removed_uid}" in capsys.readouterr().err
+    (tmp_path / "elsewhere").rename(removed)
+    assert _cli(target, tmp_path / "data", "restore", str(out), "--as", "with images", "--images", str(site)) == 0
+    assert "4 DICOM file(s)" in capsys.readouterr().out
+    with open_database(target)() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == "with images"))
+        restored = {i.sop_instance_uid: i.file_path for i in session.scalars(
+            select(Instance).join(Instance.series).join(Series.case).where(Case.study_id == study.id))}
+    assert {uid: _sha256(Path(path)) for uid, path in restored.items()} == {
+        line["sop_instance_uid"]: line["sha256"] for line in images}
+    # an archive holding its images takes no --images
+    assert _cli(target, tmp_path / "data", "restore", str(work / "pilot-archive"), "--as", "y", "--images",
+                str(site)) == 1
+    assert "--images is for an archive written with --no-images" in capsys.readouterr().err
 
 
 def _values(row: dict) -> dict:
