@@ -19,7 +19,7 @@ from analysis.consistency import failed_comparisons_note
 from analysis.judges import LLMJudge
 from analysis.pipeline import run_analysis
 from analysis.intervals import N_RESAMPLES
-from analysis.skipped import practice_reads_left_out
+from analysis.skipped import practice_judgements_left_out, practice_reads_left_out
 from studyapp.db.session import open_database
 
 
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             judge.close()
     print(f"report: {result.files['report.html']}")
     print(f"tables: {len(result.tables)}, figures: {len(result.figures)}, skipped items: {len(result.skipped)}"
-          f" (practice reads left out: {practice_reads_left_out(result.skipped)}; see {result.files['skipped.csv']})")
+          f" (practice reads left out: {practice_reads_left_out(result.skipped)}, practice judgements left out: "
+          f"{practice_judgements_left_out(result.skipped)}; see {result.files['skipped.csv']})")
     if failures := failed_comparisons_note(result.tables["readings"]):
         print(f"warning: {failures}")
     return 0

@@ -70,6 +70,7 @@ JUDGEMENT_COLUMNS: dict[str, str] = {
     "reader": "reader's username",
     "case": "Case.case_key of the pair",
     "case_label": "Case.label: normal / abnormal / <NA>",
+    "practice": "Case.is_practice: a practice case's judgement (never counted; analysis.skipped leaves it out)",
     "candidate_outcome": "better / equivalent / worse for the candidate source",
     "submitted": "the reader has submitted the set (only submitted judgements count)",
 }
@@ -211,7 +212,7 @@ def _judgements(session: Session, study: ReaderStudy) -> pd.DataFrame:
             rows.append({
                 "set": comparison_set.name, "candidate_source": comparison_set.candidate_source,
                 "reader": assignment.reader.username, "case": assignment.pair.case.case_key,
-                "case_label": assignment.pair.case.label,
+                "case_label": assignment.pair.case.label, "practice": bool(assignment.pair.case.is_practice),
                 "candidate_outcome": candidate_outcome(assignment, comparison_set.candidate_source),
                 "submitted": assignment.reader_id in submitted,
             })

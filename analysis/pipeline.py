@@ -21,7 +21,7 @@ from analysis.preferences import PREFERENCE_COLUMNS, preference_rates
 from analysis.report import write_outputs
 from analysis.result import AnalysisResult
 from analysis.similarity import template_use_measure
-from analysis.skipped import Skipped, usable_readings
+from analysis.skipped import Skipped, practice_judgements, usable_readings
 from analysis.statistics import MIXED_MODEL_COLUMNS, mixed_model
 
 REFERENCE_ARM = "template"
@@ -151,11 +151,15 @@ def _mixed_models(frame: pd.DataFrame, metrics: list[str], reference_arm: str,
 
 
 def _preferences(judgements: pd.DataFrame, n_resamples: int, seed: int) -> tuple[pd.DataFrame, list[Skipped]]:
-    """Preference rates per comparison set over submitted judgements; the others are listed as skipped, and so are
-    a set's single reader or case (intervals for that reader only, or none) and its cases counted in overall only
-    (no normal / abnormal label)."""
-    skipped = [Skipped("preferences", f"set {s} x reader {r}", f"{len(g)} judgement(s): the set is not submitted")
-               for (s, r), g in judgements[~judgements["submitted"].astype(bool)].groupby(["set", "reader"])]
+    """Preference rates per comparison set over submitted judgements of counted cases; practice cases' judgements
+    (one entry per set, :func:`analysis.skipped.practice_judgements`) and unsubmitted ones are listed as skipped,
+    and so are a set's single reader or case (intervals for that reader only, or none) and its cases counted in
+    overall only (no normal / abnormal label)."""
+    practice = judgements["practice"].eq(True)
+    skipped = [practice_judgements(f"set {s}", len(g)) for s, g in judgements[practice].groupby("set", sort=False)]
+    judgements = judgements[~practice]
+    skipped += [Skipped("preferences", f"set {s} x reader {r}", f"{len(g)} judgement(s): the set is not submitted")
+                for (s, r), g in judgements[~judgements["submitted"].astype(bool)].groupby(["set", "reader"])]
     tables = []
     for name, group in judgements.groupby("set", sort=False):
         counted = group[group["submitted"].astype(bool)]

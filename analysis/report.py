@@ -12,7 +12,7 @@ import pandas as pd
 from analysis.consistency import failed_comparisons_note
 from analysis.figures import write_figures
 from analysis.result import AnalysisResult
-from analysis.skipped import practice_reads_left_out
+from analysis.skipped import practice_judgements_left_out, practice_reads_left_out
 from studyapp.services.safe_csv import write_csv
 
 
@@ -142,7 +142,8 @@ def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[st
             f"Arms in design order: {arms}. Reference arm: {result.label(result.reference_arm)}. Discrepancy judge: "
             f"{result.judge}. Template use: {result.similarity_measure}. Skipped items: {len(result.skipped)} (listed "
             f"under 'Left out, and why'), of which practice reads left out: "
-            f"{practice_reads_left_out(result.skipped)}.") + "</p>",
+            f"{practice_reads_left_out(result.skipped)}; practice judgements left out of the preference rates: "
+            f"{practice_judgements_left_out(result.skipped)}.") + "</p>",
         "<p>Units: time in seconds per case (figures: minutes), time saved in minutes per 100 studies, discrepancies "
         "as urgent + emergent corrections per report (mean over the case's other readers), template use as a "
         "similarity from 0 to 1, Likert answers in points of their scale, choices and preferences as shares from "

@@ -238,8 +238,8 @@ class SimulatedOutcomes:
         readings: one row per reading: ``assignment_id``, ``reader``, ``case``, ``arm``, ``active_seconds`` (s),
             ``template_use`` (0..1), ``peer_discrepancy`` (mean over the case's other readers),
             ``likert_<question>`` (1..5), ``choice_would_sign:yes`` / ``choice_would_sign:no`` (0/1).
-        judgements: one row per blinded comparison judgement: ``reader``, ``case``, ``case_label``,
-            ``candidate_outcome`` (better / equivalent / worse), ``submitted`` (True).
+        judgements: one row per blinded comparison judgement: ``reader``, ``case``, ``case_label``, ``practice``
+            (False), ``candidate_outcome`` (better / equivalent / worse), ``submitted`` (True).
         reader_saving: true seconds saved per case by each reader x non-reference arm (``reader``, ``arm``,
             ``seconds``): the truth of time saved for a stratum of fixed readers.
     """
@@ -321,7 +321,7 @@ def simulate_outcomes(
     better = rng.random(judge_case.size) < 0.5
     judgements = pd.DataFrame({
         "reader": [f"reader{r:02d}" for r in judge_reader], "case": [f"case{c:03d}" for c in judge_case],
-        "case_label": labels[judge_case],
+        "case_label": labels[judge_case], "practice": False,
         "candidate_outcome": np.where(latent > 0, np.where(better, "better", "equivalent"), "worse"),
         "submitted": True,
     })

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 
-#: reason of every practice reading left out (paper section 4.3: the practice cases did not count)
-PRACTICE_REASON = "practice case: read for practice, never counted"
+#: start of every practice entry's reason (paper section 4.3: the practice cases did not count)
+PRACTICE_PREFIX = "practice case: "
+#: reason of every practice reading left out
+PRACTICE_REASON = f"{PRACTICE_PREFIX}read for practice, never counted"
 
 
 @dataclass(frozen=True)
@@ -20,11 +22,14 @@ class Skipped:
         step: analysis step (``readings``, ``consistency``, ``efficiency``, ``experience``, ``statistics``...).
         item: what was left out, e.g. ``reader r3 x case c12 (model)``.
         reason: why.
+        count: rows the entry stands for (1 for a reading; the number of judgements for a set's practice
+            judgements, :func:`practice_judgements`).
     """
 
     step: str
     item: str
     reason: str
+    count: int = 1
 
 
 def reading_label(row) -> str:
@@ -64,3 +69,21 @@ def usable_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]
 def practice_reads_left_out(skipped: list[Skipped]) -> int:
     """How many practice readings :func:`usable_readings` left out."""
     return sum(s.step == "readings" and s.reason == PRACTICE_REASON for s in skipped)
+
+
+def practice_judgements(item: str, n: int) -> Skipped:
+    """The entry for ``n`` blinded comparison judgements of practice cases (``Case.is_practice``, in a set created
+    with "include practice cases") left out of the preference rates of ``item`` (e.g. ``set pilot``): like practice
+    reads, they never count.
+
+    Raises:
+        ValueError: ``n`` < 1 (nothing left out needs no entry).
+    """
+    if n < 1:
+        raise ValueError(f"a practice judgements entry needs at least one judgement; got {n}")
+    return Skipped("preferences", item, f"{PRACTICE_PREFIX}{n} judgement(s) left out, never counted", count=n)
+
+
+def practice_judgements_left_out(skipped: list[Skipped]) -> int:
+    """How many practice judgements the preference rates left out (the counts of :func:`practice_judgements`)."""
+    return sum(s.count for s in skipped if s.step == "preferences" and s.reason.startswith(PRACTICE_PREFIX))

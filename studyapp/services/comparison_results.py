@@ -2,6 +2,10 @@
 as the paper reports them (share of cases with the AI report equivalent or better, a case counting once, over
 submitted judgements, with 95% CIs for pairs judged by several readers: :mod:`analysis.preferences`), the
 per-judgement rate labelled as such, a position-bias check, and the CSV export of every judgement and comment.
+
+Judgements of practice cases (``Case.is_practice``, in a set created with "include practice cases") never count in
+a preference rate, a reader's share or the position-bias check, like practice reads (paper section 4.3); the
+results say how many were left out, and the export keeps them, flagged in its ``practice`` column.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from analysis.preferences import preference_rates
+from analysis.skipped import practice_judgements
 from studyapp.db.comparisons import (
     CHOICE_EQUIVALENT,
     SIDE_A,
@@ -46,6 +51,7 @@ EXPORT_COLUMNS = {
     "pair_id": "comparison pair id",
     "case_key": "case identifier within the study",
     "case_label": "normal / abnormal label of the case, if known",
+    "practice": "true for a practice case (Case.is_practice): never counted in a preference rate",
     "reader": "reader username",
     "position": "position of the pair in the reader's list (1-based)",
     "report_a_source": "source shown to this reader as Report A",
@@ -93,15 +99,17 @@ class ComparisonResults:
 
     Attributes:
         judgements: one row per judgement (columns as the judgement rows of :data:`EXPORT_COLUMNS`).
-        per_pair: one row per pair: case, label, sources, judgement counts, comment count.
-        per_reader: one row per reader: assigned, judged, A / B / equivalent counts, share_a, candidate
-            equivalent-or-better share, submitted.
+        per_pair: one row per pair: case, label, practice flag, sources, judgement counts, comment count.
+        per_reader: one row per reader: assigned, judged (practice cases included), then over the judgements of
+            counted cases: A / B / equivalent counts, share_a, candidate equivalent-or-better share; submitted.
         preference: index ``overall``, ``normal``, ``abnormal``; the columns of
             :data:`analysis.preferences.PREFERENCE_COLUMNS` but ``group``: counts, ``equivalent_or_better`` per
             case (primary) with ``ci_low`` / ``ci_high``, and the per-judgement rate with its CI. Submitted
-            judgements only.
-        position_bias: see :class:`PositionBias` (every judgement made so far).
-        left_out: one line per reader whose judgements are left out of the rates (set not submitted).
+            judgements of counted (not practice) cases only.
+        position_bias: see :class:`PositionBias` (every judgement of a counted case made so far).
+        left_out: lines saying what the rates leave out: the practice cases' judgements (one line, when there are
+            any), then one line per reader whose other judgements are left out (set not submitted).
+        practice_left_out: judgements of practice cases, all left out.
     """
 
     candidate_source: str
@@ -111,6 +119,7 @@ class ComparisonResults:
     preference: pd.DataFrame
     position_bias: PositionBias
     left_out: list[str]
+    practice_left_out: int
 
 
 def set_assignments(session: Session, set_id: int) -> list[ComparisonAssignment]:
@@ -157,6 +166,7 @@ def _pair_columns(assignment: ComparisonAssignment, record: str, set_name: str, 
         "pair_id": assignment.pair_id,
         "case_key": assignment.pair.case.case_key,
         "case_label": assignment.pair.case.label,
+        "practice": bool(assignment.pair.case.is_practice),
         "reader": assignment.reader.username,
         "position": assignment.position + 1,
         "report_a_source": a_source,
@@ -243,8 +253,10 @@ def comparison_results(
 ) -> ComparisonResults:
     """Unblinded results: tables, preference rates with 95% CIs, and the position-bias check.
 
-    Preference rates are for the set's ``candidate_source`` over submitted judgements, per case (primary) and per
-    judgement, overall and by case label (``normal`` / ``abnormal``): :func:`analysis.preferences.preference_rates`.
+    Preference rates are for the set's ``candidate_source`` over submitted judgements of counted cases, per case
+    (primary) and per judgement, overall and by case label (``normal`` / ``abnormal``):
+    :func:`analysis.preferences.preference_rates`. Practice cases' judgements are left out of every rate, share and
+    the position-bias check, and counted in ``practice_left_out`` (module docstring).
 
     Args:
         n_resamples: resamples of each one-way bootstrap of :func:`analysis.intervals.crossed_intervals`.
@@ -261,12 +273,16 @@ def comparison_results(
     ).reset_index(drop=True)
     comments = table[table["record"] == "comment"]
 
-    counted = judgements[judgements["submitted"].astype(bool)]
+    practice = judgements["practice"].astype(bool)
+    real = judgements[~practice]
+    counted = real[real["submitted"].astype(bool)]
     preference = preference_rates(
         counted.rename(columns={"case_key": "case"}), n_resamples=n_resamples, seed=seed
     ).set_index("group")
-    left_out = [f"reader {reader}: {n} judgement(s) left out, the set is not submitted"
-                for reader, n in judgements[~judgements["submitted"].astype(bool)].groupby("reader").size().items()]
+    n_practice = int(practice.sum())
+    left_out = [practice_judgements(f"set {comparison_set.name}", n_practice).reason] if n_practice else []
+    left_out += [f"reader {reader}: {n} judgement(s) left out, the set is not submitted"
+                 for reader, n in real[~real["submitted"].astype(bool)].groupby("reader").size().items()]
 
     pairs = list(comparison_set.pairs)
     pair_rows = []
@@ -277,6 +293,7 @@ def comparison_results(
                 "pair_id": pair.id,
                 "case_key": pair.case.case_key,
                 "case_label": pair.case.label,
+                "practice": bool(pair.case.is_practice),
                 "source_1": pair.source_1_name,
                 "source_2": pair.source_2_name,
                 "n_judgements": len(own),
@@ -293,14 +310,15 @@ def comparison_results(
     n_assigned = Counter(a.reader_id for a in assignments)
     reader_rows = []
     for reader in sorted({a.reader for a in assignments}, key=lambda user: user.id):
-        own = judgements[judgements["reader"] == reader.username]
+        judged = judgements[judgements["reader"] == reader.username]
+        own = judged[~judged["practice"].astype(bool)]
         choices = own["choice"].value_counts()
         n_a, n_b = int(choices.get(SIDE_A, 0)), int(choices.get(SIDE_B, 0))
         reader_rows.append(
             {
                 "reader": reader.username,
                 "n_assigned": n_assigned[reader.id],
-                "n_judged": len(own),
+                "n_judged": len(judged),
                 "n_a": n_a,
                 "n_b": n_b,
                 "n_equivalent": int(choices.get(CHOICE_EQUIVALENT, 0)),
@@ -311,7 +329,7 @@ def comparison_results(
         )
     per_reader = pd.DataFrame(reader_rows)
 
-    choices = judgements["choice"].value_counts()
+    choices = real["choice"].value_counts()
     n_a, n_b = int(choices.get(SIDE_A, 0)), int(choices.get(SIDE_B, 0))
     position_bias = PositionBias(
         n_a=n_a,
@@ -321,5 +339,6 @@ def comparison_results(
         p_value=float(stats.binomtest(n_a, n_a + n_b, 0.5).pvalue) if n_a + n_b else math.nan,
     )
     return ComparisonResults(
-        comparison_set.candidate_source, judgements, per_pair, per_reader, preference, position_bias, left_out
+        comparison_set.candidate_source, judgements, per_pair, per_reader, preference, position_bias, left_out,
+        n_practice,
     )

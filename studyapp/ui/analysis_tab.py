@@ -11,7 +11,7 @@ import gradio as gr
 from analysis.consistency import failed_comparisons_note
 from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
-from analysis.skipped import practice_reads_left_out
+from analysis.skipped import practice_judgements_left_out, practice_reads_left_out
 from studyapp.services import studies
 from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
 from studyapp.ui.inert import inert
@@ -177,8 +177,9 @@ class AnalysisTab:
         status = (f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
                   f"reference arm {result.label(result.reference_arm)} (`{result.reference_arm}`). 95% CIs: two-way "
                   f"reader x case cluster-robust, {result.n_resamples:,} resamples per one-way bootstrap. "
-                  "Practice reads left out: "
-                  f"{practice_reads_left_out(result.skipped)}; {len(result.skipped)} item(s) left out in all (below).")
+                  f"Practice reads left out: {practice_reads_left_out(result.skipped)}; practice judgements left out "
+                  f"of the preference rates: {practice_judgements_left_out(result.skipped)}; {len(result.skipped)} "
+                  "item(s) left out in all (below).")
         failures = failed_comparisons_note(result.tables["readings"])
         if failures:
             status += f"\n\n**Warning:** {failures}"

@@ -298,7 +298,8 @@ class CompareCoordinatorTab:
                 self.readers_per_pair = gr.Number(label="Readers per pair", value=1, precision=0, minimum=1)
                 self.include_practice = gr.Checkbox(label="Include practice cases", value=False,
                                                     elem_id="cmp-coord-include-practice",
-                                                    info="practice reads never count; left out by default")
+                                                    info="practice cases never count: left out by default; "
+                                                         "included, their judgements stay out of the rates")
             self.create = gr.Button("Create from the database")
             self.upload = gr.File(label="Or import pairs (CSV/JSONL: case_key, source_a_name, text_a, source_b_name, "
                                         "text_b)", file_types=[".csv", ".jsonl", ".ndjson"])

@@ -9,7 +9,8 @@ from analysis import run_analysis
 from analysis.__main__ import main
 from analysis.loaders import LIKERT_COLUMNS, READING_COLUMNS, load_study
 from analysis.simulation import ARM_LABELS, simulate_study, write_study
-from studyapp.db.models import Assignment, Case, ReaderStudy, Report, User
+from analysis.skipped import practice_judgements_left_out, practice_reads_left_out
+from studyapp.db.models import Arm, Assignment, Case, Draft, ReaderStudy, Report, User
 from studyapp.services import comparisons, judging
 
 
@@ -66,6 +67,64 @@ def test_comparison_judgements_reach_the_report(small, tmp_path):
     assert ("preferences", "set blinded x reader reader02") in {(s.step, s.item) for s in result.skipped}
     report = result.files["report.html"].read_text()
     assert "<h2>Blinded comparison: preference rates</h2>" in report and "set blinded x reader reader02" in report
+
+
+def test_practice_judgements_never_count_in_preference_rates(small, tmp_path):
+    """A set created with "include practice cases" (case005 is a practice case, judged 'worse' by every reader) has
+    the preference rates of the same judgements in a set without it; skipped.csv and the report name the left-out
+    practice judgements, and the third reader's unsubmitted entry counts only the others."""
+    db, _, _ = small
+    outcomes = ("better", "equivalent", "worse")
+    with db.begin() as session:
+        study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == "small study"))
+        next(c for c in study.cases if c.case_key == "case005").is_practice = True
+        session.flush()
+        model = {d.case_id: d.text for d in session.scalars(select(Draft).join(Arm).where(Arm.code == "model"))}
+        keys = {c.id: c.case_key for c in study.cases}
+        readers = [session.scalar(select(User).where(User.username == f"reader{i:02d}")) for i in range(3)]
+        for name, include in (("with practice", True), ("without practice", False)):
+            cset = comparisons.create_comparison_set(session, study, name, "draft:template", "draft:model",
+                                                     "draft:model", seed=1, readers_per_pair=3,
+                                                     include_practice=include)
+            comparisons.assign_readers(session, cset)
+            for index, reader in enumerate(readers):
+                for pair in judging.blinded_pairs(session, reader, cset.id):
+                    key = keys[pair.case_id]
+                    outcome = "worse" if key == "case005" else outcomes[(int(key[-3:]) + index) % 3]
+                    candidate = "A" if pair.text_a == model[pair.case_id] else "B"
+                    choice = {"better": candidate, "equivalent": "equivalent",
+                              "worse": "B" if candidate == "A" else "A"}[outcome]
+                    judging.save_judgement(session, reader, pair.pair_id, choice)
+                if index < 2:
+                    judging.submit_comparison_set(session, reader, cset.id)
+    loaded = load_study(db, "small study").judgements
+    assert loaded.groupby("set")["practice"].sum().to_dict() == {"with practice": 3, "without practice": 0}
+    assert set(loaded.loc[loaded["practice"], "candidate_outcome"]) == {"worse"}
+
+    result = run_analysis(db, "small study", tmp_path, n_resamples=100)
+    rates = result.tables["preference_rates"].set_index(["set", "group"])
+    numbers = ["n_cases", "n_judgements", "n_readers", "better", "equivalent", "worse", "equivalent_or_better",
+               "per_judgement_equivalent_or_better"]
+    with_practice, without = rates.loc["with practice", numbers], rates.loc["without practice", numbers]
+    pd.testing.assert_frame_equal(with_practice, without)
+    # case000..case004, readers 0 and 1: outcome (case + reader) % 3, so each case has one 'worse' in two or none
+    good = [sum(outcomes[(c + r) % 3] != "worse" for r in range(2)) / 2 for c in range(5)]
+    assert with_practice.loc["overall", ["n_cases", "n_judgements", "n_readers"]].tolist() == [5, 10, 2]
+    assert with_practice.loc["overall", "equivalent_or_better"] == pytest.approx(sum(good) / 5)
+    if_counted = ((loaded["set"] == "with practice") & loaded["submitted"]
+                             & (loaded["candidate_outcome"] != "worse")).sum() / 12
+    assert with_practice.loc["overall", "per_judgement_equivalent_or_better"] != pytest.approx(if_counted)
+
+    entry = ("preferences", "set with practice", "practice case: 3 judgement(s) left out, never counted")
+    skipped = pd.read_csv(result.files["skipped.csv"])
+    assert entry in set(skipped.itertuples(index=False, name=None))
+    assert not skipped["item"].eq("set without practice").any()
+    assert ("preferences", "set with practice x reader reader02", "5 judgement(s): the set is not submitted") in set(
+        skipped.itertuples(index=False, name=None))
+    assert practice_judgements_left_out(result.skipped) == 3 and practice_reads_left_out(result.skipped) == 3
+    report = result.files["report.html"].read_text()
+    assert "practice case: 3 judgement(s) left out, never counted" in report
+    assert "practice judgements left out of the preference rates: 3" in report
 
 
 def test_unknown_study_names_the_existing_ones(small):

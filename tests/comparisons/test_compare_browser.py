@@ -184,6 +184,6 @@ def test_score_meanings_and_a_set_without_readers(serve_app, browser, shared_dat
     # the newest set (Round 2) is shown: nobody assigned, so the per-reader table says so instead of empty headers
     page.wait_for_selector("text=Per reader: No readers assigned yet", timeout=30_000)
     page.get_by_text("New comparison set").click()
-    page.wait_for_selector("#cmp-coord-include-practice >> text=practice reads never count", timeout=30_000)
+    page.wait_for_selector("#cmp-coord-include-practice >> text=practice cases never count", timeout=30_000)
     assert not page.locator("#cmp-coord-include-practice input").is_checked()
     context.close()

@@ -174,3 +174,66 @@ def test_comparison_csv_neutralises_formula_comments_and_jsonl_keeps_them(small,
     assert [c for r in rows for c in r.values() if c and c[0] in "=+-@\t\r"] == []
     records = pd.read_json(tmp_path / "out.jsonl", lines=True)
     assert sorted(records[records.record == "comment"].comment) == sorted(hostile)
+
+
+def test_practice_judgements_never_count(db, tmp_path):
+    """A set created with "include practice cases" (C000 normal and C005 abnormal are practice, judged 'worse' by
+    every reader): its rates, reader shares and position bias equal those of the same judgements in a set without
+    practice cases; the results say how many practice judgements were left out, and the export flags them."""
+    outcomes = {"C001": "better", "C002": "equivalent", "C003": "worse", "C004": "better"}
+    with db.begin() as s:
+        study, readers, coordinator = make_study(s, 3, 3, 3)
+        for case in study.cases:
+            case.is_practice = case.case_key in ("C000", "C005")
+        s.flush()
+        sets = {name: comparisons.create_comparison_set(s, study, name, "reference", "draft:model", "draft:model",
+                                                        seed=5, readers_per_pair=3, include_practice=include)
+                for name, include in (("with practice", True), ("without practice", False))}
+        keys = {c.id: c.case_key for c in study.cases}
+        for cset in sets.values():
+            comparisons.assign_readers(s, cset)
+            for index, reader in enumerate(readers):
+                for pair in judging.blinded_pairs(s, reader, cset.id):
+                    judging.save_judgement(s, reader, pair.pair_id, _choice(pair, outcomes.get(keys[pair.case_id],
+                                                                                                "worse")))
+                if index < 2:  # the third reader has not submitted
+                    judging.submit_comparison_set(s, reader, cset.id)
+        ids = {name: cset.id for name, cset in sets.items()}
+    with db() as s:
+        user = accounts.get_user(s, coordinator.username)
+        with_practice, without = (comparison_results.comparison_results(s, user, ids[name], seed=0)
+                                  for name in ("with practice", "without practice"))
+        comparison_results.export_comparison_csv(s, user, ids["with practice"], tmp_path / "out.csv")
+
+    assert len(with_practice.judgements) == 18 and len(without.judgements) == 12
+    pref = with_practice.preference
+    # two submitted readers x C001..C004: better, equivalent, worse, better for each
+    assert pref.loc["overall", ["n_cases", "n_judgements", "n_readers", "better", "equivalent", "worse"]].tolist() == [
+        4, 8, 2, 4, 2, 2]
+    assert pref.loc["overall", "equivalent_or_better"] == pytest.approx(3 / 4)
+    assert pref.loc["normal", "equivalent_or_better"] == pytest.approx(1.0)  # C001, C002
+    assert pref.loc["abnormal", "equivalent_or_better"] == pytest.approx(1 / 2)  # C003, C004
+    counts = ["n_cases", "n_judgements", "n_readers", "better", "equivalent", "worse"]
+    rates = ["equivalent_or_better", "per_judgement_equivalent_or_better"]
+    pd.testing.assert_frame_equal(pref[counts], without.preference[counts])
+    pd.testing.assert_frame_equal(pref[rates], without.preference[rates])
+
+    assert with_practice.practice_left_out == 6 and without.practice_left_out == 0
+    assert with_practice.left_out == ["practice case: 6 judgement(s) left out, never counted",
+                                      "reader s1-reader2: 4 judgement(s) left out, the set is not submitted"]
+    assert without.left_out == with_practice.left_out[1:]
+    reader_columns = ["n_a", "n_b", "n_equivalent", "share_a", "equivalent_or_better"]
+    pd.testing.assert_frame_equal(with_practice.per_reader[reader_columns], without.per_reader[reader_columns])
+    assert with_practice.per_reader["equivalent_or_better"].tolist() == pytest.approx([0.75] * 3)
+    assert with_practice.per_reader["n_judged"].tolist() == [6, 6, 6]
+    assert with_practice.position_bias.n_a + with_practice.position_bias.n_b == 9  # 3 readers x C001, C003, C004
+    assert with_practice.position_bias.n_equivalent == without.position_bias.n_equivalent == 3
+    practice_pairs = with_practice.per_pair[with_practice.per_pair["practice"]]
+    assert practice_pairs["case_key"].tolist() == ["C000", "C005"]
+    assert practice_pairs["n_judgements"].tolist() == [3, 3]
+
+    exported = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    judged = exported[exported.record == "judgement"]
+    assert len(judged) == 18
+    assert sorted(judged.loc[judged.practice, "case_key"].unique()) == ["C000", "C005"]
+    assert (~judged.practice).sum() == 12
