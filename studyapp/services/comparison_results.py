@@ -274,15 +274,15 @@ def comparison_results(
     comments = table[table["record"] == "comment"]
 
     practice = judgements["practice"].astype(bool)
-    real = judgements[~practice]
-    counted = real[real["submitted"].astype(bool)]
+    not_practice = judgements[~practice]
+    counted = not_practice[not_practice["submitted"].astype(bool)]
     preference = preference_rates(
         counted.rename(columns={"case_key": "case"}), n_resamples=n_resamples, seed=seed
     ).set_index("group")
     n_practice = int(practice.sum())
     left_out = [practice_judgements(f"set {comparison_set.name}", n_practice).reason] if n_practice else []
     left_out += [f"reader {reader}: {n} judgement(s) left out, the set is not submitted"
-                 for reader, n in real[~real["submitted"].astype(bool)].groupby("reader").size().items()]
+                 for reader, n in not_practice[~not_practice["submitted"].astype(bool)].groupby("reader").size().items()]
 
     pairs = list(comparison_set.pairs)
     pair_rows = []
@@ -329,7 +329,7 @@ def comparison_results(
         )
     per_reader = pd.DataFrame(reader_rows)
 
-    choices = real["choice"].value_counts()
+    choices = not_practice["choice"].value_counts()
     n_a, n_b = int(choices.get(SIDE_A, 0)), int(choices.get(SIDE_B, 0))
     position_bias = PositionBias(
         n_a=n_a,
