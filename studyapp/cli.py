@@ -96,8 +96,7 @@ def _cmd_import_dicom(session, args):
     if args.follow_links_outside:
         print(f"following symbolic links that lead outside {args.folder} (--follow-links-outside)", file=sys.stderr)
     report = ingest.import_folder(session, study, Path(args.folder), follow_links_outside=args.follow_links_outside)
-    if study.template_text:
-        drafts.set_template(session, study, study.template_text)
+    drafts.add_template_drafts(session, study)
     print(report.summary())
     if report.case_ids:
         print("case_key (use it in drafts and case-information files) | modality | images | StudyInstanceUID")
@@ -289,8 +288,7 @@ def _cmd_pacs_import(session, args):
         if not uids:
             raise StudyError("no importable study matches the search")
     report = pacs.import_studies(session, study, connection, uids, Path(args.data_dir))
-    if study.template_text:
-        drafts.set_template(session, study, study.template_text)
+    drafts.add_template_drafts(session, study)
     print(report.summary())
     return 1 if report.failed or any(o.report and o.report.counts["failed"] for o in report.studies) else 0
 

@@ -171,6 +171,28 @@ def set_template(session: Session, study: ReaderStudy, text: str, dry_run: bool 
     return result
 
 
+def add_template_drafts(session: Session, study: ReaderStudy) -> int:
+    """Give each case of ``study`` without a ``template`` arm draft one holding the study's normal template (after
+    an import added cases). Stored drafts never change: they may come from a drafts file or be read already.
+    Nothing happens without a template or a ``template`` arm. Does not commit.
+
+    Returns:
+        The number of drafts created.
+    """
+    text = (study.template_text or "").strip()
+    arm = session.scalar(select(Arm).where(Arm.study_id == study.id, Arm.code == ARM_TEMPLATE))
+    if not text or arm is None:
+        return 0
+    drafted = set(session.scalars(select(Draft.case_id).where(Draft.arm_id == arm.id)))
+    case_ids = session.scalars(select(Case.id).where(Case.study_id == study.id).order_by(Case.id))
+    missing = [case_id for case_id in case_ids if case_id not in drafted]
+    session.add_all(Draft(case_id=case_id, arm_id=arm.id, text=text, source=TEMPLATE_SOURCE) for case_id in missing)
+    session.flush()
+    if missing:
+        audit.record(session, "template_drafts_added", study_id=study.id, created=len(missing))
+    return len(missing)
+
+
 def _validate(row: dict, cases: dict[str, Case], arms: dict[str, Arm]) -> Draft | str:
     """An unsaved Draft for a valid row, or the reason the row is rejected."""
     if "__extra__" in row:

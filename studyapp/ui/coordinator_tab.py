@@ -119,7 +119,8 @@ class CoordinatorTab:
         self.import_case_info.click(self._case_info, [self.study, self.case_info_file], overview, **private)
         self.save_template.click(self._set_template, [self.study, self.template, self.template_confirm],
                                  overview + [self.template_status, self.template_confirm], **private)
-        practice_inputs = [self.study, self.practice_pick, self.practice_keys, self.practice_file, self.practice_confirm]
+        practice_inputs = [self.study, self.practice_pick, self.practice_keys, self.practice_file,
+                           self.practice_confirm]
         practice_outputs = overview + [self.practice_status, self.practice_confirm]
         self.mark_practice.click(self._set_practice(True), practice_inputs, practice_outputs, **private)
         self.unmark_practice.click(self._set_practice(False), practice_inputs, practice_outputs, **private)
@@ -182,8 +183,7 @@ class CoordinatorTab:
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
             report = ingest.import_folder(session, study, Path(folder or ""))
-            if study.template_text:
-                drafts.set_template(session, study, study.template_text)
+            drafts.add_template_drafts(session, study)
             listing = "\n".join(f"- {line}" for line in cases.describe_cases(session, report.case_ids))
             return self._overview(session, name, f"{report.summary()}\n\nCases (case_key | modality | images | "
                                                  f"StudyInstanceUID):\n{listing}")

@@ -82,8 +82,7 @@ class PacsPanel:
             study = studies.get_study(session, name or "")
             report = pacs.import_studies(session, study, self._connection(url, username, password, token),
                                          chosen or [], self.ctx.settings.data_dir)
-            if study.template_text:
-                drafts.set_template(session, study, study.template_text)
+            drafts.add_template_drafts(session, study)
             return report.summary()
 
     @shows_errors

@@ -11,6 +11,7 @@ from studyapp.services.drafts import (
     TEMPLATE_SOURCE,
     DraftFileError,
     ImportResult,
+    add_template_drafts,
     import_drafts,
     set_template,
 )
@@ -191,7 +192,8 @@ def test_dry_run_counts_what_would_be_replaced_and_writes_nothing(db, study_id, 
         set_template(session, session.get(ReaderStudy, study_id), set_template_now)
     before = stored_drafts(db)
     v2 = write_csv(tmp_path / "v2.csv", [["c1", "llm", "New.", GPT], ["c1", "model", "New.", "mv"],
-                                         ["c2", "model", "New.", "mv"], ["c3", "llm", "Fresh.", GPT], ["c9", "llm", "x", GPT]])
+                                         ["c2", "model", "New.", "mv"], ["c3", "llm", "Fresh.", GPT],
+                                         ["c9", "llm", "x", GPT]])
     with db() as session:
         study = session.get(ReaderStudy, study_id)
         preview = import_drafts(session, study, v2, replace=True, dry_run=True)
@@ -289,3 +291,17 @@ def test_oversized_and_nul_texts_are_row_errors_in_jsonl(db, tmp_path):
     assert result.imported == 0
     assert [line for line, _ in result.errors] == [1, 2]
     assert "the limit is 100,000" in result.errors[0][1] and "NUL" in result.errors[1][1]
+
+
+def test_imports_add_missing_template_drafts_and_never_change_stored_ones(db, study_id, tmp_path):
+    # a per-case template draft from a file survives later imports (set_template would have overwritten it)
+    run_import(db, study_id, write_csv(tmp_path / "t.csv", [["c1", "template", "Custom template for c1.", "site"]]))
+    open_report(db, study_id, "c1", "template")
+    with db.begin() as session:
+        study = session.get(ReaderStudy, study_id)
+        assert add_template_drafts(session, study) == 0  # no study template: nothing to add
+        study.template_text = "IMPRESSION: Normal."
+        assert add_template_drafts(session, study) == 2
+        assert add_template_drafts(session, study) == 0
+    templates = {key: text for (key, arm), (text, _, _) in stored_drafts(db).items() if arm == "template"}
+    assert templates == {"c1": "Custom template for c1.", "c2": "IMPRESSION: Normal.", "c3": "IMPRESSION: Normal."}

@@ -64,7 +64,8 @@ def test_a_script_changes_nothing_without_yes_and_is_told_what_would_go(tmp_path
                    "case2,llm,case2 llm,test\n", encoding="utf-8")
     capsys.readouterr()
     assert run("import-drafts", "practice study", str(new), "--replace") == 1
-    assert "Importing drafts.csv overwrites 2 stored draft(s) (llm 1, model 1) of 'practice study'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Importing drafts.csv overwrites 2 stored draft(s) (llm 1, model 1) of 'practice study'" in err
     assert _draft(url, "case0", "llm") == "case0 llm"
     assert run("import-drafts", "practice study", str(new), "--replace", "--yes") == 0
     assert "replaced 2" in capsys.readouterr().out

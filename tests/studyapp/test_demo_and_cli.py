@@ -87,7 +87,7 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     assert set(reads.draft_source) <= {"gpt-4o", "medversa", "normal template"}
     with open_database(url)() as session:
         kinds = [e.kind for e in session.query(AuditEvent).order_by(AuditEvent.id)]
-    assert kinds == ["dicom_imported", "template_set", "drafts_imported", "case_info_imported",
+    assert kinds == ["dicom_imported", "template_drafts_added", "drafts_imported", "case_info_imported",
                      "assignments_generated", "reads_exported"]
     # refusals name the problem and exit 1
     capsys.readouterr()
