@@ -281,8 +281,9 @@ def comparison_results(
     ).set_index("group")
     n_practice = int(practice.sum())
     left_out = [practice_judgements(f"set {comparison_set.name}", n_practice).reason] if n_practice else []
+    unsubmitted = not_practice[~not_practice["submitted"].astype(bool)]
     left_out += [f"reader {reader}: {n} judgement(s) left out, the set is not submitted"
-                 for reader, n in not_practice[~not_practice["submitted"].astype(bool)].groupby("reader").size().items()]
+                 for reader, n in unsubmitted.groupby("reader").size().items()]
 
     pairs = list(comparison_set.pairs)
     pair_rows = []
