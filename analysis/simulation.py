@@ -256,19 +256,29 @@ def simulate_outcomes(
     judges_per_pair: int = 4,
     normal_share: float = 0.4,
     seed: int = 0,
+    cases_per_reader: int | None = None,
 ) -> SimulatedOutcomes:
     """A numeric reader study with known truth (:func:`crossed_truth`), without report texts (no judge needed).
+
+    By default every reader reads every case. With ``cases_per_reader`` k < ``n_cases``, reader ``r`` reads the k
+    cases ``(floor(r * n_cases / n_readers) + j) % n_cases``, ``j < k`` (consecutive cases, so each reader sees the
+    arms in turn and readers share cases with their neighbours); a case read by one reader only has no peer
+    discrepancy (NaN), and a case read by nobody has no reading. The same seed gives the same random effects
+    whatever k.
 
     Each reader is a high template user with probability 1/2 (a property of the reader population, not of the
     design). Blinded comparison: each case is normal with probability ``normal_share`` (cases are a sample from a
     population with that mix); case ``c`` is judged by readers ``(c + j) % n_readers``, ``j < judges_per_pair``.
 
     Raises:
-        ValueError: fewer than 2 readers or cases, or ``judges_per_pair`` not in 1..n_readers.
+        ValueError: fewer than 2 readers or cases, ``judges_per_pair`` not in 1..n_readers, or
+            ``cases_per_reader`` not in 1..n_cases.
     """
     if n_readers < 2 or n_cases < 2 or not 1 <= judges_per_pair <= n_readers:
         raise ValueError(f"need >= 2 readers and cases and 1..n_readers judges per pair; got {n_readers}, "
                          f"{n_cases}, {judges_per_pair}")
+    if cases_per_reader is not None and not 1 <= cases_per_reader <= n_cases:
+        raise ValueError(f"cases_per_reader={cases_per_reader} must be in 1..n_cases={n_cases}")
     rng = np.random.default_rng(seed)
     arms = list(effects.arm_seconds)
     reference = arms[0]
@@ -288,6 +298,9 @@ def simulate_outcomes(
     choice_case = rng.normal(0, effects.choice_sds[1], n_cases)
 
     reader, case = np.repeat(np.arange(n_readers), n_cases), np.tile(np.arange(n_cases), n_readers)
+    k = n_cases if cases_per_reader is None else cases_per_reader
+    read = (case - (reader * n_cases) // n_readers) % n_cases < k  # reader r reads k cases from its offset on
+    peers = np.bincount(case[read], minlength=n_cases)[case] - 1.0
     arm_index = (reader + case) % len(arms)
     arm = np.array(arms)[arm_index]
     n = reader.size
@@ -300,7 +313,7 @@ def simulate_outcomes(
         "assignment_id": np.arange(n) + 1, "reader": [f"reader{r:02d}" for r in reader],
         "case": [f"case{c:03d}" for c in case], "arm": arm, "active_seconds": np.maximum(seconds, 5.0),
         "template_use": np.clip(use + rng.normal(0, 0.1, n), 0, 1),
-        "peer_discrepancy": rng.poisson(rate * (n_readers - 1)) / (n_readers - 1),
+        "peer_discrepancy": rng.poisson(rate * np.maximum(peers, 0)) / np.where(peers > 0, peers, np.nan),
     })
     for question, means in effects.likert.items():
         r_eff, c_eff = likert_effects[question]
@@ -311,6 +324,7 @@ def simulate_outcomes(
     yes = (probit + rng.normal(0, 1, n) > 0).astype(float)
     frame["choice_would_sign:yes"], frame["choice_would_sign:no"] = yes, 1 - yes
 
+    frame = frame[read].reset_index(drop=True)
     labels = np.where(rng.random(n_cases) < normal_share, "normal", "abnormal")
     pair_reader = rng.normal(0, effects.preference_sds[0], n_readers)
     pair_case = rng.normal(0, effects.preference_sds[1], n_cases)
