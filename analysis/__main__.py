@@ -1,6 +1,7 @@
 """Command line: ``python -m analysis --database URL --study NAME --out DIR [--judge ...] [--ratescore-dir DIR]``,
 or ``python -m analysis judge --pairs PAIRS.jsonl --out OUT.jsonl [--judge offline|llm ...]`` to judge report
-pairs outside a study (:mod:`analysis.judging`).
+pairs outside a study (:mod:`analysis.judging`), or ``python -m analysis plan --out DIR [--assumptions YAML |
+--database URL --study PILOT] ...`` for the power of a planned study (:mod:`analysis.plan`).
 
 Runs the whole reader-study analysis (:func:`analysis.pipeline.run_analysis`) and prints where the report is
 and how many items were skipped. Exit status as for the app's commands (README, "Exit status"): 0 done, 1 refused
@@ -39,10 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the analysis (or the ``judge`` command), print a summary; returns the exit status."""
+    """Parse ``argv``, run the analysis (or the ``judge`` or ``plan`` command), print a summary; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["judge"]:
         return judging.main(argv[1:])
+    if argv[:1] == ["plan"]:
+        from analysis import plan  # plotting and simulation only when planning
+        return plan.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     judge = judging.judge_from_options(parser, args, args.llm_cache or args.out / "llm-cache")

@@ -1,0 +1,701 @@
+"""Power and sample size of a reader study (paper section 2.4: readers x cases x arms, peer discrepancies, time saved;
+Fig. 4c: blinded preference rates), by simulation.
+
+For every design of a grid of readers x cases, ``reps`` studies are simulated with
+:func:`analysis.simulation.simulate_outcomes` under stated assumptions (:data:`DEFAULTS_PATH`, a YAML file, or the
+magnitudes of a pilot study: :func:`assumptions_from_pilot`) and each is analysed with the estimators and intervals
+of the analysis (:func:`primary_intervals`: :class:`analysis.estimates.ArmEstimates`,
+:class:`analysis.preferences.PreferenceEstimates`, :func:`analysis.intervals.crossed_intervals` at level
+``1 - alpha``). A primary comparison is *shown* in a simulated study when its two-sided ``1 - alpha`` interval
+excludes the null value on the side of the assumed effect (either side when the assumed effect is the null value);
+its power is the share of the design's studies where it is shown, with the Monte Carlo standard error
+``sqrt(p (1 - p) / reps)``. The primary comparisons, for every arm but the reference:
+
+- ``time saved``: minutes saved per 100 studies against the reference arm, all readers (null 0);
+- ``discrepancy``: difference of urgent + emergent peer discrepancies per report from the reference arm (null 0);
+
+and once: ``preference``: the per-case rate of the candidate (AI) report judged equivalent or better, against the
+stated threshold.
+
+The smallest design reaching the target power is the one with the fewest readings (readers x cases per reader), then
+the fewest readers. Studies are simulated in parallel worker processes; seeds are derived from the plan's seed and
+the design (``numpy.random.SeedSequence``), so the result does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import yaml
+from scipy import stats
+from tqdm import tqdm
+
+from analysis.estimates import ArmEstimates
+from analysis.intervals import crossed_intervals
+from analysis.preferences import PreferenceEstimates
+from analysis.simulation import CrossedEffects, simulate_outcomes
+
+#: The default assumptions, each marked as a magnitude the paper reports or as an assumption.
+DEFAULTS_PATH = Path(__file__).with_name("plan_defaults.yaml")
+
+#: Columns of :attr:`Plan.power`.
+POWER_COLUMNS: dict[str, str] = {
+    "readers": "readers in the design",
+    "cases": "cases in the design",
+    "cases_per_reader": "cases each reader reads",
+    "comparison": "time saved / discrepancy / preference",
+    "arm": "arm compared with the reference arm (preference: the candidate report)",
+    "assumed": "assumed effect: minutes saved per 100 studies, discrepancies per report (arm minus reference), "
+               "or the per-case preference rate",
+    "null": "value the interval must exclude (0, or the preference threshold)",
+    "power": "share of simulated studies whose two-sided (1 - alpha) interval excludes the null on the side of the "
+             "assumed effect",
+    "mc_se": "Monte Carlo standard error of the power, sqrt(p (1 - p) / reps)",
+    "reps": "simulated studies of the design",
+    "mean_estimate": "mean estimate over the simulated studies",
+    "mean_half_width": "mean half-width of the (1 - alpha) interval",
+}
+
+
+class AssumptionError(ValueError):
+    """An impossible, unknown or missing assumption of a plan; the message names the field (e.g. ``time.variance.
+    reader``) and the value."""
+
+
+#: Mappings whose keys are arms: a layer replaces them whole (its arms may differ from the defaults').
+_ARM_MAPS = ("saved_minutes_per_100", "per_report")
+
+
+def _deep_merge(base: dict, update: dict, path: str = "") -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise AssumptionError(f"{where}: unknown assumption (known: {', '.join(map(str, base))})")
+        if isinstance(base[key], dict) and key not in _ARM_MAPS:
+            if not isinstance(value, dict):
+                raise AssumptionError(f"{where}: expected a mapping, got {value!r}")
+            merged[key] = _deep_merge(base[key], value, f"{where}.")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _leaves(tree: dict, path: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in _ARM_MAPS:
+            keys += _leaves(value, f"{path}{key}.")
+        else:
+            keys.append(f"{path}{key}")
+    return keys
+
+
+def default_assumptions() -> dict:
+    """The default assumptions (:data:`DEFAULTS_PATH`) as a nested dict."""
+    return yaml.safe_load(DEFAULTS_PATH.read_text())
+
+
+def read_assumptions(path: Path | str) -> dict:
+    """The (partial) assumptions of a YAML file.
+
+    Raises:
+        AssumptionError: the file does not hold a mapping. OSError: it cannot be read. yaml.YAMLError: not YAML.
+    """
+    stated = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(stated, dict):
+        raise AssumptionError(f"{path}: expected a mapping of assumptions, got {type(stated).__name__}")
+    return stated
+
+
+def resolve_assumptions(layers: list[tuple[str, dict]] = ()) -> tuple[dict, dict[str, str]]:
+    """The defaults updated by each ``(source, partial assumptions)`` layer in turn (e.g. a pilot study, a YAML
+    file, the command line), validated.
+
+    Returns:
+        (assumptions, sources): the nested assumptions, and for every assumption (dotted key, e.g.
+        ``time.variance.reader``) the source of its value (``defaults`` for :data:`DEFAULTS_PATH`).
+
+    Raises:
+        AssumptionError: an unknown key, or impossible values (:func:`validate`).
+    """
+    assumptions = default_assumptions()
+    sources = dict.fromkeys(_leaves(assumptions), f"defaults ({DEFAULTS_PATH.name}: paper magnitudes or "
+                                                  "assumptions, as its comments say)")
+    for source, layer in layers:
+        assumptions = _deep_merge(assumptions, layer)
+        sources.update(dict.fromkeys(_leaves(layer), source))
+    validate(assumptions)
+    return assumptions, sources
+
+
+def load_assumptions(path: Path | str | None = None, overrides: Optional[dict] = None) -> dict:
+    """The defaults, updated by the YAML file ``path`` and then by ``overrides`` (same nesting), validated
+    (:func:`resolve_assumptions` without the sources).
+
+    Raises:
+        AssumptionError: an unknown key, or an impossible value (:func:`validate`).
+        OSError: the file cannot be read. yaml.YAMLError: it is not YAML.
+    """
+    layers = ([(str(path), read_assumptions(path))] if path is not None else []) + (
+        [("overrides", overrides)] if overrides else [])
+    return resolve_assumptions(layers)[0]
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AssumptionError(f"{where} = {value!r}: expected a finite number")
+    return float(value)
+
+
+def _count(value: Any, where: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise AssumptionError(f"{where} = {value!r}: expected a whole number >= {low}")
+    return value
+
+
+def _arm_map(value: Any, arms: list[str], where: str) -> dict[str, float]:
+    if not isinstance(value, dict) or set(value) != set(arms):
+        got = sorted(value) if isinstance(value, dict) else value
+        raise AssumptionError(f"{where}: needs exactly the arms {arms}, got {got}")
+    return {arm: _number(value[arm], f"{where}.{arm}") for arm in arms}
+
+
+def validate(assumptions: dict) -> None:
+    """Check that ``assumptions`` describe a possible study and test.
+
+    Raises:
+        AssumptionError: fewer than 2 arms or repeated arms; effects not given for exactly the arms; a negative
+            variance; a negative or zero time per case in an arm; saving factors that do not average 1; a
+            discrepancy rate below 0; a preference rate, normal share or threshold outside (0, 1) ([0, 1] for the
+            share); fewer than 2 readers or cases; more cases per reader than cases, or more judges per pair than
+            readers; alpha or the target power outside (0, 1); fewer than 2 reps or resamples.
+    """
+    arms = assumptions["arms"]
+    if not isinstance(arms, list) or len(arms) < 2 or len(set(map(str, arms))) != len(arms):
+        raise AssumptionError(f"arms = {arms!r}: need at least 2 distinct arms, the reference first")
+    arms = [str(arm) for arm in arms]
+    time, disc, pref = assumptions["time"], assumptions["discrepancy"], assumptions["preference"]
+    reference = _number(time["reference_seconds"], "time.reference_seconds")
+    saved = _arm_map(time["saved_minutes_per_100"], arms[1:], "time.saved_minutes_per_100")
+    for arm, minutes in saved.items():
+        if reference - minutes * 60 / 100 <= 0:
+            raise AssumptionError(f"time.saved_minutes_per_100.{arm} = {minutes:g}: saves more than the "
+                                  f"{reference:g} s per case of the reference arm (time.reference_seconds)")
+    for group, names in (("time.variance", time["variance"]), ("discrepancy.log_variance", disc["log_variance"]),
+                         ("preference.probit_variance", pref["probit_variance"])):
+        for name, value in names.items():
+            if _number(value, f"{group}.{name}") < 0:
+                raise AssumptionError(f"{group}.{name} = {value!r}: a variance cannot be negative")
+    high = _number(time["saving_factor"]["high"], "time.saving_factor.high")
+    low = _number(time["saving_factor"]["low"], "time.saving_factor.low")
+    if abs((high + low) / 2 - 1) > 1e-9:
+        raise AssumptionError(f"time.saving_factor = {high:g}, {low:g}: must average 1 (half the readers each)")
+    for arm, rate in _arm_map(disc["per_report"], arms, "discrepancy.per_report").items():
+        if rate < 0:
+            raise AssumptionError(f"discrepancy.per_report.{arm} = {rate:g}: a rate cannot be negative")
+    rates = pref["equivalent_or_better"]
+    for group in ("normal", "abnormal"):
+        if not 0 < _number(rates.get(group), f"preference.equivalent_or_better.{group}") < 1:
+            raise AssumptionError(f"preference.equivalent_or_better.{group} = {rates[group]!r}: must be in (0, 1)")
+    if not 0 <= _number(pref["normal_share"], "preference.normal_share") <= 1:
+        raise AssumptionError(f"preference.normal_share = {pref['normal_share']!r}: must be in [0, 1]")
+    if not 0 < _number(pref["threshold"], "preference.threshold") < 1:
+        raise AssumptionError(f"preference.threshold = {pref['threshold']!r}: must be in (0, 1)")
+    design = assumptions["design"]
+    for key in ("readers", "cases"):
+        if not isinstance(design[key], list) or not design[key]:
+            raise AssumptionError(f"design.{key} = {design[key]!r}: expected a list of whole numbers >= 2")
+        for value in design[key]:
+            _count(value, f"design.{key}", 2)
+    per_reader = design["cases_per_reader"]
+    if per_reader is not None:
+        _count(per_reader, "design.cases_per_reader", 1)
+        if per_reader > min(design["cases"]):
+            raise AssumptionError(f"design.cases_per_reader = {per_reader}: more cases per reader than the "
+                                  f"{min(design['cases'])} cases of a design (design.cases)")
+    judges = _count(pref["judges_per_pair"], "preference.judges_per_pair", 1)
+    if judges > min(design["readers"]):
+        raise AssumptionError(f"preference.judges_per_pair = {judges}: more judges per pair than the "
+                              f"{min(design['readers'])} readers of a design (design.readers)")
+    for key in ("alpha", "target_power"):
+        if not 0 < _number(assumptions["test"][key], f"test.{key}") < 1:
+            raise AssumptionError(f"test.{key} = {assumptions['test'][key]!r}: must be in (0, 1)")
+    _count(assumptions["simulation"]["reps"], "simulation.reps", 2)
+    _count(assumptions["simulation"]["resamples"], "simulation.resamples", 2)
+    _count(assumptions["simulation"]["seed"], "simulation.seed", 0)
+
+
+def crossed_effects(assumptions: dict) -> CrossedEffects:
+    """The simulator's effects (:class:`analysis.simulation.CrossedEffects`) for validated ``assumptions``.
+
+    Variances become standard deviations; minutes saved per 100 studies become seconds per case
+    (``reference - minutes * 60 / 100``); a preference rate ``p`` becomes the probit mean ``Phi^-1(p) * sqrt(1 +
+    reader + pair variance)``, whose rate over readers and pairs is ``p``. Likert and yes/no answers are not planned
+    for (no Likert questions; yes/no probit 0 in every arm).
+    """
+    arms = [str(arm) for arm in assumptions["arms"]]
+    time, disc, pref = assumptions["time"], assumptions["discrepancy"], assumptions["preference"]
+    reference = float(time["reference_seconds"])
+    seconds = {arms[0]: reference} | {arm: reference - time["saved_minutes_per_100"][arm] * 60 / 100
+                                      for arm in arms[1:]}
+    variance = time["variance"]
+    probit = pref["probit_variance"]
+    scale = math.sqrt(1 + probit["reader"] + probit["pair"])
+    return CrossedEffects(
+        arm_seconds=seconds, reader_sd=math.sqrt(variance["reader"]), case_sd=math.sqrt(variance["case"]),
+        residual_sd=math.sqrt(variance["residual"]), high_factor=float(time["saving_factor"]["high"]),
+        low_factor=float(time["saving_factor"]["low"]), saving_sd=math.sqrt(variance["reader_x_arm"]),
+        discrepancy={arm: float(disc["per_report"][arm]) for arm in arms},
+        discrepancy_reader_sd=math.sqrt(disc["log_variance"]["reader"]),
+        discrepancy_case_sd=math.sqrt(disc["log_variance"]["case"]),
+        likert={}, choice_probit={arm: 0.0 for arm in arms},
+        preference_probit={group: float(stats.norm.ppf(rate)) * scale
+                           for group, rate in pref["equivalent_or_better"].items()},
+        preference_sds=(math.sqrt(probit["reader"]), math.sqrt(probit["pair"])),
+    )
+
+
+def assumed_effects(assumptions: dict) -> pd.DataFrame:
+    """The primary comparisons with their assumed effects and null values: columns ``comparison``, ``arm``,
+    ``assumed``, ``null`` (units as in :data:`POWER_COLUMNS`)."""
+    arms = [str(arm) for arm in assumptions["arms"]]
+    disc, pref = assumptions["discrepancy"]["per_report"], assumptions["preference"]
+    rows = [{"comparison": "time saved", "arm": arm, "assumed": float(assumptions["time"]["saved_minutes_per_100"][arm]),
+             "null": 0.0} for arm in arms[1:]]
+    rows += [{"comparison": "discrepancy", "arm": arm, "assumed": float(disc[arm] - disc[arms[0]]), "null": 0.0}
+             for arm in arms[1:]]
+    share = pref["normal_share"]
+    rate = share * pref["equivalent_or_better"]["normal"] + (1 - share) * pref["equivalent_or_better"]["abnormal"]
+    rows.append({"comparison": "preference", "arm": "candidate", "assumed": float(rate),
+                 "null": float(pref["threshold"])})
+    return pd.DataFrame(rows)
+
+
+def primary_intervals(readings: pd.DataFrame, judgements: pd.DataFrame, arms: list[str], level: float,
+                      n_resamples: int, seed: int) -> pd.DataFrame:
+    """Estimates and two-sided ``level`` intervals of the primary comparisons of one study, by the analysis's
+    estimators and intervals (the calls :func:`analysis.pipeline.analyse_frames` and
+    :func:`analysis.preferences.preference_rates` make).
+
+    Args:
+        readings: per-reading frame with ``reader``, ``case``, ``arm``, ``active_seconds`` (s), ``template_use`` and
+            ``peer_discrepancy``.
+        judgements: submitted judgements with ``reader``, ``case``, ``case_label``, ``candidate_outcome``.
+        arms: arm codes, the reference first.
+
+    Returns:
+        One row per primary comparison: ``comparison``, ``arm``, ``estimate``, ``ci_low``, ``ci_high`` (minutes per
+        100 studies, discrepancies per report, or a rate).
+    """
+    estimates = ArmEstimates(readings, ["active_seconds", "peer_discrepancy"], arms, arms[0], top_percents=(100,))
+    cis = crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates, estimates.names,
+                            estimates.readers_fixed, n_resamples, seed, level=level)
+    rows = []
+    for arm in arms[1:]:
+        for comparison, key in (("time saved", ("saved", "saved_minutes_per_100", arm, 100)),
+                                ("discrepancy", ("difference", "peer_discrepancy", arm, 0))):
+            ci = cis.loc[key] if key in cis.index else pd.Series(np.nan, index=["estimate", "ci_low", "ci_high"])
+            rows.append({"comparison": comparison, "arm": arm, "estimate": ci["estimate"], "ci_low": ci["ci_low"],
+                         "ci_high": ci["ci_high"]})
+    prefs = PreferenceEstimates(judgements)
+    ci = crossed_intervals(prefs.reader_codes, prefs.case_codes, prefs, prefs.names, n_resamples=n_resamples,
+                           seed=seed, level=level).loc[("per case", "overall")]
+    rows.append({"comparison": "preference", "arm": "candidate", "estimate": ci["estimate"], "ci_low": ci["ci_low"],
+                 "ci_high": ci["ci_high"]})
+    return pd.DataFrame(rows)
+
+
+def shown(table: pd.DataFrame) -> pd.Series:
+    """Whether each row's interval (``ci_low``, ``ci_high``) excludes its ``null`` on the side of its ``assumed``
+    effect (either side when the assumed effect equals the null); a missing interval is not shown."""
+    above, below = table["ci_low"] > table["null"], table["ci_high"] < table["null"]
+    return np.where(table["assumed"] > table["null"], above,
+                    np.where(table["assumed"] < table["null"], below, above | below)).astype(bool)
+
+
+def study_seed(seed: int, readers: int, cases: int, cases_per_reader: int, rep: int) -> int:
+    """The seed of one simulated study: ``SeedSequence(seed, spawn_key=(readers, cases, cases_per_reader, rep))``'s
+    first 32-bit word (the same study for the same design whatever the grid and the workers)."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(readers, cases, cases_per_reader, rep))
+    return int(sequence.generate_state(1)[0])
+
+
+def simulate_design(assumptions: dict, readers: int, cases: int, reps: range, level: Optional[float] = None,
+                    seed: Optional[int] = None) -> pd.DataFrame:
+    """Simulate and analyse studies ``reps`` of one design (:func:`primary_intervals`).
+
+    Args:
+        assumptions: validated assumptions.
+        level: interval level; default ``1 - test.alpha``.
+        seed: plan seed; default ``simulation.seed``.
+
+    Returns:
+        One row per study x primary comparison: ``readers``, ``cases``, ``cases_per_reader``, ``rep``, ``seed``,
+        ``comparison``, ``arm``, ``estimate``, ``ci_low``, ``ci_high``, ``assumed``, ``null``, ``shown``.
+    """
+    effects = crossed_effects(assumptions)
+    arms = [str(arm) for arm in assumptions["arms"]]
+    pref = assumptions["preference"]
+    per_reader = assumptions["design"]["cases_per_reader"] or cases
+    level = 1 - assumptions["test"]["alpha"] if level is None else level
+    seed = assumptions["simulation"]["seed"] if seed is None else seed
+    assumed = assumed_effects(assumptions)
+    parts = []
+    for rep in reps:
+        study = study_seed(seed, readers, cases, per_reader, rep)
+        sim = simulate_outcomes(readers, cases, effects, pref["judges_per_pair"], pref["normal_share"], study,
+                                cases_per_reader=per_reader)
+        table = primary_intervals(sim.readings, sim.judgements, arms, level,
+                                  assumptions["simulation"]["resamples"], study)
+        parts.append(table.assign(readers=readers, cases=cases, cases_per_reader=per_reader, rep=rep, seed=study))
+    studies = pd.concat(parts, ignore_index=True).merge(assumed, on=["comparison", "arm"])
+    studies["shown"] = shown(studies)
+    columns = ["readers", "cases", "cases_per_reader", "rep", "seed", "comparison", "arm", "estimate", "ci_low",
+               "ci_high", "assumed", "null", "shown"]
+    return studies[columns]
+
+
+def _limit_threads() -> None:
+    """Worker initialiser: one BLAS thread per worker process (the workers already use every core)."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+
+
+def available_workers() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def summarise(studies: pd.DataFrame) -> pd.DataFrame:
+    """Power per design x comparison from :func:`simulate_design` rows; columns :data:`POWER_COLUMNS`."""
+    keys = ["readers", "cases", "cases_per_reader", "comparison", "arm"]
+    grouped = studies.assign(half=(studies["ci_high"] - studies["ci_low"]) / 2).groupby(keys, sort=False)
+    table = grouped.agg(assumed=("assumed", "first"), null=("null", "first"), power=("shown", "mean"),
+                        reps=("shown", "size"), mean_estimate=("estimate", "mean"),
+                        mean_half_width=("half", "mean")).reset_index()
+    table["mc_se"] = np.sqrt(table["power"] * (1 - table["power"]) / table["reps"])
+    order = {"time saved": 0, "discrepancy": 1, "preference": 2}
+    table = table.sort_values(["comparison", "arm", "readers", "cases"], key=lambda s: s.map(order)
+                              if s.name == "comparison" else s, kind="stable")
+    return table[list(POWER_COLUMNS)].reset_index(drop=True)
+
+
+def smallest_designs(power: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per comparison, and for all of them at once (``comparison`` ``all``), the smallest design whose power
+    reaches ``target``: fewest readings (readers x cases per reader), then fewest readers, then fewest cases.
+
+    Returns:
+        Columns ``comparison``, ``arm``, ``readers``, ``cases``, ``cases_per_reader``, ``readings``, ``power`` (the
+        lowest power of the comparisons for ``all``); NaN designs where no design of the grid reaches ``target``.
+    """
+    power = power.assign(readings=power["readers"] * power["cases_per_reader"])
+    design = ["readings", "readers", "cases"]
+    rows = []
+    groups = list(power.groupby(["comparison", "arm"], sort=False))
+    everything = power.groupby(["readers", "cases", "cases_per_reader", "readings"], as_index=False)["power"].min()
+    for (comparison, arm), group in [*groups, (("all", ""), everything)]:
+        reached = group[group["power"] >= target].sort_values(design)
+        best = reached.iloc[0] if len(reached) else None
+        rows.append({"comparison": comparison, "arm": arm,
+                     **{k: (np.nan if best is None else int(best[k])) for k in ("readers", "cases",
+                                                                                "cases_per_reader", "readings")},
+                     "power": np.nan if best is None else float(best["power"])})
+    return pd.DataFrame(rows)
+
+
+def power_figure(power: pd.DataFrame, target: float, alpha: float) -> go.Figure:
+    """Power against cases, one line per number of readers, one panel per primary comparison, the target dashed."""
+    data = power.assign(panel=power["comparison"] + ": " + power["arm"],
+                        readers=power["readers"].astype(str) + " readers")
+    fig = px.line(data, x="cases", y="power", color="readers", facet_col="panel", facet_col_wrap=3, markers=True,
+                  error_y="mc_se", range_y=[0, 1.05],
+                  title=f"Power of each primary comparison (two-sided alpha {alpha:g}; bars: Monte Carlo SE)")
+    fig.add_hline(y=target, line_dash="dash", annotation_text=f"target {target:g}")
+    fig.for_each_annotation(lambda a: a.update(text=a.text.replace("panel=", "")))
+    return fig
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class Plan:
+    """Result of :func:`plan_study`.
+
+    Attributes:
+        assumptions: the validated assumptions the studies were simulated under (nested dict, as the YAML).
+        sources: assumption (dotted key) -> where its value came from (defaults file, YAML file, pilot study).
+        power: one row per design x primary comparison, columns :data:`POWER_COLUMNS`.
+        smallest: :func:`smallest_designs` at the target power.
+        studies: every simulated study's estimates and intervals (:func:`simulate_design`).
+        figure: :func:`power_figure`.
+        files: output name -> path, once written (:func:`write_plan`).
+    """
+
+    assumptions: dict
+    sources: dict[str, str]
+    power: pd.DataFrame
+    smallest: pd.DataFrame
+    studies: pd.DataFrame
+    figure: go.Figure
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def plan_study(assumptions: dict, workers: int = 1, progress: Optional[ProgressCallback] = None,
+               sources: Optional[dict[str, str]] = None) -> Plan:
+    """Power of every primary comparison on the assumptions' grid of designs (module docstring).
+
+    Args:
+        assumptions: as :func:`load_assumptions` returns (validated again here).
+        workers: worker processes (1: in this process).
+        progress: called with (studies done, studies in all) as they finish.
+        sources: provenance of the assumptions, recorded with the plan.
+
+    Raises:
+        AssumptionError: impossible assumptions (:func:`validate`). ValueError: ``workers`` < 1.
+    """
+    validate(assumptions)
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1")
+    reps = assumptions["simulation"]["reps"]
+    designs = [(r, c) for r in sorted(set(assumptions["design"]["readers"]))
+               for c in sorted(set(assumptions["design"]["cases"]))]
+    chunk = max(1, min(25, math.ceil(reps * len(designs) / (4 * workers))))
+    tasks = [(r, c, range(start, min(start + chunk, reps))) for r, c in designs for start in range(0, reps, chunk)]
+    total, done, parts = reps * len(designs), 0, []
+    if progress:
+        progress(0, total)
+    if workers == 1:
+        for r, c, span in tasks:
+            parts.append(simulate_design(assumptions, r, c, span))
+            done += len(span)
+            if progress:
+                progress(done, total)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_limit_threads) as pool:
+            futures = {pool.submit(simulate_design, assumptions, r, c, span): len(span) for r, c, span in tasks}
+            for future in as_completed(futures):
+                parts.append(future.result())
+                done += futures[future]
+                if progress:
+                    progress(done, total)
+    studies = pd.concat(parts, ignore_index=True).sort_values(["readers", "cases", "rep"], kind="stable")
+    power = summarise(studies)
+    target, alpha = assumptions["test"]["target_power"], assumptions["test"]["alpha"]
+    return Plan(assumptions, dict(sources or {}), power, smallest_designs(power, target),
+                studies.reset_index(drop=True), power_figure(power, target, alpha))
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages whose code computes a plan."""
+    return {name: version(name) for name in ("numpy", "scipy", "pandas", "plotly", "PyYAML")}
+
+
+def write_plan(plan: Plan, out_dir: Path) -> dict[str, Path]:
+    """Write ``power.csv``, ``smallest.csv``, ``studies.csv`` (every simulated study), ``plan.json`` (assumptions,
+    their sources, seed, alpha, target, smallest designs, software versions), ``assumptions.yaml`` (reusable as
+    ``--assumptions``) and ``power_curve.html`` (self-contained plotly) to ``out_dir``; sets and returns
+    ``plan.files``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {name: out_dir / name for name in ("power.csv", "smallest.csv", "studies.csv", "plan.json",
+                                                "assumptions.yaml", "power_curve.html")}
+    plan.power.to_csv(files["power.csv"], index=False)
+    plan.smallest.to_csv(files["smallest.csv"], index=False)
+    plan.studies.to_csv(files["studies.csv"], index=False)
+    files["assumptions.yaml"].write_text(yaml.safe_dump(plan.assumptions, sort_keys=False))
+    record = {
+        "assumptions": plan.assumptions, "sources": plan.sources, "seed": plan.assumptions["simulation"]["seed"],
+        "alpha": plan.assumptions["test"]["alpha"], "target_power": plan.assumptions["test"]["target_power"],
+        "method": __doc__.split("\n\n")[1].replace("\n", " "),
+        "columns": POWER_COLUMNS, "smallest": json.loads(plan.smallest.to_json(orient="records")),
+        "software": software_versions(),
+    }
+    files["plan.json"].write_text(json.dumps(record, indent=2))
+    plan.figure.write_html(files["power_curve.html"], include_plotlyjs=True)
+    plan.files = files
+    return files
+
+
+def _clip_rate(rate: float) -> float:
+    return float(min(max(rate, 0.01), 0.99))
+
+
+def assumptions_from_pilot(session_factory, study: str | int, judge=None) -> dict:
+    """Partial assumptions estimated from a pilot study in the database, by the analysis itself
+    (:func:`analysis.pipeline.run_analysis` with the offline judge unless ``judge`` is given; 50 resamples, as only
+    estimates are used):
+
+    - arms (the reference first), ``time.reference_seconds`` and ``time.saved_minutes_per_100``: the per-arm means
+      of active time (``arm_summary``);
+    - ``time.variance`` reader, case and residual: the mixed model of active time (``mixed_models``);
+      ``reader_x_arm``: the variance over readers of each reader's own saving (``reader_arm``) less its sampling
+      variance (residual x (1/n + 1/n_reference) per reader), at least 0, averaged over arms; the saving factors
+      become 1 (the pilot's spread of savings is all in ``reader_x_arm``);
+    - ``discrepancy.per_report``: per-arm mean peer discrepancy; ``discrepancy.log_variance``: the mixed model's
+      reader and case variances of peer discrepancy on the log scale, ``log(1 + variance / mean^2)``;
+    - ``preference.equivalent_or_better`` (normal, abnormal; clipped to [0.01, 0.99]) and ``normal_share``: the
+      per-case rates of the study's first comparison set with submitted judgements (``preference_rates``), when
+      there is one.
+
+    What the pilot does not give keeps its default (or the YAML's); the plan's sources say which is which.
+
+    Raises:
+        LookupError: no such study. ValueError: no usable reading.
+        AssumptionError: the pilot has no active time or peer discrepancy in an arm.
+    """
+    from analysis.pipeline import run_analysis
+
+    result = run_analysis(session_factory, study, None, judge, n_resamples=50)
+    reference = result.reference_arm
+    arms = [reference] + [arm for arm in result.arms if arm != reference]
+    summary = result.tables["arm_summary"].set_index(["metric", "arm"])
+    values = {}
+    for metric in ("active_seconds", "peer_discrepancy"):
+        for arm in arms:
+            value = summary["estimate"].get((metric, arm), np.nan)
+            if pd.isna(value):
+                raise AssumptionError(f"pilot study {result.study_name!r} has no {metric} in arm {arm!r}: state "
+                                      "it in an assumptions YAML instead")
+            values[(metric, arm)] = float(value)
+    reference_seconds = values[("active_seconds", reference)]
+    models = result.tables["mixed_models"].set_index("outcome")
+    layer: dict = {"arms": arms, "time": {"reference_seconds": reference_seconds, "saved_minutes_per_100": {
+        arm: (reference_seconds - values[("active_seconds", arm)]) * 100 / 60 for arm in arms[1:]}},
+        "discrepancy": {"per_report": {arm: values[("peer_discrepancy", arm)] for arm in arms}}}
+    if "active_seconds" in models.index:
+        fit = models.loc[["active_seconds"]].iloc[0]
+        residual = float(fit["residual_var"])
+        layer["time"]["variance"] = {"reader": max(float(fit["reader_var"]), 0.0),
+                                     "case": max(float(fit["case_var"]), 0.0), "residual": residual}
+        reader_arm = result.tables["reader_arm"]
+        reference_n = reader_arm[reader_arm["arm"] == reference].set_index("reader")["n_cases"]
+        spreads = []
+        for arm in arms[1:]:
+            own = reader_arm[(reader_arm["arm"] == arm)].dropna(subset=["saved_minutes_per_100"])
+            if len(own) >= 2:
+                seconds = own["saved_minutes_per_100"] * 60 / 100
+                noise = residual * (1 / own["n_cases"] + 1 / own["reader"].map(reference_n)).mean()
+                spreads.append(max(float(seconds.var(ddof=1)) - noise, 0.0))
+        if spreads:
+            layer["time"]["variance"]["reader_x_arm"] = float(np.mean(spreads))
+            layer["time"]["saving_factor"] = {"high": 1.0, "low": 1.0}
+    if "peer_discrepancy" in models.index:
+        fit = models.loc[["peer_discrepancy"]].iloc[0]
+        mean = float(result.tables["readings"]["peer_discrepancy"].mean())
+        if mean > 0:
+            layer["discrepancy"]["log_variance"] = {
+                name: float(np.log1p(max(float(fit[f"{name}_var"]), 0.0) / mean ** 2)) for name in ("reader", "case")}
+    rates = result.tables["preference_rates"]
+    if len(rates):
+        first = rates[rates["set"] == rates["set"].iloc[0]].set_index("group")
+        groups = {g: first.loc[g] for g in ("normal", "abnormal") if g in first.index and first.loc[g, "n_cases"] > 0}
+        if len(groups) == 2:
+            layer["preference"] = {
+                "equivalent_or_better": {g: _clip_rate(float(row["equivalent_or_better"])) for g, row in groups.items()},
+                "normal_share": float(groups["normal"]["n_cases"] / (groups["normal"]["n_cases"]
+                                                                     + groups["abnormal"]["n_cases"]))}
+    return layer
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m analysis plan``; options given override the assumptions."""
+    parser = argparse.ArgumentParser(prog="python -m analysis plan", description=__doc__.splitlines()[0])
+    parser.add_argument("--assumptions", type=Path, help=f"YAML of stated assumptions (defaults: {DEFAULTS_PATH})")
+    parser.add_argument("--database", help="SQLAlchemy URL of a database holding a pilot study (with --study)")
+    parser.add_argument("--study", help="pilot ReaderStudy name: effect sizes and variance components estimated "
+                                        "from it (a YAML given too overrides them)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--readers", type=_ints, help="design.readers, e.g. 4,6,8,10")
+    parser.add_argument("--cases", type=_ints, help="design.cases, e.g. 30,45,60,75")
+    parser.add_argument("--cases-per-reader", type=int, help="design.cases_per_reader (default: every case)")
+    parser.add_argument("--alpha", type=float, help="test.alpha (two-sided)")
+    parser.add_argument("--target-power", type=float, help="test.target_power")
+    parser.add_argument("--threshold", type=float, help="preference.threshold")
+    parser.add_argument("--reps", type=int, help="simulation.reps: simulated studies per design")
+    parser.add_argument("--resamples", type=int, help="simulation.resamples per one-way bootstrap")
+    parser.add_argument("--seed", type=int, help="simulation.seed")
+    parser.add_argument("--workers", type=int, default=available_workers(),
+                        help="worker processes (default: the cores available, %(default)s)")
+    return parser
+
+
+def _command_line_layer(args: argparse.Namespace) -> dict:
+    layer: dict = {}
+    for option, (group, key) in {"readers": ("design", "readers"), "cases": ("design", "cases"),
+                                 "cases_per_reader": ("design", "cases_per_reader"), "alpha": ("test", "alpha"),
+                                 "target_power": ("test", "target_power"), "threshold": ("preference", "threshold"),
+                                 "reps": ("simulation", "reps"), "resamples": ("simulation", "resamples"),
+                                 "seed": ("simulation", "seed")}.items():
+        if getattr(args, option) is not None:
+            layer.setdefault(group, {})[key] = getattr(args, option)
+    return layer
+
+
+def main(argv: list[str]) -> int:
+    """Run ``python -m analysis plan`` on ``argv`` (the arguments after ``plan``); prints the power table, the
+    smallest designs and the files. Exit status: 0 done; 1 refused (impossible assumptions, an unreadable YAML, a
+    missing or unusable pilot study; the message names the problem); 2 usage error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.database is None) != (args.study is None):
+        parser.error("a pilot study needs both --database and --study")
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}: must be >= 1")
+    layers = []
+    try:
+        if args.study is not None:
+            from studyapp.db.session import open_database
+            layers.append((f"pilot study {args.study!r}", assumptions_from_pilot(open_database(args.database),
+                                                                                  args.study)))
+        if args.assumptions is not None:
+            layers.append((str(args.assumptions), read_assumptions(args.assumptions)))
+        if cli := _command_line_layer(args):
+            layers.append(("command line", cli))
+        assumptions, sources = resolve_assumptions(layers)
+    except (LookupError, ValueError, OSError, yaml.YAMLError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    designs = len(set(assumptions["design"]["readers"])) * len(set(assumptions["design"]["cases"]))
+    total = designs * assumptions["simulation"]["reps"]
+    print(f"simulating {total} studies ({designs} designs x {assumptions['simulation']['reps']}) on "
+          f"{args.workers} worker(s)", file=sys.stderr)
+    with tqdm(total=total, unit="study", file=sys.stderr) as bar:
+        plan = plan_study(assumptions, args.workers, lambda done, _: bar.update(done - bar.n), sources)
+    files = write_plan(plan, args.out)
+    pd.set_option("display.width", 200)
+    print(plan.power.drop(columns=["mean_half_width"]).to_string(
+        index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nsmallest design with power >= {assumptions['test']['target_power']:g} "
+          f"(alpha {assumptions['test']['alpha']:g}, seed {assumptions['simulation']['seed']}):")
+    for row in plan.smallest.itertuples():
+        name = f"{row.comparison} {row.arm}".strip()
+        print(f"  {name}: " + ("no design of the grid" if pd.isna(row.readers) else
+                               f"{row.readers:.0f} readers x {row.cases:.0f} cases ({row.cases_per_reader:.0f} per "
+                               f"reader, {row.readings:.0f} readings), power {row.power:.2f}"))
+    print(f"\npower curve: {files['power_curve.html']}\ntables: {files['power.csv']}, assumptions and seed: "
+          f"{files['plan.json']}")
+    return 0
