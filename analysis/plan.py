@@ -35,20 +35,20 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import yaml
 from scipy import stats
-from tqdm import tqdm
 
 from analysis.estimates import ArmEstimates
 from analysis.intervals import crossed_intervals
 from analysis.preferences import PreferenceEstimates
 from analysis.simulation import CrossedEffects, simulate_outcomes
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 #: The default assumptions, each marked as a magnitude the paper reports or as an assumption.
 DEFAULTS_PATH = Path(__file__).with_name("plan_defaults.yaml")
@@ -419,8 +419,10 @@ def smallest_designs(power: pd.DataFrame, target: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def power_figure(power: pd.DataFrame, target: float, alpha: float) -> go.Figure:
+def power_figure(power: pd.DataFrame, target: float, alpha: float) -> "go.Figure":
     """Power against cases, one line per number of readers, one panel per primary comparison, the target dashed."""
+    import plotly.express as px  # not in the worker processes, which only simulate
+
     data = power.assign(panel=power["comparison"] + ": " + power["arm"],
                         readers=power["readers"].astype(str) + " readers")
     fig = px.line(data, x="cases", y="power", color="readers", facet_col="panel", facet_col_wrap=3, markers=True,
@@ -453,7 +455,7 @@ class Plan:
     power: pd.DataFrame
     smallest: pd.DataFrame
     studies: pd.DataFrame
-    figure: go.Figure
+    figure: "go.Figure"
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -659,6 +661,8 @@ def main(argv: list[str]) -> int:
     """Run ``python -m analysis plan`` on ``argv`` (the arguments after ``plan``); prints the power table, the
     smallest designs and the files. Exit status: 0 done; 1 refused (impossible assumptions, an unreadable YAML, a
     missing or unusable pilot study; the message names the problem); 2 usage error."""
+    from tqdm import tqdm
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.database is None) != (args.study is None):

@@ -1,0 +1,153 @@
+"""Power and sample size (analysis.plan, ``python -m analysis plan``, bench/power.py): the assumptions become the
+simulator's effects exactly, impossible assumptions are refused by name, the plan's power agrees with the full
+analysis's rejection rate on independent studies, a pilot study in a database gives the assumptions, and the outputs
+record the assumptions and seed."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.__main__ import main as analysis_main
+from analysis.plan import (
+    AssumptionError, assumed_effects, assumptions_from_pilot, crossed_effects, load_assumptions, plan_study,
+    resolve_assumptions, smallest_designs, write_plan)
+from analysis.simulation import crossed_truth, simulate_study, write_study
+from studyapp.db.session import open_database
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"design": {"readers": [4], "cases": [12]}, "simulation": {"reps": 4, "resamples": 20}}
+
+
+def test_defaults_are_the_papers_magnitudes_and_become_the_simulators_truth():
+    assumptions = load_assumptions()
+    assert assumptions["arms"] == ["template", "llm", "model"]
+    assert assumptions["preference"]["equivalent_or_better"] == {"normal": 0.95, "abnormal": 0.58}
+    effects = crossed_effects(assumptions)
+    truth = crossed_truth(effects, normal_share=assumptions["preference"]["normal_share"])
+    assumed = assumed_effects(assumptions).set_index(["comparison", "arm"])["assumed"]
+    # the paper's 71% overall from 95% normal, 58% abnormal and a 35% normal share
+    assert truth[("preference", "per case", "overall")] == pytest.approx(assumed[("preference", "candidate")])
+    assert round(assumed[("preference", "candidate")], 2) == 0.71
+    assert truth[("preference", "per case", "normal")] == pytest.approx(0.95)
+    for arm, minutes in (("model", 30.0), ("llm", -20.0)):
+        assert truth[("saved", "saved_minutes_per_100", arm, 100)] == pytest.approx(minutes)
+    assert truth[("difference", "peer_discrepancy", "model", 0)] == pytest.approx(-0.1)
+    assert effects.reader_sd == 60.0 and effects.saving_sd == 15.0
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"time": {"variance": {"reader": -1.0}}}, "time.variance.reader = -1.0: a variance cannot be negative"),
+    ({"preference": {"probit_variance": {"pair": -0.5}}}, "preference.probit_variance.pair"),
+    ({"design": {"cases": [30, 60], "cases_per_reader": 45}}, "design.cases_per_reader = 45: more cases per "
+                                                                "reader than the 30 cases"),
+    ({"test": {"alpha": 1.5}}, "test.alpha = 1.5: must be in (0, 1)"),
+    ({"test": {"alpha": 0}}, "test.alpha = 0: must be in (0, 1)"),
+    ({"preference": {"judges_per_pair": 5}, "design": {"readers": [4, 8]}}, "more judges per pair than the 4"),
+    ({"time": {"saved_minutes_per_100": {"model": 30}}}, "needs exactly the arms ['llm', 'model']"),
+    ({"time": {"saved_minutes_per_100": {"llm": 0, "model": 700}}}, "saves more than the 360 s"),
+    ({"arms": ["template", "template"]}, "need at least 2 distinct arms"),
+    ({"preference": {"threshold": 1.0}}, "preference.threshold = 1.0"),
+    ({"time": {"variance": {"raeder": 1.0}}}, "time.variance.raeder: unknown assumption"),
+    ({"design": {"readers": [1, 4]}}, "design.readers = 1"),
+])
+def test_impossible_assumptions_are_named(overrides, named):
+    with pytest.raises(AssumptionError) as error:
+        load_assumptions(overrides=overrides)
+    assert named in str(error.value)
+
+
+def test_command_refuses_impossible_assumptions_by_name(tmp_path, capsys):
+    stated = tmp_path / "assumptions.yaml"
+    stated.write_text(yaml.safe_dump({"time": {"variance": {"case": -25}}}))
+    assert analysis_main(["plan", "--assumptions", str(stated), "--out", str(tmp_path / "out")]) == 1
+    assert "time.variance.case = -25: a variance cannot be negative" in capsys.readouterr().err
+    assert analysis_main(["plan", "--alpha", "1.2", "--out", str(tmp_path / "out")]) == 1
+    assert "test.alpha = 1.2: must be in (0, 1)" in capsys.readouterr().err
+    assert analysis_main(["plan", "--cases", "20,40", "--cases-per-reader", "30", "--out",
+                          str(tmp_path / "out")]) == 1
+    assert "more cases per reader than the 20 cases" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_does_not_depend_on_the_workers_and_records_assumptions_and_seed(tmp_path):
+    assumptions, sources = resolve_assumptions([("test", TINY)])
+    one = plan_study(assumptions, workers=1)
+    two = plan_study(assumptions, workers=2, sources=sources)
+    pd.testing.assert_frame_equal(one.power, two.power)
+    assert len(two.studies) == 4 * 5 and set(two.power["reps"]) == {4}
+    files = write_plan(two, tmp_path)
+    record = json.loads(files["plan.json"].read_text())
+    assert record["seed"] == 0 and record["alpha"] == 0.05 and record["assumptions"] == assumptions
+    assert record["sources"]["design.readers"] == "test"
+    assert record["sources"]["time.variance.reader"].startswith("defaults")
+    assert yaml.safe_load(files["assumptions.yaml"].read_text()) == assumptions
+    assert pd.read_csv(files["power.csv"]).shape == (5, 12)
+    assert "plotly" in files["power_curve.html"].read_text()[:5000].lower()
+
+
+def test_power_grows_with_the_design_and_the_smallest_design_reaches_the_target():
+    assumptions = load_assumptions(overrides={"design": {"readers": [4, 8], "cases": [12, 60]},
+                                              "simulation": {"reps": 12, "resamples": 30}})
+    plan = plan_study(assumptions, workers=2)
+    preference = plan.power[plan.power["comparison"] == "preference"].set_index(["readers", "cases"])["power"]
+    assert preference[(8, 60)] >= preference[(4, 12)] + 0.3  # 12 vs 60 pairs of a 71% rate against 50%
+    best = plan.smallest.set_index("comparison").loc["preference"]
+    reached = plan.power[(plan.power["comparison"] == "preference") & (plan.power["power"] >= 0.8)]
+    assert best["readings"] == (reached["readers"] * reached["cases_per_reader"]).min()
+    # a grid where nothing reaches the target says so
+    none = smallest_designs(plan.power.assign(power=0.1), 0.8)
+    assert none["readers"].isna().all()
+
+
+def test_plan_power_equals_the_analysis_rejection_rate_within_monte_carlo_error():
+    """bench/power.py at a small size: 30 studies of 6 readers x 30 cases on each side."""
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "power.py"), "--designs", "6x30", "--reps", "30",
+                          "--resamples", "50", "--workers", "2"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    print(run.stdout, run.stderr)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "agree within Monte Carlo error (z <= 3): all" in run.stdout
+    rows = {(m.group(1), m.group(2)): (float(m.group(3)), float(m.group(4)))
+            for m in re.finditer(r"6x30\s+(time saved|discrepancy|preference)\s+(\w+)\s+\S+\s+\S+\s+([\d.]+)\s+\S+\s+"
+                                 r"([\d.]+)", run.stdout)}
+    assert len(rows) == 5
+    plan_power, analysis_rate = rows[("preference", "candidate")]
+    assert plan_power > 0.5 and analysis_rate > 0.4  # a 71% rate against 50% on 30 pairs is often shown
+
+
+def test_pilot_study_gives_the_assumptions(tmp_path):
+    sessions = open_database(f"sqlite:///{tmp_path / 'pilot.db'}")
+    write_study(sessions, simulate_study(n_readers=4, n_cases=12, seed=5, name="Pilot"))
+    layer = assumptions_from_pilot(sessions, "Pilot")
+    assert layer["arms"] == ["template", "llm", "model"]
+    # simulate_study: high template users (half the readers) save 30 s per case with the model draft
+    assert 10 < layer["time"]["saved_minutes_per_100"]["model"] < 45
+    assert abs(layer["time"]["saved_minutes_per_100"]["llm"]) < 15
+    assert layer["time"]["variance"]["reader"] > layer["time"]["variance"]["residual"] > 0
+    assert 200 < layer["time"]["reference_seconds"] < 300
+    assert set(layer["discrepancy"]["per_report"]) == {"template", "llm", "model"}
+    assumptions, sources = resolve_assumptions([("pilot study 'Pilot'", layer), ("test", TINY)])
+    assert sources["time.saved_minutes_per_100"] == "pilot study 'Pilot'"
+    assert sources["preference.threshold"].startswith("defaults")  # no comparison set in this pilot
+    with pytest.raises(LookupError):
+        assumptions_from_pilot(sessions, "No such study")
+
+
+def test_command_with_a_pilot_study_writes_the_outputs(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'pilot.db'}"
+    write_study(open_database(url), simulate_study(n_readers=4, n_cases=12, seed=5, name="Pilot"))
+    out = tmp_path / "plan"
+    assert analysis_main(["plan", "--database", url, "--study", "Pilot", "--readers", "4", "--cases", "12",
+                          "--reps", "3", "--resamples", "20", "--workers", "1", "--seed", "7", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "smallest design with power >= 0.8" in printed.out and "3/3" in printed.err
+    record = json.loads((out / "plan.json").read_text())
+    assert record["seed"] == 7 and record["sources"]["time.reference_seconds"] == "pilot study 'Pilot'"
+    assert analysis_main(["plan", "--database", url, "--study", "Missing", "--out", str(out)]) == 1
+    assert "Missing" in capsys.readouterr().err
