@@ -1,7 +1,8 @@
 """The coordinator's analysis tab: runs ``analysis.run_analysis`` on a study (the offline judge, or the LLM judge at
 ``Settings.llm_judge_url``) and shows a summary first (the headline numbers with 95% CIs per arm, the blinded
 comparison's preference rates, then the per-arm table; a warning when the judge failed on peer comparisons), the
-Fig. 5 panels in sub-tabs, what was left out and why (folded), and the files (CSV tables, HTML report)."""
+Fig. 5 panels in sub-tabs, what was left out and why (folded), and the files (CSV tables, HTML report). Below, folded,
+the Plan view (:mod:`studyapp.ui.plan_view`): power and sample size for a planned study."""
 
 import tempfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from analysis.skipped import practice_judgements_left_out, practice_reads_left_o
 from studyapp.services import studies
 from studyapp.ui.context import UIContext, follow_study_choice, shows_errors, user_action
 from studyapp.ui.inert import inert
+from studyapp.ui.plan_view import PlanView
 
 #: Figures of ``AnalysisResult.figures`` in display order: (sub-tab name, title).
 FIGURES = {
@@ -134,6 +136,16 @@ class AnalysisTab:
         self.results = [self.status, self.headline, self.preferences, self.summary, self.skipped_box, self.skipped,
                         *self.plots.values(), self.files]
         self.run.click(self._analyse, [self.study], self.results, api_visibility="private")
+        with gr.Accordion("Plan a study: power and sample size", open=False, elem_id="plan-view"):
+            self.plan = PlanView(ctx, self.study, self.judge)
+
+    def judge(self):
+        """The discrepancy judge of the analysis: the LLM judge at ``Settings.llm_judge_url`` when set, else the
+        offline judge (close an LLM judge after use)."""
+        settings = self.ctx.settings
+        return (LLMJudge(settings.llm_judge_url, settings.llm_judge_model,
+                         cache_dir=Path(settings.data_dir) / "llm-cache")
+                if settings.llm_judge_url else OfflineJudge())
 
     @property
     def on_load_outputs(self) -> list:
@@ -165,9 +177,7 @@ class AnalysisTab:
         settings = self.ctx.settings
         judge = None
         try:
-            judge = (LLMJudge(settings.llm_judge_url, settings.llm_judge_model,
-                              cache_dir=Path(settings.data_dir) / "llm-cache")
-                     if settings.llm_judge_url else OfflineJudge())
+            judge = self.judge()
             result = run_analysis(self.ctx.sessions, study.name, out_dir, judge, ratescore_dir=settings.ratescore_dir)
         except (LookupError, ValueError) as error:
             raise gr.Error(str(error)) from error
