@@ -128,8 +128,8 @@ def _copy_images(session: Session, sources: dict[str, tuple[dict, Path]], instan
         shutil.copyfile(source, target)
         paths.append({"instance_id": instance_ids[row["id"]], "file_path": str(target)})
     table = Instance.__table__  # a Core UPDATE run once per file (executemany)
-    session.execute(update(table).where(table.c.id == bindparam("instance_id")).values(file_path=bindparam("file_path")),
-                    paths)
+    session.execute(update(table).where(table.c.id == bindparam("instance_id"))
+                    .values(file_path=bindparam("file_path")), paths)
     return len(paths)
 
 
