@@ -95,6 +95,7 @@ class CoordinatorTab:
             self.assign_status = gr.Markdown(elem_id="coord-assign-status")
             self.balance = gr.Code(label="Balance report", language=None)
         gr.Markdown("### Progress")
+        self.progress_note = gr.Markdown(elem_id="coord-progress-note")
         with gr.Tabs():
             with gr.Tab("Per reader"):
                 self.progress = gr.Dataframe(interactive=False, elem_id="coord-progress")
@@ -136,7 +137,7 @@ class CoordinatorTab:
     def on_load_outputs(self) -> list:
         """Components :meth:`on_load` and the overview refreshes update."""
         return [self.study, self.progress, self.case_progress, self.template, self.questions, self.status,
-                self.existing, self.readers, self.practice_pick,
+                self.existing, self.readers, self.practice_pick, self.progress_note,
                 *self.preview.outputs]
 
     def on_load(self, session, user) -> dict:
@@ -154,9 +155,11 @@ class CoordinatorTab:
         preview = self.preview.overview(session, user, study) if user is not None else {}
         enrolled = [u.username for u in accounts.study_readers(session, study)] if study else []
         others = [u for u in accounts.list_users(session, role=ROLE_READER) if u.username not in enrolled]
+        progress = export.progress_table(session, study) if study else None
         return preview | {
             self.study: gr.update(choices=names, value=name),
-            self.progress: readable_headers(export.progress_table(session, study)) if study else None,
+            self.progress: readable_headers(progress) if study else None,
+            self.progress_note: (NO_ASSIGNMENT if progress is not None and progress.empty else ""),
             self.case_progress: readable_headers(export.case_progress_table(session, study)) if study else None,
             self.existing: gr.update(choices=[u.username for u in others], value=None),
             self.practice_pick: gr.update(choices=cases.case_choices(session, study) if study else [], value=[]),
@@ -321,6 +324,8 @@ class CoordinatorTab:
             export.export_reads_csv(session, study, path)
             return str(path)
 
+
+NO_ASSIGNMENT = "No assignment yet: the tables fill once readers are added and the balanced assignment is generated."
 
 #: Headers the progress tables show for the columns of ``export.progress_table`` / ``case_progress_table``
 #: (``submitted_<arm code>`` columns become "Submitted (<arm code>)").

@@ -72,6 +72,7 @@ def test_marking_a_practice_case_after_the_assignment_asks_first(serve_app, brow
     assert "Not changed yet" not in page.locator("#coord-practice-status").inner_text()
     assert stored() == (0, True)
     assert not page.locator("#coord-practice-confirm input").is_checked()
+    assert "No assignment yet" in page.locator("#coord-progress-note").inner_text()  # why the tables are empty
     page.locator("#coord-practice-pick input").fill(key[-8:])  # the choice now says it is a practice case
     assert "· practice · " + key in page.get_by_role("option").filter(has_text=key).inner_text()
     page.keyboard.press("Escape")
@@ -81,6 +82,7 @@ def test_marking_a_practice_case_after_the_assignment_asks_first(serve_app, brow
     page.locator("#coord-assign").click()
     page.wait_for_selector("#coord-assign-status >> text=Assignments generated", timeout=60_000)
     assert stored()[0] == 4  # the practice case and three counted cases
+    assert page.locator("#coord-progress-note").inner_text().strip() == ""
     page.locator("#coord-assign").click()
     page.wait_for_selector("#coord-assign-status >> text=Not generated yet", timeout=60_000)
     assert "4 assignment(s) of 1 reader(s)" in page.locator("#coord-assign-status").inner_text()
