@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.efficiency import INTERVAL_EDGES_MINUTES, TOP_PERCENTS, interval_labels
-from analysis.intervals import grouped_means
+from analysis.intervals import LEVEL, N_RESAMPLES, crossed_intervals, grouped_means
 
 
 class ArmEstimates:
@@ -108,3 +108,23 @@ class ArmEstimates:
             cells = grouped_means(weights, self.interval_group, self.discrepancy, n_arms * self.n_intervals)
             out.append(cells[:, self.interval_cells])
         return np.concatenate(out, axis=1)
+
+
+def arm_intervals(readings: pd.DataFrame, metrics: list[str], arms: list[str], reference_arm: str,
+                  n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL,
+                  top_percents: tuple[int, ...] = TOP_PERCENTS) -> tuple[ArmEstimates, pd.DataFrame]:
+    """The analysis's intervals of every :class:`ArmEstimates` output: what :func:`analysis.pipeline.analyse_frames`
+    reports and what :mod:`analysis.plan` simulates the power of (one place, so that the two stay the same).
+
+    Args:
+        readings: per-reading frame as :class:`ArmEstimates` takes it, with ``case``.
+        metrics, arms, reference_arm, top_percents: as :class:`ArmEstimates`.
+        n_resamples, seed, level: as :func:`analysis.intervals.crossed_intervals`.
+
+    Returns:
+        (estimates, intervals): the statistic, and :func:`analysis.intervals.crossed_intervals`'s frame indexed by
+        ``estimates.names``.
+    """
+    estimates = ArmEstimates(readings, metrics, arms, reference_arm, top_percents)
+    return estimates, crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates,
+                                        estimates.names, estimates.readers_fixed, n_resamples, seed, level=level)

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analysis import efficiency, experience, figures
 from analysis.consistency import PAIR_COLUMNS, peer_discrepancies
-from analysis.estimates import ArmEstimates
-from analysis.intervals import N_RESAMPLES, crossed_intervals
+from analysis.estimates import arm_intervals
+from analysis.intervals import N_RESAMPLES
 from analysis.judges import Judge, OfflineJudge
 from analysis.loaders import StudyFrames, load_study
 from analysis.preferences import PREFERENCE_COLUMNS, preference_rates
@@ -237,9 +237,7 @@ def analyse_frames(
         skipped.append(Skipped("statistics", "intervals", "one case: no interval can be computed"))
 
     metrics = _metric_columns(readings)
-    estimates = ArmEstimates(readings, metrics, arms, reference_arm)
-    cis = crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates, estimates.names,
-                            estimates.readers_fixed, n_resamples, seed)
+    _, cis = arm_intervals(readings, metrics, arms, reference_arm, n_resamples, seed)
     reader_arm = efficiency.reader_arm_table(readings, reference_arm)
     stratified = efficiency.stratified_time_saved(reader_arm, reference_arm)
     saved_ci = cis.loc[[("saved", "saved_minutes_per_100", r.arm, r.top_percent) for r in stratified.itertuples()]]

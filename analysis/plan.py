@@ -4,9 +4,8 @@ Fig. 4c: blinded preference rates), by simulation.
 For every design of a grid of readers x cases, ``reps`` studies are simulated with
 :func:`analysis.simulation.simulate_outcomes` under stated assumptions (:data:`DEFAULTS_PATH`, a YAML file, or the
 magnitudes of a pilot study: :func:`assumptions_from_pilot`) and each is analysed with the estimators and intervals
-of the analysis (:func:`primary_intervals`: :class:`analysis.estimates.ArmEstimates`,
-:class:`analysis.preferences.PreferenceEstimates`, :func:`analysis.intervals.crossed_intervals` at level
-``1 - alpha``). A primary comparison is *shown* in a simulated study when its two-sided ``1 - alpha`` interval
+of the analysis (:func:`primary_intervals`: :func:`analysis.estimates.arm_intervals` and
+:func:`analysis.preferences.preference_intervals`, the functions the analysis reports with, at level ``1 - alpha``). A primary comparison is *shown* in a simulated study when its two-sided ``1 - alpha`` interval
 excludes the null value on the side of the assumed effect (either side when the assumed effect is the null value);
 its power is the share of the design's studies where it is shown, with the Monte Carlo standard error
 ``sqrt(p (1 - p) / reps)``. The primary comparisons, for every arm but the reference:
@@ -42,9 +41,8 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from analysis.estimates import ArmEstimates
-from analysis.intervals import crossed_intervals
-from analysis.preferences import PreferenceEstimates
+from analysis.estimates import arm_intervals
+from analysis.preferences import preference_intervals
 from analysis.simulation import CrossedEffects, simulate_outcomes
 
 if TYPE_CHECKING:
@@ -290,8 +288,9 @@ def assumed_effects(assumptions: dict) -> pd.DataFrame:
 def primary_intervals(readings: pd.DataFrame, judgements: pd.DataFrame, arms: list[str], level: float,
                       n_resamples: int, seed: int) -> pd.DataFrame:
     """Estimates and two-sided ``level`` intervals of the primary comparisons of one study, by the analysis's
-    estimators and intervals (the calls :func:`analysis.pipeline.analyse_frames` and
-    :func:`analysis.preferences.preference_rates` make).
+    estimators and intervals (:func:`analysis.estimates.arm_intervals` and
+    :func:`analysis.preferences.preference_intervals`, which :func:`analysis.pipeline.analyse_frames` and
+    :func:`analysis.preferences.preference_rates` call).
 
     Args:
         readings: per-reading frame with ``reader``, ``case``, ``arm``, ``active_seconds`` (s), ``template_use`` and
@@ -303,9 +302,8 @@ def primary_intervals(readings: pd.DataFrame, judgements: pd.DataFrame, arms: li
         One row per primary comparison: ``comparison``, ``arm``, ``estimate``, ``ci_low``, ``ci_high`` (minutes per
         100 studies, discrepancies per report, or a rate).
     """
-    estimates = ArmEstimates(readings, ["active_seconds", "peer_discrepancy"], arms, arms[0], top_percents=(100,))
-    cis = crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates, estimates.names,
-                            estimates.readers_fixed, n_resamples, seed, level=level)
+    _, cis = arm_intervals(readings, ["active_seconds", "peer_discrepancy"], arms, arms[0], n_resamples, seed, level,
+                           top_percents=(100,))
     rows = []
     for arm in arms[1:]:
         for comparison, key in (("time saved", ("saved", "saved_minutes_per_100", arm, 100)),
@@ -313,9 +311,7 @@ def primary_intervals(readings: pd.DataFrame, judgements: pd.DataFrame, arms: li
             ci = cis.loc[key] if key in cis.index else pd.Series(np.nan, index=["estimate", "ci_low", "ci_high"])
             rows.append({"comparison": comparison, "arm": arm, "estimate": ci["estimate"], "ci_low": ci["ci_low"],
                          "ci_high": ci["ci_high"]})
-    prefs = PreferenceEstimates(judgements)
-    ci = crossed_intervals(prefs.reader_codes, prefs.case_codes, prefs, prefs.names, n_resamples=n_resamples,
-                           seed=seed, level=level).loc[("per case", "overall")]
+    ci = preference_intervals(judgements, n_resamples, seed, level).loc[("per case", "overall")]
     rows.append({"comparison": "preference", "arm": "candidate", "estimate": ci["estimate"], "ci_low": ci["ci_low"],
                  "ci_high": ci["ci_high"]})
     return pd.DataFrame(rows)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.intervals import N_RESAMPLES, crossed_intervals, grouped_means
+from analysis.intervals import LEVEL, N_RESAMPLES, crossed_intervals, grouped_means
 
 GROUPS = ("overall", "normal", "abnormal")
 OUTCOMES = ("better", "equivalent", "worse")
@@ -78,6 +78,23 @@ class PreferenceEstimates:
         return np.stack(out, axis=1)
 
 
+def preference_intervals(judgements: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = 0,
+                         level: float = LEVEL) -> pd.DataFrame:
+    """Intervals of every :class:`PreferenceEstimates` output, as :func:`preference_rates` reports them and
+    :mod:`analysis.plan` simulates their power (one place, so that the two stay the same).
+
+    Args:
+        judgements: submitted judgements, at least one (columns as :class:`PreferenceEstimates`).
+        n_resamples, seed, level: as :func:`analysis.intervals.crossed_intervals`.
+
+    Returns:
+        :func:`analysis.intervals.crossed_intervals`'s frame indexed by (unit, group).
+    """
+    estimates = PreferenceEstimates(judgements)
+    return crossed_intervals(estimates.reader_codes, estimates.case_codes, estimates, estimates.names,
+                             n_resamples=n_resamples, seed=seed, level=level)
+
+
 def preference_rates(judgements: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = 0) -> pd.DataFrame:
     """Preference rates for the candidate per group with 95% CIs (module docstring).
 
@@ -100,9 +117,7 @@ def preference_rates(judgements: pd.DataFrame, n_resamples: int = N_RESAMPLES, s
     rows = []
     intervals = None
     if len(judgements):
-        estimates = PreferenceEstimates(judgements)
-        intervals = crossed_intervals(estimates.reader_codes, estimates.case_codes, estimates, estimates.names,
-                                      n_resamples=n_resamples, seed=seed)
+        intervals = preference_intervals(judgements, n_resamples, seed)
     for group in GROUPS:
         own = judgements if group == "overall" else judgements[judgements["case_label"] == group]
         counts = own["candidate_outcome"].value_counts()

@@ -7,8 +7,8 @@ assumptions (analysis/plan_defaults.yaml) at alpha 0.05:
 - *plan*: :func:`analysis.plan.plan_study` (parallel workers, seeds from ``--seed``);
 - *analysis*: as many studies again, simulated with seeds from ``--seed + 1`` (independent of the plan's), each
   analysed as the analysis reports it: every per-reading metric of the pipeline and its strata of readers
-  (:class:`analysis.estimates.ArmEstimates` with the defaults of :func:`analysis.pipeline.analyse_frames`), the
-  pipeline's 95% intervals, and :func:`analysis.preferences.preference_rates` (the table the report shows) for the
+  (:func:`analysis.estimates.arm_intervals` as :func:`analysis.pipeline.analyse_frames` calls it: 95% intervals),
+  and :func:`analysis.preferences.preference_rates` (the table the report shows) for the
   preference rate; a comparison counts as shown when its 95% interval excludes the null on the side of the assumed
   effect (:func:`analysis.plan.shown`).
 
@@ -34,8 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.estimates import ArmEstimates  # noqa: E402
-from analysis.intervals import crossed_intervals  # noqa: E402
+from analysis.estimates import arm_intervals  # noqa: E402
 from analysis.plan import (  # noqa: E402
     _limit_threads, assumed_effects, available_workers, crossed_effects, load_assumptions, plan_study, shown,
     study_seed)
@@ -62,9 +61,7 @@ def analysis_rejections(assumptions: dict, readers: int, cases: int, reps: range
         study = study_seed(seed, readers, cases, per_reader, rep)
         sim = simulate_outcomes(readers, cases, effects, pref["judges_per_pair"], pref["normal_share"], study,
                                 cases_per_reader=per_reader)
-        estimates = ArmEstimates(sim.readings, PIPELINE_METRICS, arms, arms[0])
-        cis = crossed_intervals(estimates.reader_codes, pd.factorize(sim.readings["case"])[0], estimates,
-                                estimates.names, estimates.readers_fixed, resamples, study)
+        _, cis = arm_intervals(sim.readings, PIPELINE_METRICS, arms, arms[0], resamples, study)
         found = {}
         for arm in arms[1:]:
             found[("time saved", arm)] = cis.loc[("saved", "saved_minutes_per_100", arm, 100)]
