@@ -171,6 +171,18 @@ def _cmd_mark_practice(session, args):
     return 1 if result.errors else 0
 
 
+def _cmd_cases(session, args):
+    study = studies.get_study(session, args.study)
+    words = [word.lower() for word in args.search]
+    found = [(label, key) for label, key in cases.case_choices(session, study)
+             if all(word in label.lower() for word in words)]
+    for label, key in found:
+        print(key if args.keys else label)
+    if not found:
+        print(f"no case of {study.name!r}" + (f" matches {' '.join(args.search)!r}" if words else ""), file=sys.stderr)
+    return 0 if found else 1
+
+
 def _print_questions(study) -> None:
     for index, question in enumerate(study.questions, start=1):
         print(f"{index}. {question['code']}: {questions.describe(question)}")
@@ -409,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     _add_yes(p, "overwriting the template drafts")
     p.set_defaults(run=_cmd_set_template)
+
+    p = sub.add_parser("cases", help="list the study's cases (modalities, description, date, label, practice, "
+                       "case_key), those matching every SEARCH word (case-insensitive) if given")
+    p.add_argument("study")
+    p.add_argument("search", nargs="*", metavar="SEARCH")
+    p.add_argument("--keys", action="store_true", help="print only the case keys (e.g. for mark-practice)")
+    p.set_defaults(run=_cmd_cases)
 
     p = sub.add_parser("mark-practice", help="mark cases as practice cases (read first by every reader, never "
                        "counted); before generating assignments")

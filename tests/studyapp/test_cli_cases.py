@@ -1,0 +1,34 @@
+"""``cases``: the study's cases listed and searched from the command line (modality, description, date, label,
+practice, key), keys only for scripts such as ``mark-practice``."""
+
+from sqlalchemy import select
+
+from studyapp.cli import main
+from studyapp.db.models import Case
+from studyapp.db.session import open_database
+
+
+def test_cases_lists_and_searches(tmp_path, shared_data, capsys):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run = lambda *args: main(["--database", url, *args])  # noqa: E731
+    assert run("create-study", "S") == 0
+    assert run("import-dicom", "S", str(shared_data / "dicom" / "cxr")) == 0
+    with open_database(url)() as s:
+        stored = s.execute(select(Case.case_key, Case.study_description).order_by(Case.id)).all()
+    capsys.readouterr()
+
+    assert run("cases", "S") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.rsplit(" · ", 1)[-1] for line in lines] == [key for key, _ in stored]
+    assert all(line.split(" · ")[0] in {"CR", "DX", "CR/DX"} for line in lines), lines
+
+    key, description = next((key, d) for key, d in stored if d)
+    assert run("cases", "S", description.split()[0].lower(), key[-6:]) == 0
+    assert capsys.readouterr().out.splitlines() == [next(line for line in lines if line.endswith(key))]
+
+    assert run("mark-practice", "S", key) == 0
+    capsys.readouterr()
+    assert run("cases", "S", "practice", "--keys") == 0
+    assert capsys.readouterr().out.splitlines() == [key]
+    assert run("cases", "S", "no-such-words") == 1
+    assert "no case of 'S' matches 'no-such-words'" in capsys.readouterr().err
