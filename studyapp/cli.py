@@ -62,7 +62,8 @@ def _read_password(args, *, confirm: bool = False) -> str:
 def _confirm(args, change: str) -> None:
     """Go on only once the coordinator agreed to ``change`` (what would be removed or overwritten, with counts):
     ``--yes``, or ``y`` typed at the question asked on a terminal (stderr, so not held with the output). Run
-    without a terminal (a script) and without ``--yes``, the command changes nothing.
+    without a terminal (a script) and without ``--yes``, the command changes nothing. Commands ask before their
+    first write (the counts come from dry runs), so an open question holds no database lock.
 
     Raises:
         StudyError: not confirmed; the command's transaction is rolled back, nothing was changed.

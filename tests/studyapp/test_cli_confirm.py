@@ -4,6 +4,7 @@ once an assignment exists, ``import-drafts --replace`` and ``set-template`` over
 
 import os
 import pty
+import sqlite3
 import select as select_module
 import subprocess
 import sys
@@ -81,9 +82,9 @@ def test_a_script_changes_nothing_without_yes_and_is_told_what_would_go(tmp_path
     assert _draft(url, "case0", "template") == "IMPRESSION: Normal."
 
 
-def _on_terminal(tmp_path, answer: str, *args: str) -> tuple[int, str]:
-    """Run the command with stdin and stderr on a pseudo-terminal, type ``answer`` once asked; (status, terminal
-    text)."""
+def _on_terminal(tmp_path, answer: str, *args: str, while_asked=lambda: None) -> tuple[int, str]:
+    """Run the command with stdin and stderr on a pseudo-terminal, call ``while_asked`` once it asks, then type
+    ``answer``; (status, terminal text)."""
     main_fd, terminal = pty.openpty()
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--data-dir", str(tmp_path), *args], cwd=ROOT,
                                stdin=terminal, stderr=terminal, stdout=subprocess.PIPE, text=True)
@@ -92,6 +93,7 @@ def _on_terminal(tmp_path, answer: str, *args: str) -> tuple[int, str]:
     while "[y/N]" not in seen and time.monotonic() < deadline and process.poll() is None:
         if select_module.select([main_fd], [], [], 1)[0]:
             seen += os.read(main_fd, 4096).decode(errors="replace")
+    while_asked()
     os.write(main_fd, answer.encode() + b"\n")
     out = process.stdout.read()
     status = process.wait(timeout=600)
@@ -109,11 +111,18 @@ def test_on_a_terminal_the_command_asks(tmp_path):
     _study(open_database(url))
     assert main(["--database", url, "assign", "practice study", "--seed", "1", "--cases-per-reader", "3"]) == 0
 
-    status, text = _on_terminal(tmp_path, "n", "mark-practice", "practice study", "case7")
+    def others_write():
+        # a question left open holds no lock: the app's saves go on meanwhile (a 1 s busy timeout, no waiting)
+        with sqlite3.connect(tmp_path / "study.db", timeout=1) as connection:
+            connection.execute("UPDATE cases SET indication = 'written meanwhile' WHERE case_key = 'case0'")
+
+    status, text = _on_terminal(tmp_path, "n", "mark-practice", "practice study", "case7", while_asked=others_write)
     assert status == 1, text
     assert "12 assignment(s) of 4 reader(s) (generate it again afterwards). Go on? [y/N]" in text
     assert "not confirmed: nothing was changed" in text
     assert _counts(url) == (12, [])
+    with open_database(url)() as s:
+        assert s.scalar(select(Case.indication).where(Case.case_key == "case0")) == "written meanwhile"
 
     status, text = _on_terminal(tmp_path, "y", "mark-practice", "practice study", "case7")
     assert status == 0, text
