@@ -340,6 +340,19 @@ def test_a_study_without_readings_round_trips_and_says_why_it_has_no_analysis(tm
         assert copy.seed == 5 and [a.code for a in copy.arms] == ["template", "llm", "model"]
 
 
+def test_archive_of_a_study_whose_image_is_gone_is_refused_and_leaves_nothing(shared_data, tmp_path, capsys):
+    url, data = f"sqlite:///{tmp_path / 'gone.db'}", tmp_path / "data"
+    (tmp_path / "images").mkdir()
+    image = tmp_path / "images" / "dog.dcm"
+    shutil.copyfile(shared_data / "dicom" / "cxr" / "highdicom_dx_image_dog.dcm", image)
+    assert _cli(url, data, "create-study", "gone") == 0 and _cli(url, data, "import-dicom", "gone", str(image.parent)) == 0
+    image.unlink()
+    capsys.readouterr()
+    assert _cli(url, data, "archive", "gone", str(tmp_path / "out")) == 1
+    assert f"DICOM file {image} (SOPInstanceUID " in capsys.readouterr().err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]  # no archive, no temp folder
+
+
 def test_open_archive_raises_named_errors(tmp_path):
     with pytest.raises(ArchiveError, match="no bagit.txt"):
         open_archive(tmp_path)
