@@ -332,7 +332,7 @@ def _cmd_send_to_pacs(session, args):
 def _add_yes(p: argparse.ArgumentParser, change: str) -> None:
     p.add_argument("--yes", "-y", action="store_true",
                    help=f"confirm {change} without being asked (scripts); without it the command asks on a terminal "
-                        "and changes nothing elsewhere")
+                        "and, run from a script, changes nothing")
 
 
 def _add_pacs_auth(p: argparse.ArgumentParser) -> None:
