@@ -29,6 +29,7 @@ def test_coordinator_plans_a_study_from_a_pilot(serve_app, browser):
     page.locator("#plan-alpha input").fill("0.05")
     page.locator("#plan-pilot input").check()
     page.locator("#plan-run").click()
+    page.wait_for_selector("text=Simulated studies", timeout=120_000)  # the progress bar while simulating
     page.wait_for_selector("#plan-status >> text=Smallest design with power", timeout=180_000)
     status = page.locator("#plan-status").inner_text()
     assert "time saved (model)" in status and "preference (candidate)" in status and "all comparisons" in status
