@@ -393,8 +393,10 @@ def summarise(studies: pd.DataFrame) -> pd.DataFrame:
 
 
 def smallest_designs(power: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per comparison, and for all of them at once (``comparison`` ``all``), the smallest design whose power
-    reaches ``target``: fewest readings (readers x cases per reader), then fewest readers, then fewest cases.
+    """Per comparison, and for all of them at once (``comparison`` ``all``: every comparison whose assumed effect
+    is not its null value; the power of one whose assumed effect is the null is its type I error rate and never
+    reaches a target), the smallest design whose power reaches ``target``: fewest readings (readers x cases per
+    reader), then fewest readers, then fewest cases.
 
     Returns:
         Columns ``comparison``, ``arm``, ``readers``, ``cases``, ``cases_per_reader``, ``readings``, ``power`` (the
@@ -404,7 +406,8 @@ def smallest_designs(power: pd.DataFrame, target: float) -> pd.DataFrame:
     design = ["readings", "readers", "cases"]
     rows = []
     groups = list(power.groupby(["comparison", "arm"], sort=False))
-    everything = power.groupby(["readers", "cases", "cases_per_reader", "readings"], as_index=False)["power"].min()
+    effects = power[power["assumed"] != power["null"]]
+    everything = effects.groupby(["readers", "cases", "cases_per_reader", "readings"], as_index=False)["power"].min()
     for (comparison, arm), group in [*groups, (("all", ""), everything)]:
         reached = group[group["power"] >= target].sort_values(design)
         best = reached.iloc[0] if len(reached) else None
