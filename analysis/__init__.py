@@ -7,7 +7,8 @@ Modules: ``loaders`` (study database -> tidy frames), ``reports`` (findings/impr
 leave-one-out discrepancies), ``similarity`` (template use), ``efficiency``, ``experience``, ``estimates`` +
 ``intervals`` (two-way cluster-robust CIs), ``preferences`` (blinded comparison rates per case), ``statistics``
 (MixedLM), ``figures``, ``result`` + ``report`` (files), ``pipeline`` (:func:`run_analysis`), ``simulation``
-(studies with known effects). Command line: ``python -m analysis``.
+(studies with known effects), ``plan_assumptions`` + ``plan`` (power and sample size by simulation). Command line:
+``python -m analysis``.
 
 Entry point for the app's coordinator tab::
 

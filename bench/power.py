@@ -35,9 +35,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.estimates import arm_intervals  # noqa: E402
-from analysis.plan import (  # noqa: E402
-    _limit_threads, assumed_effects, available_workers, crossed_effects, load_assumptions, plan_study, shown,
-    study_seed)
+from analysis.plan import limit_threads, available_workers, plan_study, shown, study_seed  # noqa: E402
+from analysis.plan_assumptions import assumed_effects, crossed_effects, load_assumptions  # noqa: E402
 from analysis.preferences import preference_rates  # noqa: E402
 from analysis.simulation import simulate_outcomes  # noqa: E402
 
@@ -95,7 +94,7 @@ def main() -> int:
                                                     "seed": args.seed}})
         planned = plan_study(assumptions, args.workers).power
         chunks = [range(i, min(i + 25, args.reps)) for i in range(0, args.reps, 25)]
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_limit_threads) as pool:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=limit_threads) as pool:
             runs = pool.map(analysis_rejections, *zip(*[(assumptions, readers, cases, c, args.seed + 1)
                                                         for c in chunks]))
             independent = pd.concat(list(runs), ignore_index=True)

@@ -11,9 +11,9 @@ from typing import Callable
 import gradio as gr
 import yaml
 
-from analysis.plan import (
-    DEFAULTS_PATH, AssumptionError, assumptions_from_pilot, available_workers, plan_study, resolve_assumptions,
-    write_plan)
+from analysis.plan import available_workers, plan_study, write_plan
+from analysis.plan_assumptions import (
+    DEFAULTS_PATH, AssumptionError, assumptions_from_pilot, resolve_assumptions)
 from studyapp.services import studies
 from studyapp.ui.context import UIContext, shows_errors, user_action
 

@@ -1,7 +1,7 @@
-"""Power and sample size (analysis.plan, ``python -m analysis plan``, bench/power.py): the assumptions become the
-simulator's effects exactly, impossible assumptions are refused by name, the plan's power agrees with the full
-analysis's rejection rate on independent studies, a pilot study in a database gives the assumptions, and the outputs
-record the assumptions and seed."""
+"""Power and sample size (analysis.plan, analysis.plan_assumptions, ``python -m analysis plan``, bench/power.py): the
+assumptions become the simulator's effects exactly, impossible assumptions are refused by name, the plan's power
+agrees with the full analysis's rejection rate on independent studies, a pilot study in a database gives the
+assumptions, and the outputs record the assumptions and seed."""
 
 import json
 import re
@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from analysis.__main__ import main as analysis_main
-from analysis.plan import (
-    AssumptionError, assumed_effects, assumptions_from_pilot, crossed_effects, load_assumptions, plan_study,
-    resolve_assumptions, smallest_designs, write_plan)
-from analysis.simulation import crossed_truth, simulate_study, write_study
+from analysis.plan import plan_study, smallest_designs, write_plan
+from analysis.plan_assumptions import (
+    AssumptionError, assumed_effects, assumptions_from_pilot, crossed_effects, load_assumptions, resolve_assumptions)
+from analysis.simulation import crossed_truth, simulate_outcomes, simulate_study, write_study
 from studyapp.db.session import open_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,3 +151,20 @@ def test_command_with_a_pilot_study_writes_the_outputs(tmp_path, capsys):
     assert record["seed"] == 7 and record["sources"]["time.reference_seconds"] == "pilot study 'Pilot'"
     assert analysis_main(["plan", "--database", url, "--study", "Missing", "--out", str(out)]) == 1
     assert "Missing" in capsys.readouterr().err
+
+
+def test_cases_per_reader_design():
+    """Each reader reads k consecutive cases, so the arms stay balanced per reader; a case with one reader has no
+    peer discrepancy; the plan records k and counts readings as readers x k."""
+    sim = simulate_outcomes(n_readers=4, n_cases=24, seed=2, cases_per_reader=6)
+    readings = sim.readings
+    assert readings.groupby("reader").size().tolist() == [6, 6, 6, 6]
+    assert (readings.groupby(["reader", "arm"]).size() == 2).all()
+    assert readings["case"].nunique() == 24 and readings["peer_discrepancy"].isna().all()  # one reader per case
+    with pytest.raises(ValueError, match="cases_per_reader=30 must be in 1..n_cases=24"):
+        simulate_outcomes(n_readers=4, n_cases=24, cases_per_reader=30)
+    assumptions = load_assumptions(overrides={"design": {"readers": [4], "cases": [12], "cases_per_reader": 9},
+                                              "simulation": {"reps": 3, "resamples": 20}})
+    plan = plan_study(assumptions)
+    assert set(plan.power["cases_per_reader"]) == {9}
+    assert plan.smallest["readings"].dropna().isin([36]).all()
