@@ -206,7 +206,8 @@ def power_figure(power: pd.DataFrame, target: float, alpha: float) -> "go.Figure
     """Power against cases, one line per number of readers, one panel per primary comparison, the target dashed."""
     import plotly.express as px  # not in the worker processes, which only simulate
 
-    data = power.assign(panel=power["comparison"] + ": " + power["arm"],
+    data = power.assign(panel=power["comparison"] + ": " + power["arm"] + " (assumed "
+                        + power["assumed"].map("{:.3g}".format) + ", null " + power["null"].map("{:.3g}".format) + ")",
                         readers=power["readers"].astype(str) + " readers")
     fig = px.line(data, x="cases", y="power", color="readers", facet_col="panel", facet_col_wrap=3, markers=True,
                   error_y="mc_se", range_y=[0, 1.05],
