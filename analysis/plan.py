@@ -101,8 +101,8 @@ def primary_intervals(readings: pd.DataFrame, judgements: pd.DataFrame, arms: li
     return pd.DataFrame(rows)
 
 
-def shown(table: pd.DataFrame) -> pd.Series:
-    """Whether each row's interval (``ci_low``, ``ci_high``) excludes its ``null`` on the side of its ``assumed``
+def shown(table: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: whether each row's interval (``ci_low``, ``ci_high``) excludes its ``null`` on the side of its ``assumed``
     effect (either side when the assumed effect equals the null); a missing interval is not shown."""
     above, below = table["ci_low"] > table["null"], table["ci_high"] < table["null"]
     return np.where(table["assumed"] > table["null"], above,
@@ -116,14 +116,12 @@ def study_seed(seed: int, readers: int, cases: int, cases_per_reader: int, rep: 
     return int(sequence.generate_state(1)[0])
 
 
-def simulate_design(assumptions: dict, readers: int, cases: int, reps: range, level: Optional[float] = None,
-                    seed: Optional[int] = None) -> pd.DataFrame:
-    """Simulate and analyse studies ``reps`` of one design (:func:`primary_intervals`).
+def simulate_design(assumptions: dict, readers: int, cases: int, reps: range) -> pd.DataFrame:
+    """Simulate studies ``reps`` of one design (seeds :func:`study_seed` of ``simulation.seed``) and analyse each
+    at level ``1 - test.alpha`` (:func:`primary_intervals`).
 
     Args:
         assumptions: validated assumptions.
-        level: interval level; default ``1 - test.alpha``.
-        seed: plan seed; default ``simulation.seed``.
 
     Returns:
         One row per study x primary comparison: ``readers``, ``cases``, ``cases_per_reader``, ``rep``, ``seed``,
@@ -133,8 +131,7 @@ def simulate_design(assumptions: dict, readers: int, cases: int, reps: range, le
     arms = [str(arm) for arm in assumptions["arms"]]
     pref = assumptions["preference"]
     per_reader = assumptions["design"]["cases_per_reader"] or cases
-    level = 1 - assumptions["test"]["alpha"] if level is None else level
-    seed = assumptions["simulation"]["seed"] if seed is None else seed
+    level, seed = 1 - assumptions["test"]["alpha"], assumptions["simulation"]["seed"]
     assumed = assumed_effects(assumptions)
     parts = []
     for rep in reps:
