@@ -25,6 +25,7 @@ from analysis.simulation import CrossedEffects
 #: The default assumptions, each marked as a magnitude the paper reports or as an assumption.
 DEFAULTS_PATH = Path(__file__).with_name("plan_defaults.yaml")
 
+
 class AssumptionError(ValueError):
     """An impossible, unknown or missing assumption of a plan; the message names the field (e.g. ``time.variance.
     reader``) and the value."""
