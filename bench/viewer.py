@@ -55,11 +55,12 @@ def load() -> str:
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, str, str, uvicorn.Server]:
+def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, str, str, uvicorn.Server, UIContext]:
     """The demo study served on 127.0.0.1 over SQLite in ``folder``; ``prepare(session)`` may change it first.
 
     Returns:
-        (url, the reader of ``case``, their password, the case's worklist label, another case's label, server)
+        (url, the reader of ``case``, their password, the case's worklist label, another case's label, server,
+        the app's context)
     """
     settings = Settings(data_dir=folder)
     sessions = open_database(f"sqlite:///{folder / 'bench.db'}")
@@ -83,7 +84,7 @@ def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, 
         if time.monotonic() > deadline:
             raise SystemExit("the app did not start within 60 s")
         time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", reader, passwords[reader], label, other_label, server
+    return f"http://127.0.0.1:{port}", reader, passwords[reader], label, other_label, server, ctx
 
 
 def main() -> None:
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="window/level drag steps (default 60)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
-        url, reader, password, label, other_label, server = serve(Path(folder))
+        url, reader, password, label, other_label, server, _ = serve(Path(folder))
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         sign_in(page, url, reader, password)

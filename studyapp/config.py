@@ -31,6 +31,9 @@ class Settings:
         signin_lockout_minutes: how long such a lockout lasts (``$STUDYAPP_SIGNIN_LOCKOUT_MINUTES``, default 15).
         drain_seconds: on SIGTERM or SIGINT, the longest wait for saves in progress before the server exits
             (``$STUDYAPP_DRAIN_SECONDS``, default 20).
+        frame_store_mb: size limit, in MiB, of the decoded frames kept on disk in ``{data_dir}/frames``
+            (``$STUDYAPP_FRAME_STORE_MB``, default 4096; ``studyapp.dicom.frame_store``): about 0.5 MiB per
+            512 x 512 CT slice, 7.5 MiB for a 1955 x 1841 radiograph.
     """
 
     data_dir: Path = field(default_factory=lambda: DEFAULT_DATA_DIR)
@@ -48,6 +51,7 @@ class Settings:
     signin_lockout_minutes: float = field(
         default_factory=lambda: float(os.environ.get("STUDYAPP_SIGNIN_LOCKOUT_MINUTES", 15)))
     drain_seconds: float = field(default_factory=lambda: float(os.environ.get("STUDYAPP_DRAIN_SECONDS", 20)))
+    frame_store_mb: float = field(default_factory=lambda: float(os.environ.get("STUDYAPP_FRAME_STORE_MB", 4096)))
 
     def __post_init__(self):
         if not self.database_url:

@@ -16,37 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
-import pydicom
 
-from studyapp.dicom import display, reformat, series_cache
+from studyapp.dicom import display
 
 WL_STEPS_PER_RANGE = 1000.0
 """A window/level drag of one screen pixel changes the width or center by (modality range) / this."""
-
-PAYLOAD_CACHE_BYTES = 256 * 1024 * 1024
-"""Upper bound on the memory of encoded bodies kept for frames sent again (next case warmed ahead, reopened)."""
 
 MEDIA_TYPE = "application/vnd.studyapp.frame"
 """Content type of a body made by ``pack``."""
 
 _ALIGN = 8
-
-
-@dataclass(frozen=True)
-class _Cached:
-    body: bytes
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.body)
-
-
-_bodies = display.FrameCache(PAYLOAD_CACHE_BYTES)
 
 
 def pack(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
@@ -131,71 +113,41 @@ def pixel_spacing(ds: Dataset, frame: int = 0) -> dict:
     return {"source": None}
 
 
-def frame_body(path: str | os.PathLike, frame: int = 0) -> bytes:
+def encode_file(path: str | os.PathLike, frame: int = 0) -> bytes:
     """Everything the browser viewer needs to show ``frame`` of ``path`` and window it locally, as a ``pack``
-    body; kept in a bounded cache (a changed file is encoded again), so a frame warmed ahead or sent before costs
-    no work.
+    body: the file decoded now (no cache; ``studyapp.dicom.series_cache.frame_body`` keeps the result).
 
     Args:
-        path: DICOM file (decoded once: ``studyapp.dicom.series_cache.load_slice``).
+        path: DICOM file.
         frame: 0-based frame index.
 
     Returns:
         A ``pack`` body. Header: ``rows``, ``columns``; ``kind`` "grayscale" or "colour"; grayscale only:
         ``window`` (the file's center, width, or the estimate), ``voi_function``, ``invert``, ``presets`` (name ->
         [center, width], ``display.window_presets`` order), ``wl_per_pixel`` (modality units per pixel of
-        window/level drag); ``spacing`` (``pixel_spacing``). Arrays: ``values`` (grayscale: uint8 or uint16 table
-        indices, rows x columns; colour: RGB uint8, row-major); grayscale only: ``modality`` (float64, modality
-        value per index), ``stored_lut`` (uint8, display value per index under the file's VOI).
+        window/level drag), ``values_offset`` (stored value = value + this); ``spacing`` (``pixel_spacing``).
+        Arrays: ``values`` (grayscale: uint8 or uint16 table indices, rows x columns; colour: RGB uint8,
+        row-major); grayscale only: ``modality`` (float64, modality value per index), ``stored_lut`` (uint8,
+        display value per index under the file's VOI).
 
     Raises:
-        IndexError, UndecodableImageError: as ``display.load_frame``.
+        IndexError, UndecodableImageError: as ``display.decode_frame`` / ``display.read_image``.
         ValueError: the stored values span more than ``display.MAX_LUT_ENTRIES`` (no table to send).
     """
-    resolved = Path(path).resolve()
-    try:
-        stat = resolved.stat()
-    except OSError as exc:
-        raise display.UndecodableImageError(f"Cannot read {path}: {exc}") from exc
-    key = (str(resolved), stat.st_mtime_ns, stat.st_size, frame)
-    cached = _bodies.get(key)
-    if cached is None:
-        decoded = series_cache.load_slice(path, frame)
-        ds = pydicom.dcmread(resolved, stop_before_pixels=True)  # decoding succeeded, so the header reads
-        cached = _Cached(pack(*_encode(decoded, pixel_spacing(ds, frame))))
-        _bodies.put(key, cached)
-    return cached.body
+    ds = display.read_image(path)
+    return encode(display.decode_frame(ds, frame), pixel_spacing(ds, frame))
 
 
-def reformat_body(slices: list[tuple[str, int]], plane: str, index: int) -> bytes:
-    """``frame_body`` of one coronal or sagittal reformat (``studyapp.dicom.reformat.display_frame``) of a
-    series, cut from its cached volume; ``spacing`` is the in-plane Pixel Spacing of the square display grid
-    (source "Pixel Spacing"); the header adds ``plane``.
+def encode(decoded: display.DecodedFrame, spacing: dict, **fields) -> bytes:
+    """The ``pack`` body of a decoded frame (fields as ``encode_file``; ``fields`` added to the header).
 
     Raises:
-        ValueError: the series cannot be reformatted (the reason), unknown plane.
-        IndexError: ``index`` outside the plane's images. UndecodableImageError: a slice cannot be decoded.
+        ValueError: the stored values span more than ``display.MAX_LUT_ENTRIES`` (no table to send).
     """
-    volume = reformat.load_volume(tuple(slices))
-    key = ("reformat", tuple(slices), id(volume), plane, index)
-    cached = _bodies.get(key)
-    if cached is None:
-        decoded = reformat.display_frame(volume, plane, index)
-        geo = volume.geometry
-        rows = decoded.values.shape[0]
-        in_plane = geo.column_mm if plane == "coronal" else geo.row_mm
-        spacing = {"row_mm": len(geo.order) * geo.slice_mm / rows, "column_mm": in_plane, "source": "Pixel Spacing"}
-        header, arrays = _encode(decoded, spacing)
-        cached = _Cached(pack({**header, "plane": plane}, arrays))
-        _bodies.put(key, cached)
-    return cached.body
-
-
-def _encode(decoded: display.DecodedFrame, spacing: dict) -> tuple[dict, dict[str, np.ndarray]]:
     rows, columns = decoded.values.shape[:2]
-    header = {"rows": int(rows), "columns": int(columns), "spacing": spacing}
+    header = {"rows": int(rows), "columns": int(columns), "spacing": spacing, **fields}
     if decoded.is_colour:
-        return {**header, "kind": "colour"}, {"values": decoded.values.astype(np.uint8)}
+        return pack({**header, "kind": "colour"}, {"values": decoded.values.astype(np.uint8)})
     if decoded.lut_size is None:
         raise ValueError(f"{decoded.source}: stored values span more than {display.MAX_LUT_ENTRIES} levels")
     ctx = decoded.lut_dataset
@@ -211,6 +163,7 @@ def _encode(decoded: display.DecodedFrame, spacing: dict) -> tuple[dict, dict[st
         "invert": display.is_inverted(ctx),
         "presets": {name: list(window) for name, window in presets.items() if name != "default"},
         "wl_per_pixel": max(span, 1.0) / WL_STEPS_PER_RANGE,
+        "values_offset": int(decoded.values_offset),
     })
     values = decoded.values.astype(np.uint16 if decoded.lut_size > 256 else np.uint8)
-    return header, {"values": values, "modality": modality, "stored_lut": display.display_lut(decoded)}
+    return pack(header, {"values": values, "modality": modality, "stored_lut": display.display_lut(decoded)})

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pydicom
 
-from studyapp.dicom import display, series_cache
+from studyapp.dicom import browser, display, series_cache
 
 PLANES = ("coronal", "sagittal")
 MIN_SLICES = 3
@@ -29,6 +29,7 @@ MAX_SPACING_DEVIATION = 0.1
 """Largest relative deviation of one slice gap from the median gap (a series with gaps is not reformatted)."""
 AXIAL_NORMAL_MIN = 0.8
 """Smallest |z component| of the slice normal for a series to count as axial (about 37 degrees of tilt)."""
+_TRANSFORM = ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation", "PixelRepresentation", "BitsStored")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
     Raises:
         ValueError: the series cannot be reformatted, with the reason: fewer than ``MIN_SLICES`` slices,
             multi-frame images, a slice without Image Position/Orientation (Patient) or Pixel Spacing, slices of
-            different orientation or size, a series that is not axial, two slices at one position, or unequal gaps.
+            different orientation or size, a Modality LUT Sequence, slices differing in Rescale Slope/Intercept
+            or pixel format, a series that is not axial, two slices at one position, or unequal gaps.
     """
     found = _geometry(tuple(slices), *(_mtime(path) for path, _ in slices[:1]))
     if isinstance(found, ValueError):
@@ -112,8 +114,13 @@ def _read_geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
         raise ValueError(f"a reformat needs at least {MIN_SLICES} slices, the series has {len(slices)}")
     if any(frame != 0 for _, frame in slices):
         raise ValueError("reformats of multi-frame images are not supported")
-    tags = ["ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns"]
+    tags = ["ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns", *_TRANSFORM,
+            "ModalityLUTSequence"]
     headers = [pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags) for path, _ in slices]
+    if any("ModalityLUTSequence" in ds for ds in headers):
+        raise ValueError("reformats need Rescale Slope/Intercept, not a Modality LUT Sequence")
+    if len({tuple(str(ds.get(k, "")) for k in _TRANSFORM) for ds in headers}) > 1:
+        raise ValueError("the slices differ in Rescale Slope/Intercept or pixel format")
     try:
         orientation = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in headers])
         position = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in headers])
@@ -174,21 +181,13 @@ volume alone is larger is not reformatted."""
 _volumes = display.FrameCache(VOLUME_CACHE_BYTES)
 
 
-def _transform(decoded: display.DecodedFrame) -> tuple:
-    ctx = decoded.lut_dataset
-    if ctx is None or ctx.get("ModalityLUTSequence"):
-        raise ValueError("reformats need grayscale slices with Rescale Slope/Intercept (no Modality LUT Sequence)")
-    return tuple(str(ctx.get(k, "")) for k in ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation",
-                                                 "PixelRepresentation", "BitsStored"))
-
-
 def load_volume(slices: tuple[tuple[str, int], ...]) -> Volume:
-    """The series' volume from the bounded volume cache, else stacked from its decoded slices (decoded in
-    parallel, once: ``studyapp.dicom.series_cache``).
+    """The series' volume from the bounded volume cache, else stacked from the bodies of its slices (decoded in
+    parallel, once: ``studyapp.dicom.series_cache``; a copy when they are kept).
 
     Raises:
-        ValueError: as ``geometry``; the slices differ in Rescale Slope/Intercept or pixel format; the volume would
-            be larger than the volume cache (``VOLUME_CACHE_BYTES``).
+        ValueError: as ``geometry``; colour slices; the volume would be larger than the volume cache
+            (``VOLUME_CACHE_BYTES``).
         UndecodableImageError: a slice cannot be decoded.
     """
     slices = tuple(slices)
@@ -206,23 +205,25 @@ def load_volume(slices: tuple[tuple[str, int], ...]) -> Volume:
 
 
 def _volume(slices: tuple[tuple[str, int], ...], geo: Geometry) -> Volume:
-    decoded = series_cache.decode_all([slices[i] for i in geo.order])
-    transforms = {_transform(d) for d in decoded}
-    if len(transforms) > 1:
-        raise ValueError("the slices differ in Rescale Slope/Intercept or pixel format")
-    low = min(d.values_offset + int(d.values.min()) for d in decoded)
-    high = max(d.values_offset + int(d.values.max()) for d in decoded)
+    ordered = [slices[i] for i in geo.order]
+    series_cache.prefetch(ordered, len(ordered) // 2)  # the slices not yet decoded, in the worker processes
+    frames = [browser.unpack(series_cache.frame_body(path, frame)) for path, frame in ordered]
+    if any(header["kind"] != "grayscale" for header, _ in frames):
+        raise ValueError("reformats need grayscale slices")
+    low = min(header["values_offset"] + int(arrays["values"].min()) for header, arrays in frames)
+    high = max(header["values_offset"] + int(arrays["values"].max()) for header, arrays in frames)
     dtype = np.int16 if -(2**15) <= low and high < 2**15 else np.int32
-    stored = np.empty((len(decoded), geo.rows, geo.columns), dtype=dtype)
-    for i, d in enumerate(decoded):
-        stored[i] = d.values.astype(np.int32) + d.values_offset
+    stored = np.empty((len(frames), geo.rows, geo.columns), dtype=dtype)
+    for i, (header, arrays) in enumerate(frames):
+        stored[i] = (arrays["values"].astype(np.int32) + header["values_offset"]).reshape(geo.rows, geo.columns)
     if geo.flip_rows:
         stored = stored[:, ::-1, :]
     if geo.flip_columns:
         stored = stored[:, :, ::-1]
     stored = np.ascontiguousarray(stored)
     stored.flags.writeable = False
-    return Volume(stored=stored, decoded=decoded[len(decoded) // 2], geometry=geo, low=low, high=high)
+    decoded = display.load_frame(*ordered[len(ordered) // 2])  # its modality LUT and VOI hold for every slice
+    return Volume(stored=stored, decoded=decoded, geometry=geo, low=low, high=high)
 
 
 def reformat(volume: Volume, plane: str, index: int) -> np.ndarray:
@@ -267,3 +268,26 @@ def display_frame(volume: Volume, plane: str, index: int) -> display.DecodedFram
     return replace(base, values=values.astype(np.uint16 if size > 256 else np.uint8), values_offset=low,
                    lut_size=size, modality_sample=np.asarray(sample, dtype=np.float64),
                    source=f"{plane} reformat {index + 1} of {base.source}")
+
+
+def reformat_body(slices: list[tuple[str, int]], plane: str, index: int) -> bytes:
+    """The ``browser.encode_file`` body of one coronal or sagittal reformat (``display_frame``) of a series, cut
+    from its cached volume and kept in ``series_cache.bodies``; ``spacing`` is the in-plane Pixel Spacing of the
+    square display grid (source "Pixel Spacing"); the header adds ``plane``.
+
+    Raises:
+        ValueError: the series cannot be reformatted (the reason), unknown plane.
+        IndexError: ``index`` outside the plane's images. UndecodableImageError: a slice cannot be decoded.
+    """
+    volume = load_volume(tuple(slices))
+    key = ("reformat", tuple(slices), id(volume), plane, index)
+    cached = series_cache.bodies.get(key)
+    if cached is None:
+        decoded = display_frame(volume, plane, index)
+        geo = volume.geometry
+        in_plane = geo.column_mm if plane == "coronal" else geo.row_mm
+        spacing = {"row_mm": len(geo.order) * geo.slice_mm / decoded.values.shape[0], "column_mm": in_plane,
+                   "source": "Pixel Spacing"}
+        cached = series_cache.Body(browser.encode(decoded, spacing, plane=plane))
+        series_cache.bodies.put(key, cached)
+    return cached.body

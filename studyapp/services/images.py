@@ -10,7 +10,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from studyapp.db.comparisons import ComparisonAssignment, ComparisonPair
-from studyapp.db.models import ROLE_COORDINATOR, STATUS_SUBMITTED, Assignment, Case, Report, User
+from studyapp.db.models import ROLE_COORDINATOR, STATUS_SUBMITTED, Assignment, Case, Report, Series, User
 from studyapp.services.errors import NotFound, PermissionDenied
 
 
@@ -44,6 +44,12 @@ def may_view_case(session: Session, user: User, case_id: int) -> bool:
     return bool(session.scalar(select(reading | comparing)))
 
 
+def series_slices(series: Series) -> list[tuple[str, int]]:
+    """(file path, 0-based frame index) per slice of ``series``: its instances in slice order, each frame of a
+    multi-frame instance one slice."""
+    return [(i.file_path, f) for i in series.instances for f in range(i.number_of_frames or 1)]
+
+
 def case_stacks(session: Session, user: User, case_id: int) -> list[ImageStack]:
     """The image stacks of a case the user may view.
 
@@ -58,7 +64,7 @@ def case_stacks(session: Session, user: User, case_id: int) -> list[ImageStack]:
         raise PermissionDenied(f"{user.username!r} has no assignment for this case")
     stacks = []
     for series in case.series:
-        slices = [(i.file_path, f) for i in series.instances for f in range(i.number_of_frames or 1)]
+        slices = series_slices(series)
         if not slices:
             continue
         views = sorted({i.view_position for i in series.instances if i.view_position})

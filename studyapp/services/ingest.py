@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from studyapp.db.models import Case, Instance, ReaderStudy, Series
 from studyapp.dicom.io import InstanceHeader, group_by_series, scan_folder
-from studyapp.services import audit
+from studyapp.dicom import series_cache
+from studyapp.services import audit, images
 
 IMPORTED = "imported"
 SKIPPED = "skipped"
@@ -138,8 +139,13 @@ def _instance_row(series: Series, header: InstanceHeader) -> Instance:
     )
 
 
+def _body_bytes(instance: Instance) -> int:
+    """About the bytes of one decoded frame of ``instance`` as the viewer keeps it (16-bit values)."""
+    return max(1, (instance.rows or 512) * (instance.columns or 512) * 2)
+
+
 def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLike,
-                  follow_links_outside: bool = False) -> ImportReport:
+                  follow_links_outside: bool = False, decode: bool = False) -> ImportReport:
     """Import every DICOM image under ``folder`` (recursively) into ``study``.
 
     One Case per StudyInstanceUID (``case_key`` = AccessionNumber, or the StudyInstanceUID when the accession is
@@ -153,6 +159,9 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
         folder: folder to scan.
         follow_links_outside: follow symbolic links whose target lies outside ``folder`` (by default they are
             skipped, each with a reason naming the link and its target).
+        decode: decode the series that got new instances in the background into the web app's frame store
+            (``series_cache.decode_in_background``, from the middle slice outwards), so that a reader opening
+            them later gets copies, not decodes (the app's import screens; a no-op without a store).
 
     Returns:
         ImportReport: imported files (with notes such as derived UIDs as reason), skipped files (not DICOM, no
@@ -170,6 +179,7 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
     outcomes = {str(exc.path): FileOutcome(str(exc.path), SKIPPED, exc.reason) for exc in scan.skipped}
     outcomes.update({str(exc.path): FileOutcome(str(exc.path), FAILED, exc.reason) for exc in scan.failed})
 
+    imported_series: dict[Series, None] = {}
     for series_map in group_by_series(scan.instances).values():
         case, created = _get_case(session, study, next(iter(series_map.values()))[0])
         report.cases_created += created
@@ -191,9 +201,15 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
                     outcomes[path] = FileOutcome(path, SKIPPED, reason)
                     continue
                 session.add(_instance_row(series, header))
+                imported_series[series] = None
                 known[header.sop_instance_uid] = path
                 outcomes[path] = FileOutcome(path, IMPORTED, "; ".join(header.notes))
     session.flush()
+    for series in imported_series if decode else ():
+        session.expire(series, ["instances"])
+        slices = images.series_slices(series)
+        if slices:
+            series_cache.decode_in_background(slices, _body_bytes(series.instances[0]))
     report.files = [outcomes[path] for path in sorted(outcomes)]
     audit.record(session, "dicom_imported", study_id=study.id, folder=str(folder), **report.counts,
                  cases_created=report.cases_created, followed_links_outside=follow_links_outside)

@@ -443,7 +443,7 @@ def _retrieve_study(client: DICOMwebClient, connection: PacsConnection, folder: 
 
 
 def import_studies(session: Session, study: ReaderStudy, connection: PacsConnection, study_instance_uids,
-                   data_dir: str | os.PathLike) -> PacsImportReport:
+                   data_dir: str | os.PathLike, decode: bool = False) -> PacsImportReport:
     """Retrieve the studies (WADO-RS, per instance) into the data folder and import them into ``study``.
 
     Each study: QIDO-RS lists its instances; non-image instances (``NON_IMAGE_MODALITIES``) are left out; each
@@ -458,6 +458,7 @@ def import_studies(session: Session, study: ReaderStudy, connection: PacsConnect
         connection: the PACS.
         study_instance_uids: StudyInstanceUIDs to import (from ``search_studies``).
         data_dir: the platform's data folder (``Settings.data_dir``).
+        decode: as ``ingest.import_folder`` (the app's PACS panel: decoded in the background for the viewer).
 
     Returns:
         A ``PacsImportReport`` with one ``StudyRetrieval`` per UID, in the order given.
@@ -476,7 +477,7 @@ def import_studies(session: Session, study: ReaderStudy, connection: PacsConnect
         folder = study_folder(data_dir, connection.url, uid)
         _retrieve_study(client, connection, folder, outcome)
         if outcome.retrieved + outcome.already_retrieved:
-            outcome.report = ingest.import_folder(session, study, folder)
+            outcome.report = ingest.import_folder(session, study, folder, decode=decode)
             for case_id in outcome.report.case_ids:
                 session.get(Case, case_id).pacs_url = connection.url
     session.flush()

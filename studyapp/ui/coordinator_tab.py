@@ -185,7 +185,7 @@ class CoordinatorTab:
     def _import_folder(self, name, folder, request: gr.Request):
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
-            report = ingest.import_folder(session, study, Path(folder or ""))
+            report = ingest.import_folder(session, study, Path(folder or ""), decode=True)
             drafts.add_template_drafts(session, study)
             listing = "\n".join(f"- {line}" for line in cases.describe_cases(session, report.case_ids))
             return self._overview(session, name, f"{report.summary()}\n\nCases (case_key | modality | images | "

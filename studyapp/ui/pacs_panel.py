@@ -81,7 +81,7 @@ class PacsPanel:
         with user_action(self.ctx, request, coordinator=True) as (session, _):
             study = studies.get_study(session, name or "")
             report = pacs.import_studies(session, study, self._connection(url, username, password, token),
-                                         chosen or [], self.ctx.settings.data_dir)
+                                         chosen or [], self.ctx.settings.data_dir, decode=True)
             drafts.add_template_drafts(session, study)
             return report.summary()
 

@@ -52,12 +52,11 @@ def _first_slice(stack: images.ImageStack) -> tuple[str, int]:
 
 
 def _warm(slices: list[tuple[str, int]]) -> None:
-    """Decode and encode the frames a case opens with (JPEG 2000 decoding takes most of a second), so the reader
-    finds them cached; errors show when the case is opened."""
+    """Decode and encode the frames a case opens with (JPEG 2000 decoding takes tens of milliseconds a slice), so
+    the reader finds them kept; errors show when the case is opened."""
     for path, frame in slices:
         try:
-            browser.frame_body(path, frame)
-            display.render_file(path, frame=frame, max_side=VIEW_MAX_SIDE)
+            series_cache.frame_body(path, frame)
         except (display.UndecodableImageError, ValueError, IndexError):
             pass
 
@@ -174,9 +173,10 @@ class Viewer:
         def pixels(data: dict, request: gr.Request) -> Response:
             """Server function of the browser viewer, answered in binary through Gradio's signed-in
             ``component_server`` route: ``{"case", "stack", "slice"}`` (0-based indices into the hanging protocol's
-            stacks) -> 200 with the frame's ``browser.frame_body`` (axial) or ``browser.reformat_body`` (media type
-            ``browser.MEDIA_TYPE``); the first axial slice asked for starts decoding its whole series in the
-            background (``series_cache.prefetch``, nearest first). Refusals are JSON ``{"error": message}``: 401 not
+            stacks) -> 200 with the frame's ``series_cache.frame_body`` (axial) or ``reformat.reformat_body`` (media
+            type ``browser.MEDIA_TYPE``); the first axial slice asked for starts decoding the rest of its series
+            in the worker processes (``series_cache.prefetch_once``, nearest first). Refusals are JSON
+            ``{"error": message}``: 401 not
             signed in, 403 no assignment for the case, 404 no such case or slice, 422 the image cannot be shown
             (undecodable, or a reformat refused, with the reason)."""
             try:
@@ -199,11 +199,11 @@ class Viewer:
                 return _refusal(404, f"no slice {index + 1} in stack {stack + 1}")
             try:
                 if "plane" in hung[stack]:
-                    body = browser.reformat_body(stacks[hung[stack]["source"]].slices, hung[stack]["plane"], index)
+                    body = reformat.reformat_body(stacks[hung[stack]["source"]].slices, hung[stack]["plane"], index)
                 else:
                     slices = stacks[stack].slices
                     path, frame_index = slices[index]
-                    body = browser.frame_body(path, frame_index)
+                    body = series_cache.frame_body(path, frame_index)
                     if len(slices) > 1:
                         series_cache.prefetch_once(slices, index, len(body))
             except (display.UndecodableImageError, ValueError, IndexError) as error:
@@ -283,9 +283,15 @@ class Viewer:
     @staticmethod
     def _presets(stack: images.ImageStack, slice_number: int) -> dict:
         path, frame = stack.slices[min(max(int(slice_number), 1), len(stack.slices)) - 1]
-        try:
-            presets = display.window_presets(display.load_frame(path, frame))
-        except display.UndecodableImageError:
+        try:  # the body the browser gets names them: no decode when it is kept
+            header, _ = browser.unpack(series_cache.frame_body(path, frame))
+            return {name: tuple(window) for name, window in header.get("presets", {}).items()}
+        except ValueError:  # no table for the browser (very wide range): from the decoded frame
+            try:
+                presets = display.window_presets(display.load_frame(path, frame))
+            except (display.UndecodableImageError, IndexError):
+                return {}
+        except (display.UndecodableImageError, IndexError):
             return {}
         presets.pop("default", None)  # the file's own VOI, which FILE_DEFAULT already renders
         return presets

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER
+from studyapp.dicom import series_cache
 from studyapp.services import accounts, audit
 from studyapp.services.signins import END_IDLE, END_SIGNED_OUT, SignIn
 from studyapp.ui.app import CSS, HEAD, build_coordinator_app, build_reader_app
@@ -147,8 +148,10 @@ def _refuse(request: Request, message: str, username: str, status_code: int, hea
 
 
 def build_web_app(ctx: UIContext) -> FastAPI:
-    """The whole web application (serve it with ``studyapp.web.server.serve`` or any ASGI server)."""
+    """The whole web application (serve it with ``studyapp.web.server.serve`` or any ASGI server); decoded frames
+    are kept on disk under ``{data_dir}/frames`` from now on (``studyapp.dicom.series_cache.configure``)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    series_cache.configure(Path(ctx.settings.data_dir) / "frames", int(ctx.settings.frame_store_mb * 2**20))
     with ctx.sessions() as session:
         accounts.authenticate(session, "", "")  # make the dummy hash now, not on the first unknown username
 

@@ -8,12 +8,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from studyapp.dicom import browser, display
+from studyapp.dicom import browser, display, series_cache
 
 
 def test_body_tables_reproduce_the_server_rendering(shared_data):
     path = shared_data / "dicom" / "cxr" / "pydicom_cr_16x16_rescale.dcm"  # Rescale 0.684 / 200, MONOCHROME1
-    payload, arrays = browser.unpack(browser.frame_body(path))
+    payload, arrays = browser.unpack(series_cache.frame_body(path))
     values = arrays["values"].reshape(payload["rows"], payload["columns"])
     stored_lut = arrays["stored_lut"]
     assert stored_lut.dtype == np.uint8 and np.array_equal(stored_lut[values], display.render_file(path))
@@ -25,7 +25,7 @@ def test_body_tables_reproduce_the_server_rendering(shared_data):
 
 
 def test_colour_frames_are_sent_as_rgb(shared_data):
-    payload, arrays = browser.unpack(browser.frame_body(shared_data / "dicom" / "edge" / "SC_rgb_jpeg_dcmtk.dcm"))
+    payload, arrays = browser.unpack(series_cache.frame_body(shared_data / "dicom" / "edge" / "SC_rgb_jpeg_dcmtk.dcm"))
     assert payload["kind"] == "colour" and set(arrays) == {"values"}
     assert arrays["values"].dtype == np.uint8 and arrays["values"].size == payload["rows"] * payload["columns"] * 3
 
@@ -61,10 +61,10 @@ def test_spacing_names_its_source_or_says_uncalibrated(shared_data):
 def test_bodies_are_cached_until_the_file_changes(shared_data, tmp_path):
     copy = tmp_path / "cr.dcm"
     copy.write_bytes((shared_data / "dicom" / "cxr" / "pydicom_cr_16x16_rescale.dcm").read_bytes())
-    first = browser.frame_body(copy)
-    assert browser.frame_body(copy) is first  # sent again without work
+    first = series_cache.frame_body(copy)
+    assert series_cache.frame_body(copy) is first  # sent again without work
     ds = pydicom.dcmread(copy)
     ds.WindowCenter, ds.WindowWidth = 1000, 500
     ds.save_as(copy)
-    changed = browser.frame_body(copy)
+    changed = series_cache.frame_body(copy)
     assert changed is not first and browser.unpack(changed)[0]["window"] == [1000.0, 500.0]

@@ -72,7 +72,7 @@ def test_flipped_orientation_keeps_right_on_the_left_and_anterior_first(ct_slice
 
 
 def test_body_has_square_pixels_and_the_axial_modality_values(ct_slices):
-    payload, arrays = browser.unpack(browser.reformat_body(list(ct_slices), "coronal", 256))
+    payload, arrays = browser.unpack(reformat.reformat_body(list(ct_slices), "coronal", 256))
     assert (payload["rows"], payload["columns"]) == (41, 512) and payload["plane"] == "coronal"
     assert payload["spacing"]["row_mm"] == pytest.approx(40 / 41) and payload["spacing"]["column_mm"] == 0.9765625
     values = arrays["values"].reshape(41, 512)

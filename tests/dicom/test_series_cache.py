@@ -1,14 +1,17 @@
-"""A series decoded once on the real 20-slice CT: the background decode nearest the slice on screen first, shared
-with requests for the same slices and with the reformat volume (no slice decoded twice), bounded by the cache,
-and a volume larger than the reformat cache refused with the reason."""
+"""A series decoded once on the real 20-slice CT, in worker processes, into the on-disk frame store: every slice
+stored once, the slice asked for taken over from the queue, the reformat volume a copy of the stored bodies, the
+queue bounded by the store, a slice that cannot be decoded keeping its own error, and the store bounded on disk
+(least recently used evicted, taken up again after a restart)."""
 
 import shutil
 from concurrent.futures import wait
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from studyapp.dicom import display, reformat, series_cache
+from studyapp.dicom import browser, display, reformat, series_cache
+from studyapp.dicom.frame_store import FrameStore
 
 
 @pytest.fixture
@@ -22,34 +25,87 @@ def fresh_ct(ct_series_dir, tmp_path):
     return slices
 
 
-def _counting(monkeypatch):
-    decoded = []
-    real = display.decode_frame
-    monkeypatch.setattr(display, "decode_frame",
-                        lambda ds, frame=0: decoded.append(Path(ds.filename).name) or real(ds, frame))
-    return decoded
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A frame store in ``tmp_path`` for this test (the module's store put back afterwards); records each put."""
+    monkeypatch.setattr(series_cache, "_store", None)
+    made = series_cache.configure(tmp_path / "frames", 64 * 2**20)
+    made.puts = []
+    real = made.put
+    monkeypatch.setattr(made, "put", lambda key, body: made.puts.append(key) or real(key, body))
+    return made
 
 
-def test_a_series_is_decoded_once_nearest_first_and_the_volume_is_a_copy(fresh_ct, monkeypatch):
-    decoded = _counting(monkeypatch)
-    monkeypatch.setattr(series_cache, "_pool", series_cache.ThreadPoolExecutor(max_workers=1))  # order observable
+def test_a_series_is_decoded_once_in_the_workers_and_the_volume_is_a_copy(fresh_ct, store, monkeypatch):
     futures = series_cache.prefetch(fresh_ct, 10)
     assert len(futures) == 20
-    assert series_cache.load_slice(*fresh_ct[10]).values.shape == (512, 512)  # waits for the running decode
-    wait(futures)
-    assert decoded[:5] == ["10.dcm", "11.dcm", "09.dcm", "12.dcm", "08.dcm"]  # nearest first, then alternately
-    assert sorted(decoded) == sorted(Path(p).name for p, _ in fresh_ct)  # each once
-    assert series_cache.prefetch(fresh_ct, 3) == []  # all cached: nothing to do
+    first = series_cache.frame_body(*fresh_ct[10])  # taken over from the queue or waited for, never decoded twice
+    assert series_cache.wait_idle(120)
+    keys = {series_cache.frame_key(*s) for s in fresh_ct}
+    assert sorted(store.puts) == sorted(keys) and len(store) == 20  # each slice stored once
+    assert all(f.done() and len(f.result()) > 512 * 512 * 2 for f in futures)
+    assert series_cache.prefetch(fresh_ct, 3) == []  # all kept: nothing to do
+    header, arrays = browser.unpack(first)
+    assert np.array_equal(arrays["stored_lut"][arrays["values"]].reshape(512, 512), display.render_file(*fresh_ct[10]))
+
+    series_cache.bodies.clear()  # from disk now
+    decodes = []
+    real = display.decode_frame
+    monkeypatch.setattr(display, "decode_frame", lambda ds, frame=0: decodes.append(ds.filename) or real(ds, frame))
+    assert series_cache.frame_body(*fresh_ct[3]) == store.get(series_cache.frame_key(*fresh_ct[3]))
     volume = reformat.load_volume(tuple(fresh_ct))
-    assert len(decoded) == 20 and volume.stored.shape == (20, 512, 512) and volume.stored.dtype.itemsize == 2
+    assert volume.stored.shape == (20, 512, 512) and volume.stored.dtype.itemsize == 2
+    assert len(decodes) <= 1 and len(store.puts) == 20  # only the middle slice for its tables; no slice again
     assert reformat.load_volume(tuple(fresh_ct)) is volume  # kept
+    top = volume.geometry.order[0]
+    assert np.array_equal(volume.stored[0], display.load_frame(*fresh_ct[top]).values.astype(np.int32)
+                          + display.load_frame(*fresh_ct[top]).values_offset)
 
 
-def test_prefetch_stops_at_what_the_cache_holds_and_a_too_large_volume_is_refused(fresh_ct, monkeypatch):
-    decoded = _counting(monkeypatch)
-    monkeypatch.setattr(display.frame_cache, "max_bytes", 5 * 2**20)
+def test_the_queue_stops_at_what_the_store_holds_and_a_too_large_volume_is_refused(fresh_ct, store, monkeypatch):
+    monkeypatch.setattr(store, "max_bytes", 5 * 2**20)
     wait(series_cache.prefetch(fresh_ct, 0, per_slice_bytes=2**20))
-    assert sorted(decoded) == ["00.dcm", "01.dcm", "02.dcm", "03.dcm"]  # room for 5, one kept free
+    assert len(store.puts) == 4  # room for 5, one kept free
+    assert sorted(store.puts) == sorted(series_cache.frame_key(*s) for s in fresh_ct[:4])  # the nearest
     monkeypatch.setattr(reformat._volumes, "max_bytes", 2**20)
     with pytest.raises(ValueError, match=r"the series \(10 MB decoded\) is larger than the reformat cache \(1 MB\)"):
         reformat.load_volume(tuple(fresh_ct))
+
+
+def test_a_slice_that_cannot_be_decoded_keeps_its_own_error(fresh_ct, store):
+    broken = Path(fresh_ct[5][0])
+    broken.write_bytes(broken.read_bytes()[:40_000])
+    futures = series_cache.prefetch(fresh_ct, 5)
+    wait(futures)
+    assert series_cache.wait_idle(60)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    assert len(errors) == 1 and isinstance(errors[0], display.UndecodableImageError) and "05.dcm" in str(errors[0])
+    assert len(store) == 19
+    with pytest.raises(display.UndecodableImageError, match="05.dcm"):
+        series_cache.frame_body(*fresh_ct[5])
+    assert len(series_cache.frame_body(*fresh_ct[6])) > 0
+
+
+def test_import_queues_the_series_for_the_store(fresh_ct, store, tmp_path):
+    assert series_cache.decode_in_background(fresh_ct[:3]) and series_cache.wait_idle(60)
+    assert sorted(store.puts) == sorted(series_cache.frame_key(*s) for s in fresh_ct[:3])
+
+
+def test_the_store_is_bounded_least_recently_used_and_taken_up_again(tmp_path):
+    with pytest.raises(ValueError, match="positive size limit"):
+        FrameStore(tmp_path / "f", 0)
+    store = FrameStore(tmp_path / "f", 3000)
+    for key in "abc":
+        store.put(key, key.encode() * 1000)
+    assert store.get("a") == b"a" * 1000  # now the most recently used
+    store.put("d", b"d" * 1000)
+    assert store.get("b") is None and store.get("a") is not None and len(store) == 3
+    assert store.total_bytes == 3000 and not (tmp_path / "f" / "b.frame").exists()
+    store.put("huge", b"h" * 5000)  # larger than the limit: kept alone
+    assert len(store) == 1 and store.get("huge") == b"h" * 5000
+    (tmp_path / "f" / "left.tmp").write_bytes(b"half")
+    again = FrameStore(tmp_path / "f", 10_000)  # a restart
+    assert again.get("huge") == b"h" * 5000 and again.total_bytes == 5000
+    assert not (tmp_path / "f" / "left.tmp").exists()
+    (tmp_path / "f" / "huge.frame").unlink()  # deleted behind its back
+    assert again.get("huge") is None and again.total_bytes == 0

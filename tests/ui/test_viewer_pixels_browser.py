@@ -6,7 +6,6 @@ reason, axial still scrolls), a slice that cannot be decoded (its own message, t
 than the decoded-frame cache (still scrolls, evicting)."""
 
 import base64
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,8 @@ from studyapp import demo
 from studyapp.config import Settings
 from studyapp.db.models import Assignment, Case
 from studyapp.dicom import browser as bodies
-from studyapp.dicom import display, reformat
+from studyapp.dicom import display, reformat, series_cache
+from studyapp.dicom.frame_store import FrameStore
 from tests.browser import sign_in
 from tests.ui.test_viewer_client_browser import NO_WEBGL, VIEWER, _greys, _open_case, _wait_ready, text_off_the_image
 
@@ -96,10 +96,9 @@ def _ct_copy(tmp_path, settings, drop=None, broken=None):
 
 def test_a_ct_loads_in_parallel_is_kept_and_its_reformats_come_from_the_series_decoded_once(
         serve_app, browser, tmp_path, monkeypatch):
-    decodes = []
-    real_decode = display.decode_frame
-    monkeypatch.setattr(display, "decode_frame",
-                        lambda ds, frame=0: decodes.append(str(Path(ds.filename).resolve())) or real_decode(ds, frame))
+    stored = []  # every body made, by the request threads or the worker processes, goes to the store once
+    real_put = FrameStore.put
+    monkeypatch.setattr(FrameStore, "put", lambda store, key, body: stored.append(key) or real_put(store, key, body))
     settings = Settings(data_dir=tmp_path)
     page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)", _ct_copy(tmp_path, settings),
                                    init_script=NO_WEBGL)
@@ -110,8 +109,8 @@ def test_a_ct_loads_in_parallel_is_kept_and_its_reformats_come_from_the_series_d
     assert 1 < root.evaluate("(r) => r.studyViewer.stats.maxInFlight") <= 4  # a few requests at a time
     for stack in (1, 2):  # coronal and sagittal, cut from the volume of the decoded slices
         page.wait_for_selector(f"{VIEWER} .sv-tile[data-stack='{stack}'][data-status='ready']", timeout=60_000)
-    ct = sorted(str(Path(path).resolve()) for path, _ in files[0])
-    assert sorted(d for d in decodes if d.startswith(str(tmp_path))) == ct  # every slice decoded once on the server
+    ct = sorted(series_cache.frame_key(path, frame) for path, frame in files[0])
+    assert sorted(key for key in stored if key in ct) == ct  # every slice decoded once on the server
 
     requests = []
     page.on("request", lambda request: requests.append(request.url))
@@ -133,7 +132,7 @@ def test_a_ct_loads_in_parallel_is_kept_and_its_reformats_come_from_the_series_d
     page.wait_for_timeout(150)
     volume = reformat.load_volume(tuple(files[0]))
     assert np.abs(_greys(page, 1) - display.to_display(reformat.display_frame(volume, "sagittal", 256))).max() <= 1
-    assert sorted(d for d in decodes if d.startswith(str(tmp_path))) == ct
+    assert sorted(key for key in stored if key in ct) == ct  # the volume is a copy of the stored slices
     page.close()
 
 
@@ -163,16 +162,18 @@ def test_a_missing_slice_refuses_the_reformat_and_a_broken_one_has_its_own_messa
 
 
 def test_a_series_larger_than_the_cache_still_scrolls(serve_app, browser, tmp_path, monkeypatch):
-    limit = 6 * 2**20  # a decoded slice holds about 1 MB (values and the sample for presets)
-    for cache in (display.frame_cache, bodies._bodies, reformat._volumes):
+    limit = 6 * 2**20  # a slice's body holds about 0.5 MB (values and tables)
+    for cache in (display.frame_cache, series_cache.bodies, reformat._volumes):
         monkeypatch.setattr(cache, "max_bytes", limit)
+    monkeypatch.setenv("STUDYAPP_FRAME_STORE_MB", "6")  # the app's frame store on disk
     settings = Settings(data_dir=tmp_path)
     page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)", _ct_copy(tmp_path, settings),
                                    init_script=NO_WEBGL)
     root = page.locator(VIEWER)
     _wait_ready(page, 11)
     page.wait_for_function("(r) => r.dataset.loaded === '20'", arg=root.element_handle(), timeout=60_000)
-    assert len(display.frame_cache) <= 7  # evicted on the server; the page keeps its copy
+    store = series_cache.store()  # evicted on the server; the page keeps its copy
+    assert store.max_bytes == limit and len(store) < 20 and store.total_bytes <= limit
     for stack in (1, 2):
         tile = page.locator(f"{VIEWER} .sv-tile[data-stack='{stack}']")
         page.wait_for_selector(f"{VIEWER} .sv-tile[data-stack='{stack}'][data-status='error']", timeout=60_000)
