@@ -512,16 +512,6 @@ def load_frame(path: str | os.PathLike, frame: int = 0, max_side: int | None = N
     return decoded
 
 
-def is_cached(path: str | os.PathLike, frame: int = 0) -> bool:
-    """True when ``frame`` of ``path`` (as it is on disk now) is in the decoded-frame cache (full size)."""
-    resolved = Path(path).resolve()
-    try:
-        stat = resolved.stat()
-    except OSError:
-        return False
-    return frame_cache.get((str(resolved), stat.st_mtime_ns, stat.st_size, frame, None)) is not None
-
-
 def render_file(
     path: str | os.PathLike,
     frame: int = 0,
