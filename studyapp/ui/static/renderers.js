@@ -3,8 +3,10 @@
 // window change, and draw the frame with a transform: canvas pixel = image pixel * s + (ox, oy).
 // WebGL2 keeps the indices in an R16UI/R8UI texture and looks the table up per screen pixel (bilinear on the
 // display values when the image is shown smaller than 1:1, nearest when enlarged); the canvas-2D fallback maps
-// on the CPU the pixels of the level of a 2 x 2 mean pyramid that still has one per screen pixel (the full
-// frame from 1:2 up) and lets drawImage scale; greys() always reads the full-resolution frame.
+// on the CPU: a grayscale frame shown smaller than 1:1 at its size on screen (the indices of the level of a 2 x 2
+// mean pyramid that still has one per screen pixel, resampled bilinearly once per frame and scale), put straight
+// into the canvas; enlarged or colour frames as that level's canvas scaled by drawImage; greys() always reads the
+// full-resolution frame.
 
 // The name of the rasteriser behind a WebGL context, when the browser tells it.
 function glRendererName(gl) {
@@ -166,12 +168,37 @@ function halve(values, width, height) {
   return { values: out, width: w, height: h };
 }
 
+// The indices of a pyramid level resampled (bilinear, before the VOI like the pyramid's means) to width x height,
+// the size of the image on screen, which is at most the level's size and more than half of it.
+function resample(item, width, height) {
+  const fx = item.width / width, fy = item.height / height;
+  const x0 = new Int32Array(width), x1 = new Int32Array(width), wx = new Float32Array(width);
+  for (let x = 0; x < width; x++) {
+    const at = Math.min(Math.max((x + 0.5) * fx - 0.5, 0), item.width - 1);
+    x0[x] = Math.floor(at); x1[x] = Math.min(x0[x] + 1, item.width - 1); wx[x] = at - x0[x];
+  }
+  const values = item.values;
+  const out = new values.constructor(width * height);
+  for (let y = 0; y < height; y++) {
+    const at = Math.min(Math.max((y + 0.5) * fy - 0.5, 0), item.height - 1);
+    const y0 = Math.floor(at), wy = at - y0;
+    const top = y0 * item.width, bottom = Math.min(y0 + 1, item.height - 1) * item.width;
+    for (let x = 0, p = y * width; x < width; x++, p++) {
+      const a = values[top + x0[x]], b = values[top + x1[x]], c = values[bottom + x0[x]], d = values[bottom + x1[x]];
+      const upper = a + (b - a) * wx[x], lower = c + (d - c) * wx[x];
+      out[p] = Math.round(upper + (lower - upper) * wy);
+    }
+  }
+  return out;
+}
+
 function create2DRenderer(canvas) {
   const context = canvas.getContext("2d");
   if (!context) return null;
   let frame = null;
   let levels = []; // level k: indices at 1 / 2^k of the size, with its canvas once painted
   let table = null;
+  let screen = null; // a grayscale frame shown smaller than 1:1: its indices at the size on screen, and their pixels
   const level = (k) => {
     while (levels.length <= k) {
       const last = levels[levels.length - 1];
@@ -203,12 +230,35 @@ function create2DRenderer(canvas) {
     item.context.putImageData(item.data, 0, 0);
     item.painted = frame.kind === "colour" ? invertColour : table;
   };
+  // Shown smaller than 1:1, a grayscale frame is painted at the size it has on screen, straight into the canvas:
+  // a window step then maps only the pixels on screen through the table, with no scaled copy to draw.
+  const drawOnScreen = (s, ox, oy) => {
+    const width = Math.max(1, Math.round(frame.columns * s)), height = Math.max(1, Math.round(frame.rows * s));
+    if (!screen || screen.width !== width || screen.height !== height) {
+      const item = level(Math.min(6, Math.floor(Math.log2(1 / s))));
+      const data = context.createImageData(width, height);
+      screen = { width, height, values: resample(item, width, height), data, rgba: new Uint32Array(data.data.buffer),
+        painted: null };
+    }
+    if (screen.painted !== table) {
+      const { values, rgba } = screen;
+      for (let p = 0; p < values.length; p++) rgba[p] = table[values[p]];
+      screen.painted = table;
+    }
+    const x = Math.round(ox), y = Math.round(oy);
+    context.fillRect(0, 0, canvas.width, Math.max(0, y)); // black around the image only
+    context.fillRect(0, y + height, canvas.width, Math.max(0, canvas.height - y - height));
+    context.fillRect(0, y, Math.max(0, x), height);
+    context.fillRect(x + width, y, Math.max(0, canvas.width - x - width), height);
+    context.putImageData(screen.data, x, y);
+  };
   return {
     kind: "canvas 2D",
     lost: false,
     setFrame(next) {
       frame = next;
       levels = [{ values: frame.values, width: frame.columns, height: frame.rows }];
+      screen = null;
     },
     setLut(grey) {
       table = new Uint32Array(grey.length);
@@ -217,6 +267,7 @@ function create2DRenderer(canvas) {
     draw(s, ox, oy, invertColour) {
       context.setTransform(1, 0, 0, 1, 0, 0);
       context.fillStyle = "#000";
+      if (frame && frame.kind === "grayscale" && s < 1) { drawOnScreen(s, ox, oy); return; }
       context.fillRect(0, 0, canvas.width, canvas.height);
       if (!frame) return;
       // the smallest level that still has a pixel for every screen pixel

@@ -285,7 +285,7 @@ function drawFindings(s, ox, oy) {
     context.drawImage(maskCanvas(index, item, colour), 0, 0);
     context.restore();
   });
-  $(".sv-notice").textContent = problems.join(" ");
+  setText($(".sv-notice"), problems.join(" "));
 }
 
 function showFindingList() {
@@ -316,17 +316,29 @@ function highlight(index) {
   else schedule(false);
 }
 
+let overlayDrawn = null; // what the overlay canvas shows (findings, ruler, placement): redrawn only when it changes
 function composite() { // the frame on screen, then the findings and the ruler
   const box = overlay.getBoundingClientRect();
   const width = Math.max(1, Math.round(box.width * devicePixelRatio));
   const height = Math.max(1, Math.round(box.height * devicePixelRatio));
-  for (const c of [canvas, overlay]) if (c.width !== width || c.height !== height) { c.width = width; c.height = height; }
-  context.clearRect(0, 0, overlay.width, overlay.height);
-  if (!state.frame) { renderer.clear(); return; }
+  for (const c of [canvas, overlay]) {
+    if (c.width !== width || c.height !== height) { c.width = width; c.height = height; overlayDrawn = null; }
+  }
+  if (!state.frame) {
+    if (overlayDrawn !== "") context.clearRect(0, 0, overlay.width, overlay.height);
+    overlayDrawn = "";
+    renderer.clear();
+    return;
+  }
   const { s, ox, oy } = transform();
   renderer.draw(s, ox, oy, state.invert);
+  const shown = JSON.stringify([s, ox, oy, state.manifest.case, state.stack, state.slice, state.frame.columns,
+    state.frame.rows, state.highlight, state.showFindings, state.ruler, (state.manifest.findings || []).length]);
+  if (shown === overlayDrawn) return; // a window/level step: the overlay stays as it is
+  overlayDrawn = shown;
+  context.clearRect(0, 0, overlay.width, overlay.height);
   if (state.showFindings) drawFindings(s, ox, oy);
-  else $(".sv-notice").textContent = "";
+  else setText($(".sv-notice"), "");
   if (state.ruler) {
     const r = state.ruler;
     context.strokeStyle = "#facc15";
@@ -460,6 +472,15 @@ function toTiles() {
   showLayout();
 }
 
+// DOM writes only when the value changes: an unchanged text or attribute written again still makes the browser
+// lay out the page for the next frame, which a window/level drag would pay on every step.
+function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
+function setData(name, value) { if (root.dataset[name] !== value) root.dataset[name] = value; }
+function setPressed(selector, pressed) {
+  const node = $(selector), value = String(pressed);
+  if (node.getAttribute("aria-pressed") !== value) node.setAttribute("aria-pressed", value);
+}
+
 function showInfo() { // one short line in the band below the image; notices and measurements in the status area
   const stack = state.manifest.stacks[state.stack];
   const frame = state.frame;
@@ -470,23 +491,23 @@ function showInfo() { // one short line in the band below the image; notices and
     parts.push(`C ${Math.round(c)} W ${Math.round(w)}${state.window ? "" : " (as stored)"}`);
   }
   if (frame) parts.push(`Zoom ${Math.round(fitScale() * state.zoom * 100 / devicePixelRatio)}%`);
-  $(".sv-info").textContent = parts.join(" · ");
-  $(".sv-renderer").textContent = rendererNote ? `${rendererNote}.` : "";
-  $(".sv-measure").textContent = state.ruler ? `Ruler ${rulerText()}` : "";
+  setText($(".sv-info"), parts.join(" · "));
+  setText($(".sv-renderer"), rendererNote ? `${rendererNote}.` : "");
+  setText($(".sv-measure"), state.ruler ? `Ruler ${rulerText()}` : "");
   const series = $(".sv-series");
   if (series.value !== String(state.stack)) series.value = String(state.stack); // follows the live tile
-  $(".sv-main .sv-label").textContent = stack && state.manifest.stacks.length > 1 ? stackLabel(state.stack) : "";
-  $(".sv-message").textContent = state.error;
-  root.dataset.status = state.status;
-  root.dataset.renderer = renderer ? renderer.kind : "";
-  root.dataset.slice = String(state.slice + 1);
+  setText($(".sv-main .sv-label"), stack && state.manifest.stacks.length > 1 ? stackLabel(state.stack) : "");
+  setText($(".sv-message"), state.error);
+  setData("status", state.status);
+  setData("renderer", renderer ? renderer.kind : "");
+  setData("slice", String(state.slice + 1));
   const current = frame && frame.kind === "grayscale" ? (state.window || frame.window) : null;
-  root.dataset.center = current ? String(current[0]) : "";
-  root.dataset.width = current ? String(current[1]) : "";
-  $(".sv-invert").setAttribute("aria-pressed", String(state.invert));
-  $(".sv-ruler").setAttribute("aria-pressed", String(state.rulerMode));
-  $(".sv-show-findings").setAttribute("aria-pressed", String(state.showFindings));
-  root.dataset.highlight = state.highlight === null ? "" : String(state.highlight);
+  setData("center", current ? String(current[0]) : "");
+  setData("width", current ? String(current[1]) : "");
+  setPressed(".sv-invert", state.invert);
+  setPressed(".sv-ruler", state.rulerMode);
+  setPressed(".sv-show-findings", state.showFindings);
+  setData("highlight", state.highlight === null ? "" : String(state.highlight));
 }
 
 function draw(repaint) {
