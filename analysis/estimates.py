@@ -127,4 +127,5 @@ def arm_intervals(readings: pd.DataFrame, metrics: list[str], arms: list[str], r
     """
     estimates = ArmEstimates(readings, metrics, arms, reference_arm, top_percents)
     return estimates, crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates,
-                                        estimates.names, estimates.readers_fixed, n_resamples, seed, level=level)
+                                        estimates.names, readers_fixed=estimates.readers_fixed,
+                                        n_resamples=n_resamples, seed=seed, level=level)

@@ -3,6 +3,7 @@ assumptions become the simulator's effects exactly, impossible assumptions are r
 agrees with the full analysis's rejection rate on independent studies, a pilot study in a database gives the
 assumptions, and the outputs record the assumptions and seed."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 import yaml
 
 from analysis.__main__ import main as analysis_main
-from analysis.plan import plan_study, smallest_designs, write_plan
+from analysis.pipeline import analyse_frames
+from analysis.plan import plan_study, primary_intervals, smallest_designs, write_plan
 from analysis.plan_assumptions import (
     AssumptionError, assumed_effects, assumptions_from_pilot, crossed_effects, load_assumptions, resolve_assumptions)
 from analysis.simulation import crossed_truth, simulate_outcomes, simulate_study, write_study
@@ -168,3 +170,27 @@ def test_cases_per_reader_design():
     plan = plan_study(assumptions)
     assert set(plan.power["cases_per_reader"]) == {9}
     assert plan.smallest["readings"].dropna().isin([36]).all()
+
+
+def test_plan_intervals_are_the_ones_the_analysis_reports():
+    """On one study, the plan's analysis (primary_intervals at 95%) gives exactly the intervals the full pipeline
+    reports for the same comparisons with the same resamples: time saved by all readers, the peer discrepancy
+    difference and the per-case preference rate. A change to how the analysis computes them that the plan did not
+    follow fails here."""
+    judgements = simulate_outcomes(n_readers=4, n_cases=12, judges_per_pair=2, seed=3).judgements
+    frames = dataclasses.replace(simulate_study(n_readers=4, n_cases=12, seed=6, name="Same"),
+                                 judgements=judgements.assign(set="blinded", candidate_source="draft:model"))
+    result = analyse_frames(frames, n_resamples=60, seed=11)
+    readings = result.tables["readings"]
+    mine = primary_intervals(readings, judgements, ["template", "llm", "model"], 0.95, 60, 11).set_index(
+        ["comparison", "arm"])
+    saved = result.tables["time_saved_by_template_use"].set_index(["arm", "top_percent"])
+    summary = result.tables["arm_summary"].set_index(["metric", "arm"])
+    preference = result.tables["preference_rates"].set_index("group").loc["overall"]
+    for arm in ("llm", "model"):
+        assert mine.loc[("time saved", arm), ["ci_low", "ci_high"]].tolist() == pytest.approx(
+            saved.loc[(arm, 100), ["ci_low", "ci_high"]].tolist(), rel=1e-9)
+        assert mine.loc[("discrepancy", arm), ["ci_low", "ci_high"]].tolist() == pytest.approx(
+            summary.loc[("peer_discrepancy", arm), ["difference_ci_low", "difference_ci_high"]].tolist(), rel=1e-9)
+    low, high = mine.loc[("preference", "candidate"), ["ci_low", "ci_high"]]
+    assert [max(low, 0.0), min(high, 1.0)] == pytest.approx([preference["ci_low"], preference["ci_high"]], rel=1e-9)
