@@ -5,6 +5,7 @@ Shows progress while simulating, then the smallest designs reaching the target p
 and the files (CSV, JSON with the assumptions and seed, HTML curve)."""
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -32,11 +33,15 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def smallest_markdown(plan) -> str:
-    """The smallest design reaching the target power per comparison (and for all), as Markdown lines."""
+    """Where the assumptions came from, then the smallest design reaching the target power per comparison (and for
+    all), as Markdown lines."""
     test = plan.assumptions["test"]
     lines = [f"**Smallest design with power >= {test['target_power']:g}** (two-sided alpha {test['alpha']:g}, "
              f"{plan.assumptions['simulation']['reps']} simulated studies per design, seed "
              f"{plan.assumptions['simulation']['seed']}):"]
+    counts = Counter(plan.sources.values())
+    lines.insert(0, "Assumptions from: " + "; ".join(f"{source} ({n} values)" for source, n in counts.items())
+                 + ". Every value and its source: plan.json.\n")
     for row in plan.smallest.itertuples():
         name = f"{row.comparison} ({row.arm})" if row.arm else "all comparisons"
         lines.append(f"- {name}: " + ("no design of the grid" if row.readers != row.readers else

@@ -34,6 +34,7 @@ def test_coordinator_plans_a_study_from_a_pilot(serve_app, browser):
     status = page.locator("#plan-status").inner_text()
     assert "time saved (model)" in status and "preference (candidate)" in status and "all comparisons" in status
     assert "4 simulated studies per design, seed 0" in status
+    assert "pilot study 'Pilot study' (" in status and "Plan view (" in status
     page.locator("#plan-curve").scroll_into_view_if_needed()
     page.wait_for_selector("#plan-curve .js-plotly-plot", timeout=60_000)
     table = page.locator("#plan-table").inner_text()
