@@ -14,21 +14,24 @@ products (paper sections 2.4, 4.3, 4.6):
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pandas as pd
 
 from analysis.efficiency import INTERVAL_EDGES_MINUTES, TOP_PERCENTS, interval_labels
-from analysis.intervals import LEVEL, N_RESAMPLES, crossed_intervals, grouped_means
+from analysis.intervals import (LEVEL, N_RESAMPLES, crossed_intervals, grouped_means,
+                                remove_main_effects)
 
 
 class ArmEstimates:
     """Statistic ``(reading_weights (B, N), reader_weights (B, R), case_weights (B, C)) -> (B, K)`` over a
-    per-reading frame, for :func:`analysis.intervals.crossed_intervals`.
+    per-reading frame, for :func:`analysis.intervals.crossed_intervals` (pass :meth:`without_main_effects` as its
+    ``adjusted``).
 
     Args:
-        frame: per-reading frame with ``reader``, ``arm``, ``active_seconds`` (s), ``template_use`` and every
+        frame: per-reading frame with ``reader``, ``case``, ``arm``, ``active_seconds`` (s), ``template_use`` and every
             metric column.
         metrics: per-reading columns to average by arm.
         arms: arm codes in design order (order of the outputs).
@@ -39,7 +42,10 @@ class ArmEstimates:
     Attributes:
         names: MultiIndex (kind, metric, arm, stratum) of the outputs.
         readers_fixed: (K,) bool, True for the time saved of strata below 100%.
+        log_scale: (K,) bool, True for the discrepancy by writing-time interval (a mean of skewed counts over a
+            few tens of readings, mostly from a few readers: its interval is taken on the log scale).
         reader_codes: (N,) int, the reader of each row in 0..R-1 (``pd.factorize`` order).
+        case_codes: (N,) int, the case of each row in 0..C-1 (``pd.factorize`` order).
         strata: {(arm, k): reader names in the stratum}.
     """
 
@@ -51,6 +57,7 @@ class ArmEstimates:
         self.others = [i for i in range(len(self.arms)) if i != self.ref]
         self.reader_codes, readers = pd.factorize(frame["reader"])
         self.n_readers = len(readers)
+        self.case_codes = pd.factorize(frame["case"])[0]
         self.arm = frame["arm"].map({a: i for i, a in enumerate(self.arms)}).to_numpy()
         self.values = frame[metrics].to_numpy(dtype=float)
         self.reader_arm = self.reader_codes * len(self.arms) + self.arm
@@ -87,6 +94,22 @@ class ArmEstimates:
                   for g in present]
         self.names = pd.MultiIndex.from_tuples(names, names=["kind", "metric", "arm", "stratum"])
         self.readers_fixed = np.array([kind == "saved" and k != 100 for kind, _, _, k in names])
+        self.log_scale = np.array([kind == "interval" for kind, _, _, _ in names])
+
+    def without_main_effects(self, kind: str) -> "ArmEstimates":
+        """The same statistic on every value column less estimated reader and/or case main effects
+        (:func:`analysis.intervals.remove_main_effects` with ``kind``, strata = arms); the strata of readers by
+        template use and the writing-time interval of each reading stay those of the study's data.
+
+        Raises:
+            ValueError: an unknown ``kind``.
+        """
+        other = copy.copy(self)
+        adjust = lambda v: remove_main_effects(v, self.arm, self.reader_codes, self.case_codes, kind)
+        other.values, other.per_reader = adjust(self.values), adjust(self.per_reader)
+        if self.discrepancy is not None:
+            other.discrepancy = adjust(self.discrepancy)
+        return other
 
     def __call__(self, weights: np.ndarray, reader_weights: np.ndarray, case_weights: np.ndarray) -> np.ndarray:
         n_arms = len(self.arms)
@@ -126,6 +149,7 @@ def arm_intervals(readings: pd.DataFrame, metrics: list[str], arms: list[str], r
         ``estimates.names``.
     """
     estimates = ArmEstimates(readings, metrics, arms, reference_arm, top_percents)
-    return estimates, crossed_intervals(estimates.reader_codes, pd.factorize(readings["case"])[0], estimates,
-                                        estimates.names, readers_fixed=estimates.readers_fixed,
-                                        n_resamples=n_resamples, seed=seed, level=level)
+    return estimates, crossed_intervals(estimates.reader_codes, estimates.case_codes, estimates, estimates.names,
+                                        readers_fixed=estimates.readers_fixed, n_resamples=n_resamples,
+                                        adjusted=estimates.without_main_effects, log_scale=estimates.log_scale,
+                                        seed=seed, level=level)

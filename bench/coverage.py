@@ -3,8 +3,8 @@
 Each repetition simulates a study of 10 readers x 75 cases x 3 arms (reader, case and residual random effects,
 reader x arm variation of the time saved, clustered blinded-comparison judgements: 4 readers per pair) with
 :func:`analysis.simulation.simulate_outcomes`, computes every headline estimate with the code the analysis uses
-(:class:`analysis.estimates.ArmEstimates`, :class:`analysis.preferences.PreferenceEstimates`,
-:func:`analysis.intervals.crossed_intervals`) and compares with :func:`analysis.simulation.crossed_truth` (for time
+(:func:`analysis.estimates.arm_intervals`, :func:`analysis.preferences.preference_intervals`: the pipeline's
+intervals) and compares with :func:`analysis.simulation.crossed_truth` (for time
 saved by a stratum of fixed readers: those readers' true saving).
 
 Prints per estimate: bias, empirical SD of the estimate over repetitions, mean CI width / (3.92 x SD) and coverage,
@@ -33,10 +33,9 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.estimates import ArmEstimates  # noqa: E402
+from analysis.estimates import arm_intervals  # noqa: E402
 from analysis.figures import MIN_BIN_N  # noqa: E402
-from analysis.intervals import crossed_intervals  # noqa: E402
-from analysis.preferences import PreferenceEstimates  # noqa: E402
+from analysis.preferences import preference_intervals  # noqa: E402
 from analysis.simulation import CrossedEffects, crossed_truth, simulate_outcomes  # noqa: E402
 
 METRICS = ["active_seconds", "peer_discrepancy", "likert_confidence", "likert_mental_demand",
@@ -56,10 +55,7 @@ def one_study(rep: int, n_readers: int = 10, n_cases: int = 75, n_resamples: int
     sim = simulate_outcomes(n_readers, n_cases, effects, seed=rep)
     readings = sim.readings
     arms = list(effects.arm_seconds)
-    estimates = ArmEstimates(readings, METRICS, arms, arms[0])
-    cases = pd.factorize(readings["case"])[0]
-    cis = crossed_intervals(estimates.reader_codes, cases, estimates, estimates.names, estimates.readers_fixed,
-                            n_resamples, seed=rep)
+    estimates, cis = arm_intervals(readings, METRICS, arms, arms[0], n_resamples, seed=rep)
     truth = crossed_truth(effects)
     saving = sim.reader_saving.set_index(["arm", "reader"])["seconds"]
     minutes = readings["active_seconds"] / 60
@@ -76,9 +72,7 @@ def one_study(rep: int, n_readers: int = 10, n_cases: int = 75, n_resamples: int
             n = int(((readings["arm"] == arm) & (minutes >= lo) & (minutes < hi)).sum())
         rows.append({"name": " ".join(str(k) for k in key if k != 0), "estimate": row["estimate"],
                      "ci_low": row["ci_low"], "ci_high": row["ci_high"], "truth": value, "n": n, "se": row["se"]})
-    prefs = PreferenceEstimates(sim.judgements)
-    pref_cis = crossed_intervals(prefs.reader_codes, prefs.case_codes, prefs, prefs.names,
-                                 n_resamples=n_resamples, seed=rep)
+    pref_cis = preference_intervals(sim.judgements, n_resamples, seed=rep)
     for (unit, group), row in pref_cis.iterrows():
         rows.append({"name": f"preference {unit} {group}", "estimate": row["estimate"], "ci_low": row["ci_low"],
                      "ci_high": row["ci_high"], "truth": truth[("preference", unit, group)], "n": np.nan,

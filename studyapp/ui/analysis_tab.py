@@ -186,7 +186,8 @@ class AnalysisTab:
                 judge.close()
         status = (f"**{result.study_name}**: judge `{result.judge}`, template use by `{result.similarity_measure}`, "
                   f"reference arm {result.label(result.reference_arm)} (`{result.reference_arm}`). 95% CIs: two-way "
-                  f"reader x case cluster-robust, {result.n_resamples:,} resamples per one-way bootstrap. "
+                  f"reader x case cluster-robust (terms on values less the other dimension's main effects), "
+                  f"{result.n_resamples:,} resamples per one-way bootstrap. "
                   f"Practice reads left out: {practice_reads_left_out(result.skipped)}; practice judgements left out "
                   f"of the preference rates: {practice_judgements_left_out(result.skipped)}; {len(result.skipped)} "
                   "item(s) left out in all (below).")

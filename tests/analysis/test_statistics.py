@@ -10,7 +10,7 @@ from scipy import stats
 
 from analysis.efficiency import reader_arm_table, stratified_time_saved
 from analysis.estimates import ArmEstimates
-from analysis.intervals import crossed_intervals, grouped_means
+from analysis.intervals import ADJUSTMENTS, crossed_intervals, grouped_means, remove_main_effects
 from analysis.preferences import PreferenceEstimates, preference_rates
 from analysis.similarity import template_use
 from analysis.simulation import CrossedEffects, crossed_truth, simulate_outcomes, simulate_study
@@ -85,6 +85,99 @@ def test_interval_bad_input():
                           np.array([True, False]))
 
 
+def _latin_square():
+    """3 readers x 3 cases, arm (reader + case) % 3: each reader and each case has every arm once."""
+    readers, cases = _complete(3, 3)
+    return readers, cases, (readers + cases) % 3
+
+
+def test_remove_main_effects_on_an_additive_latin_square():
+    """y = m_arm + a_reader + b_case with a and b summing to 0: the arm-centred values are a + b, so the reader
+    effects are a, the case effects b (from all readers, or from the other readers after the reader means)."""
+    readers, cases, arms = _latin_square()
+    m, a, b = np.array([10.0, 20.0, 30.0]), np.array([-1.0, 0.0, 1.0]), np.array([2.0, -5.0, 3.0])
+    y = m[arms] + a[readers] + b[cases]
+    expected = {"readers": m[arms] + b[cases], "cases": m[arms] + a[readers],
+                "cases_other_readers": m[arms] + a[readers], "readers_and_cases": m[arms]}
+    for kind, values in expected.items():
+        assert remove_main_effects(y, arms, readers, cases, kind) == pytest.approx(values), kind
+    two = remove_main_effects(np.stack([y, 2 * y], axis=1), arms, readers, cases, "readers_and_cases")
+    assert two.shape == (9, 2) and two[:, 1] == pytest.approx(2 * m[arms])
+
+
+def test_remove_main_effects_leaves_nan_out_and_refuses_unknown_kinds():
+    readers, cases, arms = _latin_square()
+    y = np.arange(9.0)
+    y[4] = np.nan
+    out = remove_main_effects(y, arms, readers, cases, "cases_other_readers")
+    assert np.isnan(out[4]) and np.isfinite(np.delete(out, 4)).all()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        remove_main_effects(y, arms, readers, cases, "rows")
+
+
+def test_adjusted_terms_known_answer_for_a_pure_reader_effect():
+    """y = a_r on a complete 6 x 12 design with rotated arms, statistic the overall mean and its adjustments:
+    the case effects of the arm-centred values are 0 and the reader-adjusted values are constant, so V_case =
+    V_reading = 0 exactly and V = V_reader = s_a^2 / R (the unbiased variance of a mean of R reader means)."""
+    readers, cases = _complete(6, 12)
+    arms = (readers + cases) % 3
+    a = np.array([3.0, -1.0, 4.0, 1.0, -5.0, 9.0])
+    y = a[readers]
+
+    def adjusted(kind):
+        assert kind in ADJUSTMENTS
+        return _mean(remove_main_effects(y, arms, readers, cases, kind))
+
+    ci = crossed_intervals(readers, cases, _mean(y), pd.Index(["m"]), n_resamples=20000, adjusted=adjusted,
+                           seed=4).loc["m"]
+    assert ci["var_cases"] == pytest.approx(0.0, abs=1e-20) and ci["var_readings"] == pytest.approx(0.0, abs=1e-20)
+    assert ci["se"] ** 2 == pytest.approx(a.var(ddof=1) / 6, rel=0.04)
+    assert ci["df"] == 5
+
+
+def test_adjusted_terms_drop_the_case_effects_that_a_rotated_difference_cancels():
+    """y = b_c + small residual, statistic arm 1 minus arm 0 on a 6 x 12 design where every case has each arm
+    twice: the case effects cancel in the difference, so its variance is the residual's; the unadjusted reader term
+    carries the case effects (each reader's arms cover different cases) and so does the unadjusted se through the
+    noise of V_reader + V_case - V_reading; the adjusted terms do not."""
+    readers, cases = _complete(6, 12)
+    arms = (readers + cases) % 3
+    rng = np.random.default_rng(5)
+    y = rng.normal(0, 10, 12)[cases] + rng.normal(0, 0.1, 72)
+
+    def difference(values):
+        return lambda w, rw, cw: np.diff(grouped_means(w, arms, values, 3)[:, :2], axis=1)
+
+    adjusted = lambda kind: difference(remove_main_effects(y, arms, readers, cases, kind))
+    raw = crossed_intervals(readers, cases, difference(y), pd.Index(["d"]), n_resamples=2000, seed=6).loc["d"]
+    adj = crossed_intervals(readers, cases, difference(y), pd.Index(["d"]), n_resamples=2000, adjusted=adjusted,
+                            seed=6).loc["d"]
+    residual_variance = 0.1 ** 2 * (1 / 24 + 1 / 24)
+    assert raw["var_readers"] > 100 * residual_variance
+    assert adj["var_readers"] < 3 * residual_variance
+    assert adj["se"] ** 2 == pytest.approx(adj["var_readers"] + adj["var_cases"] - adj["var_readings"])
+    assert adj["se"] < 0.1 * raw["se"]
+
+
+def test_log_scale_interval_and_its_fallback():
+    """A positive estimate on the log scale: estimate * exp(+-t se / estimate); a zero estimate keeps the Wald
+    interval (no log)."""
+    readers, cases = _complete(4, 6)
+    y = np.where(np.arange(24) % 5 == 0, 3.0, 0.0)
+    both = lambda w, rw, cw: np.hstack([_mean(y)(w, rw, cw), _mean(np.zeros(24))(w, rw, cw)])
+    ci = crossed_intervals(readers, cases, both, pd.Index(["rate", "zero"]), n_resamples=500,
+                           log_scale=np.array([True, True]), seed=7)
+    rate = ci.loc["rate"]
+    h = stats.t.ppf(0.975, rate["df"]) * rate["se"] / rate["estimate"]
+    assert (rate["ci_low"], rate["ci_high"]) == pytest.approx((rate["estimate"] * np.exp(-h),
+                                                               rate["estimate"] * np.exp(h)))
+    assert rate["ci_low"] > 0
+    assert ci.loc["zero", ["ci_low", "ci_high"]].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"log_scale has shape \(1,\)"):
+        crossed_intervals(readers, cases, _mean(y), pd.Index(["m", "n"]), log_scale=np.array([True]),
+                          readers_fixed=np.array([False, False]))
+
+
 def test_grouped_means_known_values():
     weights = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]])
     groups = np.array([0, 0, 1, -1])
@@ -151,9 +244,9 @@ def test_coverage_sanity_on_simulated_studies():
     for rep in range(40):
         sim = simulate_outcomes(effects=effects, seed=100 + rep)
         est = ArmEstimates(sim.readings, ["active_seconds"], list(effects.arm_seconds), "template")
-        ci = crossed_intervals(est.reader_codes, pd.factorize(sim.readings["case"])[0], est, est.names,
-                               est.readers_fixed, n_resamples=200, seed=rep).loc[("difference", "active_seconds",
-                                                                                  "model", 0)]
+        ci = crossed_intervals(est.reader_codes, est.case_codes, est, est.names, est.readers_fixed,
+                               n_resamples=200, adjusted=est.without_main_effects, seed=rep).loc[
+            ("difference", "active_seconds", "model", 0)]
         prefs = PreferenceEstimates(sim.judgements)
         pref = crossed_intervals(prefs.reader_codes, prefs.case_codes, prefs, prefs.names, n_resamples=200,
                                  seed=rep).loc[("per case", "overall")]
