@@ -28,6 +28,9 @@ WL_STEPS_PER_RANGE = 1000.0
 MEDIA_TYPE = "application/vnd.studyapp.frame"
 """Content type of a body made by ``pack``."""
 
+BATCH_MEDIA_TYPE = "application/vnd.studyapp.frames"
+"""Content type of a body made by ``pack_batch``."""
+
 _ALIGN = 8
 
 
@@ -77,6 +80,40 @@ def unpack(body: bytes) -> tuple[dict, dict[str, np.ndarray]]:
             raise ValueError(f"frame body truncated in {name}")
         arrays[name] = np.frombuffer(body, dtype=dtype, count=entry["length"], offset=start)
     return header, arrays
+
+
+def pack_batch(answers: list[tuple[int, bytes]]) -> bytes:
+    """Several answers in one body: uint32 little-endian count, then per answer uint32 HTTP status, uint32 length
+    and that many bytes (a ``pack`` body for 200, else JSON ``{"error": message}``), padded to a multiple of 8.
+
+    Returns:
+        The body (``unpack_batch`` reads it back).
+    """
+    parts = [len(answers).to_bytes(4, "little")]
+    for status, body in answers:
+        parts += [int(status).to_bytes(4, "little"), len(body).to_bytes(4, "little"), body,
+                  b"\0" * (-len(body) % _ALIGN)]
+    return b"".join(parts)
+
+
+def unpack_batch(body: bytes) -> list[tuple[int, bytes]]:
+    """The (status, body) answers of a ``pack_batch`` body.
+
+    Raises:
+        ValueError: the body is truncated.
+    """
+    if len(body) < 4:
+        raise ValueError("batch body shorter than its count")
+    count, at, answers = int.from_bytes(body[:4], "little"), 4, []
+    for _ in range(count):
+        if at + 8 > len(body):
+            raise ValueError("batch body truncated")
+        status, size = int.from_bytes(body[at:at + 4], "little"), int.from_bytes(body[at + 4:at + 8], "little")
+        if at + 8 + size > len(body):
+            raise ValueError("batch body truncated")
+        answers.append((status, body[at + 8:at + 8 + size]))
+        at += 8 + size + (-size % _ALIGN)
+    return answers
 
 
 def _positive_pair(value) -> tuple[float, float] | None:

@@ -25,6 +25,8 @@ from studyapp.services import findings, images
 from studyapp.services.errors import PermissionDenied, StudyError
 from studyapp.ui.context import UIContext, cookie_username, shows_errors, signed_in_user, user_action
 
+#: Most slices one request of the browser viewer asks for (its loading requests after the slice on screen).
+BATCH = 8
 #: Longest side, in pixels, of the image sent to the browser.
 VIEW_MAX_SIDE = 1024
 FILE_DEFAULT = "As stored (the file's own VOI)"
@@ -174,15 +176,21 @@ class Viewer:
             """Server function of the browser viewer, answered in binary through Gradio's signed-in
             ``component_server`` route: ``{"case", "stack", "slice"}`` (0-based indices into the hanging protocol's
             stacks) -> 200 with the frame's ``series_cache.frame_body`` (axial) or ``reformat.reformat_body`` (media
-            type ``browser.MEDIA_TYPE``); the first axial slice asked for starts decoding the rest of its series
-            in the worker processes (``series_cache.prefetch_once``, nearest first). Refusals are JSON
-            ``{"error": message}``: 401 not
-            signed in, 403 no assignment for the case, 404 no such case or slice, 422 the image cannot be shown
-            (undecodable, or a reformat refused, with the reason)."""
+            type ``browser.MEDIA_TYPE``); ``"slices": [...]`` instead of ``"slice"`` asks for up to ``BATCH``
+            slices at once -> 200 with ``browser.pack_batch`` of each slice's status and body (or JSON error), so a
+            slice that cannot be shown does not hold back the others. The first axial slice asked for starts
+            decoding the rest of its series in the worker processes (``series_cache.prefetch_once``, nearest
+            first). Refusals are JSON ``{"error": message}``: 400 malformed, 401 not signed in, 403 no assignment
+            for the case, 404 no such case or slice, 422 the image cannot be shown (undecodable, or a reformat
+            refused, with the reason)."""
             try:
-                case_id, stack, index = int(data["case"]), int(data["stack"]), int(data["slice"])
+                case_id, stack = int(data["case"]), int(data["stack"])
+                batch = "slices" in data
+                indices = [int(i) for i in data["slices"]] if batch else [int(data["slice"])]
             except (KeyError, TypeError, ValueError) as error:
                 return _refusal(400, f"malformed request: {error}")
+            if not 1 <= len(indices) <= BATCH:
+                return _refusal(400, f"malformed request: ask for 1 to {BATCH} slices at once")
             try:
                 with ctx.sessions.begin() as session:
                     username = cookie_username(ctx, request)
@@ -195,20 +203,31 @@ class Viewer:
             except StudyError as error:
                 return _refusal(404, str(error))
             hung = hung_stacks(stacks)
-            if not (0 <= stack < len(hung) and 0 <= index < hung[stack]["slices"]):
-                return _refusal(404, f"no slice {index + 1} in stack {stack + 1}")
-            try:
-                if "plane" in hung[stack]:
-                    body = reformat.reformat_body(stacks[hung[stack]["source"]].slices, hung[stack]["plane"], index)
-                else:
-                    slices = stacks[stack].slices
-                    path, frame_index = slices[index]
-                    body = series_cache.frame_body(path, frame_index)
-                    if len(slices) > 1:
-                        series_cache.prefetch_once(slices, index, len(body))
-            except (display.UndecodableImageError, ValueError, IndexError) as error:
-                return _refusal(422, f"Cannot display this image: {error}")
-            return Response(body, media_type=browser.MEDIA_TYPE, headers={"Cache-Control": "private, no-store"})
+            for index in indices:
+                if not (0 <= stack < len(hung) and 0 <= index < hung[stack]["slices"]):
+                    return _refusal(404, f"no slice {index + 1} in stack {stack + 1}")
+            answers = []
+            for index in indices:
+                try:
+                    if "plane" in hung[stack]:
+                        body = reformat.reformat_body(stacks[hung[stack]["source"]].slices, hung[stack]["plane"],
+                                                      index)
+                    else:
+                        slices = stacks[stack].slices
+                        path, frame_index = slices[index]
+                        body = series_cache.frame_body(path, frame_index)
+                        if len(slices) > 1:
+                            series_cache.prefetch_once(slices, index, len(body))
+                    answers.append((200, body))
+                except (display.UndecodableImageError, ValueError, IndexError) as error:
+                    if not batch:
+                        return _refusal(422, f"Cannot display this image: {error}")
+                    answers.append((422, json.dumps({"error": f"Cannot display this image: {error}"}).encode()))
+            if batch:
+                return Response(browser.pack_batch(answers), media_type=browser.BATCH_MEDIA_TYPE,
+                                headers={"Cache-Control": "private, no-store"})
+            return Response(answers[0][1], media_type=browser.MEDIA_TYPE,
+                            headers={"Cache-Control": "private, no-store"})
 
         return pixels
 

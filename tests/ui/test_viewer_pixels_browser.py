@@ -32,6 +32,11 @@ CALL_PIXELS = """async (request) => {
 }"""
 
 
+def _batch(page, case_id, stack, slices):
+    answer = page.evaluate(CALL_PIXELS, {"case": case_id, "stack": stack, "slices": slices})
+    return answer["status"], answer["type"], base64.b64decode(answer["body"])
+
+
 def _pixels(page, case_id, stack=0, slice_index=0):
     answer = page.evaluate(CALL_PIXELS, {"case": case_id, "stack": stack, "slice": slice_index})
     return answer["status"], answer["type"], base64.b64decode(answer["body"])
@@ -138,10 +143,19 @@ def test_a_ct_loads_in_parallel_is_kept_and_its_reformats_come_from_the_series_d
 
 def test_a_missing_slice_refuses_the_reformat_and_a_broken_one_has_its_own_message(serve_app, browser, tmp_path):
     settings = Settings(data_dir=tmp_path)
-    page, files, _, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)",
-                                   _ct_copy(tmp_path, settings, drop=5, broken=12), init_script=NO_WEBGL)
+    page, files, app, _ = _open_case(serve_app, browser, tmp_path, "DEMO-4 (CT)",
+                                     _ct_copy(tmp_path, settings, drop=5, broken=12), init_script=NO_WEBGL)
     root = page.locator(VIEWER)
     _wait_ready(page, 10)  # the middle of 19
+    with app.sessions() as session:
+        case_id = session.query(Case).filter(Case.case_key == "DEMO-4 (CT)").one().id
+    status, media, body = _batch(page, case_id, 0, [10, 11, 12])  # several slices in one request: each its own
+    assert status == 200 and media == bodies.BATCH_MEDIA_TYPE
+    answers = bodies.unpack_batch(body)
+    assert [code for code, _ in answers] == [200, 422, 200] and b"012.dcm" in answers[1][1]
+    assert answers[0][1] == series_cache.frame_body(*files[0][10])
+    assert _batch(page, case_id, 0, list(range(9)))[0] == 400  # more than BATCH at once
+    assert _batch(page, case_id, 0, [0, 19])[0] == 404  # no such slice
     assert len(files[0]) == 19
     notes = page.locator(f"{VIEWER} .sv-notes").inner_text()
     assert "No coronal or sagittal view" in notes and "slice gaps are unequal" in notes

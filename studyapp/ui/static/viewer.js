@@ -57,7 +57,8 @@ const stats = { lastLatencyMs: null, latencies: [], stepLatencies: [], firstImag
 let pendingEventTime = null;
 let drawScheduled = false;
 
-// -- frames: binary bodies (studyapp.dicom.browser.pack) from the server function "pixels", a few in flight ------
+// -- frames: binary bodies (studyapp.dicom.browser.pack) from the server function "pixels", a few requests in flight,
+// each loading request up to BATCH slices ----------------------------------------------------------------------
 // Body: uint32 LE header length N, N bytes of JSON, then 8-aligned little-endian arrays (typed arrays here use
 // the platform's byte order, little-endian on every browser platform), viewed without copying.
 const IN_FLIGHT = { axial: 4, reformat: 2 }; // requests at once per lane; a reformat waits for its volume
@@ -94,20 +95,44 @@ function decodeBody(buffer) {
   return frame;
 }
 
-async function requestFrame(caseId, stack, slice) {
+async function post(body) {
   const [url, componentId] = pixelsUrl();
   const response = await fetch(url, { method: "POST", credentials: "same-origin",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ data: { case: caseId, stack, slice }, component_id: componentId, fn_name: "pixels",
-      session_hash: "study-viewer" }) });
+    body: JSON.stringify({ data: body, component_id: componentId, fn_name: "pixels", session_hash: "study-viewer" }) });
   if (!response.ok) {
     let message = `the server answered ${response.status}`;
     try { const answer = await response.json(); message = answer.error || answer.detail || message; } catch (e) { /* */ }
     throw new Error(message);
   }
-  return decodeBody(await response.arrayBuffer());
+  return response.arrayBuffer();
 }
 
+async function requestFrame(caseId, stack, slice) {
+  return decodeBody(await post({ case: caseId, stack, slice }));
+}
+
+// Several slices in one request (studyapp.dicom.browser.pack_batch): uint32 count, then per slice uint32 status,
+// uint32 length and the body (8-byte padded); a slice that cannot be shown comes back as an Error of its own.
+async function requestFrames(caseId, stack, slices) {
+  const buffer = await post({ case: caseId, stack, slices });
+  const view = new DataView(buffer);
+  const out = [];
+  for (let k = 0, at = 4; k < view.getUint32(0, true); k++) {
+    const status = view.getUint32(at, true), size = view.getUint32(at + 4, true);
+    const body = buffer.slice(at + 8, at + 8 + size); // its own buffer: the arrays stay 8-byte aligned
+    if (status === 200) out.push(decodeBody(body));
+    else {
+      let message = `the server answered ${status}`;
+      try { message = JSON.parse(new TextDecoder().decode(body)).error || message; } catch (e) { /* */ }
+      out.push(new Error(message));
+    }
+    at += 8 + size + ((8 - (size % 8)) % 8);
+  }
+  return out;
+}
+
+const BATCH = 8; // slices per loading request once the slice on screen is in (studyapp.ui.viewer.BATCH)
 function pump() { // start the waiting requests nearest the slice on screen, up to the lane's limit
   for (const lane of ["axial", "reformat"]) {
     // a reformat needs its whole series decoded on the server: asked for once the slices are in
@@ -121,20 +146,36 @@ function pump() { // start the waiting requests nearest the slice on screen, up 
         if (distance < bestDistance) { best = item; bestDistance = distance; }
       }
       if (!best) break;
-      waiting.delete(`${best.stack}:${best.slice}`);
+      let group = [best]; // the slice on screen alone, so that it comes first; the others a few at a time
+      if (lane === "axial" && bestDistance > 0) {
+        const near = [...waiting.values()].filter((item) => item !== best && item.lane === "axial"
+          && item.stack === best.stack).sort((a, b) => Math.abs(a.slice - state.slice) - Math.abs(b.slice - state.slice));
+        group = group.concat(near.slice(0, BATCH - 1));
+      }
+      group.forEach((item) => waiting.delete(`${item.stack}:${item.slice}`));
       inFlight[lane]++;
       stats.maxInFlight = Math.max(stats.maxInFlight, inFlight.axial); // slice requests at once
       const mine = generation;
-      requestFrame(state.manifest.case, best.stack, best.slice).then((frame) => {
+      const asked = group.length > 1 ? requestFrames(state.manifest.case, best.stack, group.map((item) => item.slice))
+        : requestFrame(state.manifest.case, best.stack, best.slice).then((frame) => [frame]);
+      const settle = (item, result) => {
+        const key = `${item.stack}:${item.slice}`;
+        if (result instanceof Error) {
+          frames.delete(key); // asked again when the reader comes back to it
+          item.reject(result);
+          return;
+        }
+        frames.set(key, result);
+        loaded.set(item.stack, (loaded.get(item.stack) || 0) + 1);
+        item.resolve(result);
+      };
+      asked.then((results) => {
         if (mine !== generation) return;
-        frames.set(`${best.stack}:${best.slice}`, frame);
-        loaded.set(best.stack, (loaded.get(best.stack) || 0) + 1);
-        best.resolve(frame);
+        group.forEach((item, k) => settle(item, results[k]));
         showProgress();
       }, (error) => {
         if (mine !== generation) return;
-        frames.delete(`${best.stack}:${best.slice}`); // asked again when the reader comes back to it
-        best.reject(error);
+        group.forEach((item) => settle(item, error));
       }).finally(() => { inFlight[lane]--; pump(); });
     }
   }
