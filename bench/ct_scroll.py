@@ -151,7 +151,6 @@ def main() -> None:
         url, reader, password, label, other_label, server, ctx = serve(folder, CASE, without_ct)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
-        series_cache.ready()  # a server started long before the import: its decoding processes are up
         imported = time.perf_counter()
         took = import_ct(ctx, folder / "ct")
         print(f"imported the series in {took:.1f} s as the coordinator's import does; its background decode "

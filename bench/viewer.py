@@ -31,6 +31,7 @@ from studyapp import demo  # noqa: E402
 from studyapp.config import Settings  # noqa: E402
 from studyapp.db.models import Assignment, Case  # noqa: E402
 from studyapp.db.session import open_database  # noqa: E402
+from studyapp.dicom import series_cache  # noqa: E402
 from studyapp.services.reading import case_label  # noqa: E402
 from studyapp.ui.context import UIContext  # noqa: E402
 from studyapp.web.app import build_web_app  # noqa: E402
@@ -84,6 +85,7 @@ def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, 
         if time.monotonic() > deadline:
             raise SystemExit("the app did not start within 60 s")
         time.sleep(0.05)
+    series_cache.ready()  # its decoding processes up, as on a server that has run a while (they take seconds)
     return f"http://127.0.0.1:{port}", reader, passwords[reader], label, other_label, server, ctx
 
 
