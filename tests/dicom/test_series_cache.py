@@ -109,3 +109,25 @@ def test_the_store_is_bounded_least_recently_used_and_taken_up_again(tmp_path):
     assert not (tmp_path / "f" / "left.tmp").exists()
     (tmp_path / "f" / "huge.frame").unlink()  # deleted behind its back
     assert again.get("huge") is None and again.total_bytes == 0
+
+
+def test_the_apps_folder_import_decodes_its_series_into_the_store(db, fresh_ct, store, tmp_path):
+    from studyapp.db.models import ReaderStudy
+    from studyapp.services.ingest import import_folder
+
+    folder = Path(fresh_ct[0][0]).parent
+    with db.begin() as session:
+        study = ReaderStudy(name="pilot")
+        session.add(study)
+        session.flush()
+        import_folder(session, study, folder)  # the command line: nothing decoded
+        assert series_cache.wait_idle(60) and store.puts == []
+    with db.begin() as session:
+        study = session.query(ReaderStudy).one()
+        for path, _ in fresh_ct[10:]:  # imported again with 10 slices removed, as the coordinator's screen does
+            Path(path).unlink()
+        session.query(ReaderStudy).one().cases[0].series[0].instances.clear()
+        session.flush()
+        import_folder(session, study, folder, decode=True)
+    assert series_cache.wait_idle(120)
+    assert sorted(store.puts) == sorted(series_cache.frame_key(*s) for s in fresh_ct[:10])
