@@ -7,6 +7,7 @@ folder twice creates no duplicates. The caller owns the transaction: rows are ad
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from studyapp.db.models import Case, Instance, ReaderStudy, Series
 from studyapp.dicom.io import InstanceHeader, group_by_series, scan_folder
-from studyapp.dicom import series_cache
+from studyapp.dicom import reformat, series_cache
 from studyapp.services import audit, images
 
 IMPORTED = "imported"
@@ -144,6 +145,16 @@ def _body_bytes(instance: Instance) -> int:
     return max(1, (instance.rows or 512) * (instance.columns or 512) * 2)
 
 
+def _read_geometry(series: list[tuple[tuple[str, int], ...]]) -> None:
+    """Read the reformat geometry of imported CT series now (kept by ``reformat.geometry``): the viewer's case
+    screen needs it, and it takes one header read per slice."""
+    for slices in series:
+        try:
+            reformat.geometry(slices)
+        except ValueError:  # kept as the refusal the viewer shows
+            pass
+
+
 def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLike,
                   follow_links_outside: bool = False, decode: bool = False) -> ImportReport:
     """Import every DICOM image under ``folder`` (recursively) into ``study``.
@@ -161,7 +172,8 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
             skipped, each with a reason naming the link and its target).
         decode: decode the series that got new instances in the background into the web app's frame store
             (``series_cache.decode_in_background``, from the middle slice outwards), so that a reader opening
-            them later gets copies, not decodes (the app's import screens; a no-op without a store).
+            them later gets copies, not decodes, and read the reformat geometry of CT series (the app's import
+            screens; a no-op without a store).
 
     Returns:
         ImportReport: imported files (with notes such as derived UIDs as reason), skipped files (not DICOM, no
@@ -205,11 +217,16 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
                 known[header.sop_instance_uid] = path
                 outcomes[path] = FileOutcome(path, IMPORTED, "; ".join(header.notes))
     session.flush()
+    ct_series = []
     for series in imported_series if decode else ():
         session.expire(series, ["instances"])
         slices = images.series_slices(series)
         if slices:
             series_cache.decode_in_background(slices, _body_bytes(series.instances[0]))
+            if series.modality == "CT":
+                ct_series.append(tuple(slices))
+    if ct_series:
+        threading.Thread(target=_read_geometry, args=(ct_series,), name="import-geometry", daemon=True).start()
     report.files = [outcomes[path] for path in sorted(outcomes)]
     audit.record(session, "dicom_imported", study_id=study.id, folder=str(folder), **report.counts,
                  cases_created=report.cases_created, followed_links_outside=follow_links_outside)

@@ -4,6 +4,7 @@ queue bounded by the store, a slice that cannot be decoded keeping its own error
 (least recently used evicted, taken up again after a restart)."""
 
 import shutil
+import threading
 from concurrent.futures import wait
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def test_the_store_is_bounded_least_recently_used_and_taken_up_again(tmp_path):
 
 def test_the_apps_folder_import_decodes_its_series_into_the_store(db, fresh_ct, store, tmp_path):
     from studyapp.db.models import ReaderStudy
+    from studyapp.services import images
     from studyapp.services.ingest import import_folder
 
     folder = Path(fresh_ct[0][0]).parent
@@ -131,3 +133,10 @@ def test_the_apps_folder_import_decodes_its_series_into_the_store(db, fresh_ct, 
         import_folder(session, study, folder, decode=True)
     assert series_cache.wait_idle(120)
     assert sorted(store.puts) == sorted(series_cache.frame_key(*s) for s in fresh_ct[:10])
+    for thread in threading.enumerate():  # the reformat geometry read in the background too
+        if thread.name == "import-geometry":
+            thread.join(60)
+    hits = reformat._geometry.cache_info().hits
+    with db() as session:
+        reformat.geometry(tuple(images.series_slices(session.query(ReaderStudy).one().cases[0].series[0])))
+    assert reformat._geometry.cache_info().hits == hits + 1
