@@ -26,7 +26,10 @@ from studyapp.db.session import open_database
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m analysis``."""
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis", description=__doc__.splitlines()[0],
+        epilog="other commands: 'python -m analysis judge --help' (judge pairs of reports), "
+               "'python -m analysis plan --help' (power and sample size of a study)")
     parser.add_argument("--database", required=True, help="SQLAlchemy URL of the study database")
     parser.add_argument("--study", required=True, help="ReaderStudy name (or id with --study-id)")
     parser.add_argument("--study-id", action="store_true", help="--study is a numeric ReaderStudy.id")

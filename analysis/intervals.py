@@ -184,7 +184,7 @@ def crossed_intervals(
     if n_cases < 2:
         variance, df = np.full_like(variance, np.nan), np.full_like(df, np.nan)
     se = np.sqrt(variance)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # log bounds of discarded entries may overflow
         quantile = stats.t.ppf(0.5 + level / 2, np.where(df >= 1, df, np.nan))
         low, high = estimate - quantile * se, estimate + quantile * se
         # log scale (delta method: se of log(estimate) = se / estimate) for positive estimates

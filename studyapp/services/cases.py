@@ -96,18 +96,24 @@ def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> 
 def case_choices(session: Session, study: ReaderStudy) -> list[tuple[str, str]]:
     """The study's cases as ``(label, case_key)`` pairs in case order, for a coordinator's searchable case picker.
 
-    The label holds what a coordinator searches by: modalities, study description, study date, normal/abnormal
-    label, "practice" for practice cases, and the case key, e.g.
-    ``"CR · CHEST PA · 2024-01-02 · abnormal · practice · 1.2.840...9"``. Two queries, whatever the study's size.
+    The label holds what a coordinator searches by: modalities and body parts (Body Part Examined, as readers see
+    them: :func:`studyapp.services.reading.case_label`), study description, study date, normal/abnormal label,
+    "practice" for practice cases, and the case key, e.g.
+    ``"CR chest · CHEST PA · 2024-01-02 · abnormal · practice · 1.2.840...9"``. Two queries, whatever the study's
+    size.
     """
     modalities: dict[int, set[str]] = {}
-    for case_id, modality in session.execute(
-            select(Series.case_id, Series.modality).join(Case).where(Case.study_id == study.id)):
+    body_parts: dict[int, set[str]] = {}
+    for case_id, modality, body_part in session.execute(
+            select(Series.case_id, Series.modality, Series.body_part).join(Case).where(Case.study_id == study.id)):
         modalities.setdefault(case_id, set()).add(modality or "?")
+        if body_part:
+            body_parts.setdefault(case_id, set()).add(body_part.lower())
     choices = []
     for case in session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)):
         date = case.study_date or ""
-        parts = ["/".join(sorted(modalities.get(case.id, {"?"}))), case.study_description or "",
+        kind = "/".join(sorted(modalities.get(case.id, {"?"}))) + " " + "/".join(sorted(body_parts.get(case.id, ())))
+        parts = [kind.strip(), case.study_description or "",
                  f"{date[:4]}-{date[4:6]}-{date[6:]}" if len(date) == 8 else date, case.label or "",
                  "practice" if case.is_practice else "", case.case_key]
         choices.append((" · ".join(part for part in parts if part), case.case_key))

@@ -4,7 +4,7 @@ practice, key), keys only for scripts such as ``mark-practice``."""
 from sqlalchemy import select
 
 from studyapp.cli import main
-from studyapp.db.models import Case
+from studyapp.db.models import Case, Series
 from studyapp.db.session import open_database
 
 
@@ -15,12 +15,17 @@ def test_cases_lists_and_searches(tmp_path, shared_data, capsys):
     assert run("import-dicom", "S", str(shared_data / "dicom" / "cxr")) == 0
     with open_database(url)() as s:
         stored = s.execute(select(Case.case_key, Case.study_description).order_by(Case.id)).all()
+        chest = sorted(s.scalars(select(Case.case_key).join(Series).where(Series.body_part == "CHEST")).unique())
     capsys.readouterr()
 
     assert run("cases", "S") == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.rsplit(" · ", 1)[-1] for line in lines] == [key for key, _ in stored]
-    assert all(line.split(" · ")[0] in {"CR", "DX", "CR/DX"} for line in lines), lines
+    assert all(line.split(" · ")[0].split()[0] in {"CR", "DX", "CR/DX"} for line in lines), lines
+    # searched by the body part readers see ("CR chest"), whatever the study description says
+    assert chest
+    assert run("cases", "S", "chest", "--keys") == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == chest
 
     key, description = next((key, d) for key, d in stored if d)
     assert run("cases", "S", description.split()[0].lower(), key[-6:]) == 0
