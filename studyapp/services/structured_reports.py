@@ -218,10 +218,13 @@ def _submitted_reports(session: Session, study: ReaderStudy, case_keys) -> tuple
             raise InvalidInput(f"study {study.name!r} has no case {', '.join(map(repr, unknown))}")
         reports = [r for r in reports if r.assignment.case.case_key in wanted]
     submitted = [r for r in reports if r.status == STATUS_SUBMITTED and r.final_text is not None]
+    practice = sorted({r.assignment.case.case_key for r in submitted if r.assignment.case.is_practice})
+    problems += [f"practice case {key!r}: its reports are practice reads, never exported" for key in practice]
+    submitted = [r for r in submitted if not r.assignment.case.is_practice]
     done = {r.assignment.case.case_key for r in submitted}
     cases = wanted or session.scalars(select(Case.case_key).where(Case.study_id == study.id).order_by(Case.id))
     for key in cases:
-        if key not in done:
+        if key not in done and key not in practice:
             open_reports = sum(1 for r in reports if r.assignment.case.case_key == key)
             problems.append(f"case {key!r} has no submitted report yet ({open_reports} in progress)")
     return submitted, problems
@@ -233,7 +236,9 @@ def _file_name(text: str) -> str:
 
 def export_srs(session: Session, study: ReaderStudy, folder: str | Path, *, case_keys=None,
                unblinded: bool = False, allow_empty_impression: bool = False) -> SRExportReport:
-    """Write one SR file per submitted report of ``study`` (or of the cases ``case_keys``) to ``folder``.
+    """Write one SR file per submitted report of ``study`` (or of the cases ``case_keys``) to ``folder``; reports of
+    practice cases are practice reads and never leave the study (listed as not exported), so ``--send`` never stores
+    them in a PACS.
 
     Files are named ``<case_key>_<reader>_SR.dcm``; a report whose SR cannot be built (an empty impression unless
     ``allow_empty_impression``) is listed with the reason and the others are written; what a written SR lacks is

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from studyapp.cli import main
-from studyapp.db.models import Assignment, User
+from studyapp.db.models import Assignment, Case, User
 from studyapp.db.session import open_database
 from studyapp.services import ingest, reading, studies
 from tests.pacs.conftest import read_and_submit
@@ -70,3 +70,14 @@ def test_sections_of_the_sr_and_an_empty_impression(shared_data, tmp_path, capsy
     [empty] = [p for p in (tmp_path / "all").glob("*_SR.dcm") if "reader2" in p.name]
     assert _texts(empty) == {"Findings": "Heart size normal. Lungs clear."}  # no "(none)" placeholder
     assert first_key  # reader1's SR is the same file content as before
+
+    # a practice case's reports are practice reads: never exported, so --send never stores them in a PACS
+    with sessions.begin() as session:
+        session.scalars(select(Case).where(Case.case_key == first_key)).one().is_practice = True
+    other_case = second_key != first_key  # reader2's first case may be the same case
+    code = main(common + ["export-sr", "S", str(tmp_path / "practice"), *cases, "--allow-empty-impression"])
+    streams = capsys.readouterr()
+    assert code == (0 if other_case else 1)
+    assert f"practice case {first_key!r}: its reports are practice reads, never exported" in streams.out + streams.err
+    written = sorted(p.name for p in (tmp_path / "practice").glob("*_SR.dcm"))
+    assert written == ([empty.name] if other_case else [])
