@@ -40,7 +40,8 @@ demo, models = _lazy("studyapp.demo"), _lazy("studyapp.db.models")
 
 
 def _read_password(args, *, confirm: bool = False) -> str:
-    """The password from ``--password-env`` or a prompt; with ``confirm`` (a new account) the prompt asks twice.
+    """The password from ``--password-env`` or a prompt; with ``confirm`` (a new account or a new password) the
+    prompt asks twice.
 
     Raises:
         StudyError: the variable is not set, no terminal to prompt on, or the two typed passwords differ.
@@ -53,7 +54,7 @@ def _read_password(args, *, confirm: bool = False) -> str:
     try:
         password = getpass.getpass(f"Password for {args.username}: ")
         if confirm and getpass.getpass(f"Repeat the password for {args.username}: ") != password:
-            raise StudyError(f"the two passwords for {args.username!r} differ; no account was added")
+            raise StudyError(f"the two passwords for {args.username!r} differ; nothing was changed")
         return password
     except EOFError:
         raise StudyError("no password given: run in a terminal, or pass --password-env VARIABLE") from None
@@ -207,6 +208,12 @@ def _cmd_add_user(session, args):
     if study is not None:
         accounts.enroll_reader(session, study, user)
     print(f"added {role} {user.username!r}" + (f", a reader of {study.name!r}" if study else ""))
+
+
+def _cmd_set_password(session, args):
+    user = accounts.get_user(session, args.username)  # an unknown account is refused before the prompt
+    user, ended = accounts.set_password(session, user.username, _read_password(args, confirm=True))
+    print(f"password of {user.role} {user.username!r} set" + (f"; {ended} sign-in session(s) ended" if ended else ""))
 
 
 def _cmd_add_reader(session, args):
@@ -456,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="also make the new reader a reader of this study")
     p.add_argument("--password-env", help="read the password from this environment variable instead of a prompt")
     p.set_defaults(run=_cmd_add_user)
+
+    p = sub.add_parser("set-password", help="set a new password for an existing account (one restored from an "
+                       "archive has none; a forgotten one); ends the account's sign-in sessions (password prompted)")
+    p.add_argument("username")
+    p.add_argument("--password-env", help="read the password from this environment variable instead of a prompt")
+    p.set_defaults(run=_cmd_set_password)
 
     p = sub.add_parser("add-reader", help="make an existing reader account a reader of a study")
     p.add_argument("study")

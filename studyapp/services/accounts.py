@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER, ReaderStudy, StudyReader, User
+from studyapp.services import audit, signins
 from studyapp.services.errors import InvalidInput, NotFound
 from studyapp.services.passwords import check_password
 
@@ -28,10 +29,7 @@ def add_user(
     username = username.strip()
     if not username:
         raise InvalidInput("username is empty")
-    try:
-        check_password(password, username, display_name)
-    except InvalidInput as refused:
-        raise InvalidInput(f"password for {username!r} refused: {refused}") from None
+    _check_password(password, username, display_name)
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; expected one of {ROLES}")
     if session.scalar(select(User).where(User.username == username)) is not None:
@@ -42,6 +40,40 @@ def add_user(
     session.add(user)
     session.flush()
     return user
+
+
+def _check_password(password: str, username: str, display_name: str) -> None:
+    """Apply the password policy (:func:`studyapp.services.passwords.check_password`) to ``username``'s password.
+
+    Raises:
+        InvalidInput: refused; the message names the account and says why.
+    """
+    try:
+        check_password(password, username, display_name)
+    except InvalidInput as refused:
+        raise InvalidInput(f"password for {username!r} refused: {refused}") from None
+
+
+def set_password(session: Session, username: str, password: str) -> tuple[User, int]:
+    """Give the existing account ``username`` a new password (an account restored from an archive, which has none,
+    or a reader's forgotten one), under the same policy as :func:`add_user`. The account's live sign-in sessions
+    end (:func:`studyapp.services.signins.end_user_sessions`, reason ``password_set``); audited as
+    ``password_set``. Does not commit.
+
+    Returns:
+        The account and the number of sign-in sessions ended.
+
+    Raises:
+        NotFound: no such account.
+        InvalidInput: a password the policy refuses (the message says why).
+    """
+    user = get_user(session, username)
+    _check_password(password, user.username, user.display_name)
+    user.password_hash = _hasher.hash(password)
+    ended = signins.end_user_sessions(session, user, signins.END_PASSWORD_SET)
+    audit.record(session, "password_set", username=user.username, sessions_ended=ended)
+    session.flush()
+    return user, ended
 
 
 @functools.cache

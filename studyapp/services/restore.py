@@ -43,7 +43,8 @@ class RestoreSummary:
         lines = [f"restored {self.archive.manifest['study']!r} as {self.study.name!r} (study id {self.study.id}): "
                  f"{rows} rows, {self.images} DICOM file(s)"]
         if self.inserted.accounts_created:
-            lines.append(f"accounts created without a password (set one before they sign in): "
+            lines.append(f"accounts created without a password (set one with `python app.py set-password USER` before "
+                         f"they sign in): "
                          f"{', '.join(self.inserted.accounts_created)}")
         if self.inserted.accounts_reused:
             lines.append(f"existing accounts used (the restored reads join their worklists): "

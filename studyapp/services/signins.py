@@ -2,8 +2,9 @@
 
 Signing in gives the browser a random token (32 bytes, URL-safe) in an HTTP-only cookie; the database keeps only its
 SHA-256 (a stolen database or backup holds no usable token). A session ends for good when the user signs out
-(``signed_out``), after ``idle_seconds`` without user activity (``idle``), or when the account is signed out
-everywhere; an ended session's cookie is refused on every route until the user signs in again (a new token).
+(``signed_out``), after ``idle_seconds`` without user activity (``idle``), or when the account's password is set
+anew (``password_set``, :func:`end_user_sessions`, e.g. by ``python app.py set-password`` in another process: a
+running server notices it at the session's next activity write, within ``write_every_s``); an ended session's cookie is refused on every route until the user signs in again (a new token).
 
 What counts as activity is decided by the caller (:meth:`SignIns.check` with ``active``, :meth:`SignIns.touch`):
 a periodic autosave that changed nothing is not activity (it would keep an abandoned screen signed in forever),
@@ -31,6 +32,7 @@ from studyapp.services.errors import PermissionDenied
 
 END_SIGNED_OUT = "signed_out"
 END_IDLE = "idle"
+END_PASSWORD_SET = "password_set"
 
 
 class SessionExpired(PermissionDenied):
@@ -53,6 +55,18 @@ class SignIn:
 def token_hash(token: str) -> str:
     """The SHA-256 (hex, 64 characters) of a sign-in token: what the database stores."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def end_user_sessions(session: Session, user: User, reason: str) -> int:
+    """End every live sign-in session of ``user`` for good in the caller's transaction (``reason``, e.g.
+    :data:`END_PASSWORD_SET`), each audited as ``session_ended_<reason>``. Returns how many were ended."""
+    now = utcnow()
+    rows = list(session.scalars(select(SignInSession).where(SignInSession.user_id == user.id,
+                                                            SignInSession.ended_at.is_(None))))
+    for row in rows:
+        row.ended_at, row.end_reason = now, reason
+        audit.record(session, f"session_ended_{reason}", user=user, client=row.client)
+    return len(rows)
 
 
 class SignIns:
@@ -139,6 +153,8 @@ class SignIns:
         entry = self.lookup(token)
         if entry is None or entry.ended == END_SIGNED_OUT:
             raise SessionExpired("you are signed out; sign in again to continue")
+        if entry.ended == END_PASSWORD_SET:
+            raise SessionExpired("you were signed out because your password was changed; sign in with the new one")
         if entry.ended is not None:
             minutes = self.idle_seconds / 60
             raise SessionExpired(
@@ -159,8 +175,12 @@ class SignIns:
         if (now - entry.written).total_seconds() >= self.write_every_s:
             entry.written = now
             with self.sessions.begin() as session:
-                session.execute(update(SignInSession).where(SignInSession.id == entry.session_id)
-                                .values(last_active_at=now))
+                written = session.execute(update(SignInSession).where(SignInSession.id == entry.session_id,
+                                                                      SignInSession.ended_at.is_(None))
+                                          .values(last_active_at=now)).rowcount
+                if not written:  # ended by another process (end_user_sessions)
+                    entry.ended = session.scalar(select(SignInSession.end_reason)
+                                                 .where(SignInSession.id == entry.session_id)) or END_SIGNED_OUT
 
     def _load(self, digest: str) -> SignIn | None:
         with self.sessions() as session:

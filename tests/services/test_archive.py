@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 
 from studyapp.cli import main
 from studyapp.db.base import Base
-from studyapp.db.models import Case, Instance, ReaderStudy, ReportVersion, Series
+from studyapp.db.models import AuditEvent, Case, Instance, ReaderStudy, ReportVersion, Series, SignInSession
 from studyapp.db.session import open_database
-from studyapp.services import archive_analysis, restore, study_rows
+from studyapp.services import accounts, archive_analysis, restore, study_rows
 from studyapp.services.archive_format import FORMAT_VERSION, FORMAT_VERSION_FIELD, ArchiveError, open_archive
+from studyapp.services.signins import SessionExpired, SignIns
 from tests.services.archived_study import DESIGN_SEED, SET_SEED, SOURCES, build_finished_study
+from tests.services.test_signins import Clock
 
 NAME = "chest pilot"
 
@@ -383,3 +385,51 @@ def test_blinded_archive_leaves_out_every_link_to_arms_and_sources(source, tmp_p
     assert len(archive.table("report_versions")) == 23 and len(archive.table("comparison_judgements")) == 6
     message = _refused(f"sqlite:///{tmp_path / 'target.db'}", tmp_path / "data", out, "unblinded?", capsys)
     assert "a blinded archive cannot be restored" in message
+
+
+def test_restored_accounts_sign_in_once_set_password_gave_them_one(archived, tmp_path, capsys, monkeypatch):
+    url, data = f"sqlite:///{tmp_path / 'fresh.db'}", tmp_path / "data"
+    assert _cli(url, data, "restore", str(archived), "--as", "pilot") == 0
+    assert ("accounts created without a password (set one with `python app.py set-password USER` before they sign "
+            "in): ada, ben, cy") in capsys.readouterr().out
+    sessions = open_database(url)
+    with sessions() as session:
+        assert accounts.authenticate(session, "ada", "") is None  # no usable password yet
+    # a reader already signed in (a live session in a running server) is signed out by the new password
+    monkeypatch.setenv("PW", "violet-harbour-lantern")
+    assert _cli(url, data, "set-password", "ada", "--password-env", "PW") == 0
+    assert capsys.readouterr().out == "password of reader 'ada' set\n"
+    clock = Clock()
+    sign_ins = SignIns(sessions, 600, clock)
+    with sessions.begin() as session:
+        assert accounts.authenticate(session, "ada", "violet-harbour-lantern").username == "ada"  # sign-in's check
+        token = sign_ins.start(session, accounts.get_user(session, "ada"), "10.0.0.7")
+    sign_ins.check(token)
+    monkeypatch.setenv("PW", "amber-quarry-meadow")
+    assert _cli(url, data, "set-password", "ada", "--password-env", "PW") == 0
+    assert capsys.readouterr().out == "password of reader 'ada' set; 1 sign-in session(s) ended\n"
+    clock.advance(61)  # the server's next activity write finds the session ended
+    sign_ins.check(token)
+    with pytest.raises(SessionExpired, match="your password was changed"):
+        sign_ins.check(token)
+    with sessions() as session:
+        assert accounts.authenticate(session, "ada", "violet-harbour-lantern") is None
+        assert accounts.authenticate(session, "ada", "amber-quarry-meadow").username == "ada"
+        assert session.scalar(select(SignInSession.end_reason)) == "password_set"
+        events = [(e.kind, e.detail) for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.kind.in_(["password_set", "session_ended_password_set"]))
+            .order_by(AuditEvent.id))]
+    assert events == [("password_set", {"username": "ada", "sessions_ended": 0}),
+                      ("session_ended_password_set", {"client": "10.0.0.7"}),
+                      ("password_set", {"username": "ada", "sessions_ended": 1})]
+    # refused: an unknown account, a weak password, no password; nothing changes
+    assert _cli(url, data, "set-password", "nobody", "--password-env", "PW") == 1
+    assert "unknown user 'nobody'" in capsys.readouterr().err
+    monkeypatch.setenv("PW", "short")
+    assert _cli(url, data, "set-password", "ben", "--password-env", "PW") == 1
+    assert "password for 'ben' refused: " in capsys.readouterr().err
+    assert _cli(url, data, "set-password", "ben", "--password-env", "UNSET_VARIABLE") == 1
+    assert "environment variable UNSET_VARIABLE is not set" in capsys.readouterr().err
+    with sessions() as session:
+        assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.kind == "password_set")) == 2
+        assert accounts.get_user(session, "ben").password_hash == study_rows.NO_PASSWORD

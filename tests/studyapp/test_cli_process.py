@@ -50,7 +50,7 @@ def test_add_user_asks_for_the_password_twice(tmp_path):
     status, out, err = _add_user(tmp_path, "a-long-password\nanother-password\n")
     assert status == 1
     assert "Repeat the password for carol" in err
-    assert "error: the two passwords for 'carol' differ; no account was added" in err
+    assert "error: the two passwords for 'carol' differ; nothing was changed" in err
     with open_database(f"sqlite:///{tmp_path / 'study.db'}")() as session:
         assert session.scalar(select(func.count(User.id)).where(User.username == "carol")) == 0
 
