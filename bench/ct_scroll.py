@@ -161,7 +161,7 @@ def main() -> None:
               f"it, at most {stats['maxInFlight']} requests at once ({load()})")
         page.evaluate(OPEN_CASE, [other_label])  # left on another case, so that the next page opens the CT afresh
         page.close()
-        series_cache.wait_idle()
+        series_cache.wait_idle(600)
         store = series_cache.store()
         print(f"background decode finished {time.perf_counter() - imported:.1f} s after the import began: "
               f"{len(store)} bodies, {store.total_bytes / 2**20:.0f} MB on disk ({load()})")

@@ -85,7 +85,7 @@ def serve(folder: Path, case: str = CASE, prepare=None) -> tuple[str, str, str, 
         if time.monotonic() > deadline:
             raise SystemExit("the app did not start within 60 s")
         time.sleep(0.05)
-    series_cache.ready()  # its decoding processes up, as on a server that has run a while (they take seconds)
+    series_cache.ready(120)  # its decoding processes up, as on a server that has run a while (they take seconds)
     return f"http://127.0.0.1:{port}", reader, passwords[reader], label, other_label, server, ctx
 
 

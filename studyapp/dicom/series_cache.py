@@ -104,12 +104,14 @@ def _workers() -> ProcessPoolExecutor:
 
 
 def _warm_up(pool: ProcessPoolExecutor, answers: list[Future]) -> None:
+    """Let the dispatcher use ``pool`` once every worker answered; a pool whose workers could not start is never
+    used (the requests then decode in their own threads, as without workers)."""
     global _warm
     for answer in answers:
         try:
             answer.result()
         except BrokenProcessPool:
-            break
+            return
     with _cond:
         if _pool is pool:
             _warm = True
