@@ -65,6 +65,27 @@ class UndecodableImageError(Exception):
     """The pixel data of a file cannot be decoded or displayed; the message names the file and transfer syntax."""
 
 
+class NoImageFileError(UndecodableImageError):
+    """The instance has no stored file (an empty file path: a study restored from an archive written with
+    ``--no-images``, without ``restore --images``); the message names no path."""
+
+
+#: What the viewer says for an instance without a stored file (:class:`NoImageFileError`).
+NO_IMAGE_FILE = "no image file stored for this case (restored without images)"
+
+
+def stored_file(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path`; an empty path (no file stored) is refused, never read as the working
+    folder.
+
+    Raises:
+        NoImageFileError: ``path`` is empty.
+    """
+    if not os.fspath(path):
+        raise NoImageFileError(NO_IMAGE_FILE)
+    return Path(path)
+
+
 class FrameTooLargeError(UndecodableImageError):
     """A frame declares more than ``geometry.MAX_FRAME_PIXELS`` pixels; it is refused before anything is allocated."""
 
@@ -477,8 +498,10 @@ def read_image(path: str | os.PathLike) -> Dataset:
     """Read a DICOM file with its pixel data (not yet decoded).
 
     Raises:
+        NoImageFileError: ``path`` is empty (no file stored).
         UndecodableImageError: the file is missing or not DICOM.
     """
+    path = stored_file(path)
     try:
         return pydicom.dcmread(path)
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
@@ -496,7 +519,7 @@ def load_frame(path: str | os.PathLike, frame: int = 0, max_side: int | None = N
     Raises:
         IndexError, UndecodableImageError: as ``decode_frame``/``read_image``.
     """
-    resolved = Path(path).resolve()
+    resolved = stored_file(path).resolve()
     try:
         stat = resolved.stat()
     except OSError as exc:

@@ -134,9 +134,10 @@ def frame_key(path: str | os.PathLike, frame: int = 0) -> str:
     """The cache key of ``frame`` of ``path`` as the file is now (path, modification time, size, frame, format).
 
     Raises:
-        UndecodableImageError: the file cannot be read.
+        UndecodableImageError: the file cannot be read (:class:`~studyapp.dicom.display.NoImageFileError`: no file
+            is stored).
     """
-    resolved = Path(path).resolve()
+    resolved = display.stored_file(path).resolve()
     try:
         stat = resolved.stat()
     except OSError as exc:

@@ -5,7 +5,8 @@ Everything is checked before the first row is written (the bag's checksums and f
 the archive is not blinded, that no study is named ``NAME``), and the rows go in the caller's one transaction: a
 refused or failed restore changes nothing in the database. The archived DICOM files are copied to
 ``DATA_DIR/restored/study-<id>-<random>/``; an archive written without them gets them from a folder named by the
-caller, each found by its SHA-256, or else its instances have no file (the analysis does not need them).
+caller, each found by its SHA-256, or else its instances have no file (the analysis does not need them; the summary
+warns, and the viewer says that no image file is stored).
 """
 
 from __future__ import annotations
@@ -30,18 +31,23 @@ RESTORED_DIR = "restored"
 @dataclass(frozen=True)
 class RestoreSummary:
     """What :func:`restore_study` did: the new ``study``, the checked ``archive``, the id maps and accounts
-    (:class:`studyapp.services.study_rows.InsertedRows`) and the DICOM files copied."""
+    (:class:`studyapp.services.study_rows.InsertedRows`), the DICOM files copied and the instances left without a
+    file (a ``--no-images`` archive restored without ``--images``: the viewer says no image file is stored)."""
 
     study: ReaderStudy
     archive: OpenedArchive
     inserted: study_rows.InsertedRows
     images: int
+    without_file: int
 
     def format(self) -> str:
         """One line per fact, for the command line."""
         rows = sum(len(ids) for ids in self.inserted.ids.values())
         lines = [f"restored {self.archive.manifest['study']!r} as {self.study.name!r} (study id {self.study.id}): "
                  f"{rows} rows, {self.images} DICOM file(s)"]
+        if self.without_file:
+            lines.append(f"warning: images not restored: {self.without_file} instance(s) have no file; pass --images "
+                         "FOLDER to find them by SHA-256")
         if self.inserted.accounts_created:
             lines.append(f"accounts created without a password (set one with `python app.py set-password USER` before "
                          f"they sign in): "
@@ -167,4 +173,4 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
     audit.record(session, "study_restored", study_id=study.id, archive=str(path),
                  archived_study=archive.manifest["study"], format_version=archive.manifest["format_version"],
                  accounts_created=inserted.accounts_created)
-    return RestoreSummary(study, archive, inserted, copied)
+    return RestoreSummary(study, archive, inserted, copied, len(rows.get("instances", [])) - copied)

@@ -139,7 +139,10 @@ def test_no_images_archive_keeps_uids_and_checksums_only(source, archived, share
     # restored without images: the rows are there, the files are not, and the analysis is the archived one
     target = f"sqlite:///{tmp_path / 'target.db'}"
     assert _cli(target, tmp_path / "data", "restore", str(out), "--as", "pilot without images", "--check") == 0
-    assert "analysis reproduced: 10 tables" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "analysis reproduced: 10 tables" in printed
+    assert ("warning: images not restored: 4 instance(s) have no file; pass --images FOLDER to find them by "
+            "SHA-256") in printed
     with open_database(target)() as session:
         assert set(session.scalars(select(Instance.file_path))) == {""}
     # the site's own files, found by their SHA-256 under any names: refused unless every one is there
@@ -155,7 +158,8 @@ def test_no_images_archive_keeps_uids_and_checksums_only(source, archived, share
            f"SOPInstanceUID {removed_uid}" in capsys.readouterr().err
     (tmp_path / "elsewhere").rename(removed)
     assert _cli(target, tmp_path / "data", "restore", str(out), "--as", "with images", "--images", str(site)) == 0
-    assert "4 DICOM file(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "4 DICOM file(s)" in printed and "images not restored" not in printed
     with open_database(target)() as session:
         study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == "with images"))
         restored = {i.sop_instance_uid: i.file_path for i in session.scalars(
@@ -225,7 +229,10 @@ def test_restore_on_postgresql_reproduces_the_analysis(archived, postgresql_url,
         old: int(new) for old, new in zip(_assignment_ids(archived), _assignment_ids(again))}) == []
     target = f"sqlite:///{tmp_path / 'back.db'}"
     assert _cli(target, tmp_path / "data", "restore", str(again), "--as", "pilot back on sqlite", "--check") == 0
-    assert "analysis reproduced: 10 tables" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "analysis reproduced: 10 tables" in printed
+    assert ("warning: images not restored: 4 instance(s) have no file; pass --images FOLDER to find them by "
+            "SHA-256") in printed
     # a second copy in the same database reuses the accounts and has its own rows
     second = _restore_and_compare(postgresql_url, tmp_path / "data", archived, "pilot second copy")
     assert second.inserted.accounts_reused == ["ada", "ben", "cy"] and second.study.id != summary.study.id

@@ -1,7 +1,12 @@
-"""The viewer's image step on real DICOM: zoom and display size, window override, undecodable file message."""
+"""The viewer's image step on real DICOM: zoom and display size, window override, undecodable file and
+no stored file messages."""
+
+import os
 
 import numpy as np
+import pytest
 
+from studyapp.dicom import display, series_cache
 from studyapp.services.images import ImageStack
 from studyapp.ui.viewer import VIEW_MAX_SIDE, Viewer
 
@@ -41,3 +46,17 @@ def test_presets_offer_named_windows_but_not_the_stored_one_twice(shared_data):
     ct = ImageStack("CT", "CT", [(str(p), 0) for p in sorted((shared_data / "dicom" / "ct_series").iterdir())])
     presets = Viewer._presets(ct, 10)
     assert "default" not in presets and presets["lung"][1] > presets["mediastinum"][1]
+
+
+def test_an_instance_without_a_stored_file_says_so_without_a_server_path():
+    # a study restored from a --no-images archive without --images: the instances' file path is empty
+    stack = ImageStack("PA", "CR", [("", 0)])
+    image, message = Viewer._image(stack, 1, None, 1.0)
+    assert image is None
+    assert message == "**Cannot display this image:** no image file stored for this case (restored without images)"
+    assert Viewer._presets(stack, 1) == {}
+    # the browser viewer's route (series_cache.frame_body) refuses it with the same words, naming no folder
+    with pytest.raises(display.NoImageFileError) as refused:
+        series_cache.frame_body("", 0)
+    assert str(refused.value) == display.NO_IMAGE_FILE and os.getcwd() not in str(refused.value)
+    assert not series_cache.is_kept("", 0)
