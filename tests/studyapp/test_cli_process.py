@@ -1,5 +1,5 @@
 """The command line as a coordinator runs it, in a real process: output cut short by a closed pipe (``| head``)
-never leaves a printed case list with nothing stored; ``add-user`` asks for the password twice; ``--help`` loads
+never leaves a printed case list with nothing stored; ``add-user`` and ``set-password`` ask for the password twice; ``--help`` loads
 no database, DICOM or model library."""
 
 import subprocess
@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from studyapp.db.models import Case, User
 from studyapp.db.session import open_database
+from studyapp.services import accounts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +58,27 @@ def test_add_user_asks_for_the_password_twice(tmp_path):
     status, out, err = _add_user(tmp_path, "violet-harbour-lantern\nviolet-harbour-lantern\n")
     assert status == 0, err
     assert "added coordinator 'carol'" in out
+
+
+def test_set_password_asks_twice_and_refuses_an_unknown_account_before_asking(tmp_path):
+    def set_password(username: str, typed: str) -> tuple[int, str, str]:
+        process = _app(tmp_path, "set-password", username, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       start_new_session=True)
+        out, err = process.communicate(typed, timeout=600)
+        return process.returncode, out, err
+
+    assert _add_user(tmp_path, "violet-harbour-lantern\nviolet-harbour-lantern\n")[0] == 0
+    status, out, err = set_password("nobody", "amber-quarry-meadow\namber-quarry-meadow\n")
+    assert status == 1 and "error: unknown user 'nobody'" in err and "Password for" not in err
+    status, out, err = set_password("carol", "amber-quarry-meadow\nanother-password\n")
+    assert status == 1 and "Repeat the password for carol" in err
+    assert "error: the two passwords for 'carol' differ; nothing was changed" in err
+    status, out, err = set_password("carol", "amber-quarry-meadow\namber-quarry-meadow\n")
+    assert status == 0, err
+    assert out == "password of coordinator 'carol' set\n"
+    with open_database(f"sqlite:///{tmp_path / 'study.db'}")() as session:
+        assert accounts.authenticate(session, "carol", "violet-harbour-lantern") is None
+        assert accounts.authenticate(session, "carol", "amber-quarry-meadow").username == "carol"
 
 
 def test_help_imports_no_heavy_library():
