@@ -4,6 +4,7 @@ a headless Debian chromium."""
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,10 +82,29 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def postgresql_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server (Debian ``postgresql``) on 127.0.0.1, run as the ``postgres`` user."""
+def postgresql_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian ``postgresql``) on 127.0.0.1, run as the ``postgres`` user: the URL of
+    its ``postgres`` database, for creating the per-test databases of :func:`postgresql_url`."""
     with throwaway_postgresql() as url:
         yield url
+
+
+@pytest.fixture()
+def postgresql_url(postgresql_cluster) -> Iterator[str]:
+    """A new, empty database of the session's PostgreSQL server for one test (tests see no other test's rows),
+    dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"test_{uuid.uuid4().hex}"
+    admin = create_engine(postgresql_cluster, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgresql_cluster.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -231,8 +231,7 @@ def test_restore_on_postgresql_reproduces_the_analysis(archived, postgresql_url,
     assert _cli(target, tmp_path / "data", "restore", str(again), "--as", "pilot back on sqlite", "--check") == 0
     printed = capsys.readouterr().out
     assert "analysis reproduced: 10 tables" in printed
-    assert ("warning: images not restored: 4 instance(s) have no file; pass --images FOLDER to find them by "
-            "SHA-256") in printed
+    assert "4 DICOM file(s)" in printed and "images not restored" not in printed  # the bag carries its images
     # a second copy in the same database reuses the accounts and has its own rows
     second = _restore_and_compare(postgresql_url, tmp_path / "data", archived, "pilot second copy")
     assert second.inserted.accounts_reused == ["ada", "ben", "cy"] and second.study.id != summary.study.id
