@@ -14,7 +14,8 @@ null for a line to insert) and ``judge``
 (``{name, version}``). A pair the judge failed on (an LLM endpoint that timed out or answered garbage) gets
 ``urgent_emergent`` null, ``discrepancies`` null and ``error`` (the reason) instead.
 
-Exit status: 0 every pair judged; 1 refused (unreadable or malformed pairs file, nothing written) or some pairs
+Exit status: 0 every pair judged; 1 refused (unreadable or malformed pairs file, or an ``--out`` that is a
+folder, the pairs file itself or in a folder that does not exist; nothing judged, nothing written) or some pairs
 failed (their lines carry ``error``); 2 usage error.
 """
 
@@ -94,6 +95,18 @@ def read_pairs(path: Path) -> list[Pair]:
     return pairs
 
 
+def output_problem(out: Path, pairs_path: Path) -> str | None:
+    """Why ``out`` cannot take the judged pairs of ``pairs_path`` (checked before any pair is judged), or None:
+    it is a folder, it is the pairs file itself (it would be overwritten), or its folder does not exist."""
+    if out.is_dir():
+        return f"--out {out}: is a folder; give the output JSONL file's path"
+    if out.exists() and pairs_path.exists() and out.samefile(pairs_path):
+        return f"--out {out}: is the pairs file (--pairs); it would be overwritten"
+    if not out.parent.is_dir():
+        return f"--out {out}: folder {out.parent} does not exist"
+    return None
+
+
 def judge_pairs(pairs: list[Pair], judge: Judge) -> list[dict]:
     """Output records (see module docstring) of ``pairs`` in order; a failed pair carries ``error``."""
     results = judge.judge_many([(pair.candidate, pair.reference) for pair in pairs])
@@ -155,6 +168,9 @@ def main(argv: list[str]) -> int:
     """Run the judge command on ``argv`` (the arguments after ``judge``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if problem := output_problem(args.out, args.pairs):
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     judge = judge_from_options(parser, args, args.llm_cache)
     try:
         pairs = read_pairs(args.pairs)
@@ -168,7 +184,6 @@ def main(argv: list[str]) -> int:
     finally:
         if isinstance(judge, LLMJudge):
             judge.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -34,7 +34,7 @@ def pairs(tmp_path, iu_reports):
 
 
 def test_command_writes_one_line_per_pair(pairs, tmp_path):
-    out = tmp_path / "out" / "judged.jsonl"
+    out = tmp_path / "judged.jsonl"
     run = subprocess.run([sys.executable, "-m", "analysis", "judge", "--pairs", str(pairs), "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
@@ -80,6 +80,20 @@ def test_empty_or_missing_file_is_refused(tmp_path, capsys):
     assert "no pairs" in capsys.readouterr().err
     assert judging.main(["--pairs", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")]) == 1
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_unusable_out_is_refused_before_judging(pairs, tmp_path, capsys):
+    before = pairs.read_text()
+    for out, named in ((tmp_path, f"--out {tmp_path}: is a folder"),
+                       (pairs, f"--out {pairs}: is the pairs file (--pairs)"),
+                       (tmp_path / "missing" / "o.jsonl", f"folder {tmp_path / 'missing'} does not exist")):
+        # an LLM endpoint nobody listens on: judging would take --llm-timeout per pair, refusing is immediate
+        status = judging.main(["--pairs", str(pairs), "--out", str(out), "--judge", "llm", "--llm-url",
+                               f"http://127.0.0.1:{free_port()}/v1", "--llm-timeout", "30"])
+        err = capsys.readouterr().err
+        assert status == 1 and err.count("\n") == 1 and named in err, err
+    assert pairs.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
 
 
 def test_usage_errors_exit_2(pairs, tmp_path):
