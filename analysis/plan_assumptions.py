@@ -69,9 +69,18 @@ def read_assumptions(path: Path | str) -> dict:
     """The (partial) assumptions of a YAML file.
 
     Raises:
-        AssumptionError: the file does not hold a mapping. OSError: it cannot be read. yaml.YAMLError: not YAML.
+        AssumptionError: the file is not UTF-8, not YAML (one line: ``assumptions file PATH: problem at line L,
+            column C``, the parser's problem and its place) or does not hold a mapping. OSError: it cannot be read.
     """
-    stated = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        stated = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise AssumptionError(f"assumptions file {path}: not UTF-8 text ({error})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise AssumptionError(f"assumptions file {path}: {problem}{where}") from None
     if not isinstance(stated, dict):
         raise AssumptionError(f"{path}: expected a mapping of assumptions, got {type(stated).__name__}")
     return stated
@@ -137,8 +146,10 @@ def validate(assumptions: dict) -> None:
         AssumptionError: fewer than 2 arms or repeated arms; effects not given for exactly the arms; a negative
             variance; a negative or zero time per case in an arm; saving factors that do not average 1; a
             discrepancy rate below 0; a preference rate, normal share or threshold outside (0, 1) ([0, 1] for the
-            share); fewer than 2 readers or cases; more cases per reader than cases, or more judges per pair than
-            readers; alpha or the target power outside (0, 1); fewer than 2 reps or resamples.
+            share); fewer than 2 readers or cases; more cases per reader than cases; cases per reader (every case
+            when ``design.cases_per_reader`` is null) not a multiple of the arms, as the study app's design
+            requires; more judges per pair than readers; alpha or the target power outside (0, 1); fewer than 2
+            reps or resamples.
     """
     arms = assumptions["arms"]
     if not isinstance(arms, list) or len(arms) < 2 or len(set(map(str, arms))) != len(arms):
@@ -177,12 +188,23 @@ def validate(assumptions: dict) -> None:
             raise AssumptionError(f"design.{key} = {design[key]!r}: expected a list of whole numbers >= 2")
         for value in design[key]:
             _count(value, f"design.{key}", 2)
+    # the study app's balanced design (studyapp.services.design.balanced_design) needs each reader's cases (every
+    # case when design.cases_per_reader is null) to be a multiple of the arms: equal counts per arm
     per_reader = design["cases_per_reader"]
     if per_reader is not None:
         _count(per_reader, "design.cases_per_reader", 1)
         if per_reader > min(design["cases"]):
             raise AssumptionError(f"design.cases_per_reader = {per_reader}: more cases per reader than the "
                                   f"{min(design['cases'])} cases of a design (design.cases)")
+        if per_reader % len(arms):
+            raise AssumptionError(f"design.cases_per_reader = {per_reader}: not a multiple of the {len(arms)} arms, "
+                                  "so readers cannot get equal counts per arm (the study app refuses it)")
+    else:
+        uneven = [cases for cases in design["cases"] if cases % len(arms)]
+        if uneven:
+            raise AssumptionError(f"design.cases = {uneven}: every reader reads every case (design.cases_per_reader "
+                                  f"null), and a count that is not a multiple of the {len(arms)} arms cannot give "
+                                  "equal counts per arm (the study app refuses it)")
     judges = _count(pref["judges_per_pair"], "preference.judges_per_pair", 1)
     if judges > min(design["readers"]):
         raise AssumptionError(f"preference.judges_per_pair = {judges}: more judges per pair than the "

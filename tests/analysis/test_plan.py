@@ -57,6 +57,12 @@ def test_defaults_are_the_papers_magnitudes_and_become_the_simulators_truth():
     ({"preference": {"threshold": 1.0}}, "preference.threshold = 1.0"),
     ({"time": {"variance": {"raeder": 1.0}}}, "time.variance.raeder: unknown assumption"),
     ({"design": {"readers": [1, 4]}}, "design.readers = 1"),
+    # the study app's balanced design: each reader's cases a multiple of the arms (3)
+    ({"design": {"cases": [30], "cases_per_reader": 10}}, "design.cases_per_reader = 10: not a multiple of the 3 arms"),
+    ({"design": {"cases": [30, 31, 44, 45]}}, "design.cases = [31, 44]: every reader reads every case"),
+    ({"arms": ["template", "model"], "time": {"saved_minutes_per_100": {"model": 30}},
+      "discrepancy": {"per_report": {"template": 0.5, "model": 0.4}}, "design": {"cases": [30, 45]}},
+     "design.cases = [45]: "),
 ])
 def test_impossible_assumptions_are_named(overrides, named):
     with pytest.raises(AssumptionError) as error:
@@ -74,6 +80,21 @@ def test_command_refuses_impossible_assumptions_by_name(tmp_path, capsys):
     assert analysis_main(["plan", "--cases", "20,40", "--cases-per-reader", "30", "--out",
                           str(tmp_path / "out")]) == 1
     assert "more cases per reader than the 20 cases" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, named", [
+    (b"design:\n  readers: [4, 6\n  cases: [30]\n", "expected ',' or ']', but got ':' at line 3, column 8"),
+    (b"design:\n  readers: [4]\n cases: [30]\n", "expected <block end>, but found '<block mapping start>' at line 3"),
+    ("time:\n  reference_seconds: 360 # M\u00e9dVersa\n".encode("latin-1"), "not UTF-8 text ('utf-8' codec can't "
+                                                                         "decode byte 0xe9 in position 34"),
+])
+def test_unreadable_assumptions_file_is_named_in_one_line(tmp_path, capsys, content, named):
+    stated = tmp_path / "assumptions.yaml"
+    stated.write_bytes(content)
+    assert analysis_main(["plan", "--assumptions", str(stated), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: assumptions file {stated}: {named}") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
 
 
