@@ -9,7 +9,9 @@ of the analysis (:func:`primary_intervals`: :func:`analysis.estimates.arm_interv
 ``1 - alpha``). A primary comparison is *shown* in a simulated study when its two-sided ``1 - alpha`` interval
 excludes the null value on the side of the assumed effect (either side when the assumed effect is the null value);
 its power is the share of the design's studies where it is shown, with the Monte Carlo standard error
-``sqrt(p (1 - p) / reps)``. The primary comparisons, for every arm but the reference:
+``sqrt(p (1 - p) / reps)``. A study where the estimator gives no interval (e.g. too few cases per reader in an arm for
+the discrepancy model) does not show the comparison and is counted (``no_interval``); when no study of a design gives
+one, the comparison is *not estimable* there: power NaN, never a design that reaches the target. The primary comparisons, for every arm but the reference:
 
 - ``time saved``: minutes saved per 100 studies against the reference arm, all readers (null 0);
 - ``discrepancy``: difference of urgent + emergent peer discrepancies per report from the reference arm (null 0);
@@ -61,9 +63,10 @@ POWER_COLUMNS: dict[str, str] = {
                "or the per-case preference rate",
     "null": "value the interval must exclude (0, or the preference threshold)",
     "power": "share of simulated studies whose two-sided (1 - alpha) interval excludes the null on the side of the "
-             "assumed effect",
+             "assumed effect; NaN (not estimable) when no study gave an interval",
     "mc_se": "Monte Carlo standard error of the power, sqrt(p (1 - p) / reps)",
     "reps": "simulated studies of the design",
+    "no_interval": "simulated studies where the estimator gave no interval (counted as not shown)",
     "mean_estimate": "mean estimate over the simulated studies",
     "mean_half_width": "mean half-width of the (1 - alpha) interval",
 }
@@ -128,7 +131,8 @@ def simulate_design(assumptions: dict, readers: int, cases: int, reps: range) ->
 
     Returns:
         One row per study x primary comparison: ``readers``, ``cases``, ``cases_per_reader``, ``rep``, ``seed``,
-        ``comparison``, ``arm``, ``estimate``, ``ci_low``, ``ci_high``, ``assumed``, ``null``, ``shown``.
+        ``comparison``, ``arm``, ``estimate``, ``ci_low``, ``ci_high``, ``assumed``, ``null``, ``shown`` (False
+        where the interval is missing).
     """
     effects = crossed_effects(assumptions)
     arms = [str(arm) for arm in assumptions["arms"]]
@@ -165,10 +169,13 @@ def available_workers() -> int:
 def summarise(studies: pd.DataFrame) -> pd.DataFrame:
     """Power per design x comparison from :func:`simulate_design` rows; columns :data:`POWER_COLUMNS`."""
     keys = ["readers", "cases", "cases_per_reader", "comparison", "arm"]
-    grouped = studies.assign(half=(studies["ci_high"] - studies["ci_low"]) / 2).groupby(keys, sort=False)
+    missing = studies["ci_low"].isna() | studies["ci_high"].isna()
+    grouped = studies.assign(half=(studies["ci_high"] - studies["ci_low"]) / 2, no_interval=missing).groupby(
+        keys, sort=False)
     table = grouped.agg(assumed=("assumed", "first"), null=("null", "first"), power=("shown", "mean"),
-                        reps=("shown", "size"), mean_estimate=("estimate", "mean"),
+                        reps=("shown", "size"), no_interval=("no_interval", "sum"), mean_estimate=("estimate", "mean"),
                         mean_half_width=("half", "mean")).reset_index()
+    table["power"] = table["power"].where(table["no_interval"] < table["reps"])  # not estimable: NaN
     table["mc_se"] = np.sqrt(table["power"] * (1 - table["power"]) / table["reps"])
     order = {"time saved": 0, "discrepancy": 1, "preference": 2}
     table = table.sort_values(["comparison", "arm", "readers", "cases"], key=lambda s: s.map(order)
@@ -184,22 +191,48 @@ def smallest_designs(power: pd.DataFrame, target: float) -> pd.DataFrame:
 
     Returns:
         Columns ``comparison``, ``arm``, ``readers``, ``cases``, ``cases_per_reader``, ``readings``, ``power`` (the
-        lowest power of the comparisons for ``all``); NaN designs where no design of the grid reaches ``target``.
+        lowest power of the comparisons for ``all``; a design where one is not estimable never reaches the target),
+        ``estimable_designs`` (designs of the grid where the power is not NaN); NaN designs where no design of the
+        grid reaches ``target``.
     """
     power = power.assign(readings=power["readers"] * power["cases_per_reader"])
     design = ["readings", "readers", "cases"]
     rows = []
     groups = list(power.groupby(["comparison", "arm"], sort=False))
     effects = power[power["assumed"] != power["null"]]
-    everything = effects.groupby(["readers", "cases", "cases_per_reader", "readings"], as_index=False)["power"].min()
+    everything = effects.groupby(["readers", "cases", "cases_per_reader", "readings"], as_index=False)["power"].agg(
+        lambda powers: powers.min(skipna=False))
     for (comparison, arm), group in [*groups, (("all", ""), everything)]:
         reached = group[group["power"] >= target].sort_values(design)
         best = reached.iloc[0] if len(reached) else None
         rows.append({"comparison": comparison, "arm": arm,
                      **{k: (np.nan if best is None else int(best[k])) for k in ("readers", "cases",
                                                                                 "cases_per_reader", "readings")},
-                     "power": np.nan if best is None else float(best["power"])})
+                     "power": np.nan if best is None else float(best["power"]),
+                     "estimable_designs": int(group["power"].notna().sum())})
     return pd.DataFrame(rows)
+
+
+def describe_smallest(row) -> str:
+    """One :func:`smallest_designs` row (a named tuple) in words: the design, or why there is none."""
+    if not pd.isna(row.readers):
+        return (f"{row.readers:.0f} readers x {row.cases:.0f} cases ({row.cases_per_reader:.0f} per reader, "
+                f"{row.readings:.0f} readings), power {row.power:.2f}")
+    if row.estimable_designs == 0:
+        return "not estimable in any design of the grid (the estimator gave no interval)"
+    return "no design of the grid"
+
+
+def interval_warnings(power: pd.DataFrame) -> list[str]:
+    """One line per design x comparison of :attr:`Plan.power` where some simulated studies gave no interval: not
+    estimable (none gave one), or how many did not."""
+    lines = []
+    for row in power[power["no_interval"] > 0].itertuples():
+        design = f"{row.readers} readers x {row.cases} cases ({row.cases_per_reader} per reader)"
+        state = "not estimable" if pd.isna(row.power) else "counted as not shown"
+        lines.append(f"{row.comparison} {row.arm}, {design}: no interval in {row.no_interval} of {row.reps} simulated "
+                     f"studies ({state})")
+    return lines
 
 
 def power_figure(power: pd.DataFrame, target: float, alpha: float) -> "go.Figure":
@@ -312,6 +345,7 @@ def write_plan(plan: Plan, out_dir: Path) -> dict[str, Path]:
         "alpha": plan.assumptions["test"]["alpha"], "target_power": plan.assumptions["test"]["target_power"],
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
         "columns": POWER_COLUMNS, "smallest": json.loads(plan.smallest.to_json(orient="records")),
+        "no_interval": interval_warnings(plan.power),
         "software": software_versions(),
     }
     files["plan.json"].write_text(json.dumps(record, indent=2))
@@ -394,6 +428,8 @@ def main(argv: list[str]) -> int:
     with tqdm(total=total, unit="study", file=sys.stderr) as bar:
         plan = plan_study(assumptions, args.workers, lambda done, _: bar.update(done - bar.n), sources)
     files = write_plan(plan, args.out)
+    for line in interval_warnings(plan.power):
+        print(f"warning: {line}", file=sys.stderr)
     pd.set_option("display.width", 200)
     print(plan.power.drop(columns=["mean_half_width"]).to_string(
         index=False, float_format=lambda v: f"{v:.3g}"))
@@ -401,9 +437,7 @@ def main(argv: list[str]) -> int:
           f"(alpha {assumptions['test']['alpha']:g}, seed {assumptions['simulation']['seed']}):")
     for row in plan.smallest.itertuples():
         name = f"{row.comparison} {row.arm}".strip()
-        print(f"  {name}: " + ("no design of the grid" if pd.isna(row.readers) else
-                               f"{row.readers:.0f} readers x {row.cases:.0f} cases ({row.cases_per_reader:.0f} per "
-                               f"reader, {row.readings:.0f} readings), power {row.power:.2f}"))
+        print(f"  {name}: {describe_smallest(row)}")
     print(f"\npower curve: {files['power_curve.html']}\ntables: {files['power.csv']}, assumptions and seed: "
           f"{files['plan.json']}")
     return 0

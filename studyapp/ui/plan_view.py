@@ -12,7 +12,7 @@ from typing import Callable
 import gradio as gr
 import yaml
 
-from analysis.plan import available_workers, plan_study, write_plan
+from analysis.plan import available_workers, describe_smallest, interval_warnings, plan_study, write_plan
 from analysis.plan_assumptions import (
     DEFAULTS_PATH, AssumptionError, assumptions_from_pilot, resolve_assumptions)
 from studyapp.services import studies
@@ -34,7 +34,7 @@ def _ints(text: str, name: str) -> list[int]:
 
 def smallest_markdown(plan) -> str:
     """Where the assumptions came from, then the smallest design reaching the target power per comparison (and for
-    all), as Markdown lines."""
+    all), then the designs x comparisons where simulated studies gave no interval, as Markdown lines."""
     test = plan.assumptions["test"]
     lines = [f"**Smallest design with power >= {test['target_power']:g}** (two-sided alpha {test['alpha']:g}, "
              f"{plan.assumptions['simulation']['reps']} simulated studies per design, seed "
@@ -44,9 +44,8 @@ def smallest_markdown(plan) -> str:
                  + ". Every value and its source: plan.json.\n")
     for row in plan.smallest.itertuples():
         name = f"{row.comparison} ({row.arm})" if row.arm else "all comparisons"
-        lines.append(f"- {name}: " + ("no design of the grid" if row.readers != row.readers else
-                                      f"{row.readers:.0f} readers x {row.cases:.0f} cases "
-                                      f"({row.cases_per_reader:.0f} per reader), power {row.power:.2f}"))
+        lines.append(f"- {name}: {describe_smallest(row)}")
+    lines += [f"- warning: {line}" for line in interval_warnings(plan.power)]
     return "\n".join(lines)
 
 

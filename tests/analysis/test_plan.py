@@ -16,7 +16,8 @@ import yaml
 
 from analysis.__main__ import main as analysis_main
 from analysis.pipeline import analyse_frames
-from analysis.plan import plan_study, primary_intervals, smallest_designs, write_plan
+from analysis.plan import (
+    interval_warnings, plan_study, primary_intervals, smallest_designs, summarise, write_plan)
 from analysis.plan_assumptions import (
     AssumptionError, assumed_effects, assumptions_from_pilot, crossed_effects, load_assumptions, resolve_assumptions)
 from analysis.simulation import crossed_truth, simulate_outcomes, simulate_study, write_study
@@ -110,7 +111,7 @@ def test_plan_does_not_depend_on_the_workers_and_records_assumptions_and_seed(tm
     assert record["sources"]["design.readers"] == "test"
     assert record["sources"]["time.variance.reader"].startswith("defaults")
     assert yaml.safe_load(files["assumptions.yaml"].read_text()) == assumptions
-    assert pd.read_csv(files["power.csv"]).shape == (5, 12)
+    assert pd.read_csv(files["power.csv"]).shape == (5, 13)
     assert "plotly" in files["power_curve.html"].read_text()[:5000].lower()
 
 
@@ -126,6 +127,41 @@ def test_power_grows_with_the_design_and_the_smallest_design_reaches_the_target(
     # a grid where nothing reaches the target says so
     none = smallest_designs(plan.power.assign(power=0.1), 0.8)
     assert none["readers"].isna().all()
+
+
+def test_comparison_without_intervals_is_not_estimable_not_underpowered(tmp_path, capsys):
+    """6 cases per reader, 2 per arm: the discrepancy model gives no interval in any 4-reader study."""
+    out = tmp_path / "out"
+    assert analysis_main(["plan", "--readers", "4", "--cases", "30", "--cases-per-reader", "6", "--reps", "3",
+                          "--resamples", "20", "--workers", "1", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    for arm in ("llm", "model"):
+        assert (f"warning: discrepancy {arm}, 4 readers x 30 cases (6 per reader): no interval in 3 of 3 simulated "
+                "studies (not estimable)") in captured.err
+        assert f"discrepancy {arm}: not estimable in any design of the grid" in captured.out
+    assert "warning: time saved" not in captured.err and "warning: preference" not in captured.err
+    power = pd.read_csv(out / "power.csv").set_index(["comparison", "arm"])
+    assert power.loc[("discrepancy", "model"), "power"] != power.loc[("discrepancy", "model"), "power"]  # NaN
+    assert list(power["no_interval"]) == [0, 0, 3, 3, 0] and (power["reps"] == 3).all()
+    assert power.loc[("preference", "candidate"), "power"] >= 0
+    record = json.loads((out / "plan.json").read_text())
+    assert len(record["no_interval"]) == 2 and "(not estimable)" in record["no_interval"][0]
+    smallest = pd.read_csv(out / "smallest.csv").set_index("comparison")
+    assert smallest.loc["discrepancy", "estimable_designs"].tolist() == [0, 0]
+    assert pd.isna(smallest.loc["all", "readers"])  # a design with a comparison not estimable shows not all
+
+
+def test_some_studies_without_an_interval_are_counted_and_not_shown():
+    rows = [{"readers": 4, "cases": 30, "cases_per_reader": 6, "rep": rep, "comparison": "time saved", "arm": "model",
+             "estimate": 30.0, "ci_low": low, "ci_high": 50.0 if low == low else float("nan"), "assumed": 30.0,
+             "null": 0.0} for rep, low in enumerate([10.0, -5.0, 12.0, float("nan")])]
+    studies = pd.DataFrame(rows)
+    studies["shown"] = studies["ci_low"] > 0
+    power = summarise(studies)
+    assert power.loc[0, "power"] == 0.5 and power.loc[0, "no_interval"] == 1 and power.loc[0, "reps"] == 4
+    assert interval_warnings(power) == ["time saved model, 4 readers x 30 cases (6 per reader): no interval in 1 of 4 "
+                                        "simulated studies (counted as not shown)"]
+    assert smallest_designs(power, 0.5).set_index("comparison").loc["time saved", "estimable_designs"] == 1
 
 
 def test_plan_power_equals_the_analysis_rejection_rate_within_monte_carlo_error():
