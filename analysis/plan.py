@@ -11,7 +11,8 @@ excludes the null value on the side of the assumed effect (either side when the 
 its power is the share of the design's studies where it is shown, with the Monte Carlo standard error
 ``sqrt(p (1 - p) / reps)``. A study where the estimator gives no interval (e.g. too few cases per reader in an arm for
 the discrepancy model) does not show the comparison and is counted (``no_interval``); when no study of a design gives
-one, the comparison is *not estimable* there: power NaN, never a design that reaches the target. The primary comparisons, for every arm but the reference:
+one, the comparison is *not estimable* there: power NaN, never a design that reaches the target. The primary
+comparisons, for every arm but the reference:
 
 - ``time saved``: minutes saved per 100 studies against the reference arm, all readers (null 0);
 - ``discrepancy``: difference of urgent + emergent peer discrepancies per report from the reference arm (null 0);
