@@ -19,6 +19,8 @@ from studyapp.db.base import Base
 
 ROLE_READER = "reader"
 ROLE_COORDINATOR = "coordinator"
+#: Every role an account can have.
+ROLES = (ROLE_READER, ROLE_COORDINATOR)
 
 STATUS_NEW = "new"
 STATUS_IN_PROGRESS = "in_progress"

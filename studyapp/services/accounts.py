@@ -8,13 +8,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from studyapp.db.models import ROLE_COORDINATOR, ROLE_READER, ReaderStudy, StudyReader, User
+from studyapp.db.models import ROLE_READER, ROLES, ReaderStudy, StudyReader, User
 from studyapp.services import audit, signins
 from studyapp.services.errors import InvalidInput, NotFound
 from studyapp.services.passwords import check_password
 
 _hasher = PasswordHasher()
-ROLES = (ROLE_READER, ROLE_COORDINATOR)
 
 
 def add_user(

@@ -69,7 +69,8 @@ def file_sha256(path: Path) -> str:
 
 class ArchiveError(InvalidInput):
     """An archive that cannot be restored: not a bag, a wrong checksum, a missing or extra file, a format this
-    code does not read, a blinded archive."""
+    code does not read, an ``archive.json`` that does not match the bag or its tables, a blinded archive, rows
+    this database cannot take."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,10 @@ class OpenedArchive:
 def open_archive(path: str | Path) -> OpenedArchive:
     """Check the bag at ``path`` and read its ``archive.json``.
 
-    Checks, in order: it is a bag; its format version is one this code reads; every file of the manifests is
-    there with its SHA-256 and no other file is in the payload; ``archive.json`` names this format.
+    Checks, in order: it is a bag; its format version is a number this code reads; every file of the manifests is
+    there with its SHA-256 and no other file is in the payload; ``archive.json`` is a JSON object naming this format
+    and the same format version; ``data/tables/`` holds exactly the tables that ``archive.json``'s ``rows`` lists,
+    each with that many lines.
 
     Raises:
         ArchiveError: the message names the problem (the missing, unexpected or changed files, the versions).
@@ -119,8 +122,12 @@ def open_archive(path: str | Path) -> OpenedArchive:
     except bagit.BagError as error:
         raise ArchiveError(f"{path} is not a readable BagIt bag: {error}") from None
     version = bag.info.get(FORMAT_VERSION_FIELD)
-    if version is None or not str(version).isdigit():
+    if version is None:
         raise ArchiveError(f"{path} has no {FORMAT_VERSION_FIELD} in bag-info.txt: not a study archive")
+    if isinstance(version, list):
+        raise ArchiveError(f"{path}: bag-info.txt gives {FORMAT_VERSION_FIELD} {len(version)} times ({version})")
+    if not version.strip().isdigit():
+        raise ArchiveError(f"{path}: bag-info.txt's {FORMAT_VERSION_FIELD} {version!r} is not a number")
     if int(version) > FORMAT_VERSION:
         raise ArchiveError(f"{path} is in archive format version {version}, newer than this program reads "
                            f"({FORMAT_VERSION}): update the platform to restore it")
@@ -128,10 +135,70 @@ def open_archive(path: str | Path) -> OpenedArchive:
         bag.validate()
     except bagit.BagError as error:
         raise ArchiveError(f"{path} fails its checksums: {_problems(bag, error)}") from None
-    manifest = json.loads((path / "data" / MANIFEST).read_text(encoding="utf-8"))
+    manifest = _read_manifest(path)
+    if manifest["format_version"] != int(version):
+        raise ArchiveError(f"{path}: data/{MANIFEST} says format version {manifest['format_version']!r}, "
+                           f"bag-info.txt's {FORMAT_VERSION_FIELD} says {version}")
+    _check_tables(path, manifest["rows"])
+    return OpenedArchive(path / "data", manifest)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The bag's ``data/archive.json``, checked to be a JSON object naming this format, with an integer
+    ``format_version``, the study's name and a ``rows`` object of table name -> row count.
+
+    Raises:
+        ArchiveError: no such file, not JSON, not an object, another format, or a missing or malformed key.
+    """
+    where = f"{path}: data/{MANIFEST}"
+    file = path / "data" / MANIFEST
+    if not file.is_file():
+        raise ArchiveError(f"{where} is missing")
+    text = file.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ArchiveError(f"{where} is empty")
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ArchiveError(f"{where} is not JSON: {error}") from None
+    if not isinstance(manifest, dict):
+        raise ArchiveError(f"{where} is not a JSON object but a {type(manifest).__name__}")
     if manifest.get("format") != FORMAT_NAME:
         raise ArchiveError(f"{path}: {MANIFEST} names format {manifest.get('format')!r}, not {FORMAT_NAME!r}")
-    return OpenedArchive(path / "data", manifest)
+    if type(manifest.get("format_version")) is not int:
+        raise ArchiveError(f"{where} has no integer format_version (it has {manifest.get('format_version')!r})")
+    if not isinstance(manifest.get("study"), str):
+        raise ArchiveError(f"{where} has no study name ('study')")
+    rows = manifest.get("rows")
+    if rows is None:
+        raise ArchiveError(f"{where} has no 'rows' (the row count of each table)")
+    if not isinstance(rows, dict) or not all(type(count) is int and count >= 0 for count in rows.values()):
+        raise ArchiveError(f"{where}: 'rows' is not an object of table name -> row count (a whole number)")
+    return manifest
+
+
+def _check_tables(path: Path, rows: dict[str, int]) -> None:
+    """Check that ``data/tables/`` holds exactly one ``<table>.jsonl`` per table that ``archive.json``'s ``rows``
+    lists, each with as many lines as it lists rows.
+
+    Raises:
+        ArchiveError: names every unlisted file, listed table without a file, and differing count.
+    """
+    folder = path / "data" / TABLES
+    files = {file.name: file for file in folder.iterdir() if file.is_file()} if folder.is_dir() else {}
+    problems = [f"data/{TABLES}/{name} is not listed in {MANIFEST}'s rows"
+                for name in sorted(files) if name.removesuffix(".jsonl") not in rows]
+    for table, count in rows.items():
+        file = files.get(f"{table}.jsonl")
+        if file is None:
+            problems.append(f"{MANIFEST} lists table {table} ({count} rows) but data/{TABLES}/{table}.jsonl is "
+                            "missing")
+            continue
+        lines = len(file.read_text(encoding="utf-8").splitlines())
+        if lines != count:
+            problems.append(f"data/{TABLES}/{table}.jsonl has {lines} line(s), {MANIFEST} lists {count} row(s)")
+    if problems:
+        raise ArchiveError(f"{path}: its tables do not match {MANIFEST}: {'; '.join(problems)}")
 
 
 def _problems(bag: bagit.Bag, error: bagit.BagError) -> str:

@@ -2,8 +2,9 @@
 database as a new study.
 
 Everything is checked before the first row is written (the bag's checksums and files, the format version, that
-the archive is not blinded, that no study is named ``NAME``), and the rows go in the caller's one transaction: a
-refused or failed restore changes nothing in the database. The archived DICOM files are copied to
+``archive.json`` agrees with the bag and its tables, that the archive is not blinded, that no study is named
+``NAME``, that every row has its required columns, unique ids and known roles), and the rows go in the caller's
+one transaction: a refused or failed restore changes nothing in the database. The archived DICOM files are copied to
 ``DATA_DIR/restored/study-<id>-<random>/``; an archive written without them gets them from a folder named by the
 caller, each found by its SHA-256, or else its instances have no file (the analysis does not need them; the summary
 warns, and the viewer says that no image file is stored).
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import bindparam, event, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from studyapp.db.models import Instance, ReaderStudy
@@ -150,9 +152,11 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
             the archive lists (any names, any depth); every file must be there.
 
     Raises:
-        ArchiveError: not an archive, a wrong checksum, a missing or unexpected file, a newer format version, a
-            blinded archive, rows that do not fit this database, or ``images`` without every listed file (the
-            message names the problem).
+        ArchiveError: not an archive, a wrong checksum, a missing or unexpected file, a newer format version, an
+            ``archive.json`` that does not match the bag or its tables, a blinded archive, rows that do not fit
+            this database (:func:`studyapp.services.study_rows.check_rows`, or a constraint the database refuses:
+            the transaction must then be rolled back), or ``images`` without every listed file (the message names
+            the problem).
         InvalidInput: ``name`` is empty or already used.
     """
     archive = open_archive(path)
@@ -160,13 +164,12 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
     _check(archive, session, name)
     sources = _image_sources(archive, Path(images) if images is not None else None)
     rows = {table: archive.table(table) for table in archive.manifest["rows"]}
-    study_id = rows["reader_studies"][0]["id"] if rows.get("reader_studies") else None
-    if study_id is None:
-        raise ArchiveError(f"{path} holds no study row")
     try:
         inserted = study_rows.insert_rows(session, rows, {"reader_studies": {"name": name}})
-    except KeyError as error:
+    except (KeyError, study_rows.RowsError) as error:
         raise ArchiveError(f"{path} does not fit this database: {error.args[0]}") from None
+    except IntegrityError as error:  # a constraint check_rows does not know; the caller's rollback undoes it all
+        raise ArchiveError(f"{path} does not fit this database: {' '.join(str(error.orig).split())}") from None
     study = session.get(ReaderStudy, inserted.study_id)
     copied = _copy_images(session, sources, rows.get("instances", []), inserted.ids["instances"],
                           Path(data_dir) / RESTORED_DIR, study.id)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from studyapp.db import comparisons as _comparisons  # noqa: F401 (registers the comparison tables)
 from studyapp.db.base import Base, UTCDateTime
-from studyapp.db.models import ReaderStudy, User
+from studyapp.db.models import ROLES, ReaderStudy, User
 
 STUDY_TABLE = "reader_studies"
 ACCOUNT_TABLE = "users"
@@ -110,6 +110,60 @@ def _typed(table: Table, row: dict[str, Any]) -> dict[str, Any]:
             else value for key, value in row.items()}
 
 
+class RowsError(ValueError):
+    """Rows that cannot be inserted; the message names the table, the row (line, counted from 1) and the column."""
+
+
+def check_rows(rows: Rows, replace: dict[str, dict[str, Any]] | None = None) -> None:
+    """Refuse rows :func:`insert_rows` cannot insert, before anything is written: a table that holds no study rows
+    in this schema, a row that is not an object, a missing, non-integer or repeated ``id``, a column the schema
+    lacks, a required (NOT NULL) column that is null or missing without a default, an account role outside
+    :data:`studyapp.db.models.ROLES`, and not exactly one ``reader_studies`` row.
+
+    Args:
+        rows: rows by table name, each table's rows in line order (``data/tables/<table>.jsonl``).
+        replace: as for :func:`insert_rows`: these values count as set.
+
+    Raises:
+        RowsError: the first problem, naming table, line and column.
+    """
+    replace = replace or {}
+    tables = {table.name: table for table in study_tables()} | {ACCOUNT_TABLE: User.__table__}
+    unknown_tables = sorted(set(rows) - set(tables))
+    if unknown_tables:
+        raise RowsError(f"no table {', '.join(unknown_tables)} holds a study's rows in this database")
+    for name, table_rows in rows.items():
+        table = tables[name]
+        columns = ACCOUNT_COLUMNS if name == ACCOUNT_TABLE else tuple(table.c.keys())
+        seen: dict[int, int] = {}
+        for line, row in enumerate(table_rows, start=1):
+            where = f"table {name} line {line}"
+            if not isinstance(row, dict):
+                raise RowsError(f"{where} is not a JSON object")
+            unknown = sorted(set(row) - set(columns))
+            if unknown:
+                raise RowsError(f"table {name} has no column(s) {', '.join(unknown)} in this database")
+            row_id = row.get("id")
+            if type(row_id) is not int:
+                raise RowsError(f"{where}: id {row_id!r} is not an integer")
+            if row_id in seen:
+                raise RowsError(f"{where} repeats id {row_id} of line {seen[row_id]}")
+            seen[row_id] = line
+            values = row | replace.get(name, {})
+            for column in (table.c[key] for key in columns):
+                if column.nullable or column.primary_key:
+                    continue
+                if column.name in values and values[column.name] is None:
+                    raise RowsError(f"{where}: column {column.name} is null; it is required")
+                if column.name not in values and column.default is None and column.server_default is None:
+                    raise RowsError(f"{where}: column {column.name} is missing; it is required")
+            if name == ACCOUNT_TABLE and values.get("role", ROLES[0]) not in ROLES:
+                raise RowsError(f"{where}: unknown role {values['role']!r} (this platform's roles: "
+                                f"{', '.join(ROLES)})")
+    if len(rows.get(STUDY_TABLE, [])) != 1:
+        raise RowsError(f"table {STUDY_TABLE} has {len(rows.get(STUDY_TABLE, []))} rows; a study archive holds one")
+
+
 def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]] | None = None) -> InsertedRows:
     """Insert a study read by :func:`read_rows` as a new study; every foreign key is pointed at the new rows. Does
     not commit.
@@ -125,17 +179,18 @@ def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]]
         The id maps and the accounts created and reused.
 
     Raises:
-        KeyError: a foreign key names a row that is not in ``rows`` (an inconsistent archive), or a row has a
-            column the schema does not have (the message names it).
+        RowsError: rows :func:`check_rows` refuses (nothing is written).
+        KeyError: a foreign key names a row that is not in ``rows`` (an inconsistent archive; the message names it).
     """
     replace = replace or {}
+    check_rows(rows, replace)
     inserted = InsertedRows()
     accounts = inserted.ids[ACCOUNT_TABLE] = {}
     for account in rows.get(ACCOUNT_TABLE, []):
         existing = session.scalar(select(User).where(User.username == account["username"]))
         if existing is None:
-            existing = User(username=account["username"], display_name=account["display_name"],
-                            role=account["role"], password_hash=NO_PASSWORD)
+            existing = User(**{key: account[key] for key in ACCOUNT_COLUMNS[1:] if key in account},
+                            password_hash=NO_PASSWORD)
             session.add(existing)
             session.flush()
             inserted.accounts_created.append(existing.username)
@@ -144,9 +199,6 @@ def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]]
         accounts[account["id"]] = existing.id
     for table in study_tables():
         table_rows = rows.get(table.name, [])
-        unknown = {column for row in table_rows for column in row} - set(table.c.keys())
-        if unknown:
-            raise KeyError(f"table {table.name} has no column(s) {', '.join(sorted(unknown))} in this database")
         references = _references(table)
         new_rows = []
         for row in table_rows:

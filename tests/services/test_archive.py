@@ -439,3 +439,90 @@ def test_restored_accounts_sign_in_once_set_password_gave_them_one(archived, tmp
     with sessions() as session:
         assert session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.kind == "password_set")) == 2
         assert accounts.get_user(session, "ben").password_hash == study_rows.NO_PASSWORD
+
+
+def _edit_table(copy: Path, table: str, edit, recount: bool = False) -> None:
+    """Rewrite ``data/tables/<table>.jsonl`` of the bag ``copy`` as ``edit(rows)`` returns it; ``recount``: set
+    archive.json's row count to match (a tester covering their tracks)."""
+    file = copy / "data" / "tables" / f"{table}.jsonl"
+    rows = edit([json.loads(line) for line in file.read_text().splitlines()])
+    file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if recount:
+        _edit_manifest(copy, lambda m: m | {"rows": m["rows"] | {table: len(rows)}})
+
+
+def _edit_manifest(copy: Path, edit) -> None:
+    file = copy / "data" / "archive.json"
+    file.write_text(json.dumps(edit(json.loads(file.read_text()))))
+
+
+def _without(key: str):
+    return lambda rows: [{k: v for k, v in rows[0].items() if k != key}, *rows[1:]]
+
+
+def _set(key: str, value):
+    return lambda rows: [rows[0] | {key: value}, *rows[1:]]
+
+
+def _arm_again(rows: list[dict]) -> list[dict]:
+    """A second arm with a new id and the code of the first: unique (study, code) is the database's check."""
+    return [*rows, rows[0] | {"id": max(r["id"] for r in rows) + 1}]
+
+
+REBAGGED = {  # edit of the bag's payload -> what the refusal says; the bag's checksums are recomputed after it
+    "table not listed": (lambda c: _edit_manifest(c, lambda m: m | {"rows": {
+        t: n for t, n in m["rows"].items() if t != "arms"}}),
+        "data/tables/arms.jsonl is not listed in archive.json's rows"),
+    "listed table without file": (lambda c: (c / "data" / "tables" / "question_answers.jsonl").unlink(),
+                                  "archive.json lists table question_answers (22 rows) but "
+                                  "data/tables/question_answers.jsonl is missing"),
+    "duplicated user row": (lambda c: _edit_table(c, "users", lambda rows: [*rows, rows[0]]),
+                            "data/tables/users.jsonl has 4 line(s), archive.json lists 3 row(s)"),
+    "duplicated user row, recounted": (lambda c: _edit_table(c, "users", lambda rows: [*rows, rows[0]], True),
+                                       "does not fit this database: table users line 4 repeats id "),
+    "format versions differ": (lambda c: _edit_manifest(c, lambda m: m | {"format_version": FORMAT_VERSION + 1}),
+                               f"data/archive.json says format version {FORMAT_VERSION + 1}, bag-info.txt's "
+                               f"{FORMAT_VERSION_FIELD} says {FORMAT_VERSION}"),
+    "archive.json not JSON": (lambda c: (c / "data" / "archive.json").write_text("{\"rows\": "),
+                              "data/archive.json is not JSON: Expecting value: line 1 column 10"),
+    "archive.json empty": (lambda c: (c / "data" / "archive.json").write_text(""), "data/archive.json is empty"),
+    "archive.json a list": (lambda c: (c / "data" / "archive.json").write_text("[]"),
+                            "data/archive.json is not a JSON object but a list"),
+    "archive.json without rows": (lambda c: _edit_manifest(c, lambda m: {k: v for k, v in m.items() if k != "rows"}),
+                                  "data/archive.json has no 'rows' (the row count of each table)"),
+    "unknown role": (lambda c: _edit_table(c, "users", _set("role", "superuser")),
+                     "does not fit this database: table users line 1: unknown role 'superuser' (this platform's "
+                     "roles: reader, coordinator)"),
+    "case without case_key": (lambda c: _edit_table(c, "cases", _without("case_key")),
+                              "does not fit this database: table cases line 1: column case_key is missing; it is "
+                              "required"),
+    "user without username": (lambda c: _edit_table(c, "users", _set("username", None)),
+                              "does not fit this database: table users line 1: column username is null; it is "
+                              "required"),
+    "arm code twice": (lambda c: _edit_table(c, "arms", _arm_again, True),
+                       "does not fit this database: UNIQUE constraint failed: arms.study_id, arms.code"),
+}
+
+
+@pytest.mark.parametrize("case", REBAGGED)
+def test_edited_and_rebagged_archive_is_refused_and_changes_nothing(case, source, archived, tmp_path, capsys):
+    """A valid bag (checksums recomputed after the edit) whose archive.json, tables or rows are wrong: refused
+    before or inside the one transaction, with a one-line message naming the problem; no table gains a row."""
+    edit, expected = REBAGGED[case]
+    copy = _copy(archived, tmp_path)
+    edit(copy)
+    bagit.Bag(str(copy)).save(manifests=True)
+    assert bagit.Bag(str(copy)).is_valid()
+    url, data, _ = source  # the source database: its accounts, arms and cases are there to collide with
+    message = _refused(url, data, copy, f"edited: {case}", capsys)
+    assert expected in message and message.count("\n") == 1 and "Traceback" not in message
+
+
+def test_a_format_version_that_is_not_a_number_is_named(archived, tmp_path, capsys):
+    copy = _copy(archived, tmp_path)
+    bag = bagit.Bag(str(copy))
+    bag.info[FORMAT_VERSION_FIELD] = "abc"
+    bag.save()
+    message = _refused(f"sqlite:///{tmp_path / 'target.db'}", tmp_path / "data", copy, "abc", capsys)
+    assert f"bag-info.txt's {FORMAT_VERSION_FIELD} 'abc' is not a number" in message
+    assert "has no" not in message
