@@ -526,3 +526,14 @@ def test_a_format_version_that_is_not_a_number_is_named(archived, tmp_path, caps
     message = _refused(f"sqlite:///{tmp_path / 'target.db'}", tmp_path / "data", copy, "abc", capsys)
     assert f"bag-info.txt's {FORMAT_VERSION_FIELD} 'abc' is not a number" in message
     assert "has no" not in message
+
+
+def test_a_constraint_postgresql_refuses_is_one_named_line_and_changes_nothing(archived, postgresql_url, tmp_path,
+                                                                              capsys):
+    """PostgreSQL aborts the transaction at the failed INSERT; the restore names the constraint and rolls back."""
+    copy = _copy(archived, tmp_path)
+    _edit_table(copy, "arms", _arm_again, True)
+    bagit.Bag(str(copy)).save(manifests=True)
+    message = _refused(postgresql_url, tmp_path / "data", copy, "arm code twice", capsys)
+    assert "does not fit this database: duplicate key value violates unique constraint" in message
+    assert message.count("\n") == 1 and "Traceback" not in message
