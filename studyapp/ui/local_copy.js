@@ -1,16 +1,33 @@
 // The browser's copy of the reader's text, so that typing survives whatever happens to the server or the page.
-// Every change in the editor is kept in localStorage as {text, seconds, at} (the text, the active-time total, when)
-// under "studyapp:text:<reader id>:<assignment id>" until the server acknowledges a save of exactly that text
-// (autosave.js calls stored()). When a case is shown (opened(), after the server's screen arrived), a kept text
-// the server lacks is restored by itself when the server's text is its beginning (typing the server never got:
-// a crash, a restart, an outage, an expired sign-in, a page closed too early), and otherwise offered beside the
-// editor ("Use the kept text" / "Discard it"); it is never dropped silently. The key names the reader, so another
+// Every change in the editor is kept in localStorage as {text, seconds, at, tab} (the text, the active-time total,
+// when, which tab) under "studyapp:text:<reader id>:<assignment id>" until the server acknowledges a save of exactly
+// that text (autosave.js calls stored()). When a case is shown (opened(), after the server's screen arrived), a kept
+// text the server lacks is restored by itself when the server's text is its beginning and this same tab kept it, or
+// no tab has typed it for LIVE_TAB_MS (typing the server never got: a crash, a restart, an outage, an expired
+// sign-in, a page closed too early); otherwise (another tab may be typing it now) it is offered beside the editor
+// ("Use the kept text" / "Discard it"); it is never dropped silently. The key names the reader, so another
 // account on a shared browser is never shown it; signing out first waits (up to SIGN_OUT_WAIT_MS) for the open
 // case's last text to be saved, which drops its copy. Only the reader's own text and active time are kept: nothing
 // about the case's arm or the draft's source.
 (() => {
   const PREFIX = "studyapp:text:";
   const SIGN_OUT_WAIT_MS = 5000;
+  // text another tab kept less than this long ago may be that tab typing right now: offered, never put in place
+  // by itself (restoring it would save it over the live tab's next saves and refuse that tab as "another tab")
+  const LIVE_TAB_MS = 30000;
+  // this tab's name: sessionStorage survives a reload of the tab (a crash, a restart) but is not shared with other tabs
+  const tab = (() => {
+    try {
+      let name = sessionStorage.getItem("studyapp:tab");
+      if (!name) {
+        name = `${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
+        sessionStorage.setItem("studyapp:tab", name);
+      }
+      return name;
+    } catch (error) {
+      return null;
+    }
+  })();
   const state = { reader: null, assignment: null, running: false };
   const key = (reader, assignment) => `${PREFIX}${reader}:${assignment}`;
   const read = (name) => {
@@ -33,7 +50,7 @@
     if (state.reader === null || state.assignment === null || !state.running) return;
     try {
       localStorage.setItem(key(state.reader, state.assignment), JSON.stringify({
-        text: event.target.value, seconds: window.studyTimer ? window.studyTimer.seconds() : 0, at: Date.now() }));
+        text: event.target.value, seconds: window.studyTimer ? window.studyTimer.seconds() : 0, at: Date.now(), tab }));
     } catch (error) { /* storage full or turned off: the server's saves go on */ }
   }, { capture: true });
 
@@ -84,7 +101,8 @@
       if (!entry) return;
       if (!state.running || entry.text === text) {  // submitted (final), or the server has exactly this text
         localStorage.removeItem(name);
-      } else if (entry.text.startsWith(text ?? "")) {
+      } else if (entry.text.startsWith(text ?? "")
+                 && (entry.tab === tab || !entry.tab || Date.now() - entry.at > LIVE_TAB_MS)) {
         replace(entry.text, entry.seconds, text ?? "").then((done) => {
           if (done) say("Restored text typed in this browser that had not reached the server; saving it now.");
           else offer(name, entry);

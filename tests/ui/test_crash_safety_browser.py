@@ -154,7 +154,7 @@ def test_sigkill_while_typing_loses_nothing_once_the_page_is_reloaded(shared_dat
         entries = page.evaluate(f"() => ({KEPT_TEXTS})().map((k) => [k, JSON.parse(localStorage.getItem(k))])")
         reader_id = _reader_id(server, "reader1")
         assert len(entries) == 1 and entries[0][0] == f"studyapp:text:{reader_id}:{stored.assignment_id}"
-        assert set(entries[0][1]) == {"text", "seconds", "at"} and entries[0][1]["text"] == final + " Signing out now."
+        assert set(entries[0][1]) == {"text", "seconds", "at", "tab"} and entries[0][1]["text"] == final + " Signing out now."
         # signing out right away waits for the save, then leaves nothing of the text in this shared browser
         page.get_by_text("Sign out", exact=True).click()
         page.get_by_label("username").wait_for(timeout=30_000)
@@ -219,11 +219,22 @@ def test_two_tabs_of_one_reader_never_overwrite_each_other_silently(shared_data,
         first = context.new_page()
         sign_in(first, server.url, "reader1", PASSWORD)
         first_editor = _open_first_case(first)
+        # the first tab's latest keys are kept in the browser, not acknowledged yet, as the second tab opens: the
+        # second tab offers that text but never puts it in place by itself (saving it would make the live first
+        # tab "another tab")
+        opened = _stored_report(server)
+        pending = opened.current_text + " A word in flight."
+        first.evaluate("([name, text]) => localStorage.setItem(name, JSON.stringify("
+                       "{text, seconds: 1, at: Date.now(), tab: sessionStorage.getItem('studyapp:tab')}))",
+                       [f"studyapp:text:{_reader_id(server, 'reader1')}:{opened.assignment_id}", pending])
         second = context.new_page()
         second.goto(server.url)  # resumes the case in progress
         second.wait_for_function(EDITOR_FILLED,
                                  timeout=30_000)
+        second.locator("#local-copy .local-copy-offer").wait_for(timeout=30_000)
         second_editor = second.locator("#report-editor textarea")
+        assert second_editor.input_value() == opened.current_text
+        assert _stored_report(server).version == opened.version
 
         first_editor.type(" Typed in the first tab.")
         _wait_stored(server, first, " Typed in the first tab.")
