@@ -33,7 +33,7 @@ def test_reading_screen_fits_without_scrolling(serve_app, browser, tmp_path):
     page.wait_for_selector('.sv-root:visible[data-status="ready"]', timeout=30_000)
     page.locator("#finish-report").click()
     page.locator("#confirm-submit").wait_for(timeout=10_000)
-    page.wait_for_timeout(500)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")  # laid out
 
     assert page.evaluate("() => document.scrollingElement.scrollHeight") <= VIEWPORT["height"]
     for selector in ("#confirm-submit", "#question-mental_demand", "#report-editor", ".sv-root:visible",

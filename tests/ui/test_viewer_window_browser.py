@@ -50,7 +50,7 @@ def test_a_window_drag_paints_at_screen_size_and_writes_nothing_else(serve_app, 
     page.mouse.move(x - 150, y + 40, steps=5)
     page.mouse.up()
     page.wait_for_function("(root) => root.dataset.width !== '30000'", arg=root.element_handle())
-    page.wait_for_timeout(150)  # painted at the next animation frame
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")  # painted at the next animation frame
     changed = set(page.evaluate("window.watched"))
     assert changed <= {"sv-info:text", "sv-root@data-center", "sv-root@data-width"}, changed
     assert "sv-info:text" in changed and page.evaluate("window.overlayClears") == 0
