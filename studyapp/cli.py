@@ -147,7 +147,11 @@ def _cmd_set_template(session, args):
 
 
 def _cmd_import_case_info(session, args):
-    result = cases.import_case_info(session, studies.get_study(session, args.study), Path(args.file))
+    study, path = studies.get_study(session, args.study), Path(args.file)
+    preview = cases.import_case_info(session, study, path, dry_run=True)
+    if preview.overwritten:
+        _confirm(args, f"importing {path.name} overwrites {preview.overwriting()} of {study.name!r}")
+    result = cases.import_case_info(session, study, path)
     print(f"updated {result.updated}, unchanged {result.unchanged}, errors {len(result.errors)}")
     return _print_row_errors(result.errors)
 
@@ -422,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "from CSV/JSONL (case_key + any of those columns)")
     p.add_argument("study")
     p.add_argument("file")
+    _add_yes(p, "overwriting stored case information")
     p.set_defaults(run=_cmd_import_case_info)
 
     p = sub.add_parser("set-template", help="set the normal template text (arm 'template') from a file")

@@ -30,11 +30,28 @@ LABELS = ("normal", "abnormal")
 
 @dataclass
 class CaseInfoResult:
-    """Outcome of :func:`import_case_info`: cases changed, rows that changed nothing, ``(line, message)`` errors."""
+    """Outcome of :func:`import_case_info`.
+
+    Attributes:
+        updated: cases changed (or, with ``dry_run``, that would change).
+        unchanged: rows that change nothing.
+        overwritten: cases whose stored (non-empty) values the import replaces or clears; setting an empty field
+            is not overwriting.
+        overwritten_fields: ``overwritten`` per column, e.g. ``{"indication": 2, "label": 1}``.
+        errors: ``(line, message)`` per refused row.
+    """
 
     updated: int = 0
     unchanged: int = 0
+    overwritten: int = 0
+    overwritten_fields: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[int, str]] = field(default_factory=list)
+
+    def overwriting(self) -> str:
+        """What a preview (``dry_run=True``) would overwrite, for the coordinator's confirmation question, e.g.
+        ``"the stored values of 2 case(s) (indication 2, label 1)"``."""
+        fields = ", ".join(f"{column} {n}" for column, n in sorted(self.overwritten_fields.items()))
+        return f"the stored values of {self.overwritten} case(s)" + (f" ({fields})" if fields else "")
 
 
 def _values(row: dict) -> dict[str, str | None] | str:
@@ -56,8 +73,13 @@ def _values(row: dict) -> dict[str, str | None] | str:
     return values
 
 
-def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> CaseInfoResult:
+def import_case_info(session: Session, study: ReaderStudy, path: str | Path, dry_run: bool = False
+                     ) -> CaseInfoResult:
     """Set the clinical context of ``study``'s cases from a ``.csv`` or ``.jsonl`` file. Does not commit.
+
+    Args:
+        dry_run: change nothing (no write at all), only count: what the import would do, so that the coordinator
+            can be asked before stored values are overwritten (:meth:`CaseInfoResult.overwriting`).
 
     Raises:
         RowFileError: the file cannot be read at all (see :func:`studyapp.services.rowfiles.read_rows`).
@@ -80,14 +102,21 @@ def import_case_info(session: Session, study: ReaderStudy, path: str | Path) -> 
             result.errors.append((line, values))
             continue
         changed = {k: v for k, v in values.items() if getattr(case, k) != v}
-        for column, value in changed.items():
-            setattr(case, column, value)
+        overwritten = [column for column in changed if getattr(case, column) not in (None, "")]
+        for column in overwritten:
+            result.overwritten_fields[column] = result.overwritten_fields.get(column, 0) + 1
+        result.overwritten += bool(overwritten)
         if changed:
             result.updated += 1
         else:
             result.unchanged += 1
-    session.flush()
+        if not dry_run:
+            for column, value in changed.items():
+                setattr(case, column, value)
     result.errors.sort()
+    if dry_run:
+        return result
+    session.flush()
     audit.record(session, "case_info_imported", study_id=study.id, file=Path(path).name, updated=result.updated,
                  refused_rows=len(result.errors))
     return result

@@ -3,8 +3,9 @@
 import json
 
 import pytest
+from sqlalchemy import func, select
 
-from studyapp.db.models import Case
+from studyapp.db.models import AuditEvent, Case
 from studyapp.services import cases, studies
 from studyapp.services.rowfiles import RowFileError
 
@@ -59,3 +60,23 @@ def test_unknown_key_suggests_the_near_match(study, tmp_path):
     with study.begin() as s:
         result = cases.import_case_info(s, studies.get_study(s, "ctx"), path)
     assert result.errors == [(2, "unknown case_key 'a'; did you mean 'A'?"), (3, "unknown case_key 'Q'")]
+
+
+def test_dry_run_counts_overwritten_fields_and_writes_nothing(study, tmp_path):
+    path = tmp_path / "info.csv"  # A: stored indication replaced; B: stored indication cleared; C: label newly set
+    path.write_text("case_key,indication,label\nA,Fever.,\nB,,\nC,from header,normal\n")
+    with study.begin() as s:
+        preview = cases.import_case_info(s, studies.get_study(s, "ctx"), path, dry_run=True)
+    assert (preview.updated, preview.unchanged, preview.overwritten) == (3, 0, 2)
+    assert preview.overwritten_fields == {"indication": 2}
+    assert preview.overwriting() == "the stored values of 2 case(s) (indication 2)"
+    with study() as s:
+        assert {(c.indication, c.label) for c in studies.get_study(s, "ctx").cases} == {("from header", None)}
+        assert s.scalar(select(func.count(AuditEvent.id))) == 0
+    with study.begin() as s:
+        result = cases.import_case_info(s, studies.get_study(s, "ctx"), path)
+    assert (result.updated, result.overwritten) == (3, 2)
+    with study() as s:
+        assert {c.case_key: (c.indication, c.label) for c in studies.get_study(s, "ctx").cases} == {
+            "A": ("Fever.", None), "B": (None, None), "C": ("from header", "normal")}
+        assert s.scalar(select(func.count(AuditEvent.id))) == 1

@@ -1,5 +1,6 @@
 """Command-line actions that remove or overwrite stored work ask first: re-running ``assign``, ``mark-practice``
-once an assignment exists, ``import-drafts --replace`` and ``set-template`` over stored template drafts. A script
+once an assignment exists, ``import-drafts --replace``, ``set-template`` over stored template drafts and
+``import-case-info`` over stored case information. A script
 (no terminal) changes nothing without ``--yes`` and is told the counts; on a terminal the command asks y/N."""
 
 import os
@@ -80,6 +81,49 @@ def test_a_script_changes_nothing_without_yes_and_is_told_what_would_go(tmp_path
     assert run("set-template", "practice study", str(template), "--yes") == 0
     assert run("set-template", "practice study", str(template)) == 0  # the same text: nothing overwritten
     assert _draft(url, "case0", "template") == "IMPRESSION: Normal."
+
+
+def _case_info(url):
+    with open_database(url)() as s:
+        return {key: (indication, label) for key, indication, label in
+                s.execute(select(Case.case_key, Case.indication, Case.label).where(Case.case_key.in_(
+                    ("case0", "case1", "case2"))))}
+
+
+def test_import_case_info_asks_before_overwriting_stored_values(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    _study(open_database(url))
+    run = lambda *args: main(["--database", url, *args])  # noqa: E731
+    first = tmp_path / "first.csv"
+    first.write_text("case_key,indication,label\ncase0,Cough.,normal\ncase1,Fever.,\n", encoding="utf-8")
+    assert run("import-case-info", "practice study", str(first)) == 0  # only empty fields set: nothing asked
+    assert "updated 2, unchanged 0, errors 0" in capsys.readouterr().out
+    stored = {"case0": ("Cough.", "normal"), "case1": ("Fever.", None), "case2": (None, None)}
+    assert _case_info(url) == stored
+
+    # case0: indication replaced and label cleared; case1: an empty label set (not an overwrite); case2: new
+    second = tmp_path / "second.jsonl"
+    second.write_text('{"case_key": "case0", "indication": "Chest pain.", "label": ""}\n'
+                      '{"case_key": "case1", "indication": "Fever.", "label": "abnormal"}\n'
+                      '{"case_key": "case2", "indication": "Trauma."}\n', encoding="utf-8")
+    assert run("import-case-info", "practice study", str(second)) == 1
+    err = capsys.readouterr().err
+    assert ("Importing second.jsonl overwrites the stored values of 1 case(s) (indication 1, label 1) of "
+            "'practice study'. Nothing was changed: add --yes") in err
+    assert _case_info(url) == stored
+
+    third = tmp_path / "third.csv"  # two cases overwritten, one field each
+    third.write_text("case_key,indication\ncase0,Dyspnoea.\ncase1,Sepsis.\n", encoding="utf-8")
+    assert run("import-case-info", "practice study", str(third)) == 1
+    assert "overwrites the stored values of 2 case(s) (indication 2)" in capsys.readouterr().err
+    assert _case_info(url) == stored
+
+    assert run("import-case-info", "practice study", str(second), "--yes") == 0
+    assert "updated 3, unchanged 0, errors 0" in capsys.readouterr().out
+    assert _case_info(url) == {"case0": ("Chest pain.", None), "case1": ("Fever.", "abnormal"),
+                               "case2": ("Trauma.", None)}
+    assert run("import-case-info", "practice study", str(second)) == 0  # the same values again: nothing asked
+    assert "updated 0, unchanged 3" in capsys.readouterr().out
 
 
 def _on_terminal(tmp_path, answer: str, *args: str, while_asked=lambda: None) -> tuple[int, str]:
