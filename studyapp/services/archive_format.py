@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,13 @@ LAYOUT = {
 }
 
 
+#: A UID as ``images.jsonl`` may list it: digits in dot-separated components, at most 64 characters (DICOM PS3.5
+#: 9.1; leading zeros, which some sites' UIDs have, are let through). It names folders and files on restore.
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+UID_MAX_CHARS = 64
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path`` as lowercase hex: the checksum ``images.jsonl`` lists per DICOM file.
 
@@ -100,6 +109,61 @@ class OpenedArchive:
     def table(self, name: str) -> list[dict[str, Any]]:
         """The rows of table ``name`` (empty when the archive has none)."""
         return self.lines(f"{TABLES}/{name}.jsonl")
+
+    def image_list(self) -> list[dict[str, Any]]:
+        """The lines of ``images.jsonl``, each checked to be an object with ``study_instance_uid``,
+        ``series_instance_uid`` and ``sop_instance_uid`` UID strings (:data:`UID`), a ``sha256`` of 64 lowercase
+        hex digits, ``file`` null (an archive without images) or exactly
+        ``images/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` of the line's UIDs and present in
+        the payload, and ``identifying_attributes`` a list of objects; no SOPInstanceUID twice.
+
+        Raises:
+            ArchiveError: the first bad line, naming the file, the line number and the field (a line that is not
+                JSON: :meth:`lines`).
+        """
+        checked, seen = [], {}
+        for number, line in enumerate(self.lines(IMAGE_LIST), start=1):
+            where = f"data/{IMAGE_LIST} line {number}"
+            if not isinstance(line, dict):
+                raise ArchiveError(f"{where} is not a JSON object but a {type(line).__name__}")
+            problem = _image_line_problem(self.root, line)
+            if problem:
+                raise ArchiveError(f"{where}: {problem}")
+            if line["sop_instance_uid"] in seen:
+                raise ArchiveError(f"{where}: sop_instance_uid {line['sop_instance_uid']} repeats line "
+                                   f"{seen[line['sop_instance_uid']]}")
+            seen[line["sop_instance_uid"]] = number
+            checked.append(line)
+        return checked
+
+
+def _image_line_problem(root: Path, line: dict[str, Any]) -> str | None:
+    """What is wrong with one object of ``images.jsonl`` (the first field found wrong), or None."""
+
+    def wrong(field: str, expected: str) -> str:
+        if field not in line:
+            return f"field {field} is missing; expected {expected}"
+        value = line[field]
+        kind = "null" if value is None else type(value).__name__
+        return f"field {field} is {reprlib.repr(value)} ({kind}); expected {expected}"
+
+    for field in ("study_instance_uid", "series_instance_uid", "sop_instance_uid"):
+        value = line.get(field)
+        if not (isinstance(value, str) and len(value) <= UID_MAX_CHARS and UID.fullmatch(value)):
+            return wrong(field, f"a UID string (digits and dots, at most {UID_MAX_CHARS} characters)")
+    if not (isinstance(line.get("sha256"), str) and _SHA256.fullmatch(line["sha256"])):
+        return wrong("sha256", "the file's SHA-256 as 64 lowercase hex digits")
+    expected = f"{IMAGES}/{line['study_instance_uid']}/{line['series_instance_uid']}/{line['sop_instance_uid']}.dcm"
+    if "file" not in line or line["file"] not in (None, expected):
+        return wrong("file", f"null or {expected!r}")
+    target = root / expected
+    if line["file"] is not None and (target.is_symlink() or not target.is_file()
+                                     or not target.resolve().is_relative_to(root.resolve())):
+        return f"field file names {expected}, which is not a file in the archive (missing, or a link)"
+    attributes = line.get("identifying_attributes")
+    if not (isinstance(attributes, list) and all(isinstance(a, dict) for a in attributes)):
+        return wrong("identifying_attributes", "a list of objects (tag, keyword, action)")
+    return None
 
 
 def open_archive(path: str | Path) -> OpenedArchive:

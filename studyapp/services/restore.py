@@ -3,8 +3,9 @@ database as a new study.
 
 Everything is checked before the first row is written (the bag's checksums and files, the format version, that
 ``archive.json`` agrees with the bag and its tables, that the archive is not blinded, that no study is named
-``NAME``, that every row has its required columns, unique ids and known roles), and the rows go in the caller's
-one transaction: a refused or failed restore changes nothing in the database. The archived DICOM files are copied to
+``NAME``, that every row has its required columns, unique ids, known roles and texts that fit their columns, that
+every ``images.jsonl`` line has well-typed UIDs, checksum and file), and the rows go in the caller's one
+transaction: a refused or failed restore changes nothing in the database. The archived DICOM files are copied to
 ``DATA_DIR/restored/study-<id>-<random>/``; an archive written without them gets them from a folder named by the
 caller, each found by its SHA-256, or else its instances have no file (the analysis does not need them; the summary
 warns, and the viewer says that no image file is stored).
@@ -18,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import bindparam, event, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from studyapp.db.models import Instance, ReaderStudy
 from studyapp.services import audit, study_rows
-from studyapp.services.archive_format import IMAGE_LIST, ArchiveError, OpenedArchive, file_sha256, open_archive
+from studyapp.services.archive_format import ArchiveError, OpenedArchive, file_sha256, open_archive
 from studyapp.services.errors import InvalidInput
 
 #: Folder under the data folder that receives the images of restored studies.
@@ -94,10 +94,11 @@ def _image_sources(archive: OpenedArchive, images: Path | None) -> dict[str, tup
     written without them, the files under ``images`` whose SHA-256 the archive lists.
 
     Raises:
-        ArchiveError: ``images`` given for an archive that holds its images, or some listed files are not under
-            ``images`` (the message counts them and names the first SOPInstanceUIDs).
+        ArchiveError: a malformed ``images.jsonl`` line (:meth:`OpenedArchive.image_list`), ``images`` given for an
+            archive that holds its images, or some listed files are not under ``images`` (the message counts them
+            and names the first SOPInstanceUIDs).
     """
-    listed = archive.lines(IMAGE_LIST)
+    listed = archive.image_list()
     if images is None:
         return {line["sop_instance_uid"]: (line, archive.root / line["file"]) for line in listed if line["file"]}
     if any(line["file"] for line in listed):
@@ -154,9 +155,10 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
     Raises:
         ArchiveError: not an archive, a wrong checksum, a missing or unexpected file, a newer format version, an
             ``archive.json`` that does not match the bag or its tables, a blinded archive, rows that do not fit
-            this database (:func:`studyapp.services.study_rows.check_rows`, or a constraint the database refuses:
-            the transaction must then be rolled back), or ``images`` without every listed file (the message names
-            the problem).
+            this database (:func:`studyapp.services.study_rows.check_rows`, or a row the database refuses: a
+            constraint, a value of the wrong type or out of range; the transaction must then be rolled back), a
+            malformed ``images.jsonl`` line (file, line, field), or ``images`` without every listed file (the
+            message names the problem).
         InvalidInput: ``name`` is empty or already used.
     """
     archive = open_archive(path)
@@ -166,10 +168,8 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
     rows = {table: archive.table(table) for table in archive.manifest["rows"]}
     try:
         inserted = study_rows.insert_rows(session, rows, {"reader_studies": {"name": name}})
-    except (KeyError, study_rows.RowsError) as error:
+    except (KeyError, study_rows.RowsError) as error:  # the database's refusals too: the caller's rollback undoes all
         raise ArchiveError(f"{path} does not fit this database: {error.args[0]}") from None
-    except IntegrityError as error:  # a constraint check_rows does not know; the caller's rollback undoes it all
-        raise ArchiveError(f"{path} does not fit this database: {' '.join(str(error.orig).split())}") from None
     study = session.get(ReaderStudy, inserted.study_id)
     copied = _copy_images(session, sources, rows.get("instances", []), inserted.ids["instances"],
                           Path(data_dir) / RESTORED_DIR, study.id)

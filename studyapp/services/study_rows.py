@@ -14,11 +14,14 @@ they are, floats as Python floats (JSON keeps every bit of a double). :func:`ins
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, insert, or_, select
+from sqlalchemy import Select, String, Table, insert, or_, select
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from studyapp.db import comparisons as _comparisons  # noqa: F401 (registers the comparison tables)
@@ -111,13 +114,15 @@ def _typed(table: Table, row: dict[str, Any]) -> dict[str, Any]:
 
 
 class RowsError(ValueError):
-    """Rows that cannot be inserted; the message names the table, the row (line, counted from 1) and the column."""
+    """Rows that cannot be inserted; the message names the table and, when known, the row (line, counted from 1)
+    and the column."""
 
 
 def check_rows(rows: Rows, replace: dict[str, dict[str, Any]] | None = None) -> None:
     """Refuse rows :func:`insert_rows` cannot insert, before anything is written: a table that holds no study rows
     in this schema, a row that is not an object, a missing, non-integer or repeated ``id``, a column the schema
-    lacks, a required (NOT NULL) column that is null or missing without a default, an account role outside
+    lacks, a required (NOT NULL) column that is null or missing without a default, a text longer than its
+    ``String(n)`` column (PostgreSQL refuses it, SQLite would store it), an account role outside
     :data:`studyapp.db.models.ROLES`, and not exactly one ``reader_studies`` row.
 
     Args:
@@ -157,6 +162,10 @@ def check_rows(rows: Rows, replace: dict[str, dict[str, Any]] | None = None) -> 
                     raise RowsError(f"{where}: column {column.name} is null; it is required")
                 if column.name not in values and column.default is None and column.server_default is None:
                     raise RowsError(f"{where}: column {column.name} is missing; it is required")
+            for key, value in values.items():
+                length = table.c[key].type.length if isinstance(table.c[key].type, String) else None
+                if isinstance(value, str) and length is not None and len(value) > length:
+                    raise RowsError(f"{where}: column {key} holds {len(value)} characters; it takes at most {length}")
             if name == ACCOUNT_TABLE and values.get("role", ROLES[0]) not in ROLES:
                 raise RowsError(f"{where}: unknown role {values['role']!r} (this platform's roles: "
                                 f"{', '.join(ROLES)})")
@@ -179,7 +188,9 @@ def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]]
         The id maps and the accounts created and reused.
 
     Raises:
-        RowsError: rows :func:`check_rows` refuses (nothing is written).
+        RowsError: rows :func:`check_rows` refuses (nothing is written), or a row the database refuses (a
+            constraint, a value of the wrong type or out of range: SQLAlchemy's ``IntegrityError`` or ``DataError``),
+            named by its table with the database's message on one line; the caller must roll the transaction back.
         KeyError: a foreign key names a row that is not in ``rows`` (an inconsistent archive; the message names it).
     """
     replace = replace or {}
@@ -192,7 +203,8 @@ def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]]
             existing = User(**{key: account[key] for key in ACCOUNT_COLUMNS[1:] if key in account},
                             password_hash=NO_PASSWORD)
             session.add(existing)
-            session.flush()
+            with _refused_by_database(ACCOUNT_TABLE):
+                session.flush()
             inserted.accounts_created.append(existing.username)
         else:
             inserted.accounts_reused.append(existing.username)
@@ -213,9 +225,22 @@ def insert_rows(session: Session, rows: Rows, replace: dict[str, dict[str, Any]]
         if not new_rows:
             inserted.ids[table.name] = {}
             continue
-        result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), new_rows)
+        with _refused_by_database(table.name):
+            result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                                     new_rows)
         inserted.ids[table.name] = dict(zip((row["id"] for row in table_rows), result.scalars().all()))
     return inserted
+
+
+@contextmanager
+def _refused_by_database(table: str) -> Iterator[None]:
+    """Turn the database's refusal of a row of ``table`` (SQLAlchemy's ``IntegrityError``: a constraint;
+    ``DataError``: a value of the wrong type, too long or out of range) into a :class:`RowsError` naming the table,
+    with the database's message on one line."""
+    try:
+        yield
+    except (IntegrityError, DataError) as error:
+        raise RowsError(f"table {table}: {' '.join(str(error.orig).split())}") from error
 
 
 def _new_id(ids: dict[str, dict[int, int]], table: str, old: int, where: str) -> int:

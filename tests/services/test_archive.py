@@ -451,6 +451,13 @@ def _edit_table(copy: Path, table: str, edit, recount: bool = False) -> None:
         _edit_manifest(copy, lambda m: m | {"rows": m["rows"] | {table: len(rows)}})
 
 
+def _edit_images(copy: Path, edit) -> None:
+    """Rewrite ``data/images.jsonl`` of the bag ``copy`` as ``edit(lines)`` returns it."""
+    file = copy / "data" / "images.jsonl"
+    lines = edit([json.loads(line) for line in file.read_text().splitlines()])
+    file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 def _edit_manifest(copy: Path, edit) -> None:
     file = copy / "data" / "archive.json"
     file.write_text(json.dumps(edit(json.loads(file.read_text()))))
@@ -500,7 +507,27 @@ REBAGGED = {  # edit of the bag's payload -> what the refusal says; the bag's ch
                               "does not fit this database: table users line 1: column username is null; it is "
                               "required"),
     "arm code twice": (lambda c: _edit_table(c, "arms", _arm_again, True),
-                       "does not fit this database: UNIQUE constraint failed: arms.study_id, arms.code"),
+                       "does not fit this database: table arms: UNIQUE constraint failed: arms.study_id, arms.code"),
+    "UID longer than its column": (lambda c: _edit_table(c, "cases", _set("study_instance_uid", "1." * 35)),
+                                   "does not fit this database: table cases line 1: column study_instance_uid holds "
+                                   "70 characters; it takes at most 64"),
+    "image UID a number": (lambda c: _edit_images(c, lambda lines: [*lines[:1], lines[1] | {"sop_instance_uid": 5},
+                                                                    *lines[2:]]),
+                           "data/images.jsonl line 2: field sop_instance_uid is 5 (int); expected a UID string "
+                           "(digits and dots, at most 64 characters)"),
+    "image without sha256": (lambda c: _edit_images(c, _without("sha256")),
+                             "data/images.jsonl line 1: field sha256 is missing; expected the file's SHA-256 as 64 "
+                             "lowercase hex digits"),
+    "image UID leading out of the folder": (lambda c: _edit_images(c, _set("series_instance_uid", "../..")),
+                                            "data/images.jsonl line 1: field series_instance_uid is '../..' (str); "
+                                            "expected a UID string"),
+    "image file outside the archive": (lambda c: _edit_images(c, _set("file", "/etc/passwd")),
+                                       "data/images.jsonl line 1: field file is '/etc/passwd' (str); expected null "
+                                       "or 'images/"),
+    "image line a list": (lambda c: _edit_images(c, lambda lines: [[1, 2], *lines[1:]]),
+                          "data/images.jsonl line 1 is not a JSON object but a list"),
+    "image line twice": (lambda c: _edit_images(c, lambda lines: [*lines, lines[0]]),
+                         "data/images.jsonl line 5: sop_instance_uid "),
 }
 
 
@@ -535,5 +562,21 @@ def test_a_constraint_postgresql_refuses_is_one_named_line_and_changes_nothing(a
     _edit_table(copy, "arms", _arm_again, True)
     bagit.Bag(str(copy)).save(manifests=True)
     message = _refused(postgresql_url, tmp_path / "data", copy, "arm code twice", capsys)
-    assert "does not fit this database: duplicate key value violates unique constraint" in message
+    assert "does not fit this database: table arms: duplicate key value violates unique constraint" in message
     assert message.count("\n") == 1 and "Traceback" not in message
+
+
+@pytest.mark.parametrize("table, edit, expected", [
+    ("series", _set("series_number", 2**31),  # PostgreSQL's DataError: the Integer column is 32 bits
+     "does not fit this database: table series: integer out of range"),
+    ("cases", _set("study_instance_uid", "1." * 35),  # refused before PostgreSQL would (SQLite would store it)
+     "does not fit this database: table cases line 1: column study_instance_uid holds 70 characters; it takes at "
+     "most 64"),
+])
+def test_a_value_postgresql_refuses_is_one_named_line_and_changes_nothing(table, edit, expected, archived,
+                                                                         postgresql_url, tmp_path, capsys):
+    copy = _copy(archived, tmp_path)
+    _edit_table(copy, table, edit)
+    bagit.Bag(str(copy)).save(manifests=True)
+    message = _refused(postgresql_url, tmp_path / "data", copy, f"{table} value", capsys)
+    assert expected in message and message.count("\n") == 1 and "Traceback" not in message
