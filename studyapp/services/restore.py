@@ -167,7 +167,10 @@ def restore_study(session: Session, path: str | Path, name: str, data_dir: str |
     sources = _image_sources(archive, Path(images) if images is not None else None)
     rows = {table: archive.table(table) for table in archive.manifest["rows"]}
     try:
-        inserted = study_rows.insert_rows(session, rows, {"reader_studies": {"name": name}})
+        # no instance keeps the archive's file path: only the files copied below are pointed at (never a path on
+        # this machine that an edited archive names)
+        inserted = study_rows.insert_rows(session, rows, {"reader_studies": {"name": name},
+                                                          "instances": {"file_path": ""}})
     except (KeyError, study_rows.RowsError) as error:  # the database's refusals too: the caller's rollback undoes all
         raise ArchiveError(f"{path} does not fit this database: {error.args[0]}") from None
     study = session.get(ReaderStudy, inserted.study_id)

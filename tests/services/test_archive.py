@@ -580,3 +580,22 @@ def test_a_value_postgresql_refuses_is_one_named_line_and_changes_nothing(table,
     bagit.Bag(str(copy)).save(manifests=True)
     message = _refused(postgresql_url, tmp_path / "data", copy, f"{table} value", capsys)
     assert expected in message and message.count("\n") == 1 and "Traceback" not in message
+
+
+def test_an_instance_file_path_the_archive_names_is_never_restored(archived, tmp_path, capsys):
+    """An edited archive whose instance row names a file on this machine (and whose images.jsonl leaves that
+    instance out): the restored instance has no file rather than that path, which the viewer would read."""
+    secret = tmp_path / "elsewhere.dcm"
+    shutil.copyfile(next((archived / "data" / "images").rglob("*.dcm")), secret)
+    copy = _copy(archived, tmp_path)
+    _edit_table(copy, "instances", _set("file_path", str(secret)))
+    sop = json.loads((copy / "data" / "tables" / "instances.jsonl").read_text().splitlines()[0])["sop_instance_uid"]
+    _edit_images(copy, lambda lines: [line for line in lines if line["sop_instance_uid"] != sop])
+    bagit.Bag(str(copy)).save(manifests=True)
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    assert _cli(url, tmp_path / "data", "restore", str(copy), "--as", "edited paths") == 0
+    assert "1 instance(s) have no file" in capsys.readouterr().out
+    with open_database(url)() as session:
+        paths = dict(session.execute(select(Instance.sop_instance_uid, Instance.file_path)).all())
+    assert paths[sop] == "" and len(paths) == 4
+    assert all(Path(path).is_relative_to(tmp_path / "data" / "restored") for uid, path in paths.items() if uid != sop)
