@@ -168,6 +168,7 @@ def main() -> None:
 
         for cache in (series_cache.bodies, display.frame_cache, reformat._volumes):
             cache.clear()  # what a server finds long after the import: the bodies on disk only
+        reformat._geometries.clear()  # and the reformat geometry in the store
         page, cdp, start, first, all_loaded, stats, parts = open_case(browser, url, reader, password, label)
         root = page.locator(VIEWER)
         print("AFTER THE BACKGROUND DECODE (a new page; the server's memory caches emptied, bodies read from disk):")

@@ -13,9 +13,12 @@ nearest neighbour so that the image has square pixels of the in-plane spacing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, replace
-from functools import lru_cache
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pydicom
@@ -29,6 +32,12 @@ MAX_SPACING_DEVIATION = 0.1
 """Largest relative deviation of one slice gap from the median gap (a series with gaps is not reformatted)."""
 AXIAL_NORMAL_MIN = 0.8
 """Smallest |z component| of the slice normal for a series to count as axial (about 37 degrees of tilt)."""
+_GEOMETRY_FORMAT = 1
+"""Version of the stored geometry (a new layout never reads an old one)."""
+_GEOMETRIES_KEPT = 64
+_geometries: OrderedDict[str, Geometry | ValueError] = OrderedDict()  # key -> geometry or refusal, in memory
+_geometry_reads: dict[str, threading.Lock] = {}  # key -> held while its headers are read
+_geometry_lock = threading.Lock()
 _TRANSFORM = ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation", "PixelRepresentation", "BitsStored")
 
 
@@ -71,7 +80,10 @@ def _plane(plane: str) -> str:
 
 
 def geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
-    """The geometry of a series of single-frame slices, read from the headers.
+    """The geometry of a series of single-frame slices, read from the headers once: kept in memory and in the
+    frame store on disk (``series_cache.store``, so a restarted server does not read the headers again), keyed by
+    every file's path, modification time and size. Callers asking for a series while its headers are being read
+    wait for that read instead of starting another.
 
     Args:
         slices: (file path, frame index) per slice, any order.
@@ -80,31 +92,90 @@ def geometry(slices: tuple[tuple[str, int], ...]) -> Geometry:
         A ``Geometry``.
 
     Raises:
-        ValueError: the series cannot be reformatted, with the reason: fewer than ``MIN_SLICES`` slices,
-            multi-frame images, a slice without Image Position/Orientation (Patient) or Pixel Spacing, slices of
-            different orientation or size, a Modality LUT Sequence, slices differing in Rescale Slope/Intercept
-            or pixel format, a series that is not axial, two slices at one position, or unequal gaps.
+        ValueError: the series cannot be reformatted, with the reason: a file that cannot be read, fewer than
+            ``MIN_SLICES`` slices, multi-frame images, a slice without Image Position/Orientation (Patient) or
+            Pixel Spacing, slices of different orientation or size, a Modality LUT Sequence, slices differing in
+            Rescale Slope/Intercept or pixel format, a series that is not axial, two slices at one position, or
+            unequal gaps.
     """
-    found = _geometry(tuple(slices), *(_mtime(path) for path, _ in slices[:1]))
+    return _keyed_geometry(tuple(slices))[1]
+
+
+def _keyed_geometry(slices: tuple[tuple[str, int], ...]) -> tuple[str, Geometry]:
+    """(``_geometry_key``, ``geometry``) of ``slices``."""
+    key = _geometry_key(slices)
+    found = _known_geometry(key)
+    if found is None:
+        with _geometry_lock:
+            reading = _geometry_reads.setdefault(key, threading.Lock())
+        with reading:  # one header read per series at a time
+            found = _known_geometry(key)
+            if found is None:
+                found = _geometry(slices)
+                _keep_geometry(key, found)
+        with _geometry_lock:
+            _geometry_reads.pop(key, None)
     if isinstance(found, ValueError):
         raise found
+    return key, found
+
+
+def _geometry_key(slices: tuple[tuple[str, int], ...]) -> str:
+    """The store key of a series' geometry: every slice's resolved path, modification time, size and frame."""
+    digest = hashlib.sha256(f"geometry {_GEOMETRY_FORMAT}".encode())
+    for path, frame in slices:
+        try:
+            resolved = os.path.realpath(path)
+            stat = os.stat(resolved)
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from exc
+        digest.update(f"\0{resolved}\0{stat.st_mtime_ns}\0{stat.st_size}\0{int(frame)}".encode())
+    return digest.hexdigest()
+
+
+def _known_geometry(key: str) -> Geometry | ValueError | None:
+    """The geometry (or refusal) kept under ``key``: memory, else the store; ``None`` when not kept."""
+    with _geometry_lock:
+        if key in _geometries:
+            _geometries.move_to_end(key)
+            return _geometries[key]
+    store = series_cache.store()
+    stored = store.get(key) if store is not None else None
+    if stored is None:
+        return None
+    try:
+        kept = json.loads(stored)
+        found = ValueError(kept["refused"]) if "refused" in kept else Geometry(
+            **{**kept["geometry"], "order": tuple(kept["geometry"]["order"])})
+    except (ValueError, KeyError, TypeError):  # not a geometry this version wrote: read the headers again
+        return None
+    _keep_geometry(key, found, store=False)
     return found
 
 
-def _mtime(path) -> int:
+def _keep_geometry(key: str, found: Geometry | ValueError, store: bool = True) -> None:
+    with _geometry_lock:
+        _geometries[key] = found
+        while len(_geometries) > _GEOMETRIES_KEPT:
+            _geometries.popitem(last=False)
+    target = series_cache.store() if store else None
+    if target is None or getattr(found, "transient", False):
+        return
+    kept = {"refused": str(found)} if isinstance(found, ValueError) else {"geometry": asdict(found)}
     try:
-        return os.stat(path).st_mtime_ns
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+        target.put(key, json.dumps(kept).encode())
+    except OSError:  # disk full or the folder gone: kept in memory
+        pass
 
 
-@lru_cache(maxsize=64)
-def _geometry(slices: tuple[tuple[str, int], ...], _mtime_ns: int) -> Geometry | ValueError:
-    """``_read_geometry``, its refusal kept as well (a refused series is not read again)."""
+def _geometry(slices: tuple[tuple[str, int], ...]) -> Geometry | ValueError:
+    """``_read_geometry``, its refusal returned (a file that cannot be read is marked ``transient``: not stored)."""
     try:
         return _read_geometry(slices)
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
-        return ValueError(f"a slice cannot be read: {exc}")
+        refusal = ValueError(f"a slice cannot be read: {exc}")
+        refusal.transient = True
+        return refusal
     except ValueError as exc:
         return exc
 
@@ -191,8 +262,7 @@ def load_volume(slices: tuple[tuple[str, int], ...]) -> Volume:
         UndecodableImageError: a slice cannot be decoded.
     """
     slices = tuple(slices)
-    geo = geometry(slices)
-    key = (slices, geo, *(_mtime(path) for path, _ in slices[:1]))
+    key, geo = _keyed_geometry(slices)
     volume = _volumes.get(key)
     if volume is None:
         size = len(slices) * geo.rows * geo.columns * 2

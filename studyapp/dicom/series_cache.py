@@ -31,6 +31,10 @@ from studyapp.dicom.frame_store import FrameStore
 WORKERS = max(1, os.cpu_count() or 1)
 """Worker processes decoding at the same time (JPEG 2000 decoding holds the GIL, so threads would not help)."""
 
+WORKER_NICENESS = 10
+"""Added to the workers' nice value: the app's own requests (a reader's saves, the slices it sends) go first while a
+large import decodes; the workers still take every idle CPU."""
+
 MEMORY_BYTES = 256 * 1024 * 1024
 """Upper bound on the memory of the bodies kept in this process (recently sent, warmed ahead)."""
 
@@ -86,16 +90,17 @@ def _ready() -> int:
 
 
 def _workers() -> ProcessPoolExecutor:
-    """The worker processes, started when first needed (again after one died). They are forked from a fork
-    server that has imported the main module and this one, so a worker starts without importing them again;
-    until every worker has answered, the dispatcher hands them nothing, so a reader's slice never waits behind
-    their start."""
+    """The worker processes, started when first needed (again after one died), at ``WORKER_NICENESS``. They are
+    forked from a fork server that has imported the main module and this one, so a worker starts without importing
+    them again; until every worker has answered, the dispatcher hands them nothing, so a reader's slice never waits
+    behind their start."""
     global _pool, _warm
     with _cond:
         if _pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["__main__", __name__])  # imported once, not in each worker
-            _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=context)
+            _pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=context, initializer=os.nice,
+                                        initargs=(WORKER_NICENESS,))
             _warm = False
             pool = _pool
             answers = [pool.submit(_ready) for _ in range(WORKERS)]

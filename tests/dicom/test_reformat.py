@@ -95,3 +95,43 @@ def test_series_that_cannot_be_reformatted_say_why(ct_slices, tmp_path):
         reformat.reformat(reformat.load_volume(ct_slices), "sagittal", 512)
     with pytest.raises(ValueError, match="unknown reformat plane"):
         reformat.load_volume(ct_slices).geometry.count("oblique")
+
+
+def test_a_series_headers_are_read_once_while_readers_ask_together(ct_series_dir, tmp_path, monkeypatch):
+    """Two requests asking for a series' geometry while its headers are read (the import's background read and a
+    reader opening the case) wait for one read; a changed file is read again; a refusal is kept with its reason."""
+    import threading
+
+    slices = []
+    for index, path in enumerate(sorted(ct_series_dir.iterdir())):
+        shutil.copy(path, tmp_path / f"{index:02d}.dcm")
+        slices.append((str(tmp_path / f"{index:02d}.dcm"), 0))
+    slices = tuple(slices)
+    reads, started, release = [], threading.Event(), threading.Event()
+    real = reformat._read_geometry
+
+    def slow_read(series):
+        reads.append(series)
+        started.set()
+        release.wait(30)
+        return real(series)
+
+    monkeypatch.setattr(reformat, "_read_geometry", slow_read)
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(reformat.geometry(slices))) for _ in range(2)]
+    threads[0].start()
+    assert started.wait(30)
+    threads[1].start()
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(reads) == 1 and len(found) == 2 and found[0] == found[1] and len(found[0].order) == 20
+
+    ds = pydicom.dcmread(slices[3][0])  # a slice moved onto its neighbour's position: read again, refused
+    ds.ImagePositionPatient = pydicom.dcmread(slices[4][0]).ImagePositionPatient
+    ds.save_as(slices[3][0])
+    with pytest.raises(ValueError, match="same position"):
+        reformat.geometry(slices)
+    with pytest.raises(ValueError, match="same position"):
+        reformat.geometry(slices)
+    assert len(reads) == 2

@@ -56,7 +56,8 @@ def test_a_series_is_decoded_once_in_the_workers_and_the_volume_is_a_copy(fresh_
     assert series_cache.frame_body(*fresh_ct[3]) == store.get(series_cache.frame_key(*fresh_ct[3]))
     volume = reformat.load_volume(tuple(fresh_ct))
     assert volume.stored.shape == (20, 512, 512) and volume.stored.dtype.itemsize == 2
-    assert len(decodes) <= 1 and len(store.puts) == 20  # only the middle slice for its tables; no slice again
+    assert len(decodes) <= 1  # only the middle slice for its tables; no slice decoded or stored again
+    assert sorted(store.puts) == sorted([*keys, reformat._geometry_key(tuple(fresh_ct))])  # and the geometry
     assert reformat.load_volume(tuple(fresh_ct)) is volume  # kept
     top = volume.geometry.order[0]
     assert np.array_equal(volume.stored[0], display.load_frame(*fresh_ct[top]).values.astype(np.int32)
@@ -112,7 +113,7 @@ def test_the_store_is_bounded_least_recently_used_and_taken_up_again(tmp_path):
     assert again.get("huge") is None and again.total_bytes == 0
 
 
-def test_the_apps_folder_import_decodes_its_series_into_the_store(db, fresh_ct, store, tmp_path):
+def test_the_apps_folder_import_decodes_its_series_into_the_store(db, fresh_ct, store, tmp_path, monkeypatch):
     from studyapp.db.models import ReaderStudy
     from studyapp.services import images
     from studyapp.services.ingest import import_folder
@@ -132,11 +133,24 @@ def test_the_apps_folder_import_decodes_its_series_into_the_store(db, fresh_ct, 
         session.flush()
         import_folder(session, study, folder, decode=True)
     assert series_cache.wait_idle(120)
-    assert sorted(store.puts) == sorted(series_cache.frame_key(*s) for s in fresh_ct[:10])
     for thread in threading.enumerate():  # the reformat geometry read in the background too
         if thread.name == "import-geometry":
             thread.join(60)
-    hits = reformat._geometry.cache_info().hits
     with db() as session:
-        reformat.geometry(tuple(images.series_slices(session.query(ReaderStudy).one().cases[0].series[0])))
-    assert reformat._geometry.cache_info().hits == hits + 1
+        slices = tuple(images.series_slices(session.query(ReaderStudy).one().cases[0].series[0]))
+    geometry_key = reformat._geometry_key(slices)
+    assert sorted(store.puts) == sorted([geometry_key, *(series_cache.frame_key(*s) for s in fresh_ct[:10])])
+    kept = reformat.geometry(slices)
+    assert len(kept.order) == 10 and (kept.rows, kept.columns) == (512, 512)
+    reformat._geometries.clear()  # a restarted server: the geometry comes from the store, no header is read
+    monkeypatch.setattr(reformat, "_read_geometry", lambda s: pytest.fail("the headers were read again"))
+    assert reformat.geometry(slices) == kept
+
+
+def test_the_workers_run_below_the_apps_priority():
+    """A large import decodes at a lower priority than the app's requests (a reader's saves go first)."""
+    import os
+
+    assert series_cache.ready(120)
+    own = os.nice(0)
+    assert series_cache._workers().submit(os.nice, 0).result(60) == min(19, own + series_cache.WORKER_NICENESS)
