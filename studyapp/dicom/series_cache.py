@@ -5,8 +5,9 @@ slices and the reformat volume (``studyapp.dicom.reformat.load_volume``) are a c
 
 Series are queued when they are imported (``decode_in_background``) and when a reader first opens one
 (``prefetch_once``, ahead of imports). A slice asked for while it is being decoded waits for that decode instead of
-starting another; one asked for while still queued is decoded at once by the asking thread, so the first slice on
-screen never waits behind the rest of its series. A series whose bodies would not fit in the store (the memory
+starting another; one asked for while still queued goes first in the workers' queue, so the first slice on screen
+never waits behind the rest of its series (decoded in the asking thread only while no worker is up). The workers
+run at a lower priority than the app (``WORKER_NICENESS``). A series whose bodies would not fit in the store (the memory
 cache without one) is queued only as far as it holds (the slices nearest the one on screen); the rest are decoded
 when asked for, evicting the least recently used. A slice that cannot be decoded keeps its own error; the others
 are decoded.
@@ -41,7 +42,7 @@ MEMORY_BYTES = 256 * 1024 * 1024
 FORMAT = 1
 """Version of the body layout in the store's keys (a new layout never reads an old body)."""
 
-_OPENED, _IMPORTED = 0, 1  # queue ranks: a series a reader opened goes ahead of imported ones
+_ASKED, _OPENED, _IMPORTED = -1, 0, 1  # queue ranks: a slice a request waits for, a series a reader opened, imports
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,9 @@ def frame_key(path: str | os.PathLike, frame: int = 0) -> str:
 
 def frame_body(path: str | os.PathLike, frame: int = 0) -> bytes:
     """``browser.encode_file`` of ``frame`` of ``path``, made once: from memory, else the store, else the decode
-    already running for it (waited for), else decoded now in this thread (a queued decode is taken over).
+    already running for it (waited for), else decoded by the worker processes ahead of everything queued (waited
+    for), else (no worker up) decoded now in this thread. Decodes stay out of the app's process while workers run:
+    a JPEG 2000 decode holds the interpreter lock, which would stall the app's other requests (a reader's saves).
 
     Raises:
         IndexError, UndecodableImageError, ValueError: as ``browser.encode_file``.
@@ -166,19 +169,25 @@ def frame_body(path: str | os.PathLike, frame: int = 0) -> bytes:
     if body is None:
         with _cond:
             future = _jobs.get(key)
-            mine = future is None or _claim(future)
             if future is None:
                 future = _jobs[key] = Future()
-                future.set_running_or_notify_cancel()
+            waiting = future.running() or future.done()
+            if not waiting and _warm:  # first in the workers' queue
+                heapq.heappush(_queue, (_ASKED, 0, next(_seq), key, str(path), int(frame)))
+                _cond.notify_all()
+                waiting = True
+            mine = not waiting and _claim(future)
         if not mine:
-            body = future.result()
-        else:
+            _start_dispatcher()
+        if mine:
             try:
                 body = browser.encode_file(path, frame)
             except BaseException as error:
                 _settle(key, future, error=error)
                 raise
             _settle(key, future, body=body)
+        else:
+            body = future.result()
     bodies.put(key, Body(body))
     return body
 

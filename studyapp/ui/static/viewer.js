@@ -52,8 +52,9 @@ const state = { manifest: { case: null, stacks: [], findings: [] }, highlight: n
   zoom: 1, panX: 0, panY: 0, ruler: null, rulerMode: false, status: "empty", error: "", loadedAt: 0 };
 const frames = new Map(); // "stack:slice" -> decoded frame, or a Promise of it
 const views = new Map(); // case id -> the view the reader left it at (this page only)
-const stats = { lastLatencyMs: null, latencies: [], stepLatencies: [], firstImageAt: null, manifestAt: null,
-  allLoadedAt: null, maxInFlight: 0, tileReadyAt: {} };
+// latencies: input event -> its frame painted; work: the viewer taking the event up (its redraw scheduled) -> painted
+const stats = { lastLatencyMs: null, latencies: [], stepLatencies: [], work: [], stepWork: [], firstImageAt: null,
+  manifestAt: null, allLoadedAt: null, maxInFlight: 0, tileReadyAt: {} };
 let pendingEventTime = null;
 let drawScheduled = false;
 
@@ -557,11 +558,13 @@ function draw(repaint) {
   showInfo();
   if (state.frame && stats.firstImageAt === null) stats.firstImageAt = performance.now(); // painted
   if (pendingEventTime !== null) {
-    const { time, kind } = pendingEventTime;
+    const { time, handled, kind } = pendingEventTime;
     pendingEventTime = null;
     setTimeout(() => { // a task queued in the animation frame runs once that frame is rendered
-      stats.lastLatencyMs = performance.now() - time;
+      const now = performance.now();
+      stats.lastLatencyMs = now - time;
       (kind === "step" ? stats.stepLatencies : stats.latencies).push(stats.lastLatencyMs);
+      (kind === "step" ? stats.stepWork : stats.work).push(now - handled);
     }, 0);
   }
 }
@@ -569,7 +572,9 @@ function draw(repaint) {
 let repaintWanted = false;
 function schedule(repaint, eventTime, kind = "drag") {
   repaintWanted = repaintWanted || repaint;
-  if (eventTime !== undefined && pendingEventTime === null) pendingEventTime = { time: eventTime, kind };
+  if (eventTime !== undefined && pendingEventTime === null) {
+    pendingEventTime = { time: eventTime, handled: performance.now(), kind };
+  }
   if (drawScheduled) return;
   drawScheduled = true;
   requestAnimationFrame(() => {
