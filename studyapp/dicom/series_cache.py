@@ -6,7 +6,8 @@ slices and the reformat volume (``studyapp.dicom.reformat.load_volume``) are a c
 Series are queued when they are imported (``decode_in_background``) and when a reader first opens one
 (``prefetch_once``, ahead of imports). A slice asked for while it is being decoded waits for that decode instead of
 starting another; one asked for while still queued goes first in the workers' queue, so the first slice on screen
-never waits behind the rest of its series (decoded in the asking thread only while no worker is up). The workers
+never waits behind the rest of its series (the slice on screen is decoded by the asking thread, as is any slice
+while no worker is up). The workers
 run at a lower priority than the app (``WORKER_NICENESS``). A series whose bodies would not fit in the store (the memory
 cache without one) is queued only as far as it holds (the slices nearest the one on screen); the rest are decoded
 when asked for, evicting the least recently used. A slice that cannot be decoded keeps its own error; the others
@@ -152,11 +153,12 @@ def frame_key(path: str | os.PathLike, frame: int = 0) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def frame_body(path: str | os.PathLike, frame: int = 0) -> bytes:
+def frame_body(path: str | os.PathLike, frame: int = 0, on_screen: bool = False) -> bytes:
     """``browser.encode_file`` of ``frame`` of ``path``, made once: from memory, else the store, else the decode
     already running for it (waited for), else decoded by the worker processes ahead of everything queued (waited
-    for), else (no worker up) decoded now in this thread. Decodes stay out of the app's process while workers run:
-    a JPEG 2000 decode holds the interpreter lock, which would stall the app's other requests (a reader's saves).
+    for), else decoded now in this thread: the slice a reader has on screen (``on_screen``), or any slice while no
+    worker is up. Other decodes stay out of the app's process: a JPEG 2000 decode holds the interpreter lock, which
+    stalls the app's other requests (a reader's saves) while it runs.
 
     Raises:
         IndexError, UndecodableImageError, ValueError: as ``browser.encode_file``.
@@ -172,7 +174,7 @@ def frame_body(path: str | os.PathLike, frame: int = 0) -> bytes:
             if future is None:
                 future = _jobs[key] = Future()
             waiting = future.running() or future.done()
-            if not waiting and _warm:  # first in the workers' queue
+            if not waiting and _warm and not on_screen:  # first in the workers' queue
                 heapq.heappush(_queue, (_ASKED, 0, next(_seq), key, str(path), int(frame)))
                 _cond.notify_all()
                 waiting = True

@@ -178,7 +178,9 @@ class Viewer:
             stacks) -> 200 with the frame's ``series_cache.frame_body`` (axial) or ``reformat.reformat_body`` (media
             type ``browser.MEDIA_TYPE``); ``"slices": [...]`` instead of ``"slice"`` asks for up to ``BATCH``
             slices at once -> 200 with ``browser.pack_batch`` of each slice's status and body (or JSON error), so a
-            slice that cannot be shown does not hold back the others. The first axial slice asked for starts
+            slice that cannot be shown does not hold back the others. A single slice is the one on screen
+            (``series_cache.frame_body(on_screen=True)``); a batch's slices are decoded by the worker processes,
+            first in their queue. The first axial slice asked for starts
             decoding the rest of its series in the worker processes (``series_cache.prefetch_once``, nearest
             first). Refusals are JSON ``{"error": message}``: 400 malformed, 401 not signed in, 403 no assignment
             for the case, 404 no such case or slice, 422 the image cannot be shown (undecodable, or a reformat
@@ -215,7 +217,7 @@ class Viewer:
                     else:
                         slices = stacks[stack].slices
                         path, frame_index = slices[index]
-                        body = series_cache.frame_body(path, frame_index)
+                        body = series_cache.frame_body(path, frame_index, on_screen=not batch)
                         if len(slices) > 1:
                             series_cache.prefetch_once(slices, index, len(body))
                     answers.append((200, body))
@@ -303,7 +305,7 @@ class Viewer:
     def _presets(stack: images.ImageStack, slice_number: int) -> dict:
         path, frame = stack.slices[min(max(int(slice_number), 1), len(stack.slices)) - 1]
         try:  # the body the browser gets names them: no decode when it is kept
-            header, _ = browser.unpack(series_cache.frame_body(path, frame))
+            header, _ = browser.unpack(series_cache.frame_body(path, frame, on_screen=True))
             return {name: tuple(window) for name, window in header.get("presets", {}).items()}
         except ValueError:  # no table for the browser (very wide range): from the decoded frame
             try:

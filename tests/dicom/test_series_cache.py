@@ -154,3 +154,17 @@ def test_the_workers_run_below_the_apps_priority():
     assert series_cache.ready(120)
     own = os.nice(0)
     assert series_cache._workers().submit(os.nice, 0).result(60) == min(19, own + series_cache.WORKER_NICENESS)
+
+
+def test_a_batch_slice_is_decoded_by_the_workers_and_the_slice_on_screen_at_once(fresh_ct, store, monkeypatch):
+    """While the workers run, a slice a batch asks for is decoded by them (a decode in the app's process holds the
+    interpreter lock and stalls its other requests); the slice on screen is decoded by the asking thread."""
+    assert series_cache.ready(120)
+    in_app = []
+    real = display.decode_frame  # the workers keep their own (forked from the fork server)
+    monkeypatch.setattr(display, "decode_frame", lambda ds, frame=0: in_app.append(ds.filename) or real(ds, frame))
+    body = series_cache.frame_body(*fresh_ct[4])
+    assert in_app == [] and body == store.get(series_cache.frame_key(*fresh_ct[4]))
+    on_screen = series_cache.frame_body(*fresh_ct[9], on_screen=True)
+    assert in_app == [fresh_ct[9][0]]
+    assert body == browser.encode_file(*fresh_ct[4]) and on_screen == browser.encode_file(*fresh_ct[9])
