@@ -233,7 +233,8 @@ def main() -> None:
               f"{rate:.1f} slices/s over {args.steps} steps (target >= 20 slices/s; {load()})")
 
         page.locator(f"{VIEWER} .sv-tile[data-stack='1']").click()  # the coronal enlarged, then a new slice of it
-        page.wait_for_function("(r) => r.studyViewer.state.stack === 1 && r.dataset.status === 'ready'",
+        page.wait_for_function("(r) => { const s = r.studyViewer.state; return s.stack === 1 && s.frame && s.frame.plane "
+                               "=== 'coronal' && r.dataset.status === 'ready' && r.dataset.slice === String(s.slice + 1); }",
                                arg=root.element_handle())
         before = int(root.get_attribute("data-slice"))
         asked = time.perf_counter()
