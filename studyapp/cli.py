@@ -376,6 +376,32 @@ def _port(text: str) -> int:
     return port
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """The parser of one sub-command: options may stand anywhere among its positionals (argparse's intermixed
+    parsing), so ``mark-practice STUDY --yes KEY1 KEY2`` and ``mark-practice STUDY KEY1 --unmark KEY2`` read as
+    meant; arguments it does not know are an error printed with this command's own usage (argparse otherwise
+    hands them to the top-level parser, whose usage does not show the command's arguments)."""
+
+    _parsing_intermixed = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Intermixed parsing, which calls this method again for its two passes (answered by argparse's own).
+
+        Raises:
+            SystemExit: status 2 after printing this command's usage and the unrecognized arguments.
+        """
+        if self._parsing_intermixed:
+            return super().parse_known_args(args, namespace)
+        self._parsing_intermixed = True
+        try:
+            namespace, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing_intermixed = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: ``--serve`` and one sub-command per coordinator action."""
     parser = argparse.ArgumentParser(
@@ -393,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--session-idle-minutes", type=float, default=None,
                         help="with --serve: sign-in sessions end after this long without activity (default "
                              "$STUDYAPP_SESSION_IDLE_MINUTES or 30)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     p = sub.add_parser("create-study", help="create a reader study with the arms template / llm / model")
     p.add_argument("name")

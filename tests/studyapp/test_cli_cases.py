@@ -37,3 +37,31 @@ def test_cases_lists_and_searches(tmp_path, shared_data, capsys):
     assert capsys.readouterr().out.splitlines() == [key]
     assert run("cases", "S", "no-such-words") == 1
     assert "no case of 'S' matches 'no-such-words'" in capsys.readouterr().err
+
+
+def test_options_stand_anywhere_among_the_keys(tmp_path, shared_data, capsys):
+    """``cases ... --keys | xargs -d '\\n' python app.py mark-practice STUDY --yes`` puts the keys after ``--yes``;
+    ``--unmark`` may stand between keys; an unknown option is refused with the command's own usage."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run = lambda *args: main(["--database", url, *args])  # noqa: E731
+    assert run("create-study", "S") == 0
+    assert run("import-dicom", "S", str(shared_data / "dicom" / "cxr")) == 0
+    capsys.readouterr()
+    assert run("cases", "S", "--keys", "chest") == 0
+    chest = capsys.readouterr().out.splitlines()
+    assert len(chest) == 2
+
+    assert run("mark-practice", "S", "--yes", *chest) == 0
+    assert capsys.readouterr().out.startswith("practice cases: 2 (")
+    assert run("mark-practice", "S", chest[0], "--unmark", "--yes", chest[1]) == 0
+    assert capsys.readouterr().out.startswith("practice cases: 0 (none); changed 2")
+
+    try:
+        run("mark-practice", "S", chest[0], "--bogus")
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    else:
+        raise AssertionError("an unknown option was accepted")
+    err = capsys.readouterr().err
+    assert err.startswith("usage: app.py mark-practice ") and "CASE_KEY" in err, err
+    assert "app.py mark-practice: error: unrecognized arguments: --bogus" in err
