@@ -103,9 +103,11 @@ def balanced_design(
     if not 1 <= m <= n_cases:
         raise DesignError(f"cases_per_reader={m} must be between 1 and the number of cases ({n_cases})")
     if m % k:
+        fitting = [str(c) for c in (m - m % k, m - m % k + k) if 1 <= c <= n_cases]
         raise DesignError(
             f"cases_per_reader={m} is not a multiple of the {k} arms, so readers cannot get equal counts per arm; "
-            f"use {' or '.join(str(c) for c in (m - m % k, m - m % k + k) if 1 <= c <= n_cases)}"
+            + (f"use {' or '.join(fitting)}" if fitting else
+               f"no count fits: a design needs at least {k} cases (one per arm), there are {n_cases}")
         )
 
     cycle = list(range(n_cases))
@@ -321,6 +323,13 @@ def generate_assignments(
             f"study {study.name!r} needs readers, cases and arms before assignments "
             f"(has {len(readers)} readers, {len(cases)} cases, {len(arms)} arms"
             + (f"; {len(practice)} more cases are practice cases, which are not counted)" if practice else ")")
+        )
+    if len(cases) < len(arms):
+        raise DesignError(
+            f"study {study.name!r} has {len(cases)} counted case(s), fewer than its {len(arms)} arms: each reader "
+            f"reads every arm, so the design needs at least {len(arms)} counted cases; import more cases"
+            + (f" or make some of its {len(practice)} practice cases counted again (mark-practice --unmark)"
+               if practice else "")
         )
     seed = secrets.randbelow(2**31) if seed is None else seed
     counted = balanced_design(len(readers), [c.id for c in cases], [a.id for a in arms], cases_per_reader, seed)

@@ -93,6 +93,10 @@ def test_same_seed_same_design_and_other_seed_other_order():
     "kwargs, message",
     [
         ({"n_readers": 10, "cases": range(20), "arms": ARMS3}, "cases_per_reader=20 is not a multiple of the 3 arms"),
+        ({"n_readers": 10, "cases": range(20), "arms": ARMS3}, r"; use 18$"),
+        ({"n_readers": 2, "cases": range(2), "arms": ARMS3},
+         r"is not a multiple of the 3 arms, .*; no count fits: a design needs at least 3 cases \(one per arm\), "
+         r"there are 2$"),
         ({"n_readers": 10, "cases": range(75), "arms": ARMS3, "cases_per_reader": 76}, "between 1 and"),
         ({"n_readers": 0, "cases": range(6), "arms": ARMS3}, "0 readers"),
         ({"n_readers": 2, "cases": [1, 1, 2], "arms": ARMS3}, "distinct"),

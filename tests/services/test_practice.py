@@ -149,3 +149,22 @@ def test_practice_reads_change_no_analysis_figure():
         pd.testing.assert_frame_equal(result.tables[name], baseline.tables[name])
     for name, figure in result.figures.items():
         assert figure.to_json() == baseline.figures[name].to_json(), name
+
+
+def test_fewer_counted_cases_than_arms_is_refused_with_what_to_do(db):
+    """4 cases, 2 of them practice, 3 arms (the README's study): no count per reader fits; the refusal says why and
+    what the coordinator can do."""
+    _study(db, n_readers=2, n_cases=4)
+    with db.begin() as s:
+        study = studies.get_study(s, "practice study")
+        practice.set_practice(s, study, [(0, "case2"), (0, "case3")])
+        for cases_per_reader in (None, 1, 2, 3):
+            with pytest.raises(design.DesignError) as refused:
+                design.generate_assignments(s, study, seed=1, cases_per_reader=cases_per_reader)
+            assert str(refused.value) == (
+                "study 'practice study' has 2 counted case(s), fewer than its 3 arms: each reader reads every arm, "
+                "so the design needs at least 3 counted cases; import more cases or make some of its 2 practice "
+                "cases counted again (mark-practice --unmark)")
+        practice.set_practice(s, study, [(0, "case3")], practice=False)
+        assert design.generate_assignments(s, study, seed=1, cases_per_reader=3).per_case.keys() == {
+            "case0", "case1", "case3"}
