@@ -217,7 +217,10 @@ def _cmd_add_user(session, args):
 def _cmd_set_password(session, args):
     user = accounts.get_user(session, args.username)  # an unknown account is refused before the prompt
     user, ended = accounts.set_password(session, user.username, _read_password(args, confirm=True))
-    print(f"password of {user.role} {user.username!r} set" + (f"; {ended} sign-in session(s) ended" if ended else ""))
+    # before the commit: should it fail, a working password missing from the list beats a stale one shown
+    dropped = demo.drop_credentials(Path(args.data_dir), user.username)
+    print(f"password of {user.role} {user.username!r} set" + (f"; {ended} sign-in session(s) ended" if ended else "")
+          + (f"; its line in {Path(args.data_dir) / demo.CREDENTIALS_FILE} removed" if dropped else ""))
 
 
 def _cmd_add_reader(session, args):

@@ -25,6 +25,8 @@ DEMO_SOURCE = "sample text written for the demo (not a model output)"
 DEMO_READERS = ("reader1", "reader2", "reader3")
 DEMO_COORDINATOR = "coordinator"
 DEMO_SEED = 20240801
+#: In the data folder: one line per demo account whose random password is unchanged (role, username, password).
+CREDENTIALS_FILE = "demo-credentials.txt"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class DemoInfo:
 
 
 def _credentials_file(settings: Settings) -> Path:
-    return Path(settings.data_dir) / "demo-credentials.txt"
+    return Path(settings.data_dir) / CREDENTIALS_FILE
 
 
 def _write_accounts(session: Session, study: ReaderStudy, path: Path) -> None:
@@ -51,6 +53,28 @@ def _write_accounts(session: Session, study: ReaderStudy, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
+
+
+def drop_credentials(data_dir: Path, username: str) -> bool:
+    """Remove ``username``'s line from ``{data_dir}/demo-credentials.txt`` once its password was changed, so that
+    the printed demo accounts never show a password that no longer works (other lines and the file's 0600 mode
+    stay; a missing file or an account not listed changes nothing).
+
+    Returns:
+        Whether a line was removed.
+
+    Raises:
+        OSError: the file exists but cannot be read or rewritten.
+    """
+    path = Path(data_dir) / CREDENTIALS_FILE
+    if not path.exists():
+        return False
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.split()[1:2] != [username]]
+    if len(kept) == len(lines):
+        return False
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return True
 
 
 def ensure_demo(session: Session, settings: Settings) -> DemoInfo:
@@ -86,9 +110,13 @@ def ensure_demo(session: Session, settings: Settings) -> DemoInfo:
 def describe(info: DemoInfo) -> str:
     """Sign-in instructions for the demo, with the accounts when the credentials file is there."""
     lines = [f"Demo study: {info.study!r}" + (" (created now)" if info.created else "")]
-    if info.credentials_file.exists():
+    listed = info.credentials_file.read_text(encoding="utf-8").splitlines() if info.credentials_file.exists() else None
+    if listed:
         lines.append(f"Accounts (role, username, password), also in {info.credentials_file}:")
-        lines += ["  " + line for line in info.credentials_file.read_text(encoding="utf-8").splitlines()]
+        lines += ["  " + line for line in listed]
+    elif listed is not None:
+        lines.append(f"{info.credentials_file} lists no account: the demo accounts' passwords were changed "
+                     "(`python app.py set-password USER`).")
     else:
         lines.append(f"Credentials file {info.credentials_file} is missing; add accounts with `python app.py add-user`.")
     return "\n".join(lines)

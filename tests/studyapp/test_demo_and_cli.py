@@ -10,7 +10,7 @@ from studyapp.cli import main
 from studyapp.config import Settings
 from studyapp.db.models import Assignment, AuditEvent, Draft
 from studyapp.db.session import open_database
-from studyapp.services import studies
+from studyapp.services import accounts, studies
 
 
 def test_demo_study_is_complete_and_idempotent(db, tmp_path):
@@ -110,3 +110,38 @@ def test_scripted_study(tmp_path, shared_data, capsys, monkeypatch):
     monkeypatch.setenv("PW", "12345678")
     assert run("add-user", "r4", "--password-env", "PW") == 1
     assert "top-10 common password" in capsys.readouterr().err
+
+
+def test_set_password_drops_the_account_from_the_demo_credentials(tmp_path, capsys, monkeypatch):
+    """Once a demo account's password is changed, its line leaves demo-credentials.txt, so the accounts printed at
+    each start (``describe``) never show a password that no longer works; a refused password changes nothing."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    run = lambda *args: main(["--database", url, "--data-dir", str(tmp_path), *args])  # noqa: E731
+    credentials = tmp_path / demo.CREDENTIALS_FILE
+    assert run("demo") == 0
+    before = credentials.read_text().splitlines()
+    old = {line.split()[1]: line.split()[2] for line in before}
+    capsys.readouterr()
+
+    monkeypatch.setenv("PW", "short")
+    assert run("set-password", "reader1", "--password-env", "PW") == 1
+    assert credentials.read_text().splitlines() == before
+    monkeypatch.setenv("PW", "reader1-amber-lighthouse-quay")
+    assert run("set-password", "reader1", "--password-env", "PW") == 0
+    assert f"its line in {credentials} removed" in capsys.readouterr().out
+    assert credentials.read_text().splitlines() == [line for line in before if line.split()[1] != "reader1"]
+    assert oct(credentials.stat().st_mode)[-3:] == "600"
+    with open_database(url)() as session:
+        assert accounts.authenticate(session, "reader1", "reader1-amber-lighthouse-quay") is not None
+        assert accounts.authenticate(session, "reader1", old["reader1"]) is None
+        assert accounts.authenticate(session, "reader2", old["reader2"]) is not None
+    assert run("demo") == 0  # what each --serve start prints
+    shown = capsys.readouterr().out
+    assert old["reader1"] not in shown and "reader1" not in shown and old["reader2"] in shown
+
+    for username in ("coordinator", "reader2", "reader3"):
+        monkeypatch.setenv("PW", f"{username}-amber-lighthouse-quay")
+        assert run("set-password", username, "--password-env", "PW") == 0
+    assert credentials.read_text() == ""
+    assert run("demo") == 0
+    assert "lists no account: the demo accounts' passwords were changed" in capsys.readouterr().out
