@@ -364,7 +364,7 @@ def _ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m analysis plan``; options given override the assumptions."""
-    parser = argparse.ArgumentParser(prog="python -m analysis plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis plan", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--assumptions", type=Path, help=f"YAML of stated assumptions (defaults: {DEFAULTS_PATH})")
     parser.add_argument("--database", help="SQLAlchemy URL of a database holding a pilot study (with --study)")
     parser.add_argument("--study", help="pilot ReaderStudy name: effect sizes and variance components estimated "

@@ -108,6 +108,12 @@ def _comment_label(comment: judging.BlindedComment) -> str:
     return f"{where} · score {comment.score} ({COMMENT_SCORES[comment.score]})" + (f" · {comment.text}" if comment.text else "")
 
 
+def source_choices(sources: dict[str, int]) -> list[tuple[str, str]]:
+    """Drop-down choices (label, value) of report sources: ``{"reference": 1, "draft:model": 3}`` ->
+    ``[("reference (1 case)", "reference"), ("draft:model (3 cases)", "draft:model")]``."""
+    return [(f"{spec} ({n} case{'' if n == 1 else 's'})", spec) for spec, n in sources.items()]
+
+
 class CompareTab:
     """Builds the comparison tab inside the caller's Blocks and wires its events.
 
@@ -353,8 +359,7 @@ class CompareCoordinatorTab:
         study_name = study_name if study_name in names else (names[0] if names else None)
         study = studies.get_study(session, study_name) if study_name else None
         sets = comparisons.list_comparison_sets(session, study) if study else []
-        sources = [(f"{spec} ({n} cases)", spec)
-                   for spec, n in (comparisons.available_sources(session, study) if study else {}).items()]
+        sources = source_choices(comparisons.available_sources(session, study) if study else {})
         ids = [s.id for s in sets]
         set_id = set_id if set_id in ids else (ids[-1] if ids else None)
         updates = {self.study: gr.update(choices=names, value=study_name),

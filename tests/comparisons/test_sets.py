@@ -9,6 +9,7 @@ from studyapp.db.comparisons import ComparisonPair, ComparisonSet
 from studyapp.db.models import Case
 from studyapp.services import comparisons, studies
 from studyapp.services.errors import InvalidInput
+from studyapp.ui.compare_tab import source_choices
 
 from .builders import candidate_text, make_study, reference_text
 
@@ -35,6 +36,9 @@ def test_available_sources_are_those_with_texts(db):
         assert comparisons.available_sources(s, study) == {"reference": 3, "draft:model": 3}
         study.cases[0].reference_report = " "
         assert comparisons.available_sources(s, study) == {"reference": 2, "draft:model": 3}
+        study.cases[1].reference_report = ""
+        assert source_choices(comparisons.available_sources(s, study)) == [
+            ("reference (1 case)", "reference"), ("draft:model (3 cases)", "draft:model")]
 
 
 @pytest.mark.parametrize(

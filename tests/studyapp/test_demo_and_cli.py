@@ -145,3 +145,11 @@ def test_set_password_drops_the_account_from_the_demo_credentials(tmp_path, caps
     assert credentials.read_text() == ""
     assert run("demo") == 0
     assert "lists no account: the demo accounts' passwords were changed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("invoked, shown", [("/usr/local/bin/studyapp", "usage: studyapp "), ("app.py", "usage: app.py ")])
+def test_help_names_the_command_as_invoked(invoked, shown, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", [invoked, "--help"])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith(shown)
