@@ -45,8 +45,15 @@ expectation of ``V`` computed this way is within 2% of the true variance of an a
 freedom, as the t quantile assumes.
 
 Estimates that describe the readers at hand rather than the population of readers (time saved by the top-k%
-readers ranked by template use) treat readers as fixed: ``V = V_case`` with ``C - 1`` df. With a single reader
-every estimate is for that reader (fixed); with fewer than two cases no interval is given.
+readers ranked by template use) treat readers as fixed: ``V = V_case`` with ``C - 1`` df. With a single reader every estimate is for that
+reader (fixed).
+
+Not estimable (NaN bounds and a ``note`` saying why): fewer than 2 cases, or a zero (or missing) variance. A
+statistician signs no zero-width interval: it comes from too little data (one reader whose readings give no
+variance; an estimate resting on a single case or, readers random, a single reader, as with one reading per arm;
+main effects fitted to about as many readings, e.g. 2 readers x 2 cases) or from values that do not vary at all (a
+share of 0% or 100%, a constant answer), where a Wald interval says nothing. A single reader's interval with a
+positive variance (one reader judging 58 cases) stays, for that reader (fixed).
 
 Log scale (``log_scale``): a positive mean of skewed counts resting on a few tens of readings (the discrepancy by
 writing-time interval) has its interval on the log scale, ``estimate * exp(+- t(df) * se / estimate)`` (the delta
@@ -82,7 +89,20 @@ INTERVAL_COLUMNS: dict[str, str] = {
     "var_cases": "V_case: variance over resamples of cases (each with all its readings)",
     "var_readings": "V_reading: variance over resamples of single readings",
     "n_resamples": "resamples per one-way bootstrap that gave a value (the smallest of the three)",
+    "note": "empty for an interval; 'not estimable: <why>' where the bounds are NaN (module docstring)",
 }
+
+#: Start of ``note`` where an interval is not estimable; :func:`not_estimable_reason` gives the short reason.
+NOT_ESTIMABLE = "not estimable: "
+_NEEDS = "; needs >= 2 readers and >= 2 cases"
+
+
+def not_estimable_reason(note: object) -> str:
+    """The short reason of a ``note`` of :func:`crossed_intervals` (e.g. ``"1 reader"``); "" for an interval (empty,
+    missing or NaN note)."""
+    if not isinstance(note, str) or not note.startswith(NOT_ESTIMABLE):
+        return ""
+    return note[len(NOT_ESTIMABLE):].split(";")[0]
 
 #: ``statistic(reading_weights (B, N), reader_weights (B, R), case_weights (B, C)) -> (B, K)``.
 Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -130,7 +150,8 @@ def crossed_intervals(
         level: confidence level.
 
     Returns:
-        DataFrame indexed by ``names`` with the columns of :data:`INTERVAL_COLUMNS`.
+        DataFrame indexed by ``names`` with the columns of :data:`INTERVAL_COLUMNS`; ``ci_low`` / ``ci_high`` NaN
+        and ``note`` "not estimable: <why>" where the data cannot give an interval (module docstring).
 
     Raises:
         ValueError: no readings, mismatched lengths, ``n_resamples`` < 2, or ``readers_fixed`` or ``log_scale`` of the
@@ -181,8 +202,8 @@ def crossed_intervals(
     two_way = np.where(two_way > 0, two_way, np.fmax(v_reader, v_case))
     variance = np.where(fixed, v_case, two_way)
     df = np.where(fixed, n_cases - 1.0, min(n_readers, n_cases) - 1.0)
-    if n_cases < 2:
-        variance, df = np.full_like(variance, np.nan), np.full_like(df, np.nan)
+    note = _notes(reader_codes, case_codes, statistic, estimate, variance, n_readers, n_cases, fixed)
+    variance, df = np.where(note == "", variance, np.nan), np.where(note == "", df, np.nan)
     se = np.sqrt(variance)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # log bounds of discarded entries may overflow
         quantile = stats.t.ppf(0.5 + level / 2, np.where(df >= 1, df, np.nan))
@@ -197,8 +218,37 @@ def crossed_intervals(
         "readers": np.where(fixed, "fixed", "random"), "var_readers": v_reader, "var_cases": v_case,
         "var_readings": v_reading,
         "n_resamples": np.where(fixed, k_case, np.minimum(k_case, k_reading)),
+        "note": note,
     }, index=names)
 
+
+def _notes(reader_codes: np.ndarray, case_codes: np.ndarray, statistic: Statistic, estimate: np.ndarray,
+           variance: np.ndarray, n_readers: int, n_cases: int, fixed: np.ndarray) -> np.ndarray:
+    """(K,) object: "" where the interval is estimable, else "not estimable: <why>" (module docstring). Draws no
+    random numbers; the leave-one-out evaluations (to name why) run only when some variance is zero or missing."""
+    note = np.full(estimate.shape, "", dtype=object)
+    note[np.isnan(estimate)] = NOT_ESTIMABLE + "no readings"
+    open_ = note == ""
+    if n_cases < 2:
+        note[open_] = NOT_ESTIMABLE + f"{n_cases} case" + _NEEDS
+        return note
+    with np.errstate(invalid="ignore"):
+        degenerate = open_ & ~(variance > 1e-12 * np.fmax(1.0, estimate ** 2))
+    if not degenerate.any():
+        return note
+    if n_readers < 2:
+        note[degenerate] = NOT_ESTIMABLE + f"{n_readers} reader" + _NEEDS
+        return note
+    # leave one case (one reader) out: an estimate resting on that one alone has none without it
+    without_case = np.asarray(statistic(1.0 - np.eye(n_cases)[:, case_codes], np.ones((n_cases, n_readers)),
+                                        1.0 - np.eye(n_cases)), float)
+    without_reader = np.asarray(statistic(1.0 - np.eye(n_readers)[:, reader_codes], 1.0 - np.eye(n_readers),
+                                          np.ones((n_readers, n_cases))), float)
+    on_case, on_reader = np.isnan(without_case).any(axis=0), np.isnan(without_reader).any(axis=0) & ~fixed
+    note[degenerate] = NOT_ESTIMABLE + "zero variance: values alike or too few readings" + _NEEDS
+    note[degenerate & on_reader] = NOT_ESTIMABLE + "1 reader in this estimate" + _NEEDS
+    note[degenerate & on_case] = NOT_ESTIMABLE + "1 case in this estimate" + _NEEDS
+    return note
 
 def grouped_means(weights: np.ndarray, groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Weighted mean of ``values`` per group in every resample; the building block of the vectorised statistics.

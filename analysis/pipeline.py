@@ -43,6 +43,8 @@ ARM_SUMMARY_COLUMNS: dict[str, str] = {
     "difference": "estimate minus the reference arm's estimate (NaN for the reference arm)",
     "difference_ci_low": f"{_CI} of the difference, lower bound",
     "difference_ci_high": f"{_CI} of the difference, upper bound",
+    "ci_note": "empty, or 'not estimable: <why>' where ci_low / ci_high are NaN (e.g. 1 reader, 1 case)",
+    "difference_ci_note": "the same for the difference's bounds",
 }
 READINGS_TABLE_COLUMNS: dict[str, str] = {
     "assignment_id": "Assignment.id",
@@ -60,7 +62,8 @@ READINGS_TABLE_COLUMNS: dict[str, str] = {
     "choice_<question>:<option>": "1 when the answer includes the option, 0 when not, empty when not answered",
 }
 
-_CI_COLUMNS = {"ci_low": f"{_CI}, lower bound", "ci_high": f"{_CI}, upper bound"}
+_CI_COLUMNS = {"ci_low": f"{_CI}, lower bound", "ci_high": f"{_CI}, upper bound",
+               "ci_note": ARM_SUMMARY_COLUMNS["ci_note"]}
 
 #: table name -> {column: meaning}; written to ``columns.csv`` and the HTML report.
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
@@ -120,6 +123,7 @@ def _arm_summary(frame: pd.DataFrame, cis: pd.DataFrame, metrics: list[str], arm
                 "difference": np.nan if diff is None else diff["estimate"],
                 "difference_ci_low": np.nan if diff is None else diff["ci_low"],
                 "difference_ci_high": np.nan if diff is None else diff["ci_high"],
+                "ci_note": mean["note"], "difference_ci_note": "" if diff is None else diff["note"],
             })
     return pd.DataFrame(rows, columns=list(ARM_SUMMARY_COLUMNS))
 
@@ -232,7 +236,8 @@ def analyse_frames(
     skipped += efficiency.missing_reader_arms(readings, tuple(arms))
     if readings["reader"].nunique() < 2:
         skipped.append(Skipped("statistics", "intervals", "one reader: every interval describes this reader only "
-                                                          "(readers fixed), none generalises to other readers"))
+                                                          "(readers fixed), none generalises to other readers; "
+                                                          "where the variance is zero there is none"))
     if readings["case"].nunique() < 2:
         skipped.append(Skipped("statistics", "intervals", "one case: no interval can be computed"))
 
@@ -242,9 +247,9 @@ def analyse_frames(
     stratified = efficiency.stratified_time_saved(reader_arm, reference_arm)
     saved_ci = cis.loc[[("saved", "saved_minutes_per_100", r.arm, r.top_percent) for r in stratified.itertuples()]]
     stratified = stratified.assign(ci_low=saved_ci["ci_low"].to_numpy(), ci_high=saved_ci["ci_high"].to_numpy(),
-                                   readers=saved_ci["readers"].to_numpy())
+                                   ci_note=saved_ci["note"].to_numpy(), readers=saved_ci["readers"].to_numpy())
     arm_summary = _arm_summary(readings, cis, metrics, arms, frames.arm_labels)
-    summary_cis = arm_summary[["metric", "arm", "ci_low", "ci_high"]]
+    summary_cis = arm_summary[["metric", "arm", "ci_low", "ci_high", "ci_note"]]
     likert_summary = experience.likert_summary(readings, frames.likert)
     likert_summary = likert_summary.assign(metric=experience.LIKERT_PREFIX + likert_summary["question"]).merge(
         summary_cis, on=["metric", "arm"], how="left").drop(columns="metric")
@@ -257,7 +262,7 @@ def analyse_frames(
     intervals = efficiency.discrepancy_by_interval(readings)
     interval_cis = cis.loc[[("interval", "peer_discrepancy", r.arm, r.interval) for r in intervals.itertuples()]]
     intervals = intervals.assign(ci_low=interval_cis["ci_low"].clip(lower=0).to_numpy(),
-                                 ci_high=interval_cis["ci_high"].to_numpy())
+                                 ci_high=interval_cis["ci_high"].to_numpy(), ci_note=interval_cis["note"].to_numpy())
     preferences, preference_skips = _preferences(frames.judgements, n_resamples, seed)
     skipped += preference_skips
     labels = {arm: frames.arm_label(arm) for arm in arms}

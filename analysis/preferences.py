@@ -38,6 +38,8 @@ PREFERENCE_COLUMNS: dict[str, str] = {
                                           "or better",
     "per_judgement_ci_low": "95% lower bound of the per-judgement rate (same method)",
     "per_judgement_ci_high": "95% upper bound of the per-judgement rate",
+    "ci_note": "empty, or 'not estimable: <why>' where the per-case bounds are NaN (e.g. 1 reader, all alike)",
+    "per_judgement_ci_note": "the same for the per-judgement bounds",
     "readers": "'random' (generalises to other readers) or 'fixed' (one reader: for that reader only)",
 }
 
@@ -129,6 +131,7 @@ def preference_rates(judgements: pd.DataFrame, n_resamples: int = N_RESAMPLES, s
             # a share lies in [0, 1]: the Wald bounds are clipped to it (coverage unchanged)
             row[f"{prefix}ci_low"] = np.nan if ci is None else max(ci["ci_low"], 0.0)
             row[f"{prefix}ci_high"] = np.nan if ci is None else min(ci["ci_high"], 1.0)
+            row[f"{prefix}ci_note"] = "" if ci is None else ci["note"]
         row["readers"] = "" if intervals is None else intervals.loc[("per case", group), "readers"]
         rows.append(row)
     return pd.DataFrame(rows, columns=list(PREFERENCE_COLUMNS))

@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from analysis.consistency import failed_comparisons_note
+from analysis.intervals import not_estimable_reason
 from analysis.judges import LLMJudge, OfflineJudge
 from analysis.pipeline import run_analysis
 from analysis.skipped import practice_judgements_left_out, practice_reads_left_out
@@ -33,9 +34,13 @@ HEADLINE = {"active_seconds": ("Active time", "s per case"), "peer_discrepancy":
             "template_use": ("Template use", "similarity")}
 
 
-def _interval(low: float, high: float) -> str:
-    """"95% CI low to high", or "no CI" where the interval could not be computed (one case or one reading: named
-    among the left-out items)."""
+def _interval(low: float, high: float, note: object = "") -> str:
+    """"95% CI low to high"; "95% CI not estimable (<why>)" where ``note`` (the table's ``ci_note``) says the data
+    cannot give one (e.g. 1 reader); "no CI" where it is missing for another reason (named among the left-out
+    items)."""
+    reason = not_estimable_reason(note)
+    if reason:
+        return f"95% CI not estimable ({reason})"
     if low != low or high != high:
         return "no CI: see Left out"
     return f"95% CI {low:.3g} to {high:.3g}"
@@ -57,9 +62,13 @@ def headline_markdown(summary, reference_arm: str) -> str:
         cells = []
         for metric in metrics:
             r = group[group["metric"] == metric].iloc[0]
-            cell = f"{r.estimate:.3g} ({_interval(r.ci_low, r.ci_high)})"
+            if r.estimate != r.estimate:  # NaN: no reading with a value in this arm
+                cells.append("no readings")
+                continue
+            cell = f"{r.estimate:.3g} ({_interval(r.ci_low, r.ci_high, r.ci_note)})"
             if arm != reference_arm and r.difference == r.difference:  # not NaN
-                cell += f"; {r.difference:+.3g} vs {reference} ({_interval(r.difference_ci_low, r.difference_ci_high)})"
+                difference = _interval(r.difference_ci_low, r.difference_ci_high, r.difference_ci_note)
+                cell += f"; {r.difference:+.3g} vs {reference} ({difference})"
             cells.append(cell)
         lines.append(f"| {labels[arm]} ({arm}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -69,11 +78,15 @@ def headline_markdown(summary, reference_arm: str) -> str:
 NO_PREFERENCES = "No submitted blinded comparison judgements in this study, so no preference rates."
 
 
-def _share(value: float, low: float, high: float) -> str:
-    """A share as a percentage with its 95% CI; "no cases" where it is NaN (no judgement in the group), "no CI"
-    where the interval is (one case: named among the left-out items)."""
+def _share(value: float, low: float, high: float, note: object = "") -> str:
+    """A share as a percentage with its 95% CI; "no cases" where it is NaN (no judgement in the group),
+    "95% CI not estimable (<why>)" where ``note`` says the data cannot give one, "no CI" where the interval is
+    missing for another reason (named among the left-out items)."""
     if value != value:
         return "no cases"
+    reason = not_estimable_reason(note)
+    if reason:
+        return f"{100 * value:.1f}% (95% CI not estimable ({reason}))"
     if low != low or high != high:
         return f"{100 * value:.1f}% (no CI: see Left out)"
     return f"{100 * value:.1f}% (95% CI {100 * low:.1f}% to {100 * high:.1f}%)"
@@ -103,8 +116,9 @@ def preferences_markdown(preferences) -> str:
                  "|---|---|---|---|---|---|"]
         for r in group.itertuples():
             per_judgement = _share(r.per_judgement_equivalent_or_better, r.per_judgement_ci_low,
-                                   r.per_judgement_ci_high)
-            lines.append(f"| {r.group} | {_share(r.equivalent_or_better, r.ci_low, r.ci_high)} | {r.n_cases} | "
+                                   r.per_judgement_ci_high, r.per_judgement_ci_note)
+            per_case = _share(r.equivalent_or_better, r.ci_low, r.ci_high, r.ci_note)
+            lines.append(f"| {r.group} | {per_case} | {r.n_cases} | "
                          f"{r.n_judgements} | {r.n_readers} | {per_judgement} |")
         if (group["readers"] == "fixed").any():
             lines += ["", "One reader judged this set: its intervals describe that reader only."]

@@ -121,7 +121,12 @@ def test_preference_rates_per_case_over_submitted_judgements(result):
 
 def test_every_bar_has_a_ci_and_n_small_bins_grey(result):
     intervals = result.tables["discrepancy_by_interval"]
-    assert intervals[["ci_low", "ci_high"]].notna().all().all()
+    # a bin of one reading has no interval (not a zero-width one), and says why
+    estimable = intervals["n_readings"] > 1
+    assert intervals.loc[estimable, ["ci_low", "ci_high"]].notna().all().all() and (
+        intervals.loc[estimable, "ci_note"] == "").all()
+    assert intervals.loc[~estimable, ["ci_low", "ci_high"]].isna().all().all()
+    assert intervals.loc[~estimable, "ci_note"].str.startswith("not estimable: 1 case in this estimate").all()
     bars = [t for t in result.figures["fig5c_discrepancy_by_interval"].data]
     assert [t.name for t in bars] == ["Normal template", "GPT-4o draft", "MedVersa draft"]
     for trace in bars:
@@ -191,5 +196,38 @@ def test_preference_bad_input_is_named_and_shown_without_an_interval():
     assert table.loc[("unlabelled", "overall"), "n_cases"] == 12
     assert (table.loc[("unlabelled", "normal"), "n_cases"] + table.loc[("unlabelled", "abnormal"), "n_cases"]) == 9
     assert table.loc[("one case", "overall"), ["ci_low", "ci_high"]].isna().all()
+    assert table.loc[("one case", "overall"), "ci_note"].startswith("not estimable: 1 case")
     shown = preferences_markdown(result.tables["preference_rates"])
-    assert "nan" not in shown.lower() and "(no CI: see Left out)" in shown and "no cases" in shown
+    assert "nan" not in shown.lower() and "(95% CI not estimable (1 case))" in shown and "no cases" in shown
+
+
+def test_one_reader_one_reading_per_arm_is_not_estimable(tmp_path):
+    """The demo read by one new user: one reading per arm and a blinded set judged by that reader, the candidate
+    always better. The CSVs have NaN bounds with the reason, and the app's summary says "95% CI not estimable (1
+    reader)", never a zero-width "x to x"."""
+    from studyapp.ui.analysis_tab import headline_markdown, preferences_markdown
+
+    frames = simulate_study(n_readers=3, n_cases=6, seed=2)
+    readings = frames.readings[frames.readings["reader"] == "reader00"].groupby("arm").head(1)
+    judgements = simulate_outcomes(n_readers=5, n_cases=12, judges_per_pair=2, seed=3).judgements
+    judgements = judgements[judgements["reader"] == judgements["reader"].iloc[0]].assign(
+        set="demo", candidate_source="draft:model", candidate_outcome="better")
+    result = analyse_frames(dataclasses.replace(frames, readings=readings, judgements=judgements), tmp_path,
+                            n_resamples=100)
+    summary = pd.read_csv(result.files["arm_summary.csv"]).set_index(["metric", "arm"])
+    for metric in ("active_seconds", "template_use"):
+        rows = summary.xs(metric, level="metric")
+        assert rows["n_readings"].tolist() == [1, 1, 1] and rows["estimate"].notna().all()
+        assert rows[["ci_low", "ci_high", "difference_ci_low", "difference_ci_high"]].isna().all().all()
+        assert (rows["ci_note"] == "not estimable: 1 reader; needs >= 2 readers and >= 2 cases").all()
+        assert rows["difference_ci_note"].dropna().str.startswith("not estimable: 1 reader").tolist() == [True] * 2
+    preferences = pd.read_csv(result.files["preference_rates.csv"]).set_index("group")
+    assert preferences.loc["overall", "equivalent_or_better"] == 1.0
+    assert preferences.loc["overall", ["ci_low", "ci_high"]].isna().all()
+    assert preferences.loc["overall", "ci_note"].startswith("not estimable: 1 reader")
+
+    headline = headline_markdown(result.tables["arm_summary"], result.reference_arm)
+    assert headline.count("95% CI not estimable (1 reader)") == 2 * 3 + 2 * 2 and " to " not in headline
+    assert "no readings" in headline and "nan" not in headline.lower()  # no peer of a case read once
+    shown = preferences_markdown(result.tables["preference_rates"])
+    assert "| overall | 100.0% (95% CI not estimable (1 reader)) |" in shown and " to " not in shown

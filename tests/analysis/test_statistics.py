@@ -10,7 +10,8 @@ from scipy import stats
 
 from analysis.efficiency import reader_arm_table, stratified_time_saved
 from analysis.estimates import ArmEstimates
-from analysis.intervals import ADJUSTMENTS, crossed_intervals, grouped_means, remove_main_effects
+from analysis.intervals import (ADJUSTMENTS, NOT_ESTIMABLE, crossed_intervals, grouped_means, not_estimable_reason,
+                                remove_main_effects)
 from analysis.preferences import PreferenceEstimates, preference_rates
 from analysis.similarity import template_use
 from analysis.simulation import CrossedEffects, crossed_truth, simulate_outcomes, simulate_study
@@ -22,15 +23,61 @@ def _mean(values):
     return lambda w, rw, cw: (w @ values / w.sum(axis=1))[:, None]
 
 
+def _arm_means(arm, values):
+    """Arm means of ``values``: (B, N) weights -> (B, arms)."""
+    return lambda w, rw, cw: grouped_means(w, arm, values, int(arm.max()) + 1)
+
+
 def _complete(n_readers, n_cases):
     return np.repeat(np.arange(n_readers), n_cases), np.tile(np.arange(n_cases), n_readers)
 
 
-def test_constant_data_has_zero_width():
+def test_zero_variance_is_not_estimable_never_zero_width():
+    """Constant values, one reader with one reading per arm, one case: NaN bounds and a note naming why, never
+    ``x to x``."""
     readers, cases = _complete(4, 5)
-    ci = crossed_intervals(readers, cases, _mean(np.full(20, 7.0)), pd.Index(["m"]), n_resamples=50)
-    assert ci.loc["m", ["estimate", "ci_low", "ci_high", "se"]].tolist() == [7.0, 7.0, 7.0, 0.0]
-    assert ci.loc["m", "n_resamples"] == 50 and ci.loc["m", "readers"] == "random"
+    ci = crossed_intervals(readers, cases, _mean(np.full(20, 7.0)), pd.Index(["m"]), n_resamples=50).loc["m"]
+    assert ci["estimate"] == 7.0 and np.isnan([ci["ci_low"], ci["ci_high"], ci["se"]]).all()
+    assert ci["note"] == NOT_ESTIMABLE + "zero variance: values alike or too few readings; needs >= 2 readers and >= 2 cases"
+    assert ci["n_resamples"] == 50 and ci["readers"] == "random"
+    # one reader, one case per arm (the demo read by one reader): arm means and their difference
+    per_arm = _arm_means(np.array([0, 1]), np.array([35.8, 20.0]))
+    both = lambda w, rw, cw: np.hstack([per_arm(w, rw, cw), per_arm(w, rw, cw)[:, [1]] - per_arm(w, rw, cw)[:, [0]]])
+    one = crossed_intervals(np.zeros(2, int), np.arange(2), both, pd.Index(["a", "b", "b - a"]), n_resamples=50)
+    assert one["estimate"].tolist() == pytest.approx([35.8, 20.0, -15.8])
+    assert one[["ci_low", "ci_high"]].isna().all().all()
+    assert {not_estimable_reason(n) for n in one["note"]} == {"1 reader"}
+    # several readers, but an arm read once: the estimate rests on that case
+    rests = crossed_intervals(np.array([0, 1, 1]), np.array([0, 1, 2]),
+                              _arm_means(np.array([0, 1, 1]), np.array([4.0, 2.0, 2.0])), pd.Index(["a", "b"]),
+                              n_resamples=50)
+    assert rests.loc["a", "note"].startswith(NOT_ESTIMABLE + "1 case in this estimate")
+    assert rests.loc["b", "note"].startswith(NOT_ESTIMABLE + "1 reader in this estimate")
+    single_case = crossed_intervals(np.arange(3), np.zeros(3, int), _mean(np.arange(3.0)), pd.Index(["m"]),
+                                    n_resamples=50).loc["m"]
+    assert np.isnan(single_case["ci_low"]) and not_estimable_reason(single_case["note"]) == "1 case"
+    assert not_estimable_reason("") == "" and not_estimable_reason(float("nan")) == ""
+
+
+def test_normal_design_intervals_unchanged_by_the_estimability_check():
+    """On a 10 x 75 simulated study every interval is estimable (empty note) and is exactly the CGM interval of
+    the returned variance terms (estimate +- t(min(R, C) - 1) sqrt(V_reader + V_case - V_reading)), the check
+    drawing no random numbers."""
+    sim = simulate_outcomes(10, 75, seed=11)
+    est = ArmEstimates(sim.readings, ["active_seconds", "peer_discrepancy"], ["template", "llm", "model"], "template")
+    keep = ~est.log_scale
+    ci = crossed_intervals(est.reader_codes, est.case_codes, est, est.names, est.readers_fixed, n_resamples=200,
+                           adjusted=est.without_main_effects, seed=3)[keep]
+    assert (ci["note"] == "").all() and np.isfinite(ci[["ci_low", "ci_high"]]).all().all()
+    random = ci[ci["readers"] == "random"]
+    v = random["var_readers"] + random["var_cases"] - random["var_readings"]
+    v = v.where(v > 0, np.fmax(random["var_readers"], random["var_cases"]))
+    half = stats.t.ppf(0.975, 9) * np.sqrt(v)
+    assert random["ci_low"].to_numpy() == pytest.approx((random["estimate"] - half).to_numpy(), rel=1e-12)
+    assert random["ci_high"].to_numpy() == pytest.approx((random["estimate"] + half).to_numpy(), rel=1e-12)
+    fixed = ci[ci["readers"] == "fixed"]
+    half = stats.t.ppf(0.975, 74) * np.sqrt(fixed["var_cases"])
+    assert len(fixed) and fixed["ci_low"].to_numpy() == pytest.approx((fixed["estimate"] - half).to_numpy())
 
 
 def test_pure_reader_effect_known_answer():
@@ -160,19 +207,23 @@ def test_adjusted_terms_drop_the_case_effects_that_a_rotated_difference_cancels(
 
 
 def test_log_scale_interval_and_its_fallback():
-    """A positive estimate on the log scale: estimate * exp(+-t se / estimate); a zero estimate keeps the Wald
-    interval (no log)."""
+    """A positive estimate on the log scale: estimate * exp(+-t se / estimate); a negative estimate keeps the Wald
+    interval (no log); all zeros have none (zero variance)."""
     readers, cases = _complete(4, 6)
     y = np.where(np.arange(24) % 5 == 0, 3.0, 0.0)
-    both = lambda w, rw, cw: np.hstack([_mean(y)(w, rw, cw), _mean(np.zeros(24))(w, rw, cw)])
-    ci = crossed_intervals(readers, cases, both, pd.Index(["rate", "zero"]), n_resamples=500,
-                           log_scale=np.array([True, True]), seed=7)
+    both = lambda w, rw, cw: np.hstack([_mean(y)(w, rw, cw), _mean(-y)(w, rw, cw), _mean(np.zeros(24))(w, rw, cw)])
+    ci = crossed_intervals(readers, cases, both, pd.Index(["rate", "negative", "zero"]), n_resamples=500,
+                           log_scale=np.array([True, True, True]), seed=7)
     rate = ci.loc["rate"]
     h = stats.t.ppf(0.975, rate["df"]) * rate["se"] / rate["estimate"]
     assert (rate["ci_low"], rate["ci_high"]) == pytest.approx((rate["estimate"] * np.exp(-h),
                                                                rate["estimate"] * np.exp(h)))
     assert rate["ci_low"] > 0
-    assert ci.loc["zero", ["ci_low", "ci_high"]].tolist() == [0.0, 0.0]
+    negative = ci.loc["negative"]
+    h = stats.t.ppf(0.975, negative["df"]) * negative["se"]
+    assert (negative["ci_low"], negative["ci_high"]) == pytest.approx((negative["estimate"] - h,
+                                                                       negative["estimate"] + h))
+    assert ci.loc["zero", ["ci_low", "ci_high"]].isna().all() and ci.loc["zero", "note"].startswith(NOT_ESTIMABLE)
     with pytest.raises(ValueError, match=r"log_scale has shape \(1,\)"):
         crossed_intervals(readers, cases, _mean(y), pd.Index(["m", "n"]), log_scale=np.array([True]),
                           readers_fixed=np.array([False, False]))
