@@ -114,8 +114,9 @@ def _method(result: AnalysisResult) -> str:
         "paper's percentile bootstrap resampling readers and cases at once is not shown: in this design it counts "
         "the residual variance more than once and gives intervals about twice too wide. Intervals marked readers "
         "'fixed' (time saved by a top-k% stratum of readers) describe those readers; all others generalise to "
-        "other readers and cases. Mixed models are shown as a check; a disagreement with the primary interval is "
-        "stated next to them.</p>")
+        "other readers and cases. An interval with fewer than 2 cases, or whose estimated variance is zero (values "
+        "alike, too few readings), is not estimable: its bounds are empty and its ci_note column says why. Mixed "
+        "models are shown as a check; a disagreement with the primary interval is stated next to them.</p>")
 
 
 def write_outputs(result: AnalysisResult, out_dir: Path, docs: dict[str, dict[str, str]]) -> dict[str, Path]:

@@ -33,6 +33,7 @@ def test_report_in_a_browser(report, browser):
     assert page.locator("#resample-count").inner_text() == "250"
     method = page.locator("#interval-method").inner_text()
     assert "Primary intervals" in method and "Why primary" in method and "not shown" in method
+    assert "is not estimable: its bounds are empty and its ci_note column says why" in method
     assert "Arms in design order: Normal template (template), GPT-4o draft (llm), MedVersa draft (model)" in (
         page.locator("body").inner_text())
 
