@@ -409,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser: ``--serve`` and one sub-command per coordinator action."""
     parser = argparse.ArgumentParser(
         # the installed command names itself; ``python app.py`` (and a test calling main) shows app.py
-        prog="studyapp" if Path(sys.argv[0]).name == "studyapp" else "app.py", description="Reader-study platform for AI-assisted radiology reporting (MedVersa)."
+        prog="studyapp" if Path(sys.argv[0]).name == "studyapp" else "app.py",
+        description="Reader-study platform for AI-assisted radiology reporting (MedVersa).",
     )
     parser.add_argument("--serve", action="store_true", help="serve the web app (builds the demo study on first run)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",

@@ -128,8 +128,9 @@ def find_files(folder: str | os.PathLike,
     Symbolic links that cannot be followed are left out and reported: links in a loop (a link to itself, or a
     folder link to a folder that contains it), broken links, folders that cannot be listed, and (unless
     ``follow_links_outside``) links whose target lies outside ``folder`` (a link to ``/etc`` would otherwise read
-    files the coordinator never meant to import). A file or folder reached a second time through another link is
-    listed once.
+    files the coordinator never meant to import). Links are followed after every name without one: a file is listed
+    under its own name, and a link to a file already found is left out and reported as its second name; a folder
+    reached a second time through another link is walked once.
 
     Returns:
         (files, skipped): the files, and one ``NotAnImageError`` per left-out path with the reason.
@@ -145,7 +146,34 @@ def find_files(folder: str | os.PathLike,
     root_real = root.resolve()
     seen_folders = {root_real: root}
     pending = [(root, (root_real,))]  # folder, real paths of it and its ancestors
-    while pending:
+    links: list[tuple[Path, tuple[Path, ...]]] = []  # followed once every name without a link is found
+
+    def visit(entry: Path, ancestors: tuple[Path, ...]) -> None:
+        problem = _link_problem(entry) if entry.is_symlink() else None
+        if problem is not None:
+            skipped.append(NotAnImageError(entry, problem))
+            return
+        real = entry.resolve()
+        if not follow_links_outside and not real.is_relative_to(root_real):
+            skipped.append(NotAnImageError(
+                entry, f"symbolic link leads outside the import folder {root_real}: {entry} -> {real}; not "
+                       "followed (--follow-links-outside follows it)"))
+        elif entry.is_dir():
+            if real in ancestors:
+                skipped.append(NotAnImageError(
+                    entry, f"symbolic link loop: {entry} -> {real}, a folder that contains the link"))
+            elif real not in seen_folders:
+                seen_folders[real] = entry
+                pending.append((entry, ancestors + (real,)))
+        elif entry.is_file():
+            first = files.setdefault(real, entry)
+            if first != entry:
+                skipped.append(NotAnImageError(entry, f"same file as {first}, read once under that name"))
+
+    while pending or links:
+        if not pending:
+            visit(*links.pop(0))
+            continue
         directory, ancestors = pending.pop()
         try:
             entries = sorted(directory.iterdir())
@@ -153,25 +181,10 @@ def find_files(folder: str | os.PathLike,
             skipped.append(NotAnImageError(directory, f"folder cannot be listed: {exc.strerror}"))
             continue
         for entry in entries:
-            problem = _link_problem(entry) if entry.is_symlink() else None
-            if problem is not None:
-                skipped.append(NotAnImageError(entry, problem))
-                continue
-            real = entry.resolve()
-            if not follow_links_outside and not real.is_relative_to(root_real):
-                skipped.append(NotAnImageError(
-                    entry, f"symbolic link leads outside the import folder {root_real}: {entry} -> {real}; not "
-                           "followed (--follow-links-outside follows it)"))
-                continue
-            if entry.is_dir():
-                if real in ancestors:
-                    skipped.append(NotAnImageError(
-                        entry, f"symbolic link loop: {entry} -> {real}, a folder that contains the link"))
-                elif real not in seen_folders:
-                    seen_folders[real] = entry
-                    pending.append((entry, ancestors + (real,)))
-            elif entry.is_file():
-                files.setdefault(real, entry)
+            if entry.is_symlink():
+                links.append((entry, ancestors))
+            else:
+                visit(entry, ancestors)
     return sorted(files.values()), skipped
 
 

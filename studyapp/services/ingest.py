@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -156,26 +155,6 @@ def _read_geometry(series: list[tuple[tuple[str, int], ...]]) -> None:
             pass
 
 
-def _second_names(folder: str | os.PathLike, listed: set[str]) -> list[FileOutcome]:
-    """Symbolic links under ``folder`` to a file the import lists under another name: the scan reads each file
-    once (``studyapp.dicom.io.find_files``), so such a link is listed as skipped with the name it was read under.
-
-    A link to a file inside ``folder`` or several links to one file count; the only name of a file outside it
-    (``follow_links_outside``) does not (its outcome is the file's). Links in ``listed`` (broken, loops, out of the
-    folder) keep their reason; links to folders are not listed (their files are, under their own names).
-    """
-    folder_real = Path(folder).resolve()
-    links: dict[Path, list[Path]] = defaultdict(list)
-    for directory, _, names in os.walk(Path(folder)):
-        for name in names:
-            entry = Path(directory, name)
-            if entry.is_symlink() and str(entry) not in listed and entry.is_file():
-                links[entry.resolve()].append(entry)
-    return [FileOutcome(str(entry), SKIPPED, f"same file as {real}, read once under that name")
-            for real, entries in links.items() if str(real) in listed
-            and (real.is_relative_to(folder_real) or len(entries) > 1) for entry in entries]
-
-
 def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLike,
                   follow_links_outside: bool = False, decode: bool = False) -> ImportReport:
     """Import every DICOM image under ``folder`` (recursively) into ``study``.
@@ -249,7 +228,6 @@ def import_folder(session: Session, study: ReaderStudy, folder: str | os.PathLik
                 ct_series.append(tuple(slices))
     if ct_series:
         threading.Thread(target=_read_geometry, args=(ct_series,), name="import-geometry", daemon=True).start()
-    outcomes.update((outcome.path, outcome) for outcome in _second_names(folder, set(outcomes)))
     report.files = [outcomes[path] for path in sorted(outcomes)]
     audit.record(session, "dicom_imported", study_id=study.id, folder=str(folder), **report.counts,
                  cases_created=report.cases_created, followed_links_outside=follow_links_outside)

@@ -13,7 +13,7 @@ def test_a_link_to_a_file_read_under_another_name_is_listed(shared_data, tmp_pat
     good = folder / "series" / "good.dcm"
     shutil.copy(shared_data / "dicom" / "cxr" / "pydicom_cr_16x16_rescale.dcm", good)
     shutil.copy(shared_data / "dicom" / "cxr" / "RG1_J2KI.dcm", folder / "other.dcm")
-    os.symlink("series/good.dcm", folder / "0-first.dcm")  # the first name found: the scan reads the file there
+    os.symlink("series/good.dcm", folder / "0-first.dcm")  # first in order, but a link: read under its own name
     os.symlink(good, folder / "series" / "z-again.dcm")
     os.symlink("series", folder / "same_series")  # a folder link: its file is listed under its own name
     run = lambda *args: main(["--data-dir", str(tmp_path / "data"), *args])  # noqa: E731
@@ -49,6 +49,6 @@ def test_the_only_name_of_a_file_outside_is_not_a_second_name(shared_data, tmp_p
     os.symlink(outside / "other.dcm", folder / "two.dcm")  # now two names of one file
     assert run("import-dicom", "S", str(folder), "--follow-links-outside") == 0
     out = capsys.readouterr().out
-    assert "0 imported, 3 skipped, 0 failed" in out, out
-    for name in ("one.dcm", "two.dcm"):
-        assert f"skipped: {folder / name}: same file as {outside / 'other.dcm'}, read once under that name" in out
+    assert "0 imported, 2 skipped, 0 failed" in out, out
+    assert f"skipped: {outside / 'other.dcm'}: already imported" in out  # read under one.dcm, stored as its target
+    assert f"skipped: {folder / 'two.dcm'}: same file as {folder / 'one.dcm'}, read once under that name" in out
